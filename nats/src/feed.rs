@@ -1,0 +1,299 @@
+//! [`EventFeed`]: the one abstraction every reader of events uses — subscribe under a durable
+//! name, receive positioned events in log order, ack each once handled.
+//!
+//! Implementations: [`JetStreamFeed`], a durable pull consumer on the events stream (what
+//! projections and sagas use), and [`LogFeed`], a direct tail of the PostgreSQL global log
+//! (replay and embedded mode). Delivery is at-least-once; consumers make it exactly-once in
+//! effect with checkpoints or idempotent commands.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use medianest_store::{checkpoint, Cursor, LogTail};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::envelope::{cursor_from_headers, CloudEvent};
+use crate::Subjects;
+
+/// Why a feed failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// NATS or JetStream failed.
+    #[error("nats: {0}")]
+    Nats(String),
+    /// PostgreSQL failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// A message is not a MediaNest CloudEvent.
+    #[error("malformed event: {0}")]
+    Malformed(String),
+}
+
+/// How a [`FeedEvent`] is acknowledged.
+enum Acker {
+    JetStream(jetstream::Message),
+    Log {
+        pool: PgPool,
+        name: String,
+        cursor: Cursor,
+    },
+}
+
+/// One event delivered by a feed, with what it takes to acknowledge it.
+pub struct FeedEvent {
+    /// Global-log cursor of the event.
+    pub cursor: Cursor,
+    /// The published envelope (public form in `data`).
+    pub event: CloudEvent,
+    acker: Acker,
+}
+
+impl std::fmt::Debug for FeedEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedEvent")
+            .field("cursor", &self.cursor)
+            .field("id", &self.event.id)
+            .finish()
+    }
+}
+
+impl FeedEvent {
+    /// The aggregate type, e.g. `media_request`.
+    pub fn aggregate_type(&self) -> &str {
+        self.event.kind().map(|(a, _)| a).unwrap_or_default()
+    }
+
+    /// The event type, e.g. `submitted`.
+    pub fn event_type(&self) -> &str {
+        self.event.kind().map(|(_, e)| e).unwrap_or_default()
+    }
+
+    /// The aggregate id.
+    pub fn aggregate_id(&self) -> &str {
+        &self.event.subject
+    }
+
+    /// The public data.
+    pub fn data(&self) -> &Value {
+        &self.event.data
+    }
+
+    /// When it was recorded.
+    pub fn time(&self) -> DateTime<Utc> {
+        self.event.time
+    }
+
+    /// Acknowledges the event: it will not be delivered to this subscriber again (beyond
+    /// at-least-once redelivery after a crash).
+    ///
+    /// # Errors
+    /// [`FeedError`] when the ack could not be sent.
+    pub async fn ack(self) -> Result<(), FeedError> {
+        match self.acker {
+            Acker::JetStream(message) => message
+                .ack()
+                .await
+                .map_err(|e| FeedError::Nats(e.to_string())),
+            Acker::Log { pool, name, cursor } => checkpoint::save(&pool, &name, cursor)
+                .await
+                .map_err(|e| FeedError::Store(e.to_string())),
+        }
+    }
+}
+
+/// A stream of events from a feed.
+pub type FeedStream = Pin<Box<dyn Stream<Item = Result<FeedEvent, FeedError>> + Send>>;
+
+/// Where a subscription starts when its durable name is new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// The first event still available.
+    #[default]
+    Beginning,
+    /// Only events after subscribing.
+    New,
+}
+
+/// A source of positioned events.
+#[async_trait]
+pub trait EventFeed: Send + Sync {
+    /// Subscribes durably as `name` to the events of `aggregate_types` (all when empty).
+    ///
+    /// # Errors
+    /// [`FeedError`] when the subscription cannot be set up.
+    async fn subscribe(
+        &self,
+        name: &str,
+        aggregate_types: &[&str],
+        start: StartAt,
+    ) -> Result<FeedStream, FeedError>;
+}
+
+/// Durable pull consumers on the events stream.
+#[derive(Debug, Clone)]
+pub struct JetStreamFeed {
+    js: jetstream::Context,
+    stream: String,
+    subjects: Subjects,
+    ack_wait: Duration,
+}
+
+impl JetStreamFeed {
+    /// A feed on `stream` (which captures `subjects`).
+    pub fn new(js: jetstream::Context, stream: impl Into<String>, subjects: Subjects) -> Self {
+        Self {
+            js,
+            stream: stream.into(),
+            subjects,
+            ack_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+#[async_trait]
+impl EventFeed for JetStreamFeed {
+    async fn subscribe(
+        &self,
+        name: &str,
+        aggregate_types: &[&str],
+        start: StartAt,
+    ) -> Result<FeedStream, FeedError> {
+        let nats = |e: &dyn std::fmt::Display| FeedError::Nats(e.to_string());
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| nats(&e))?;
+        let filter_subjects = aggregate_types
+            .iter()
+            .map(|t| self.subjects.aggregate_events(t))
+            .collect();
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                name,
+                consumer::pull::Config {
+                    durable_name: Some(name.to_string()),
+                    filter_subjects,
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.ack_wait,
+                    deliver_policy: match start {
+                        StartAt::Beginning => consumer::DeliverPolicy::All,
+                        StartAt::New => consumer::DeliverPolicy::New,
+                    },
+                    max_ack_pending: 256,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| nats(&e))?;
+        let messages = consumer.messages().await.map_err(|e| nats(&e))?;
+        Ok(Box::pin(messages.map(|message| {
+            let message = message.map_err(|e| FeedError::Nats(e.to_string()))?;
+            let event: CloudEvent = serde_json::from_slice(&message.payload)
+                .map_err(|e| FeedError::Malformed(e.to_string()))?;
+            let cursor = cursor_from_headers(message.headers.as_ref())
+                .ok_or_else(|| FeedError::Malformed(format!("{} has no cursor", event.id)))?;
+            Ok(FeedEvent {
+                cursor,
+                event,
+                acker: Acker::JetStream(message),
+            })
+        })))
+    }
+}
+
+/// A direct tail of the PostgreSQL global log; the durable name is a checkpoint.
+#[derive(Debug, Clone)]
+pub struct LogFeed {
+    pool: PgPool,
+    poll_interval: Duration,
+}
+
+impl LogFeed {
+    /// A feed on `pool`'s log.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+#[async_trait]
+impl EventFeed for LogFeed {
+    async fn subscribe(
+        &self,
+        name: &str,
+        aggregate_types: &[&str],
+        start: StartAt,
+    ) -> Result<FeedStream, FeedError> {
+        let store = |e: &dyn std::fmt::Display| FeedError::Store(e.to_string());
+        let mut cursor = checkpoint::load(&self.pool, name)
+            .await
+            .map_err(|e| store(&e))?;
+        if cursor == Cursor::default() && start == StartAt::New {
+            let head = medianest_store::log::head_position(&self.pool)
+                .await
+                .map_err(|e| store(&e))?;
+            if let Some(at) = medianest_store::log::cursor_of(&self.pool, head)
+                .await
+                .map_err(|e| store(&e))?
+            {
+                cursor = at;
+            }
+        }
+        let types: Vec<String> = aggregate_types.iter().map(|t| t.to_string()).collect();
+        let tail = LogTail::new(self.pool.clone(), cursor).poll_interval(self.poll_interval);
+        let (pool, name) = (self.pool.clone(), name.to_string());
+        let stream = futures::stream::unfold(
+            (tail, std::collections::VecDeque::new()),
+            move |(mut tail, mut pending)| {
+                let (pool, name, types) = (pool.clone(), name.clone(), types.clone());
+                async move {
+                    loop {
+                        if let Some(event) = pending.pop_front() {
+                            return Some((to_feed_event(event, &pool, &name), (tail, pending)));
+                        }
+                        match tail.next_batch().await {
+                            Ok(batch) => pending.extend(batch.into_iter().filter(
+                                |e: &medianest_store::StoredEvent| {
+                                    types.is_empty() || types.contains(&e.aggregate_type)
+                                },
+                            )),
+                            Err(e) => {
+                                return Some((
+                                    Err(FeedError::Store(e.to_string())),
+                                    (tail, pending),
+                                ))
+                            }
+                        }
+                    }
+                }
+            },
+        );
+        Ok(Box::pin(stream))
+    }
+}
+
+fn to_feed_event(
+    event: medianest_store::StoredEvent,
+    pool: &PgPool,
+    name: &str,
+) -> Result<FeedEvent, FeedError> {
+    let envelope =
+        CloudEvent::from_stored(&event).map_err(|e| FeedError::Malformed(e.to_string()))?;
+    Ok(FeedEvent {
+        cursor: event.cursor(),
+        event: envelope,
+        acker: Acker::Log {
+            pool: pool.clone(),
+            name: name.to_string(),
+            cursor: event.cursor(),
+        },
+    })
+}

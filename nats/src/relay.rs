@@ -1,0 +1,208 @@
+//! The relay: copies the PostgreSQL global log into JetStream.
+//!
+//! It reads behind the transaction fence (see `medianest_store::log`), publishes each event
+//! with `Nats-Msg-Id`, awaits every ack of a batch, and only then stores its cursor. A crash
+//! between publish and cursor save therefore repeats events, never skips them, and JetStream
+//! drops the repeats inside its duplicate window. One relay is active at a time (a PostgreSQL
+//! advisory lock); others wait as standbys.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use medianest_store::lock::InstanceLock;
+use medianest_store::{checkpoint, Cursor, LogTail, StoreError, StoredEvent};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::envelope::{headers, CloudEvent};
+use crate::Subjects;
+
+/// Why the relay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The advisory lock could not be taken.
+    #[error("lock: {0}")]
+    Lock(#[from] sqlx::Error),
+    /// The crash injected by [`RelayOptions::crash_after_publish`] (tests only).
+    #[error("injected crash after publishing {0} events")]
+    InjectedCrash(usize),
+}
+
+/// Tuning of the relay.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Events per batch (default 256).
+    pub batch_size: i64,
+    /// How often to poll without a NOTIFY (default 250 ms).
+    pub poll_interval: Duration,
+    /// How long to wait before retrying after a NATS or database failure (default 1 s).
+    pub retry_delay: Duration,
+    /// Fault injection for crash tests: stop with [`RelayError::InjectedCrash`] after
+    /// publishing (and having acked) this many events, before saving the cursor.
+    pub crash_after_publish: Option<usize>,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            poll_interval: Duration::from_millis(250),
+            retry_delay: Duration::from_secs(1),
+            crash_after_publish: None,
+        }
+    }
+}
+
+/// The relay of one stream.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pool: PgPool,
+    js: jetstream::Context,
+    subjects: Subjects,
+    stream: String,
+    options: RelayOptions,
+}
+
+impl Relay {
+    /// A relay from `pool`'s log into `stream` (which must exist and capture `subjects`).
+    pub fn new(
+        pool: PgPool,
+        js: jetstream::Context,
+        stream: impl Into<String>,
+        subjects: Subjects,
+        options: RelayOptions,
+    ) -> Self {
+        Self {
+            pool,
+            js,
+            subjects,
+            stream: stream.into(),
+            options,
+        }
+    }
+
+    /// The checkpoint name of this relay.
+    pub fn checkpoint_name(&self) -> String {
+        format!("relay:{}", self.stream)
+    }
+
+    /// Runs until `shutdown` is cancelled: waits for the single-instance lock, then relays.
+    /// A batch being published when shutdown comes is finished first.
+    ///
+    /// # Errors
+    /// [`RelayError::Lock`] when PostgreSQL cannot be reached for the lock;
+    /// [`RelayError::InjectedCrash`] in crash tests. NATS and database failures while relaying
+    /// are retried, not returned.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), RelayError> {
+        let name = self.checkpoint_name();
+        let lock = tokio::select! {
+            lock = InstanceLock::acquire(&self.pool, &name, self.options.retry_delay) => lock?,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        info!(relay = %name, "relay active");
+        let mut published = 0usize;
+        'restart: loop {
+            let cursor = match checkpoint::load(&self.pool, &name).await {
+                Ok(cursor) => cursor,
+                Err(error) => {
+                    warn!(%error, "relay cannot read its checkpoint; retrying");
+                    self.pause(&shutdown).await;
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let mut tail = LogTail::new(self.pool.clone(), cursor)
+                .batch_size(self.options.batch_size)
+                .poll_interval(self.options.poll_interval);
+            loop {
+                let batch = tokio::select! {
+                    batch = tail.next_batch() => batch,
+                    () = shutdown.cancelled() => break 'restart,
+                };
+                let batch = match batch {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        warn!(%error, "relay cannot read the log; retrying");
+                        self.pause(&shutdown).await;
+                        continue 'restart;
+                    }
+                };
+                let Some(last) = batch.last().map(StoredEvent::cursor) else {
+                    continue;
+                };
+                if let Err(error) = self.publish_batch(&batch).await {
+                    warn!(%error, "relay cannot publish; retrying from its checkpoint");
+                    self.pause(&shutdown).await;
+                    continue 'restart;
+                }
+                published += batch.len();
+                if let Some(limit) = self.options.crash_after_publish {
+                    if published >= limit {
+                        drop(lock);
+                        return Err(RelayError::InjectedCrash(published));
+                    }
+                }
+                if let Err(error) = checkpoint::save(&self.pool, &name, last).await {
+                    warn!(%error, "relay cannot save its cursor; retrying from its checkpoint");
+                    self.pause(&shutdown).await;
+                    continue 'restart;
+                }
+                metrics_cursor(&name, last);
+            }
+        }
+        lock.release().await?;
+        Ok(())
+    }
+
+    async fn pause(&self, shutdown: &CancellationToken) {
+        tokio::select! {
+            () = tokio::time::sleep(self.options.retry_delay) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+
+    /// Publishes a batch and waits for every ack.
+    async fn publish_batch(&self, batch: &[StoredEvent]) -> Result<(), async_nats::Error> {
+        let mut acks = Vec::with_capacity(batch.len());
+        for event in batch {
+            let envelope = match CloudEvent::from_stored(event) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    // A newer version's event: not ours to publish; keep going.
+                    warn!(%error, event = %event.event_id(), "event has no public form; skipped");
+                    continue;
+                }
+            };
+            let body = Bytes::from(serde_json::to_vec(&envelope)?);
+            let subject = self.subjects.event(
+                &event.aggregate_type,
+                &event.aggregate_id,
+                &event.event_type,
+            );
+            acks.push(
+                self.js
+                    .publish_with_headers(subject, headers(event), body)
+                    .await?,
+            );
+        }
+        for ack in acks {
+            ack.await?;
+        }
+        Ok(())
+    }
+}
+
+fn metrics_cursor(name: &str, cursor: Cursor) {
+    tracing::trace!(
+        relay = name,
+        position = cursor.position,
+        "relay cursor saved"
+    );
+}

@@ -1,0 +1,88 @@
+//! Checkpoints: the stored cursors of global-log readers (the relay, projections).
+//!
+//! A projection saves its checkpoint in the same transaction as its read-model rows, so an
+//! event is applied exactly once however often it is delivered.
+
+use sqlx::PgExecutor;
+
+use crate::{Cursor, StoreError};
+
+/// The stored cursor of `name`, or the start of the log.
+///
+/// # Errors
+/// The database error.
+pub async fn load<'e>(db: impl PgExecutor<'e>, name: &str) -> Result<Cursor, StoreError> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT tx_id, position FROM checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db)
+            .await?;
+    Ok(row
+        .map(|(tx_id, position)| Cursor { tx_id, position })
+        .unwrap_or_default())
+}
+
+/// The stored cursor of `name`, locking its row until the transaction ends (so two
+/// instances of a projection cannot apply the same event concurrently).
+///
+/// # Errors
+/// The database error.
+pub async fn load_for_update(
+    tx: &mut sqlx::PgConnection,
+    name: &str,
+) -> Result<Cursor, StoreError> {
+    sqlx::query("INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    let (tx_id, position): (i64, i64) =
+        sqlx::query_as("SELECT tx_id, position FROM checkpoints WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok(Cursor { tx_id, position })
+}
+
+/// Stores `cursor` as the checkpoint of `name`.
+///
+/// # Errors
+/// The database error.
+pub async fn save<'e>(
+    db: impl PgExecutor<'e>,
+    name: &str,
+    cursor: Cursor,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, now())
+         ON CONFLICT (name) DO UPDATE
+           SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position, updated_at = now()",
+    )
+    .bind(name)
+    .bind(cursor.tx_id)
+    .bind(cursor.position)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Whether the reader `name` has passed the event at `position` (false for an unknown
+/// position, which may still be in flight).
+///
+/// # Errors
+/// The database error.
+pub async fn has_reached<'e>(
+    db: impl PgExecutor<'e>,
+    name: &str,
+    position: i64,
+) -> Result<bool, StoreError> {
+    let reached: Option<bool> = sqlx::query_scalar(
+        "SELECT (c.tx_id, c.position) >= (e.tx_id::text::bigint, e.global_position)
+           FROM events e JOIN checkpoints c ON c.name = $1
+          WHERE e.global_position = $2",
+    )
+    .bind(name)
+    .bind(position)
+    .fetch_optional(db)
+    .await?;
+    Ok(reached.unwrap_or(false))
+}

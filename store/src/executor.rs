@@ -1,0 +1,213 @@
+//! Command execution over the postgres-es event store.
+//!
+//! `CqrsFramework::execute` answers `()`; MediaNest's callers need the aggregate version and
+//! the global position of what was written (for `If-Match` and read-your-writes), so commands
+//! run here: load the aggregate, check the expected version, let it decide, commit. A commit
+//! that loses the optimistic-concurrency race (`AggregateConflict`) is decided again on fresh
+//! state a few times before it is reported as [`ExecuteError::Conflict`].
+//!
+//! Only the plain event store is used: cqrs-es 0.5's snapshot and aggregate stores apply new
+//! events twice before saving (DESIGN.md §2).
+
+use std::fmt;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use postgres_es::PostgresEventRepository;
+use sqlx::PgPool;
+use tracing::instrument;
+
+use crate::EventMetadata;
+
+/// How many times a command is decided again after losing a concurrency race.
+const MAX_ATTEMPTS: usize = 5;
+
+/// The outcome of a command that was accepted (possibly writing nothing, when it was already
+/// reflected by the aggregate).
+#[derive(Debug, Clone)]
+pub struct Committed<A: Aggregate> {
+    /// The aggregate version after the command (its last sequence; 0 for none).
+    pub version: i64,
+    /// The global position of the last event written, or of the aggregate's last event when
+    /// the command wrote nothing.
+    pub position: i64,
+    /// The events written by this command.
+    pub events: Vec<A::Event>,
+    /// The aggregate's state after the command.
+    pub aggregate: A,
+}
+
+/// Why a command was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E: std::error::Error> {
+    /// The aggregate refused the command.
+    #[error(transparent)]
+    Rejected(E),
+    /// `If-Match` named another version than the current one.
+    #[error("expected version {expected}, found {actual}")]
+    VersionMismatch {
+        /// What the caller expected.
+        expected: i64,
+        /// The current version.
+        actual: i64,
+    },
+    /// Concurrent writers kept winning; the caller may try again.
+    #[error("concurrent modification, try again")]
+    Conflict,
+    /// The store failed.
+    #[error("event store failure: {0}")]
+    Store(String),
+}
+
+impl<E: std::error::Error> ExecuteError<E> {
+    fn from_aggregate(error: AggregateError<E>) -> Self {
+        match error {
+            AggregateError::UserError(e) => Self::Rejected(e),
+            AggregateError::AggregateConflict => Self::Conflict,
+            other => Self::Store(other.to_string()),
+        }
+    }
+}
+
+impl<E: std::error::Error> From<sqlx::Error> for ExecuteError<E> {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(error.to_string())
+    }
+}
+
+/// Runs commands of aggregate `A` against the event store.
+pub struct CommandExecutor<A: Aggregate> {
+    store: PersistedEventStore<PostgresEventRepository, A>,
+    services: A::Services,
+    pool: PgPool,
+}
+
+impl<A: Aggregate> fmt::Debug for CommandExecutor<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommandExecutor")
+            .field("aggregate", &A::TYPE)
+            .finish()
+    }
+}
+
+impl<A> CommandExecutor<A>
+where
+    A: Aggregate + Clone,
+    A::Command: Clone,
+{
+    /// An executor writing to the `events` table of `pool`.
+    pub fn new(pool: PgPool, services: A::Services) -> Self {
+        let repo = PostgresEventRepository::new(pool.clone());
+        Self {
+            store: PersistedEventStore::new_event_store(repo),
+            services,
+            pool,
+        }
+    }
+
+    /// The current state and version of aggregate `id` (`A::default()` and 0 when it has no
+    /// events).
+    ///
+    /// # Errors
+    /// [`ExecuteError::Store`] when the store fails.
+    pub async fn load(&self, id: &str) -> Result<(A, i64), ExecuteError<A::Error>> {
+        let context = self
+            .store
+            .load_aggregate(id)
+            .await
+            .map_err(ExecuteError::from_aggregate)?;
+        Ok((context.aggregate, seq(context.current_sequence)))
+    }
+
+    /// Decides `command` on aggregate `id` and commits the events with `metadata`.
+    ///
+    /// `expected_version` (from `If-Match`) must equal the current version when given.
+    ///
+    /// # Errors
+    /// [`ExecuteError::Rejected`] with the aggregate's reason, [`ExecuteError::VersionMismatch`],
+    /// [`ExecuteError::Conflict`] after repeated lost races, [`ExecuteError::Store`].
+    #[instrument(skip_all, fields(aggregate_type = A::TYPE, aggregate_id = %id))]
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+        expected_version: Option<i64>,
+        metadata: &EventMetadata,
+    ) -> Result<Committed<A>, ExecuteError<A::Error>> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut context = self
+                .store
+                .load_aggregate(id)
+                .await
+                .map_err(ExecuteError::from_aggregate)?;
+            let version = seq(context.current_sequence);
+            if let Some(expected) = expected_version {
+                if expected != version {
+                    return Err(ExecuteError::VersionMismatch {
+                        expected,
+                        actual: version,
+                    });
+                }
+            }
+            let sink = EventSink::<A>::default();
+            context
+                .aggregate
+                .handle(command.clone(), &self.services, &sink)
+                .await
+                .map_err(ExecuteError::Rejected)?;
+            let events = sink.collect().await;
+            let aggregate = context.aggregate.clone();
+            if events.is_empty() {
+                let position = self.position_of(id, version).await?;
+                return Ok(Committed {
+                    version,
+                    position,
+                    events,
+                    aggregate,
+                });
+            }
+            match self
+                .store
+                .commit(events.clone(), context, metadata.to_map())
+                .await
+            {
+                Ok(committed) => {
+                    let version = committed.last().map(|e| seq(e.sequence)).unwrap_or(version);
+                    let position = self.position_of(id, version).await?;
+                    return Ok(Committed {
+                        version,
+                        position,
+                        events,
+                        aggregate,
+                    });
+                }
+                Err(AggregateError::AggregateConflict) => {
+                    tracing::debug!(attempt, "lost a concurrency race; deciding again");
+                }
+                Err(other) => return Err(ExecuteError::from_aggregate(other)),
+            }
+        }
+        Err(ExecuteError::Conflict)
+    }
+
+    async fn position_of(&self, id: &str, version: i64) -> Result<i64, ExecuteError<A::Error>> {
+        if version == 0 {
+            return Ok(0);
+        }
+        let position: Option<i64> = sqlx::query_scalar(
+            "SELECT global_position FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(A::TYPE)
+        .bind(id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(position.unwrap_or(0))
+    }
+}
+
+fn seq(sequence: usize) -> i64 {
+    i64::try_from(sequence).unwrap_or(i64::MAX)
+}

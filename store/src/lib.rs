@@ -1,0 +1,21 @@
+//! MediaNest's event store wiring on PostgreSQL (DESIGN.md §2).
+//!
+//! Owns: the connection pool and migrations; the command executor over postgres-es (optimistic
+//! concurrency, retries, `If-Match` versions, event metadata, positions of what was written);
+//! the global log reader behind the transaction fence; checkpoints of log readers;
+//! idempotency keys of HTTP commands; the reservation table that keeps one active media
+//! request per media; a single-instance lock for workers that must not run twice.
+
+pub mod checkpoint;
+pub mod executor;
+pub mod idempotency;
+pub mod lock;
+pub mod log;
+pub mod media_requests;
+pub mod metadata;
+pub mod pool;
+
+pub use executor::{CommandExecutor, Committed, ExecuteError};
+pub use log::{Cursor, LogTail, StoredEvent};
+pub use metadata::EventMetadata;
+pub use pool::{connect, migrate, StoreError};

@@ -1,0 +1,265 @@
+//! The global event log: every event of every aggregate, in commit-safe order.
+//!
+//! Identity values (`global_position`) are handed out at insert but become visible at commit,
+//! so a reader asking for `global_position > n` could skip an event whose transaction commits
+//! late. Readers therefore page in `(tx_id, global_position)` order and only read events of
+//! transactions older than the oldest one still running
+//! (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`): everything behind that fence is
+//! committed or rolled back, so nothing can appear behind the cursor later (DESIGN.md §2).
+//! NOTIFY on `medianest_events` is only a wake-up; readers also poll.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use sqlx::{FromRow, PgExecutor, PgPool};
+
+use crate::StoreError;
+
+/// The NOTIFY channel of the `events` trigger.
+pub const NOTIFY_CHANNEL: &str = "medianest_events";
+
+/// A reader's position in the global log: the last `(tx_id, global_position)` it has read.
+/// `Cursor::default()` is the start of the log.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Cursor {
+    /// The `xid8` of the writing transaction, as a number.
+    pub tx_id: i64,
+    /// The `global_position` of the event.
+    pub position: i64,
+}
+
+/// One row of the `events` table with its place in the global log.
+#[derive(Debug, Clone, PartialEq, FromRow, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// `global_position`: unique, increasing in insert order (not commit order).
+    pub position: i64,
+    /// The writing transaction's id.
+    pub tx_id: i64,
+    /// `media_request`, `download`, …
+    pub aggregate_type: String,
+    /// The aggregate's id (a UUID as text).
+    pub aggregate_id: String,
+    /// The aggregate's version after this event, from 1.
+    pub sequence: i64,
+    /// `snake_case` event type.
+    pub event_type: String,
+    /// Shape version, e.g. `1.0`.
+    pub event_version: String,
+    /// `{"<event_type>": {...}}` as stored.
+    pub payload: Value,
+    /// See [`crate::EventMetadata`].
+    pub metadata: Value,
+    /// Commit-time clock of the writer.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    /// The event's cursor in the global log.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            tx_id: self.tx_id,
+            position: self.position,
+        }
+    }
+
+    /// The event's stable id, `<aggregate_type>:<aggregate_id>:<sequence>`: the CloudEvents
+    /// `id`, the `Nats-Msg-Id` and the causation id of what it triggers.
+    pub fn event_id(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.aggregate_type, self.aggregate_id, self.sequence
+        )
+    }
+
+    /// A metadata value (`correlation_id`, `actor`, …).
+    pub fn metadata_str(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).and_then(Value::as_str)
+    }
+}
+
+const COLUMNS: &str = "global_position AS position, tx_id::text::bigint AS tx_id, aggregate_type, \
+     aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
+
+/// Reads up to `limit` committed events after `after`, in log order, optionally of one
+/// aggregate type.
+///
+/// # Errors
+/// The database error.
+pub async fn read_after<'e>(
+    db: impl PgExecutor<'e>,
+    after: Cursor,
+    limit: i64,
+    aggregate_type: Option<&str>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events
+          WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2)
+            AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+            AND ($4::text IS NULL OR aggregate_type = $4)
+          ORDER BY tx_id, global_position
+          LIMIT $3"
+    );
+    Ok(sqlx::query_as::<_, StoredEvent>(&sql)
+        .bind(after.tx_id)
+        .bind(after.position)
+        .bind(limit)
+        .bind(aggregate_type)
+        .fetch_all(db)
+        .await?)
+}
+
+/// The events of one aggregate, in sequence order (its history).
+///
+/// # Errors
+/// The database error.
+pub async fn aggregate_events<'e>(
+    db: impl PgExecutor<'e>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+    );
+    Ok(sqlx::query_as::<_, StoredEvent>(&sql)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_all(db)
+        .await?)
+}
+
+/// The cursor of the event at `position`, if there is one.
+///
+/// # Errors
+/// The database error.
+pub async fn cursor_of<'e>(
+    db: impl PgExecutor<'e>,
+    position: i64,
+) -> Result<Option<Cursor>, StoreError> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT tx_id::text::bigint, global_position FROM events WHERE global_position = $1",
+    )
+    .bind(position)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(tx_id, position)| Cursor { tx_id, position }))
+}
+
+/// The highest `global_position` written so far (0 for an empty log).
+///
+/// # Errors
+/// The database error.
+pub async fn head_position<'e>(db: impl PgExecutor<'e>) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+/// A follower of the global log: returns batches after its cursor, waiting for NOTIFY or the
+/// poll interval when there is nothing new.
+pub struct LogTail {
+    pool: PgPool,
+    listener: Option<PgListener>,
+    cursor: Cursor,
+    batch_size: i64,
+    poll_interval: Duration,
+    aggregate_type: Option<String>,
+}
+
+impl LogTail {
+    /// A tail that starts after `cursor`.
+    pub fn new(pool: PgPool, cursor: Cursor) -> Self {
+        Self {
+            pool,
+            listener: None,
+            cursor,
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            aggregate_type: None,
+        }
+    }
+
+    /// At most this many events per batch (default 500).
+    pub fn batch_size(mut self, batch_size: i64) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// How long to wait without a notification before reading again (default 500 ms).
+    pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
+
+    /// Only events of this aggregate type.
+    pub fn aggregate_type(mut self, aggregate_type: Option<String>) -> Self {
+        self.aggregate_type = aggregate_type;
+        self
+    }
+
+    /// The cursor after the last batch returned.
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// Reads the next batch without waiting; empty when the reader is at the head.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn poll(&mut self) -> Result<Vec<StoredEvent>, StoreError> {
+        let batch = read_after(
+            &self.pool,
+            self.cursor,
+            self.batch_size,
+            self.aggregate_type.as_deref(),
+        )
+        .await?;
+        if let Some(last) = batch.last() {
+            self.cursor = last.cursor();
+        }
+        Ok(batch)
+    }
+
+    /// The next non-empty batch, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn next_batch(&mut self) -> Result<Vec<StoredEvent>, StoreError> {
+        loop {
+            let batch = self.poll().await?;
+            if !batch.is_empty() {
+                return Ok(batch);
+            }
+            self.wait().await;
+        }
+    }
+
+    /// Waits for a notification or the poll interval, whichever comes first.
+    async fn wait(&mut self) {
+        if self.listener.is_none() {
+            match PgListener::connect_with(&self.pool).await {
+                Ok(mut listener) => {
+                    if listener.listen(NOTIFY_CHANNEL).await.is_ok() {
+                        self.listener = Some(listener);
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "no LISTEN connection; polling only"),
+            }
+        }
+        match self.listener.as_mut() {
+            Some(listener) => {
+                match tokio::time::timeout(self.poll_interval, listener.try_recv()).await {
+                    Ok(Err(_)) | Ok(Ok(None)) => self.listener = None,
+                    Ok(Ok(Some(_))) | Err(_) => {}
+                }
+            }
+            None => tokio::time::sleep(self.poll_interval).await,
+        }
+    }
+}
