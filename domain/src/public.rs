@@ -57,3 +57,22 @@ fn inner(externally_tagged: Value) -> Value {
         _ => Value::Object(Default::default()),
     }
 }
+
+/// Decodes a `media_request` event from its public form (`data` of a CloudEvent).
+///
+/// # Errors
+/// The decoding error when `data` is not an event of type `event_type`.
+pub fn media_request_event(
+    event_type: &str,
+    data: &Value,
+) -> Result<MediaRequestEvent, serde_json::Error> {
+    let mut tagged = serde_json::Map::new();
+    tagged.insert(event_type.to_string(), data.clone());
+    serde_json::from_value(Value::Object(tagged)).or_else(|error| match data {
+        // Unit variants (`processing`) are stored as a bare string.
+        Value::Object(map) if map.is_empty() => {
+            serde_json::from_value(Value::String(event_type.to_string()))
+        }
+        _ => Err(error),
+    })
+}

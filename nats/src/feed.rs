@@ -36,7 +36,7 @@ pub enum FeedError {
 
 /// How a [`FeedEvent`] is acknowledged.
 enum Acker {
-    JetStream(jetstream::Message),
+    JetStream(Box<jetstream::Message>),
     Log {
         pool: PgPool,
         name: String,
@@ -153,6 +153,13 @@ impl JetStreamFeed {
             ack_wait: Duration::from_secs(30),
         }
     }
+
+    /// How long an unacknowledged event waits before redelivery (default 30 s): after a
+    /// crash, the event that was in hand comes back after this long.
+    pub fn with_ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
+        self
+    }
 }
 
 #[async_trait]
@@ -185,7 +192,10 @@ impl EventFeed for JetStreamFeed {
                         StartAt::Beginning => consumer::DeliverPolicy::All,
                         StartAt::New => consumer::DeliverPolicy::New,
                     },
-                    max_ack_pending: 256,
+                    // One event in flight: a crashed subscriber's unacknowledged event is
+                    // redelivered before any later one, so consumers see the log in order
+                    // (a projection would otherwise skip it as "below its checkpoint").
+                    max_ack_pending: 1,
                     ..Default::default()
                 },
             )
@@ -201,7 +211,7 @@ impl EventFeed for JetStreamFeed {
             Ok(FeedEvent {
                 cursor,
                 event,
-                acker: Acker::JetStream(message),
+                acker: Acker::JetStream(Box::new(message)),
             })
         })))
     }

@@ -208,3 +208,26 @@ impl MediaRequests {
         Ok(())
     }
 }
+
+impl MediaRequests {
+    /// The requests holding a reservation for `(media_type, tmdb_id)`, HD and 4K: the
+    /// active requests for that media, read from the authoritative reservation table (not a
+    /// read model), so a webhook arriving right after a submission still finds its request.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn active_for_media(
+        &self,
+        media_type: MediaType,
+        tmdb_id: i64,
+    ) -> Result<Vec<(Uuid, bool)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT request_id, is_4k FROM media_request_reservations
+              WHERE media_type = $1 AND tmdb_id = $2 ORDER BY is_4k",
+        )
+        .bind(media_type.as_str())
+        .bind(tmdb_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+}

@@ -1,0 +1,62 @@
+//! The one mapping from command errors to HTTP problems.
+
+use axum::http::StatusCode;
+use medianest_domain::media_request::MediaRequestError;
+use medianest_http::ApiError;
+use medianest_store::media_requests::MediaRequestCommandError;
+use medianest_store::ExecuteError;
+
+pub(crate) fn problem(error: MediaRequestCommandError) -> ApiError {
+    match error {
+        MediaRequestCommandError::Duplicate { existing } => ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate-request",
+            "Duplicate request",
+            format!("an active request for this media already exists: {existing}"),
+        )
+        .with("existing_request_id", existing.to_string()),
+        MediaRequestCommandError::Execute(error) => execute_problem(error),
+    }
+}
+
+fn execute_problem(error: ExecuteError<MediaRequestError>) -> ApiError {
+    match error {
+        ExecuteError::Rejected(rejection) => rejected(rejection),
+        ExecuteError::VersionMismatch { expected, actual } => ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "version-mismatch",
+            "Version mismatch",
+            format!("If-Match named version {expected}, the request is at version {actual}"),
+        )
+        .with("current_version", actual),
+        ExecuteError::Conflict => ApiError::new(
+            StatusCode::CONFLICT,
+            "concurrent-modification",
+            "Concurrent modification",
+            "the request changed while this command was decided; try again",
+        ),
+        ExecuteError::Store(cause) => ApiError::internal(&cause),
+    }
+}
+
+fn rejected(rejection: MediaRequestError) -> ApiError {
+    let detail = rejection.to_string();
+    match rejection {
+        MediaRequestError::NotFound => ApiError::not_found("no such media request"),
+        MediaRequestError::AlreadySubmitted => ApiError::new(
+            StatusCode::CONFLICT,
+            "already-exists",
+            "Already exists",
+            detail,
+        ),
+        MediaRequestError::IllegalTransition { status, .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "illegal-transition",
+            "Not possible in the current status",
+            detail,
+        )
+        .with("status", status.as_str()),
+        MediaRequestError::Forbidden(why) => ApiError::forbidden(why),
+        MediaRequestError::Invalid { field, .. } => ApiError::invalid(field, detail),
+    }
+}

@@ -1,0 +1,13 @@
+//! HTTP plumbing shared by the command and query routers (DESIGN.md §7): RFC 9457 problem
+//! details, the authentication seam, the JSON extractor with problem+json rejections, the
+//! request-id / tracing / body-limit layers, and the health endpoints.
+
+pub mod auth;
+pub mod health;
+pub mod json;
+pub mod layers;
+pub mod problem;
+
+pub use auth::{Authenticator, Caller, StaticTokenAuthenticator};
+pub use json::{optional_body, Json, Query};
+pub use problem::ApiError;

@@ -1,0 +1,226 @@
+//! Wiring: one process runs the roles it is given — the HTTP routers (command and query
+//! merged on one listener), the relay, and the projection and saga workers — and shuts them
+//! down gracefully: the listener stops accepting, in-flight requests and events finish, then
+//! the process exits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use medianest_command_api::CommandState;
+use medianest_domain::media_request::MediaRequestServices;
+use medianest_http::health::{self, Readiness};
+use medianest_http::{layers, Authenticator, StaticTokenAuthenticator};
+use medianest_integrations::overseerr::{OverseerrClient, OverseerrConfig};
+use medianest_nats::{EventFeed, JetStreamFeed, Relay, StreamSettings, Subjects};
+use medianest_projections::requests::RequestsProjection;
+use medianest_projections::ProjectionRunner;
+use medianest_query_api::QueryState;
+use medianest_store::media_requests::MediaRequests;
+use medianest_workers::{OverseerrForwarder, OverseerrReconciler};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::config::{Role, Settings};
+
+/// How long shutdown waits for in-flight work.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A started MediaNest process.
+pub struct Running {
+    /// The HTTP address actually bound (when an HTTP role runs).
+    pub http_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// The token that stops everything when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops every role and waits (at most 30 s) for in-flight work to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.join().await;
+    }
+
+    /// Waits until every task has ended (after the shutdown token is cancelled).
+    pub async fn join(&mut self) {
+        let drain = async {
+            while let Some(result) = self.tasks.join_next().await {
+                if let Err(e) = result {
+                    if e.is_panic() {
+                        error!(error = %e, "a task panicked");
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            error!("shutdown grace period over; aborting the remaining tasks");
+            self.tasks.abort_all();
+        }
+    }
+
+    /// Ends every task at once, as a crash would (for tests of crash recovery).
+    pub fn abort(mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// Starts the configured roles and returns once the HTTP listener (if any) is bound.
+///
+/// # Errors
+/// When PostgreSQL or NATS cannot be reached, migrations fail, the stream cannot be created,
+/// or the HTTP address cannot be bound.
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    let pool = medianest_store::connect(&settings.database_url, 16)
+        .await
+        .context("MEDIANEST_DATABASE_URL: cannot connect to PostgreSQL")?;
+    medianest_store::migrate(&pool)
+        .await
+        .context("applying database migrations")?;
+    let nats = medianest_nats::connect(&settings.nats_url)
+        .await
+        .context("MEDIANEST_NATS_URL: cannot connect to NATS")?;
+    let js = async_nats::jetstream::new(nats.clone());
+    let subjects = Subjects::new(settings.subject_prefix.clone());
+    let mut stream_settings = StreamSettings::new(settings.stream.clone(), subjects.clone());
+    stream_settings.duplicate_window = settings.duplicate_window;
+    medianest_nats::ensure_stream(&js, &stream_settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating JetStream stream {}: {e}", settings.stream))?;
+
+    let requests = Arc::new(MediaRequests::new(
+        pool.clone(),
+        MediaRequestServices {
+            auto_approve: settings.auto_approve,
+        },
+    ));
+    let overseerr = settings
+        .overseerr
+        .as_ref()
+        .map(|o| {
+            OverseerrClient::new(OverseerrConfig {
+                base_url: o.url.clone(),
+                api_key: o.api_key.clone(),
+                timeout: Duration::from_secs(10),
+            })
+        })
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("MEDIANEST_OVERSEERR_URL / _API_KEY: {e}"))?;
+    let feed: Arc<dyn EventFeed> = Arc::new(
+        JetStreamFeed::new(js.clone(), settings.stream.clone(), subjects.clone())
+            .with_ack_wait(settings.consumer_ack_wait),
+    );
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    if settings.runs(Role::Relay) {
+        let relay = Relay::new(
+            pool.clone(),
+            js.clone(),
+            settings.stream.clone(),
+            subjects.clone(),
+            settings.relay.clone(),
+        );
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = relay.run(token).await {
+                error!(error = %e, "relay stopped");
+            }
+        });
+    }
+
+    if settings.runs(Role::Workers) {
+        let runner =
+            ProjectionRunner::new(pool.clone(), feed.clone(), Arc::new(RequestsProjection));
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = runner.run(token).await {
+                error!(error = %e, "requests projection stopped");
+            }
+        });
+        match &overseerr {
+            Some(client) => {
+                let forwarder = OverseerrForwarder::new(
+                    requests.clone(),
+                    client.clone(),
+                    feed.clone(),
+                    settings.forward_retry,
+                );
+                let token = shutdown.clone();
+                tasks.spawn(async move { forwarder.run(token).await });
+                let reconciler = OverseerrReconciler::new(
+                    pool.clone(),
+                    requests.clone(),
+                    client.clone(),
+                    settings.reconcile_interval,
+                );
+                let token = shutdown.clone();
+                tasks.spawn(async move { reconciler.run(token).await });
+            }
+            None => info!("MEDIANEST_OVERSEERR_URL not set: the Overseerr sagas are idle"),
+        }
+    }
+
+    let mut http_addr = None;
+    if settings.runs(Role::CommandApi) || settings.runs(Role::QueryApi) {
+        let authenticator: Arc<dyn Authenticator> = Arc::new(StaticTokenAuthenticator::new(
+            settings.admin_token.clone().unwrap_or_default(),
+        ));
+        let mut router = Router::new().merge(health::router(Readiness {
+            pool: pool.clone(),
+            nats: Some(nats.clone()),
+        }));
+        if settings.runs(Role::CommandApi) {
+            router = router.merge(medianest_command_api::router(CommandState {
+                pool: pool.clone(),
+                requests: requests.clone(),
+                authenticator: authenticator.clone(),
+                overseerr_webhook_secret: settings
+                    .overseerr_webhook_secret
+                    .as_deref()
+                    .map(Arc::from),
+            }));
+        }
+        if settings.runs(Role::QueryApi) {
+            router = router.merge(medianest_query_api::router(QueryState {
+                pool: pool.clone(),
+                authenticator,
+                min_position_wait: settings.min_position_wait,
+            }));
+        }
+        let router = layers::apply(router);
+        let listener = tokio::net::TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "MEDIANEST_HTTP_ADDR: cannot listen on {}",
+                    settings.http_addr
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        http_addr = Some(addr);
+        info!(%addr, "HTTP listening");
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                error!(error = %e, "HTTP server stopped");
+            }
+        });
+    }
+
+    Ok(Running {
+        http_addr,
+        shutdown,
+        tasks,
+    })
+}

@@ -1,0 +1,122 @@
+//! The command line: `medianest serve` and `medianest migrate`.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ServeArgs, Settings};
+
+/// MediaNest — the media-request backend beside your Plex Media Server.
+#[derive(Debug, Parser)]
+#[command(name = "medianest", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP APIs, the relay and the workers (all roles, or those named by --role).
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate {
+        /// PostgreSQL URL.
+        #[arg(
+            long,
+            env = "MEDIANEST_DATABASE_URL",
+            default_value = "postgres:///medianest",
+            hide_env_values = true
+        )]
+        database_url: String,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = match Settings::from_args(*args) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    eprintln!("error: invalid configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime.block_on(serve(settings))
+        }
+        Command::Migrate { database_url } => runtime.block_on(migrate(&database_url)),
+    }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    let mut running = match crate::start(settings).await {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let token = running.shutdown_token();
+    tokio::select! {
+        () = shutdown_signal() => tracing::info!("shutting down: finishing in-flight work"),
+        () = token.cancelled() => {}
+    }
+    token.cancel();
+    running.join().await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+async fn migrate(database_url: &str) -> ExitCode {
+    let result = async {
+        let pool = medianest_store::connect(database_url, 2).await?;
+        medianest_store::migrate(&pool).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            println!("migrations applied");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: MEDIANEST_DATABASE_URL: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

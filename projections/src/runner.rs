@@ -1,0 +1,166 @@
+//! The checkpointed projection runner.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use medianest_nats::feed::StartAt;
+use medianest_nats::{EventFeed, FeedEvent};
+use medianest_store::checkpoint;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Why a projection could not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The database failed; the event is applied again later.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The store failed; the event is applied again later.
+    #[error("store: {0}")]
+    Store(#[from] medianest_store::StoreError),
+    /// The event cannot be decoded: it is skipped (and logged), never retried forever.
+    #[error("undecodable event {id}: {reason}")]
+    Undecodable {
+        /// The CloudEvent id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The feed failed.
+    #[error("feed: {0}")]
+    Feed(#[from] medianest_nats::FeedError),
+}
+
+/// A read model built from events.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// The projection's name (`requests`); its consumer and checkpoint are
+    /// `projection-<name>`.
+    fn name(&self) -> &'static str;
+
+    /// The aggregate types whose events change the read model.
+    fn aggregate_types(&self) -> &'static [&'static str];
+
+    /// Applies one event inside the runner's transaction.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Database`] to retry, [`ProjectionError::Undecodable`] to skip.
+    async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError>;
+}
+
+/// Runs a projection from a feed.
+#[derive(Clone)]
+pub struct ProjectionRunner {
+    pool: PgPool,
+    feed: Arc<dyn EventFeed>,
+    projection: Arc<dyn Projection>,
+    retry_delay: Duration,
+}
+
+impl ProjectionRunner {
+    /// A runner of `projection` fed by `feed`, writing to `pool`.
+    pub fn new(pool: PgPool, feed: Arc<dyn EventFeed>, projection: Arc<dyn Projection>) -> Self {
+        Self {
+            pool,
+            feed,
+            projection,
+            retry_delay: Duration::from_millis(500),
+        }
+    }
+
+    /// The consumer and checkpoint name: `projection-<name>`.
+    pub fn checkpoint_name(&self) -> String {
+        format!("projection-{}", self.projection.name())
+    }
+
+    /// Consumes the feed until `shutdown`; the event in hand is finished first.
+    ///
+    /// Every event is read (not only the projection's aggregate types) so the checkpoint
+    /// follows the whole log, which is what `min_position` waits on.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Feed`] when the subscription cannot be set up.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ProjectionError> {
+        let name = self.checkpoint_name();
+        let mut stream = loop {
+            match self.feed.subscribe(&name, &[], StartAt::Beginning).await {
+                Ok(stream) => break stream,
+                Err(error) => {
+                    warn!(%error, projection = %name, "cannot subscribe; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(self.retry_delay) => {}
+                        () = shutdown.cancelled() => return Ok(()),
+                    }
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                () = shutdown.cancelled() => return Ok(()),
+            };
+            let Some(next) = next else {
+                return Ok(());
+            };
+            let event = match next {
+                Ok(event) => event,
+                Err(error) => {
+                    warn!(%error, projection = %name, "feed error");
+                    continue;
+                }
+            };
+            // Retry transient failures in place: moving on would apply events out of order.
+            loop {
+                match self.apply_once(&name, &event).await {
+                    Ok(()) => break,
+                    Err(ProjectionError::Undecodable { id, reason }) => {
+                        warn!(%id, %reason, projection = %name, "skipping undecodable event");
+                        self.skip(&name, &event).await;
+                        break;
+                    }
+                    Err(error) => {
+                        warn!(%error, projection = %name, "apply failed; retrying");
+                        tokio::time::sleep(self.retry_delay).await;
+                    }
+                }
+            }
+            if let Err(error) = event.ack().await {
+                // Redelivery is harmless: the checkpoint already covers the event.
+                debug!(%error, projection = %name, "ack failed");
+            }
+        }
+    }
+
+    /// Applies one event and moves the checkpoint, in one transaction; an event at or below
+    /// the checkpoint changes nothing.
+    ///
+    /// # Errors
+    /// What the projection or the database reports.
+    pub async fn apply_once(&self, name: &str, event: &FeedEvent) -> Result<(), ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        let checkpoint = checkpoint::load_for_update(&mut tx, name).await?;
+        if event.cursor <= checkpoint {
+            debug!(event = %event.event.id, "already applied");
+            return Ok(());
+        }
+        if self
+            .projection
+            .aggregate_types()
+            .contains(&event.aggregate_type())
+        {
+            self.projection.apply(&mut tx, event).await?;
+        }
+        checkpoint::save(&mut *tx, name, event.cursor).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn skip(&self, name: &str, event: &FeedEvent) {
+        if let Err(error) = checkpoint::save(&self.pool, name, event.cursor).await {
+            warn!(%error, "cannot move the checkpoint past a skipped event");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The query side over HTTP (DESIGN.md §5, §7): request lists and details from the `requests`
+//! read model, and request histories from the event store.
+//!
+//! Every read-model endpoint honours `min_position` (query parameter or `X-Min-Position`):
+//! it waits, at most [`QueryState::min_position_wait`], until the projection has passed that
+//! global position, then answers 503 with `Retry-After` rather than stale data.
+
+pub mod requests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use axum::Router;
+use medianest_http::auth::HasAuthenticator;
+use medianest_http::{ApiError, Authenticator};
+use medianest_store::checkpoint;
+use sqlx::PgPool;
+
+/// Shared state of the query routes.
+#[derive(Clone)]
+pub struct QueryState {
+    /// The database (read models and the event store).
+    pub pool: PgPool,
+    /// Who callers are.
+    pub authenticator: Arc<dyn Authenticator>,
+    /// The longest wait for `min_position`.
+    pub min_position_wait: Duration,
+}
+
+impl HasAuthenticator for QueryState {
+    fn authenticator(&self) -> &Arc<dyn Authenticator> {
+        &self.authenticator
+    }
+}
+
+/// Every query route, with state applied.
+pub fn router(state: QueryState) -> Router {
+    Router::new().merge(requests::router()).with_state(state)
+}
+
+/// The `X-Min-Position` header.
+pub const MIN_POSITION_HEADER: &str = "x-min-position";
+
+/// Waits until projection `projection` has passed `min_position` (from the query or the
+/// header; the larger wins).
+///
+/// # Errors
+/// 400 for an unreadable header, 503 with `Retry-After: 1` when the wait times out.
+pub async fn wait_for_position(
+    state: &QueryState,
+    projection: &str,
+    query: Option<i64>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let header = match headers.get(MIN_POSITION_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .ok_or_else(|| ApiError::malformed("X-Min-Position must be an integer"))?,
+        ),
+    };
+    let Some(position) = query.max(header).filter(|p| *p > 0) else {
+        return Ok(());
+    };
+    let checkpoint = format!("projection-{projection}");
+    let deadline = tokio::time::Instant::now() + state.min_position_wait;
+    loop {
+        let reached = checkpoint::has_reached(&state.pool, &checkpoint, position)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        if reached {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::unavailable(
+                format!("the {projection} read model has not reached position {position} yet"),
+                1,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,424 @@
+//! The test harness: [`TestApp::spawn`] runs every MediaNest role in-process on port 0
+//! against a fresh PostgreSQL database and a unique JetStream stream and subject prefix, so
+//! tests run in parallel on one PostgreSQL and one NATS server.
+//!
+//! `MEDIANEST_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
+//! names a database the harness can create databases from; `MEDIANEST_TEST_NATS_URL`
+//! (default `nats://127.0.0.1:4222`) a NATS server with JetStream.
+
+use std::time::Duration;
+
+use medianest::config::OverseerrSettings;
+use medianest::{Role, Running, Settings};
+use medianest_domain::media_request::AutoApprovePolicy;
+use medianest_nats::{RelayOptions, Subjects};
+use medianest_store::StoredEvent;
+use medianest_workers::RetryPolicy;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::overseerr_sim::OverseerrSim;
+
+/// The bootstrap admin token of test apps.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The Overseerr webhook secret of test apps.
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+
+/// The admin database URL of the test PostgreSQL.
+pub fn admin_database_url() -> String {
+    std::env::var("MEDIANEST_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// The NATS URL of tests.
+pub fn nats_url() -> String {
+    std::env::var("MEDIANEST_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string())
+}
+
+/// Creates an empty, migrated database and returns its URL and a pool on it.
+///
+/// # Panics
+/// When PostgreSQL is unreachable: tests need it (`scripts/test` starts it).
+pub async fn fresh_database() -> (String, PgPool) {
+    let admin_url = admin_database_url();
+    let admin = medianest_store::connect(&admin_url, 1)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is needed for tests: {e}"));
+    let name = format!("medianest_test_{}", Uuid::now_v7().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create a test database");
+    admin.close().await;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("the admin URL ends with a database name");
+    let url = format!("{base}/{name}");
+    let pool = medianest_store::connect(&url, 8)
+        .await
+        .expect("connect to the test database");
+    medianest_store::migrate(&pool).await.expect("migrate");
+    (url, pool)
+}
+
+/// Logs of the app under test, shown for failing tests (`RUST_LOG` filters; default warn).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A unique stream name and subject prefix.
+pub fn unique_stream() -> (String, Subjects) {
+    let id = Uuid::now_v7().simple().to_string();
+    (format!("TEST_{id}"), Subjects::new(format!("t{id}")))
+}
+
+/// How a test app is set up.
+#[derive(Debug, Clone)]
+pub struct TestOptions {
+    /// Auto-approval policy (default `none`, so requests stay pending).
+    pub auto_approve: AutoApprovePolicy,
+    /// Whether to start an Overseerr simulator and point MediaNest at it (default true).
+    pub overseerr: bool,
+    /// Reconciler interval (default one hour: only tests of the reconciler shorten it).
+    pub reconcile_interval: Duration,
+    /// Forwarder retries (default 6 attempts, 50 ms doubling to 400 ms).
+    pub forward_retry: RetryPolicy,
+    /// Roles (default all).
+    pub roles: Vec<Role>,
+    /// Longest `min_position` wait of queries (default 5 s).
+    pub min_position_wait: Duration,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            auto_approve: AutoApprovePolicy::None,
+            overseerr: true,
+            reconcile_interval: Duration::from_secs(3600),
+            forward_retry: RetryPolicy {
+                attempts: 6,
+                min_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(400),
+            },
+            roles: vec![Role::CommandApi, Role::QueryApi, Role::Workers, Role::Relay],
+            min_position_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A running MediaNest with its own database, stream and (optionally) Overseerr simulator.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+    /// A pool on the app's database.
+    pub pool: PgPool,
+    /// The app's database URL.
+    pub database_url: String,
+    /// A NATS client.
+    pub nats: async_nats::Client,
+    /// The app's subjects.
+    pub subjects: Subjects,
+    /// The app's stream.
+    pub stream: String,
+    /// The Overseerr simulator, when started.
+    pub overseerr: Option<OverseerrSim>,
+    settings: Settings,
+    running: Option<Running>,
+}
+
+impl TestApp {
+    /// Spawns an app with [`TestOptions::default`].
+    pub async fn spawn() -> Self {
+        Self::spawn_with(TestOptions::default()).await
+    }
+
+    /// Spawns an app.
+    ///
+    /// # Panics
+    /// When PostgreSQL or NATS is unreachable, or the app does not start.
+    pub async fn spawn_with(options: TestOptions) -> Self {
+        init_tracing();
+        let (database_url, pool) = fresh_database().await;
+        let (stream, subjects) = unique_stream();
+        let overseerr = if options.overseerr {
+            Some(OverseerrSim::start().await)
+        } else {
+            None
+        };
+        let settings = Settings {
+            database_url: database_url.clone(),
+            nats_url: nats_url(),
+            stream: stream.clone(),
+            subject_prefix: subjects.prefix().to_string(),
+            http_addr: "127.0.0.1:0".parse().expect("an address"),
+            admin_token: Some(ADMIN_TOKEN.to_string()),
+            overseerr: overseerr.as_ref().map(|sim| OverseerrSettings {
+                url: sim.base_url().parse().expect("the simulator's URL"),
+                api_key: sim.api_key().to_string(),
+            }),
+            overseerr_webhook_secret: Some(WEBHOOK_SECRET.to_string()),
+            auto_approve: options.auto_approve,
+            reconcile_interval: options.reconcile_interval,
+            min_position_wait: options.min_position_wait,
+            roles: options.roles,
+            forward_retry: options.forward_retry,
+            relay: RelayOptions {
+                poll_interval: Duration::from_millis(50),
+                retry_delay: Duration::from_millis(100),
+                ..RelayOptions::default()
+            },
+            duplicate_window: Duration::from_secs(600),
+            consumer_ack_wait: Duration::from_secs(1),
+        };
+        let nats = medianest_nats::connect(&settings.nats_url)
+            .await
+            .expect("NATS with JetStream is needed for tests");
+        let mut app = Self {
+            base_url: String::new(),
+            http: reqwest::Client::new(),
+            pool,
+            database_url,
+            nats,
+            subjects,
+            stream,
+            overseerr,
+            settings,
+            running: None,
+        };
+        app.start().await;
+        app
+    }
+
+    async fn start(&mut self) {
+        let running = medianest::start(self.settings.clone())
+            .await
+            .expect("MediaNest starts");
+        let addr = running.http_addr.expect("an HTTP role runs");
+        self.base_url = format!("http://{addr}");
+        self.running = Some(running);
+    }
+
+    /// Stops gracefully (in-flight work finishes) and starts again on a new port.
+    pub async fn restart(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        self.start().await;
+    }
+
+    /// Kills every task at once, as a crash would, and starts again.
+    pub async fn crash_and_restart(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.abort();
+        }
+        self.start().await;
+    }
+
+    /// Stops the app gracefully.
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
+    /// The simulator (panics when the app has none).
+    pub fn sim(&self) -> &OverseerrSim {
+        self.overseerr
+            .as_ref()
+            .expect("this app has an Overseerr simulator")
+    }
+
+    /// `base_url` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// An authenticated request builder (bootstrap admin).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// `POST path` with a JSON body, as the admin.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("POST reaches the app")
+    }
+
+    /// `POST path` without a body, as the admin.
+    pub async fn post_empty(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path)
+            .send()
+            .await
+            .expect("POST reaches the app")
+    }
+
+    /// `GET path`, as the admin.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("GET reaches the app")
+    }
+
+    /// Submits a movie request and returns the 202 body (`id`, `version`, `position`).
+    ///
+    /// # Panics
+    /// When the answer is not 202.
+    pub async fn submit_movie(&self, tmdb_id: u32, title: &str) -> Value {
+        let response = self
+            .post_json(
+                "/api/v1/requests",
+                &serde_json::json!({
+                    "media_type": "movie", "tmdb_id": tmdb_id, "title": title,
+                    "year": 1999, "is_4k": false, "note": null
+                }),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            202,
+            "submit answered {}",
+            response.status()
+        );
+        response.json().await.expect("a JSON answer")
+    }
+
+    /// Polls `GET /api/v1/requests/{id}` until its status is `status` (at most `timeout`),
+    /// returning the detail.
+    ///
+    /// # Panics
+    /// When the status is not reached in time.
+    pub async fn wait_for_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = Value::Null;
+        while tokio::time::Instant::now() < deadline {
+            let response = self.get(&format!("/api/v1/requests/{id}")).await;
+            if response.status() == 200 {
+                last = response.json().await.expect("a JSON answer");
+                if last["status"] == status {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("request {id} did not become {status} within {timeout:?}; last seen: {last}");
+    }
+
+    /// The stored events of an aggregate, in order.
+    pub async fn events_of(&self, aggregate_type: &str, id: &str) -> Vec<StoredEvent> {
+        medianest_store::log::aggregate_events(&self.pool, aggregate_type, id)
+            .await
+            .expect("read the event store")
+    }
+
+    /// The number of rows in the `events` table.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count events")
+    }
+
+    /// The Overseerr webhook URL of this app.
+    pub fn overseerr_webhook_url(&self) -> String {
+        self.url("/api/v1/webhooks/overseerr")
+    }
+}
+
+/// One message of a JetStream stream, decoded.
+#[derive(Debug, Clone)]
+pub struct StreamedEvent {
+    /// The subject.
+    pub subject: String,
+    /// The `Nats-Msg-Id` header.
+    pub msg_id: Option<String>,
+    /// The JSON body (a CloudEvent).
+    pub body: Value,
+}
+
+/// Every message currently in `stream`, in stream order.
+///
+/// # Panics
+/// When the stream cannot be read.
+pub async fn stream_messages(nats: &async_nats::Client, stream: &str) -> Vec<StreamedEvent> {
+    let js = async_nats::jetstream::new(nats.clone());
+    let mut stream = js.get_stream(stream).await.expect("the stream exists");
+    let last = stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence;
+    let mut out = Vec::new();
+    for sequence in 1..=last {
+        let Ok(message) = stream.get_raw_message(sequence).await else {
+            continue;
+        };
+        out.push(StreamedEvent {
+            subject: message.subject.to_string(),
+            msg_id: message
+                .headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.as_str().to_string()),
+            body: serde_json::from_slice(&message.payload).unwrap_or(Value::Null),
+        });
+    }
+    out
+}
+
+impl TestApp {
+    /// Every message in this app's stream.
+    pub async fn stream_messages(&self) -> Vec<StreamedEvent> {
+        stream_messages(&self.nats, &self.stream).await
+    }
+
+    /// Waits until the stream holds at least `count` messages (at most `timeout`).
+    ///
+    /// # Panics
+    /// When it does not in time.
+    pub async fn wait_for_stream(&self, count: usize, timeout: Duration) -> Vec<StreamedEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let messages = self.stream_messages().await;
+            if messages.len() >= count || tokio::time::Instant::now() >= deadline {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it answers `Some` (at most `timeout`).
+///
+/// # Panics
+/// With `what` when the time runs out.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

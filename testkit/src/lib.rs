@@ -1,0 +1,3 @@
+pub mod app;
+pub mod openapi;
+pub mod overseerr_sim;

@@ -1,0 +1,1465 @@
+//! A faithful, in-process simulator of the Overseerr API that MediaNest calls, and of the
+//! webhooks Overseerr sends back.
+//!
+//! This module owns the simulator's HTTP server, its request/media state, its control API for
+//! tests and its webhook sender. It follows the contract, `../shared/contracts/overseerr-api.yml`
+//! (found by [`spec_path`]), and, where the spec is silent, Overseerr's source (`sct/overseerr`):
+//!
+//! - **Gate** (in the order Overseerr's express middleware runs): every call is recorded
+//!   ([`OverseerrSim::received`]); the configured delay and injected failures apply; a path or
+//!   method outside the spec answers 404/405; no `X-Api-Key` (and no session cookie) answers
+//!   401 `{"message": "cookie 'connect.sid' required", "errors": […]}` like
+//!   express-openapi-validator; a query or JSON body that does not fit the spec answers 400
+//!   `{"message", "errors"}` **and is recorded as a contract violation**
+//!   ([`OverseerrSim::violations`]); a wrong key answers 403
+//!   `{"status": 403, "error": "You do not have permission to access this endpoint"}`
+//!   (`server/middleware/auth.ts`).
+//! - **`POST /api/v1/request`** (`server/entity/MediaRequest.ts`, `MediaRequest.request`):
+//!   a movie with a non-declined request for the same `(mediaType, mediaId, is4k)` answers
+//!   409 `{"message": "Request for this media already exists."}`; a series answers 202
+//!   `{"message": "No seasons available to request"}` when every requested season is already
+//!   requested, and 500 when `seasons` is missing (Overseerr crashes on it; also recorded as a
+//!   violation). Otherwise 201 with a `MediaRequest` (ids from 1), status 2 (approved, as for
+//!   the admin API key) or 1 when auto-approve is off. Like Overseerr, the 201 shows the media
+//!   as `PENDING` (2) and an approved request then moves the stored media to `PROCESSING` (3),
+//!   which the next `GET` shows.
+//! - **`GET /api/v1/request/{requestId}`** (404 `{"message": "Request not found."}`) and
+//!   **`GET /api/v1/request`** (`take` default 10, `skip`, `filter`, `sort` with the source's
+//!   semantics: `added` is newest id first; `pageInfo {pages, pageSize, results, page}`).
+//! - Other spec operations answer 501 and are recorded as violations, so a test notices that
+//!   the simulator cannot stand in for them.
+//!
+//! There is no Radarr/Sonarr behind it: media stays where the last transition put it until a
+//! test moves it ([`OverseerrSim::set_media_status`]) or sends a webhook that implies the move
+//! ([`OverseerrSim::send_webhook`]).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use chrono::{SecondsFormat, Utc};
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::openapi::OpenApiSpec;
+
+/// Environment variable that overrides where the Overseerr spec is read from.
+pub const SPEC_PATH_ENV: &str = "MEDIANEST_OVERSEERR_SPEC";
+
+/// The API key a simulator started with [`OverseerrSim::start`] accepts.
+pub const DEFAULT_API_KEY: &str = "medianest-sim-overseerr-api-key";
+
+/// The spec's `servers` prefix (`{server}/api/v1`).
+const API_PREFIX: &str = "/api/v1";
+
+/// Where the spec lives relative to the folder that holds the checkout.
+const SPEC_FROM_PARENT: &str = "shared/contracts/overseerr-api.yml";
+
+/// Largest request body the simulator reads.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Overseerr's `MediaRequestStatus` (`server/constants/media.ts`).
+const REQUEST_PENDING: u8 = 1;
+const REQUEST_APPROVED: u8 = 2;
+const REQUEST_DECLINED: u8 = 3;
+const REQUEST_FAILED: u8 = 4;
+
+/// Overseerr's `MediaStatus` (overseerr-api.yml, `MediaInfo.status`).
+const MEDIA_UNKNOWN: u8 = 1;
+const MEDIA_PENDING: u8 = 2;
+const MEDIA_PROCESSING: u8 = 3;
+const MEDIA_PARTIALLY_AVAILABLE: u8 = 4;
+const MEDIA_AVAILABLE: u8 = 5;
+
+/// The path of `overseerr-api.yml`.
+///
+/// In order: `$MEDIANEST_OVERSEERR_SPEC`; `shared/contracts/overseerr-api.yml` beside the
+/// checkout this crate was built from (`<checkout>/../shared`); the same relative path under
+/// the nearest ancestor of the current directory that has it.
+pub fn spec_path() -> PathBuf {
+    if let Some(path) = std::env::var_os(SPEC_PATH_ENV) {
+        return PathBuf::from(path);
+    }
+    let beside_checkout = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/contracts/overseerr-api.yml"
+    ));
+    if beside_checkout.is_file() {
+        return beside_checkout;
+    }
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            cwd.ancestors()
+                .map(|dir| dir.join(SPEC_FROM_PARENT))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or(beside_checkout)
+}
+
+/// How a simulator behaves; [`Default`] is what MediaNest meets in production.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// The accepted `X-Api-Key`.
+    pub api_key: String,
+    /// Whether new requests are approved at once (status 2), as for Overseerr's admin API
+    /// key; otherwise they wait for approval (status 1).
+    pub auto_approve: bool,
+    /// How many seasons (1..=n) a series has when a request asks for `"all"`.
+    pub tv_seasons: u32,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            api_key: DEFAULT_API_KEY.to_string(),
+            auto_approve: true,
+            tv_seasons: 3,
+        }
+    }
+}
+
+/// One call the simulator received, as it arrived.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// HTTP method, upper case.
+    pub method: String,
+    /// Path, with `/api/v1`, without the query.
+    pub path: String,
+    /// Raw query string, if any.
+    pub query: Option<String>,
+    /// All request headers.
+    pub headers: HeaderMap,
+    /// The body as JSON; `Null` when empty, a JSON string holding the text when not JSON.
+    pub body: Value,
+}
+
+/// A running Overseerr simulator on `127.0.0.1` (random port). Stops when dropped.
+pub struct OverseerrSim {
+    addr: SocketAddr,
+    api_key: String,
+    shared: Arc<Shared>,
+    http: reqwest::Client,
+    server: JoinHandle<()>,
+}
+
+impl Drop for OverseerrSim {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl std::fmt::Debug for OverseerrSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OverseerrSim")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OverseerrSim {
+    /// Starts a simulator with [`SimOptions::default`].
+    ///
+    /// # Panics
+    ///
+    /// When the spec cannot be loaded (see [`spec_path`]) or no port can be bound.
+    pub async fn start() -> Self {
+        Self::start_with(SimOptions::default()).await
+    }
+
+    /// Starts a simulator with `options`.
+    ///
+    /// # Panics
+    ///
+    /// When the spec cannot be loaded (see [`spec_path`]) or no port can be bound.
+    pub async fn start_with(options: SimOptions) -> Self {
+        let path = spec_path();
+        let spec = OpenApiSpec::load(&path).unwrap_or_else(|err| {
+            panic!(
+                "the Overseerr simulator needs the spec at {} (set {SPEC_PATH_ENV}): {err:#}",
+                path.display()
+            )
+        });
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the Overseerr simulator on 127.0.0.1");
+        let addr = listener
+            .local_addr()
+            .expect("the simulator's listener has an address");
+        let down = Arc::new(AtomicBool::new(false));
+        let api_key = options.api_key.clone();
+        let shared = Arc::new(Shared {
+            spec,
+            down: Arc::clone(&down),
+            state: Mutex::new(SimState::new(options)),
+        });
+        let app = router(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            let listener = SwitchableListener {
+                inner: listener,
+                down,
+            };
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(error = %err, "the Overseerr simulator stopped");
+            }
+        });
+        Self {
+            addr,
+            api_key,
+            shared,
+            http: reqwest::Client::new(),
+            server,
+        }
+    }
+
+    /// Base URL to configure MediaNest with: `http://127.0.0.1:<port>`, without `/api/v1` and
+    /// without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The `X-Api-Key` the simulator accepts.
+    pub fn api_key(&self) -> &str {
+        &self.api_key
+    }
+
+    /// The spec the simulator validates against.
+    pub fn spec(&self) -> &OpenApiSpec {
+        &self.shared.spec
+    }
+
+    /// Every call received, in order (calls refused while [`set_down`](Self::set_down) are
+    /// not seen and so not recorded).
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.lock().received.clone()
+    }
+
+    /// Contract violations seen so far, as `"<METHOD> <path>: <problem>"`. A test that drives
+    /// MediaNest against the simulator should end with this empty.
+    pub fn violations(&self) -> Vec<String> {
+        self.shared.lock().violations.clone()
+    }
+
+    /// The next `n` calls (after being recorded and delayed) answer `status` with
+    /// `{"message": "Simulated failure (HTTP <status>)"}`. Replaces an earlier injection.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.shared.lock().failures = (n > 0).then_some((n, status));
+    }
+
+    /// Takes the simulator down (or back up). While down, new connections are accepted and
+    /// closed at once and open keep-alive connections read end-of-file, so callers see a
+    /// connection error without any HTTP answer — not a 503.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Every call waits this long before it is answered (zero: no wait).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.lock().delay = delay;
+    }
+
+    /// Whether new requests are approved at once (status 2) or wait (status 1).
+    pub fn set_auto_approve(&self, auto_approve: bool) {
+        self.shared.lock().options.auto_approve = auto_approve;
+    }
+
+    /// Sets the availability of the media of request `request_id` — `status4k` for a 4K
+    /// request, `status` otherwise — with nothing else changed (see
+    /// [`send_webhook`](Self::send_webhook) for the consistent transitions).
+    ///
+    /// # Errors
+    ///
+    /// When there is no such request.
+    pub fn set_media_status(&self, request_id: u64, media_status: u8) -> anyhow::Result<()> {
+        let mut state = self.shared.lock();
+        let (media_id, is_4k) = {
+            let request = state.store.request(request_id)?;
+            (request.media_id, request.is_4k)
+        };
+        let media = state.store.media_mut(media_id)?;
+        *media.status_for(is_4k) = media_status;
+        media.updated_at = now();
+        Ok(())
+    }
+
+    /// Sets `status` of request `request_id` (and of its seasons), nothing else changed.
+    ///
+    /// # Errors
+    ///
+    /// When there is no such request.
+    pub fn set_request_status(&self, request_id: u64, status: u8) -> anyhow::Result<()> {
+        let mut state = self.shared.lock();
+        state.store.request_mut(request_id)?.set_status(status);
+        Ok(())
+    }
+
+    /// The stored requests, as `GET /api/v1/request/{requestId}` would answer them, by id.
+    pub fn requests(&self) -> Vec<Value> {
+        let state = self.shared.lock();
+        state
+            .store
+            .requests
+            .iter()
+            .map(|request| state.store.render_request(request))
+            .collect()
+    }
+
+    /// The webhook body Overseerr's default template would send for `notification_type`
+    /// about request `request_id`, in the state the notification implies (e.g. media status
+    /// `"AVAILABLE"` for `MEDIA_AVAILABLE`) — without changing the simulator's state. For
+    /// tampering in tests; see [`send_webhook`](Self::send_webhook) for the rendering.
+    ///
+    /// # Errors
+    ///
+    /// When the notification type is not simulated or the request is unknown.
+    pub fn webhook_payload(
+        &self,
+        notification_type: &str,
+        request_id: u64,
+    ) -> anyhow::Result<Value> {
+        let mut store = self.shared.lock().store.clone();
+        let notification = Notification::parse(notification_type)?;
+        store.apply(notification, request_id)?;
+        store.webhook_payload(notification, request_id)
+    }
+
+    /// Applies what `notification_type` means to request `request_id`, then POSTs the
+    /// webhook Overseerr would send to `url`, with `Authorization: <authorization>` (no header
+    /// when empty — Overseerr's "Authorization Header" setting).
+    ///
+    /// Transitions (from `server/entity/MediaRequest.ts` and `server/subscriber/MediaSubscriber.ts`):
+    /// `MEDIA_PENDING` → request 1; `MEDIA_APPROVED`/`MEDIA_AUTO_APPROVED` → request 2 and
+    /// media `PROCESSING` unless already (partially) available; `MEDIA_DECLINED` → request 3
+    /// and media back to `UNKNOWN` (series: only if nothing else is pending); `MEDIA_FAILED` →
+    /// request 4; `MEDIA_AVAILABLE` → media 5 and pending requests for it approved;
+    /// `MEDIA_AUTO_REQUESTED` and `TEST_NOTIFICATION` change nothing (the latter ignores
+    /// `request_id` and has `media`/`request` null).
+    ///
+    /// The body is Overseerr's **default webhook JSON payload** as of v1.34.0 (`sct/overseerr`,
+    /// `server/lib/settings.ts`, `notifications.agents.webhook.options.jsonPayload`, base64 of
+    /// a JSON string; the `*_settings_*` keys arrived with #3538 in July 2023, so instances
+    /// set up earlier keep a template without them), rendered by
+    /// `server/lib/notifications/agents/webhook.ts` — every placeholder is replaced inside a
+    /// string, so every value is a string:
+    ///
+    /// ```json
+    /// {
+    ///   "notification_type": "{{notification_type}}",
+    ///   "event": "{{event}}",
+    ///   "subject": "{{subject}}",
+    ///   "message": "{{message}}",
+    ///   "image": "{{image}}",
+    ///   "{{media}}": {
+    ///     "media_type": "{{media_type}}",
+    ///     "tmdbId": "{{media_tmdbid}}",
+    ///     "tvdbId": "{{media_tvdbid}}",
+    ///     "status": "{{media_status}}",
+    ///     "status4k": "{{media_status4k}}"
+    ///   },
+    ///   "{{request}}": {
+    ///     "request_id": "{{request_id}}",
+    ///     "requestedBy_email": "{{requestedBy_email}}",
+    ///     "requestedBy_username": "{{requestedBy_username}}",
+    ///     "requestedBy_avatar": "{{requestedBy_avatar}}",
+    ///     "requestedBy_settings_discordId": "{{requestedBy_settings_discordId}}",
+    ///     "requestedBy_settings_telegramChatId": "{{requestedBy_settings_telegramChatId}}"
+    ///   },
+    ///   "{{issue}}": { "issue_id": "{{issue_id}}", … },
+    ///   "{{comment}}": { "comment_message": "{{comment_message}}", … },
+    ///   "{{extra}}": []
+    /// }
+    /// ```
+    ///
+    /// `{{media}}`, `{{request}}`, `{{issue}}` and `{{comment}}` become `media`, `request`,
+    /// `issue` and `comment`, or `null` when the notification has none; `{{extra}}` becomes
+    /// `extra` (series: `[{"name": "Requested Seasons", "value": "1, 2"}]`). Media statuses
+    /// are `MediaStatus` *names* (`"AVAILABLE"`), not numbers; a missing value is `""`.
+    ///
+    /// # Errors
+    ///
+    /// When the notification type is not simulated, the request is unknown, or the POST
+    /// fails at the transport level (an HTTP error status is returned as a response).
+    pub async fn send_webhook(
+        &self,
+        url: &str,
+        authorization: &str,
+        notification_type: &str,
+        request_id: u64,
+    ) -> anyhow::Result<reqwest::Response> {
+        let notification = Notification::parse(notification_type)?;
+        let payload = {
+            let mut state = self.shared.lock();
+            state.store.apply(notification, request_id)?;
+            state.store.webhook_payload(notification, request_id)?
+        };
+        Ok(self
+            .send_webhook_payload(url, authorization, &payload)
+            .await?)
+    }
+
+    /// POSTs `payload` as Overseerr's webhook agent does (JSON, `Authorization` header unless
+    /// empty), without touching the simulator's state.
+    ///
+    /// # Errors
+    ///
+    /// When the POST fails at the transport level.
+    pub async fn send_webhook_payload(
+        &self,
+        url: &str,
+        authorization: &str,
+        payload: &Value,
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut request = self.http.post(url).json(payload);
+        if !authorization.is_empty() {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        request.send().await
+    }
+}
+
+/// What the server task and the handle share.
+struct Shared {
+    spec: OpenApiSpec,
+    down: Arc<AtomicBool>,
+    state: Mutex<SimState>,
+}
+
+impl Shared {
+    /// The state; a panic in another holder does not make it unusable for the test's report.
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Control settings, the call log and the stored data.
+struct SimState {
+    options: SimOptions,
+    received: Vec<Received>,
+    violations: Vec<String>,
+    failures: Option<(usize, StatusCode)>,
+    delay: Duration,
+    store: Store,
+}
+
+impl SimState {
+    fn new(options: SimOptions) -> Self {
+        Self {
+            options,
+            received: Vec::new(),
+            violations: Vec::new(),
+            failures: None,
+            delay: Duration::ZERO,
+            store: Store::new(),
+        }
+    }
+
+    /// Consumes one injected failure, if any is left.
+    fn take_failure(&mut self) -> Option<StatusCode> {
+        let (left, status) = self.failures?;
+        self.failures = (left > 1).then_some((left - 1, status));
+        Some(status)
+    }
+}
+
+/// Overseerr's tables, reduced to what the simulated endpoints read and write.
+#[derive(Clone)]
+struct Store {
+    media: Vec<MediaRow>,
+    requests: Vec<RequestRow>,
+    next_media_id: u64,
+    next_request_id: u64,
+    next_season_id: u64,
+    admin_created_at: String,
+}
+
+/// One `Media` row (`server/entity/Media.ts`): one per `(tmdbId, mediaType)`, shared by the
+/// 4K and non-4K requests.
+#[derive(Clone)]
+struct MediaRow {
+    id: u64,
+    media_type: String,
+    tmdb_id: u64,
+    tvdb_id: Option<u64>,
+    status: u8,
+    status_4k: u8,
+    created_at: String,
+    updated_at: String,
+    media_added_at: Option<String>,
+}
+
+impl MediaRow {
+    fn status_for(&mut self, is_4k: bool) -> &mut u8 {
+        if is_4k {
+            &mut self.status_4k
+        } else {
+            &mut self.status
+        }
+    }
+}
+
+/// One `MediaRequest` row (`server/entity/MediaRequest.ts`).
+#[derive(Clone)]
+struct RequestRow {
+    id: u64,
+    status: u8,
+    media_id: u64,
+    media_type: String,
+    is_4k: bool,
+    seasons: Vec<SeasonRow>,
+    modified_by_admin: bool,
+    /// `serverId`, `profileId`, `rootFolder`, `languageProfileId` as sent.
+    options: serde_json::Map<String, Value>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl RequestRow {
+    fn set_status(&mut self, status: u8) {
+        self.status = status;
+        self.updated_at = now();
+        for season in &mut self.seasons {
+            season.status = status;
+            season.updated_at = self.updated_at.clone();
+        }
+    }
+}
+
+/// One `SeasonRequest` row.
+#[derive(Clone)]
+struct SeasonRow {
+    id: u64,
+    season_number: u64,
+    status: u8,
+    created_at: String,
+    updated_at: String,
+}
+
+/// An HTTP answer the store decided on, with the violation it implies, if any.
+struct Refusal {
+    status: StatusCode,
+    body: Value,
+    violation: Option<String>,
+}
+
+impl Refusal {
+    fn message(status: StatusCode, message: &str) -> Self {
+        Self {
+            status,
+            body: json!({ "message": message }),
+            violation: None,
+        }
+    }
+}
+
+impl Store {
+    fn new() -> Self {
+        Self {
+            media: Vec::new(),
+            requests: Vec::new(),
+            next_media_id: 1,
+            next_request_id: 1,
+            next_season_id: 1,
+            admin_created_at: now(),
+        }
+    }
+
+    fn request(&self, id: u64) -> anyhow::Result<&RequestRow> {
+        self.requests
+            .iter()
+            .find(|request| request.id == id)
+            .ok_or_else(|| anyhow!("the Overseerr simulator has no request {id}"))
+    }
+
+    fn request_mut(&mut self, id: u64) -> anyhow::Result<&mut RequestRow> {
+        self.requests
+            .iter_mut()
+            .find(|request| request.id == id)
+            .ok_or_else(|| anyhow!("the Overseerr simulator has no request {id}"))
+    }
+
+    fn media(&self, id: u64) -> Option<&MediaRow> {
+        self.media.iter().find(|media| media.id == id)
+    }
+
+    fn media_mut(&mut self, id: u64) -> anyhow::Result<&mut MediaRow> {
+        self.media
+            .iter_mut()
+            .find(|media| media.id == id)
+            .ok_or_else(|| anyhow!("the Overseerr simulator has no media {id}"))
+    }
+
+    /// `POST /request` after the gate: `MediaRequest.request` of Overseerr's source.
+    fn create(&mut self, body: &Value, options: &SimOptions) -> Result<Value, Refusal> {
+        // The gate validated the body against the spec, so these are present and typed.
+        let media_type = body["mediaType"].as_str().unwrap_or("movie").to_string();
+        let tmdb_id = as_id(&body["mediaId"]).unwrap_or(0);
+        let is_4k = body["is4k"].as_bool().unwrap_or(false);
+        let tvdb_id = as_id(&body["tvdbId"]);
+
+        let existing_media = self
+            .media
+            .iter()
+            .find(|media| media.tmdb_id == tmdb_id && media.media_type == media_type)
+            .map(|media| media.id);
+        let existing: Vec<&RequestRow> = self
+            .requests
+            .iter()
+            .filter(|request| Some(request.media_id) == existing_media && request.is_4k == is_4k)
+            .collect();
+
+        let seasons = if media_type == "movie" {
+            // Overseerr only looks at the oldest existing request here (`existing[0]`).
+            if existing
+                .first()
+                .is_some_and(|request| request.status != REQUEST_DECLINED)
+            {
+                return Err(Refusal::message(
+                    StatusCode::CONFLICT,
+                    "Request for this media already exists.",
+                ));
+            }
+            Vec::new()
+        } else {
+            let requested: Vec<u64> = match &body["seasons"] {
+                Value::String(_) => (1..=u64::from(options.tv_seasons)).collect(),
+                Value::Array(list) => list.iter().filter_map(as_id).collect(),
+                _ => {
+                    return Err(Refusal {
+                        violation: Some(
+                            "a tv request without `seasons` (Overseerr crashes with 500)"
+                                .to_string(),
+                        ),
+                        ..Refusal::message(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Cannot read properties of undefined (reading 'filter')",
+                        )
+                    })
+                }
+            };
+            let taken: Vec<u64> = existing
+                .iter()
+                .filter(|request| request.status != REQUEST_DECLINED)
+                .flat_map(|request| request.seasons.iter().map(|season| season.season_number))
+                .collect();
+            let wanted: Vec<u64> = requested
+                .into_iter()
+                .filter(|season| !taken.contains(season))
+                .collect();
+            if wanted.is_empty() {
+                // Overseerr passes `NoSeasonsAvailableError` to its error handler as a 202.
+                return Err(Refusal::message(
+                    StatusCode::ACCEPTED,
+                    "No seasons available to request",
+                ));
+            }
+            wanted
+        };
+
+        let stamp = now();
+        let media_id = match existing_media {
+            Some(id) => {
+                let media = self.media_mut(id).map_err(|err| {
+                    Refusal::message(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string())
+                })?;
+                let status = media.status_for(is_4k);
+                if *status == MEDIA_UNKNOWN {
+                    *status = MEDIA_PENDING;
+                }
+                media.updated_at = stamp.clone();
+                id
+            }
+            None => {
+                let id = self.next_media_id;
+                self.next_media_id += 1;
+                self.media.push(MediaRow {
+                    id,
+                    media_type: media_type.clone(),
+                    tmdb_id,
+                    tvdb_id,
+                    status: if is_4k { MEDIA_UNKNOWN } else { MEDIA_PENDING },
+                    status_4k: if is_4k { MEDIA_PENDING } else { MEDIA_UNKNOWN },
+                    created_at: stamp.clone(),
+                    updated_at: stamp.clone(),
+                    media_added_at: None,
+                });
+                id
+            }
+        };
+
+        let status = if options.auto_approve {
+            REQUEST_APPROVED
+        } else {
+            REQUEST_PENDING
+        };
+        let seasons = seasons
+            .into_iter()
+            .map(|season_number| {
+                let id = self.next_season_id;
+                self.next_season_id += 1;
+                SeasonRow {
+                    id,
+                    season_number,
+                    status,
+                    created_at: stamp.clone(),
+                    updated_at: stamp.clone(),
+                }
+            })
+            .collect();
+        let request_options = ["serverId", "profileId", "rootFolder", "languageProfileId"]
+            .iter()
+            .filter_map(|key| {
+                body.get(*key)
+                    .filter(|value| !value.is_null())
+                    .map(|value| (key.to_string(), value.clone()))
+            })
+            .collect();
+        let request = RequestRow {
+            id: self.next_request_id,
+            status,
+            media_id,
+            media_type,
+            is_4k,
+            seasons,
+            modified_by_admin: options.auto_approve,
+            options: request_options,
+            created_at: stamp.clone(),
+            updated_at: stamp,
+        };
+        self.next_request_id += 1;
+        let answer = self.render_request(&request);
+        let approved = request.status == REQUEST_APPROVED;
+        let request_id = request.id;
+        self.requests.push(request);
+        if approved {
+            // `updateParentStatus` runs after the insert, on a freshly loaded media row: the
+            // 201 above still shows PENDING, the next GET shows PROCESSING.
+            self.mark_processing(request_id);
+        }
+        Ok(answer)
+    }
+
+    /// `GET /request` with Overseerr's filter and sort semantics (`server/routes/request.ts`).
+    fn list(&self, query: &[(String, String)]) -> Value {
+        let param = |name: &str| {
+            query
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+                .filter(|value| !value.is_empty())
+        };
+        let number = |name: &str| param(name).and_then(|value| value.parse::<f64>().ok());
+        // `Number(take)`; a take of 0 would divide by zero in Overseerr — treat it as 1.
+        let take = number("take").map_or(10, |take| take.max(1.0) as u64);
+        let skip = number("skip").map_or(0, |skip| skip.max(0.0) as u64);
+        let requested_by = number("requestedBy");
+
+        let filter = param("filter").unwrap_or("all");
+        let request_statuses: &[u8] = match filter {
+            "approved" | "processing" | "available" => &[REQUEST_APPROVED],
+            "pending" => &[REQUEST_PENDING],
+            "unavailable" => &[REQUEST_PENDING, REQUEST_APPROVED],
+            "failed" => &[REQUEST_FAILED],
+            _ => &[
+                REQUEST_PENDING,
+                REQUEST_APPROVED,
+                REQUEST_DECLINED,
+                REQUEST_FAILED,
+            ],
+        };
+        let media_statuses: &[u8] = match filter {
+            "available" => &[MEDIA_AVAILABLE],
+            "processing" | "unavailable" => &[
+                MEDIA_UNKNOWN,
+                MEDIA_PENDING,
+                MEDIA_PROCESSING,
+                MEDIA_PARTIALLY_AVAILABLE,
+            ],
+            _ => &[
+                MEDIA_UNKNOWN,
+                MEDIA_PENDING,
+                MEDIA_PROCESSING,
+                MEDIA_PARTIALLY_AVAILABLE,
+                MEDIA_AVAILABLE,
+            ],
+        };
+
+        let mut matching: Vec<&RequestRow> = self
+            .requests
+            .iter()
+            .filter(|request| request_statuses.contains(&request.status))
+            .filter(|request| {
+                self.media(request.media_id).is_some_and(|media| {
+                    let status = if request.is_4k {
+                        media.status_4k
+                    } else {
+                        media.status
+                    };
+                    media_statuses.contains(&status)
+                })
+            })
+            // Every request is the admin's (user 1), the user the API key acts as.
+            .filter(|_| requested_by.is_none_or(|user| user == 1.0))
+            .collect();
+        if param("sort") == Some("modified") {
+            matching.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
+        } else {
+            matching.sort_by_key(|request| std::cmp::Reverse(request.id));
+        }
+
+        let total = matching.len() as u64;
+        let results: Vec<Value> = matching
+            .into_iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .take(usize::try_from(take).unwrap_or(usize::MAX))
+            .map(|request| self.render_request(request))
+            .collect();
+        json!({
+            "pageInfo": {
+                "pages": total.div_ceil(take),
+                "pageSize": take,
+                "results": total,
+                "page": skip.div_ceil(take) + 1,
+            },
+            "results": results,
+        })
+    }
+
+    /// What a notification means for the stored state (see `OverseerrSim::send_webhook`).
+    fn apply(&mut self, notification: Notification, request_id: u64) -> anyhow::Result<()> {
+        if notification == Notification::Test {
+            return Ok(());
+        }
+        let (media_id, is_4k) = {
+            let request = self.request(request_id)?;
+            (request.media_id, request.is_4k)
+        };
+        match notification {
+            Notification::MediaPending => self.request_mut(request_id)?.set_status(REQUEST_PENDING),
+            Notification::MediaApproved | Notification::MediaAutoApproved => {
+                let request = self.request_mut(request_id)?;
+                request.set_status(REQUEST_APPROVED);
+                request.modified_by_admin = true;
+                self.mark_processing(request_id);
+            }
+            Notification::MediaDeclined => {
+                self.request_mut(request_id)?.set_status(REQUEST_DECLINED);
+                let still_pending = self.requests.iter().any(|request| {
+                    request.media_id == media_id && request.status == REQUEST_PENDING
+                });
+                let media = self.media_mut(media_id)?;
+                let is_movie = media.media_type == "movie";
+                let status = media.status_for(is_4k);
+                if is_movie || (!still_pending && *status == MEDIA_PENDING) {
+                    *status = MEDIA_UNKNOWN;
+                    media.updated_at = now();
+                }
+            }
+            Notification::MediaFailed => self.request_mut(request_id)?.set_status(REQUEST_FAILED),
+            Notification::MediaAvailable => {
+                let media = self.media_mut(media_id)?;
+                *media.status_for(is_4k) = MEDIA_AVAILABLE;
+                media.updated_at = now();
+                media.media_added_at.get_or_insert_with(now);
+                for request in &mut self.requests {
+                    if request.media_id == media_id
+                        && request.is_4k == is_4k
+                        && request.status == REQUEST_PENDING
+                    {
+                        request.set_status(REQUEST_APPROVED);
+                    }
+                }
+            }
+            Notification::MediaAutoRequested | Notification::Test => {}
+        }
+        Ok(())
+    }
+
+    /// `updateParentStatus` for an approved request: its media becomes PROCESSING unless it
+    /// is already (partially) available.
+    fn mark_processing(&mut self, request_id: u64) {
+        let Ok(request) = self.request(request_id) else {
+            return;
+        };
+        let (media_id, is_4k) = (request.media_id, request.is_4k);
+        if let Ok(media) = self.media_mut(media_id) {
+            let status = media.status_for(is_4k);
+            if *status != MEDIA_AVAILABLE && *status != MEDIA_PARTIALLY_AVAILABLE {
+                *status = MEDIA_PROCESSING;
+                media.updated_at = now();
+            }
+        }
+    }
+
+    /// The `User` the API key acts as (Overseerr's first administrator), as Overseerr
+    /// serialises it (`email` and `plexId` are only filtered for other users).
+    fn admin_json(&self) -> Value {
+        json!({
+            "permissions": 2,
+            "id": 1,
+            "email": "admin@overseerr.sim",
+            "plexUsername": "admin",
+            "userType": 1,
+            "plexId": 1,
+            "avatar": "https://plex.tv/users/0000000000000001/avatar?c=1",
+            "movieQuotaLimit": null,
+            "movieQuotaDays": null,
+            "tvQuotaLimit": null,
+            "tvQuotaDays": null,
+            "createdAt": self.admin_created_at,
+            "updatedAt": self.admin_created_at,
+            "requestCount": self.requests.len(),
+            "displayName": "admin",
+        })
+    }
+
+    fn render_media(&self, media: &MediaRow) -> Value {
+        json!({
+            "downloadStatus": [],
+            "downloadStatus4k": [],
+            "id": media.id,
+            "mediaType": media.media_type,
+            "tmdbId": media.tmdb_id,
+            "tvdbId": media.tvdb_id,
+            "imdbId": null,
+            "status": media.status,
+            "status4k": media.status_4k,
+            "createdAt": media.created_at,
+            "updatedAt": media.updated_at,
+            "lastSeasonChange": media.created_at,
+            "mediaAddedAt": media.media_added_at,
+            "serviceId": null,
+            "serviceId4k": null,
+            "externalServiceId": null,
+            "externalServiceId4k": null,
+            "externalServiceSlug": null,
+            "externalServiceSlug4k": null,
+            "ratingKey": null,
+            "ratingKey4k": null,
+        })
+    }
+
+    /// A `MediaRequest` as Overseerr serialises it. Properties the spec types without
+    /// `nullable` (`serverId`, `profileId`, `rootFolder`) are left out rather than `null`.
+    fn render_request(&self, request: &RequestRow) -> Value {
+        let media = self
+            .media(request.media_id)
+            .map_or(Value::Null, |media| self.render_media(media));
+        let seasons: Vec<Value> = request
+            .seasons
+            .iter()
+            .map(|season| {
+                json!({
+                    "id": season.id,
+                    "seasonNumber": season.season_number,
+                    "status": season.status,
+                    "createdAt": season.created_at,
+                    "updatedAt": season.updated_at,
+                })
+            })
+            .collect();
+        let mut rendered = json!({
+            "id": request.id,
+            "status": request.status,
+            "createdAt": request.created_at,
+            "updatedAt": request.updated_at,
+            "type": request.media_type,
+            "is4k": request.is_4k,
+            "isAutoRequest": false,
+            "seasonCount": seasons.len(),
+            "seasons": seasons,
+            "media": media,
+            "requestedBy": self.admin_json(),
+            "modifiedBy": if request.modified_by_admin { self.admin_json() } else { Value::Null },
+        });
+        if let Value::Object(fields) = &mut rendered {
+            fields.extend(request.options.clone());
+        }
+        rendered
+    }
+
+    /// The default webhook template rendered for `notification` (see
+    /// `OverseerrSim::send_webhook`).
+    fn webhook_payload(
+        &self,
+        notification: Notification,
+        request_id: u64,
+    ) -> anyhow::Result<Value> {
+        if notification == Notification::Test {
+            return Ok(json!({
+                "notification_type": notification.name(),
+                "event": "",
+                "subject": "Test Notification",
+                "message": "Check check, 1, 2, 3. Are we coming in clear?",
+                "image": "",
+                "media": null,
+                "request": null,
+                "issue": null,
+                "comment": null,
+                "extra": [],
+            }));
+        }
+        let request = self.request(request_id)?;
+        let media = self
+            .media(request.media_id)
+            .ok_or_else(|| anyhow!("request {request_id} has no media"))?;
+        let is_movie = media.media_type == "movie";
+        let kind = if is_movie { "Movie" } else { "Series" };
+        let four_k = if request.is_4k { "4K " } else { "" };
+        let event = match notification {
+            Notification::MediaPending => format!("New {four_k}{kind} Request"),
+            Notification::MediaApproved => format!("{four_k}{kind} Request Approved"),
+            Notification::MediaAutoApproved => {
+                format!("{four_k}{kind} Request Automatically Approved")
+            }
+            Notification::MediaDeclined => format!("{four_k}{kind} Request Declined"),
+            Notification::MediaFailed => format!("{four_k}{kind} Request Failed"),
+            Notification::MediaAvailable => format!("{four_k}{kind} Request Now Available"),
+            Notification::MediaAutoRequested => {
+                format!("{four_k}{kind} Request Automatically Submitted")
+            }
+            Notification::Test => String::new(),
+        };
+        let extra = if is_movie {
+            json!([])
+        } else {
+            let seasons: Vec<String> = request
+                .seasons
+                .iter()
+                .map(|season| season.season_number.to_string())
+                .collect();
+            json!([{ "name": "Requested Seasons", "value": seasons.join(", ") }])
+        };
+        Ok(json!({
+            "notification_type": notification.name(),
+            "event": event,
+            "subject": format!("{kind} {}", media.tmdb_id),
+            "message": format!("Simulated overview of TMDB {} {}.", media.media_type, media.tmdb_id),
+            "image": format!("https://image.tmdb.org/t/p/w600_and_h900_bestv2/{}.jpg", media.tmdb_id),
+            "media": {
+                "media_type": media.media_type,
+                "tmdbId": media.tmdb_id.to_string(),
+                "tvdbId": media.tvdb_id.map(|id| id.to_string()).unwrap_or_default(),
+                "status": media_status_name(media.status),
+                "status4k": media_status_name(media.status_4k),
+            },
+            "request": {
+                "request_id": request.id.to_string(),
+                "requestedBy_email": "admin@overseerr.sim",
+                "requestedBy_username": "admin",
+                "requestedBy_avatar": "https://plex.tv/users/0000000000000001/avatar?c=1",
+                // The simulated admin has no Discord or Telegram settings.
+                "requestedBy_settings_discordId": "",
+                "requestedBy_settings_telegramChatId": "",
+            },
+            "issue": null,
+            "comment": null,
+            "extra": extra,
+        }))
+    }
+}
+
+/// The notification types the simulator can send (`server/lib/notifications/index.ts`,
+/// `Notification`); issue notifications are not simulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Notification {
+    MediaPending,
+    MediaApproved,
+    MediaAvailable,
+    MediaFailed,
+    Test,
+    MediaDeclined,
+    MediaAutoApproved,
+    MediaAutoRequested,
+}
+
+impl Notification {
+    const ALL: [Notification; 8] = [
+        Notification::MediaPending,
+        Notification::MediaApproved,
+        Notification::MediaAvailable,
+        Notification::MediaFailed,
+        Notification::Test,
+        Notification::MediaDeclined,
+        Notification::MediaAutoApproved,
+        Notification::MediaAutoRequested,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Notification::MediaPending => "MEDIA_PENDING",
+            Notification::MediaApproved => "MEDIA_APPROVED",
+            Notification::MediaAvailable => "MEDIA_AVAILABLE",
+            Notification::MediaFailed => "MEDIA_FAILED",
+            Notification::Test => "TEST_NOTIFICATION",
+            Notification::MediaDeclined => "MEDIA_DECLINED",
+            Notification::MediaAutoApproved => "MEDIA_AUTO_APPROVED",
+            Notification::MediaAutoRequested => "MEDIA_AUTO_REQUESTED",
+        }
+    }
+
+    fn parse(name: &str) -> anyhow::Result<Self> {
+        match Self::ALL.into_iter().find(|kind| kind.name() == name) {
+            Some(kind) => Ok(kind),
+            None => bail!("the Overseerr simulator does not send {name:?} notifications"),
+        }
+    }
+}
+
+/// `MediaStatus[n]` as the webhook agent renders it; JavaScript renders an unknown number's
+/// missing name as `"undefined"`.
+fn media_status_name(status: u8) -> &'static str {
+    match status {
+        MEDIA_UNKNOWN => "UNKNOWN",
+        MEDIA_PENDING => "PENDING",
+        MEDIA_PROCESSING => "PROCESSING",
+        MEDIA_PARTIALLY_AVAILABLE => "PARTIALLY_AVAILABLE",
+        MEDIA_AVAILABLE => "AVAILABLE",
+        _ => "undefined",
+    }
+}
+
+/// A JSON number used as an id (`type: number` in the spec, so `603.0` counts as 603).
+fn as_id(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+            .map(|f| f as u64)
+    })
+}
+
+/// Timestamps as Overseerr sends them: `2020-09-12T10:00:27.000Z`.
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn json_answer(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// express-openapi-validator's error shape.
+fn validator_answer(status: StatusCode, path: &str, messages: &[String]) -> Response {
+    let errors: Vec<Value> = messages
+        .iter()
+        .map(|message| {
+            let (at, what) = message.split_once(": ").unwrap_or(("", message));
+            json!({ "path": format!("/{at}"), "message": what })
+        })
+        .collect();
+    let summary = if messages.is_empty() {
+        format!("{path}: invalid request")
+    } else {
+        format!("request/{}", messages.join(", "))
+    };
+    json_answer(status, json!({ "message": summary, "errors": errors }))
+}
+
+/// The request body, parsed by the gate for the handlers.
+#[derive(Clone)]
+struct ParsedBody(Value);
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/request",
+            get(list_requests_handler).post(create_request_handler),
+        )
+        // Overseerr declares `/request/count` before `/request/:requestId`; keep it from being
+        // read as a request id.
+        .route("/api/v1/request/count", get(not_simulated))
+        .route("/api/v1/request/{requestId}", get(get_request_handler))
+        .fallback(not_simulated)
+        .method_not_allowed_fallback(not_simulated)
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), gate))
+        .with_state(shared)
+}
+
+/// Recording, delay, failure injection, then Overseerr's own middleware order: OpenAPI
+/// validation (security presence, query, body), then the permission check.
+async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return json_answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({ "message": "request entity too large" }),
+        );
+    };
+    let path = parts.uri.path().to_string();
+    let method = parts.method.as_str().to_string();
+    let parsed: Result<Value, String> = if bytes.is_empty() {
+        Ok(Value::Null)
+    } else {
+        serde_json::from_slice(&bytes).map_err(|err| err.to_string())
+    };
+
+    let (delay, failure) = {
+        let mut state = shared.lock();
+        state.received.push(Received {
+            method: method.clone(),
+            path: path.clone(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers.clone(),
+            body: parsed
+                .clone()
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
+        });
+        let failure = state.take_failure();
+        (state.delay, failure)
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(status) = failure {
+        let message = format!("Simulated failure (HTTP {})", status.as_u16());
+        return json_answer(status, json!({ "message": message }));
+    }
+
+    let violation = |problem: &str| {
+        shared
+            .lock()
+            .violations
+            .push(format!("{method} {path}: {problem}"));
+    };
+    let not_found = |status: StatusCode, what: &str| {
+        validator_answer(
+            status,
+            &path,
+            &[format!("{}: {what}", path.trim_start_matches('/'))],
+        )
+    };
+
+    let Some(template) = path
+        .strip_prefix(API_PREFIX)
+        .and_then(|api_path| shared.spec.match_path(api_path))
+    else {
+        violation("the path is not in the spec");
+        return not_found(StatusCode::NOT_FOUND, "not found");
+    };
+    let Some(operation) = shared.spec.operation(&method, &template) else {
+        violation(&format!("{method} {template} is not in the spec"));
+        return not_found(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("{method} method not allowed"),
+        );
+    };
+    let public = operation
+        .get("security")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty);
+    let api_key = parts
+        .headers
+        .get("x-api-key")
+        .and_then(|value| value.to_str().ok());
+    let has_session = parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|cookies| cookies.contains("connect.sid="));
+    if !public && api_key.is_none() && !has_session {
+        return validator_answer(
+            StatusCode::UNAUTHORIZED,
+            &path,
+            &[format!(
+                "{}: cookie 'connect.sid' required",
+                path.trim_start_matches('/')
+            )],
+        );
+    }
+
+    let mut problems = Vec::new();
+    let query = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+        .map(|Query(pairs)| pairs)
+        .unwrap_or_default();
+    if let Err(mut found) = shared.spec.validate_query(&method, &template, &query) {
+        problems.append(&mut found);
+    }
+    let body = match parsed {
+        Ok(body) => body,
+        Err(err) => {
+            violation(&format!("the body is not JSON: {err}"));
+            return json_answer(StatusCode::BAD_REQUEST, json!({ "message": err }));
+        }
+    };
+    if !body.is_null() {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        if !content_type.starts_with("application/json") {
+            violation(&format!("a JSON body sent as {content_type:?}"));
+            return json_answer(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({ "message": format!("unsupported media type {content_type}") }),
+            );
+        }
+    }
+    if let Err(mut found) = shared.spec.validate_request_body(&method, &template, &body) {
+        problems.append(&mut found);
+    }
+    if !problems.is_empty() {
+        for problem in &problems {
+            violation(problem);
+        }
+        return validator_answer(StatusCode::BAD_REQUEST, &path, &problems);
+    }
+
+    if !public && api_key != Some(shared.lock().options.api_key.as_str()) {
+        return json_answer(
+            StatusCode::FORBIDDEN,
+            json!({ "status": 403, "error": "You do not have permission to access this endpoint" }),
+        );
+    }
+
+    parts.extensions.insert(ParsedBody(body));
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+async fn create_request_handler(
+    State(shared): State<Arc<Shared>>,
+    Extension(ParsedBody(body)): Extension<ParsedBody>,
+) -> Response {
+    let mut state = shared.lock();
+    let options = state.options.clone();
+    match state.store.create(&body, &options) {
+        Ok(created) => json_answer(StatusCode::CREATED, created),
+        Err(refusal) => {
+            if let Some(violation) = refusal.violation {
+                state
+                    .violations
+                    .push(format!("POST {API_PREFIX}/request: {violation}"));
+            }
+            json_answer(refusal.status, refusal.body)
+        }
+    }
+}
+
+async fn get_request_handler(
+    State(shared): State<Arc<Shared>>,
+    Path(request_id): Path<String>,
+) -> Response {
+    let state = shared.lock();
+    // `Number(req.params.requestId)`: anything that is not a number finds nothing.
+    let found = request_id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| state.store.request(id).ok());
+    match found {
+        Some(request) => json_answer(StatusCode::OK, state.store.render_request(request)),
+        None => json_answer(
+            StatusCode::NOT_FOUND,
+            json!({ "message": "Request not found." }),
+        ),
+    }
+}
+
+async fn list_requests_handler(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    json_answer(StatusCode::OK, shared.lock().store.list(&query))
+}
+
+/// A spec operation the simulator does not implement: 501, and a violation so the test that
+/// relied on it fails visibly.
+async fn not_simulated(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let line = format!(
+        "{} {}: in the spec but not simulated",
+        request.method(),
+        request.uri().path()
+    );
+    shared.lock().violations.push(line.clone());
+    json_answer(StatusCode::NOT_IMPLEMENTED, json!({ "message": line }))
+}
+
+/// Accepts connections, except while the simulator is down: then they are closed unanswered.
+struct SwitchableListener {
+    inner: TcpListener,
+    down: Arc<AtomicBool>,
+}
+
+impl axum::serve::Listener for SwitchableListener {
+    type Io = SwitchableStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            if self.down.load(Ordering::SeqCst) {
+                drop(stream);
+                continue;
+            }
+            let down = Arc::clone(&self.down);
+            return (
+                SwitchableStream {
+                    inner: stream,
+                    down,
+                },
+                addr,
+            );
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection that reads end-of-file (and refuses writes) once the simulator is down, so
+/// kept-alive connections die too.
+struct SwitchableStream {
+    inner: TcpStream,
+    down: Arc<AtomicBool>,
+}
+
+impl AsyncRead for SwitchableStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.down.load(Ordering::SeqCst) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SwitchableStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.down.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,183 @@
+//! The Overseerr forwarder saga: `approved` and `retried` media-request events become
+//! `POST /api/v1/request` calls (overseerr-api.yml, `POST /request`), and their outcome
+//! becomes `RecordForwarded` or `RecordForwardFailed`.
+//!
+//! Exactly-once in effect: before calling, the saga loads the request and acts only while
+//! it is `approved` (a redelivered event finds it forwarded and does nothing); a crash after
+//! Overseerr created the request but before `forwarded` was written is resolved on
+//! redelivery by Overseerr's 409 "already exists", which the saga turns into the existing
+//! Overseerr request's id. Transient failures (5xx, timeouts, connection errors) are retried
+//! with exponential backoff and jitter; 4xx answers are not.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use medianest_domain::media_request::{self, MediaRequestCommand, RequestStatus};
+use medianest_integrations::overseerr::{
+    CreateRequest, MediaType, OverseerrClient, OverseerrError, Seasons,
+};
+use medianest_nats::feed::StartAt;
+use medianest_nats::{EventFeed, FeedEvent};
+use medianest_store::media_requests::MediaRequests;
+use medianest_store::EventMetadata;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+
+use crate::RetryPolicy;
+
+/// The consumer name.
+pub const NAME: &str = "saga-overseerr-forwarder";
+const WORKER: &str = "overseerr-forwarder";
+
+/// The forwarder saga.
+#[derive(Clone)]
+pub struct OverseerrForwarder {
+    requests: Arc<MediaRequests>,
+    client: OverseerrClient,
+    feed: Arc<dyn EventFeed>,
+    retry: RetryPolicy,
+}
+
+impl OverseerrForwarder {
+    /// A forwarder using `client`, fed by `feed`.
+    pub fn new(
+        requests: Arc<MediaRequests>,
+        client: OverseerrClient,
+        feed: Arc<dyn EventFeed>,
+        retry: RetryPolicy,
+    ) -> Self {
+        Self {
+            requests,
+            client,
+            feed,
+            retry,
+        }
+    }
+
+    /// Consumes media-request events until `shutdown`; the event in hand is finished first.
+    ///
+    /// # Errors
+    /// Never returns an error: feed failures are logged and retried.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        loop {
+            let mut events = match self
+                .feed
+                .subscribe(NAME, &["media_request"], StartAt::Beginning)
+                .await
+            {
+                Ok(events) => events,
+                Err(error) => {
+                    warn!(%error, "forwarder cannot subscribe; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    next = events.next() => next,
+                    () = shutdown.cancelled() => return,
+                };
+                match next {
+                    None => break,
+                    Some(Err(error)) => warn!(%error, "forwarder feed error"),
+                    Some(Ok(event)) => {
+                        if matches!(event.event_type(), "approved" | "retried") {
+                            self.forward(&event).await;
+                        }
+                        if let Err(error) = event.ack().await {
+                            warn!(%error, "forwarder ack failed; the event will be redelivered");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forwards the request of `event` if it is still waiting to be forwarded.
+    #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
+    pub async fn forward(&self, event: &FeedEvent) {
+        let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
+            warn!("event with a malformed aggregate id");
+            return;
+        };
+        let current = match self.requests.load(id).await {
+            Ok((current, _)) => current,
+            Err(error) => {
+                warn!(%error, "cannot load the request");
+                return;
+            }
+        };
+        if current.status() != Some(RequestStatus::Approved) {
+            info!(status = ?current.status(), "not waiting to be forwarded; nothing to do");
+            return;
+        }
+        let Some(body) = create_request(&current) else {
+            return;
+        };
+        let (outcome, attempts) = self
+            .retry
+            .run(
+                || self.client.create_request(&body),
+                OverseerrError::is_retryable,
+            )
+            .await;
+        let outcome = match outcome {
+            Err(OverseerrError::AlreadyExists { message }) => {
+                info!(%message, "Overseerr already has this request; finding it");
+                match self
+                    .client
+                    .find_request(body.media_type, body.media_id, body.is_4k)
+                    .await
+                {
+                    Ok(Some(existing)) => Ok(existing),
+                    Ok(None) => Err(OverseerrError::AlreadyExists { message }),
+                    Err(error) => Err(error),
+                }
+            }
+            other => other,
+        };
+        let command = match outcome {
+            Ok(created) => MediaRequestCommand::RecordForwarded {
+                overseerr_request_id: created.id,
+            },
+            Err(error) => {
+                warn!(%error, attempts, "forwarding failed");
+                MediaRequestCommand::RecordForwardFailed {
+                    attempt: attempts,
+                    retryable: error.is_retryable(),
+                    error: error.to_string(),
+                }
+            }
+        };
+        let metadata = EventMetadata::caused_by(
+            WORKER,
+            &event.event.id,
+            event.event.correlationid.as_deref(),
+        );
+        if let Err(error) = self.requests.execute(id, command, None, &metadata).await {
+            // E.g. cancelled while the call was in flight: the aggregate decides.
+            warn!(%error, "outcome not recorded");
+        }
+    }
+}
+
+/// The Overseerr body for a request (overseerr-api.yml, `POST /request`).
+fn create_request(request: &media_request::MediaRequest) -> Option<CreateRequest> {
+    let media = request.media()?;
+    Some(CreateRequest {
+        media_type: match media.media_type {
+            media_request::MediaType::Movie => MediaType::Movie,
+            media_request::MediaType::Tv => MediaType::Tv,
+        },
+        media_id: u64::from(media.tmdb_id.get()),
+        tvdb_id: media.tvdb_id.map(u64::from),
+        seasons: request.seasons().map(|seasons| match seasons {
+            media_request::Seasons::All(_) => Seasons::All,
+            media_request::Seasons::List(list) => Seasons::List(list.clone()),
+        }),
+        is_4k: request.is_4k(),
+    })
+}

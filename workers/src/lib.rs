@@ -1,0 +1,14 @@
+//! Saga / process-manager workers (DESIGN.md §6): each turns events into calls to an external
+//! service and the outcome back into commands, with the triggering event as causation.
+//!
+//! - [`forwarder::OverseerrForwarder`]: `approved`/`retried` → `POST /api/v1/request`.
+//! - [`reconciler::OverseerrReconciler`]: polls forwarded requests until they settle, for
+//!   webhooks that never arrive.
+
+pub mod forwarder;
+pub mod reconciler;
+pub mod retry;
+
+pub use forwarder::OverseerrForwarder;
+pub use reconciler::OverseerrReconciler;
+pub use retry::RetryPolicy;
