@@ -1,0 +1,56 @@
+# Sourced by scripts/test and scripts/dev: makes sure PostgreSQL and NATS (with JetStream)
+# listen on 127.0.0.1:5432 and 127.0.0.1:4222, starting them, or installing them from
+# Debian's packages, where they are missing. Exports MEDIANEST_TEST_DATABASE_URL.
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root for: $*"; return 1; fi
+}
+
+apt_install() {
+  log "installing $* from Debian packages"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+wait_port() {
+  for _ in $(seq 1 60); do port_open "$1" && return 0; sleep 0.5; done
+  log "nothing listens on 127.0.0.1:$1"; return 1
+}
+
+ensure_postgres() {
+  if ! port_open 5432; then
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql
+    local version
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$version" ]; then log "no PostgreSQL cluster found"; return 1; fi
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_port 5432
+  fi
+  local url=${MEDIANEST_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+  if ! psql "$url" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+    # A fresh Debian install asks for a password over TCP: give postgres one.
+    log "setting a password for the postgres role"
+    as_root su postgres -c "psql -qc \"ALTER ROLE postgres PASSWORD 'postgres'\"" >/dev/null
+    url=postgres://postgres:postgres@127.0.0.1:5432/postgres
+    psql "$url" -qAtc 'SELECT 1' >/dev/null
+  fi
+  export MEDIANEST_TEST_DATABASE_URL=$url
+}
+
+ensure_nats() {
+  if port_open 4222; then return 0; fi
+  command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || apt_install nats-server
+  local bin
+  bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+  local dir=${MEDIANEST_NATS_STORE:-/tmp/medianest-nats}
+  mkdir -p "$dir"
+  log "starting NATS with JetStream ($dir)"
+  nohup "$bin" -a 127.0.0.1 -p 4222 -js -sd "$dir" >"$dir/nats.log" 2>&1 &
+  wait_port 4222
+}

@@ -1,0 +1,178 @@
+//! The `requests` projection: read-model update and checkpoint in one transaction, so
+//! redelivered events change nothing (DESIGN.md §5).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use medianest_domain::media_request::{
+    Media, MediaRequestCommand, MediaRequestServices, MediaType, Seasons, TmdbId,
+};
+use medianest_domain::Actor;
+use medianest_nats::feed::StartAt;
+use medianest_nats::{
+    ensure_stream, EventFeed, FeedEvent, JetStreamFeed, LogFeed, Relay, RelayOptions,
+    StreamSettings,
+};
+use medianest_projections::requests::{self, RequestRow, RequestsProjection};
+use medianest_projections::ProjectionRunner;
+use medianest_store::media_requests::MediaRequests;
+use medianest_store::{checkpoint, EventMetadata};
+use medianest_testkit::app::{eventually, fresh_database, nats_url, unique_stream};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A tv request, submitted and approved by an admin: two events.
+async fn a_tv_request(pool: &PgPool) -> Uuid {
+    let requests = MediaRequests::new(pool.clone(), MediaRequestServices::default());
+    let id = Uuid::now_v7();
+    let admin = Actor::admin(Uuid::now_v7());
+    requests
+        .execute(
+            id,
+            MediaRequestCommand::Submit {
+                requested_by: admin.clone(),
+                media: Media {
+                    media_type: MediaType::Tv,
+                    tmdb_id: TmdbId::new(1399).expect("positive"),
+                    tvdb_id: Some(121361),
+                    title: "Game of Thrones".to_string(),
+                    year: Some(2011),
+                },
+                seasons: Some(Seasons::List(vec![2, 1])),
+                is_4k: false,
+                note: Some("all of it".to_string()),
+            },
+            None,
+            &EventMetadata::default(),
+        )
+        .await
+        .expect("submitted and auto-approved");
+    id
+}
+
+async fn feed_events(pool: &PgPool, n: usize) -> Vec<FeedEvent> {
+    let feed = LogFeed::new(pool.clone());
+    let stream = feed
+        .subscribe("test-reader", &[], StartAt::Beginning)
+        .await
+        .expect("subscribe");
+    stream.take(n).map(|e| e.expect("an event")).collect().await
+}
+
+async fn row(pool: &PgPool, id: Uuid) -> RequestRow {
+    requests::get(pool, id).await.expect("db").expect("a row")
+}
+
+#[tokio::test]
+async fn applying_an_event_twice_changes_nothing() {
+    let (_, pool) = fresh_database().await;
+    let id = a_tv_request(&pool).await;
+    let events = feed_events(&pool, 2).await;
+    let runner = ProjectionRunner::new(
+        pool.clone(),
+        Arc::new(LogFeed::new(pool.clone())),
+        Arc::new(RequestsProjection),
+    );
+    let name = runner.checkpoint_name();
+    for event in &events {
+        runner.apply_once(&name, event).await.expect("applied");
+    }
+    let first = row(&pool, id).await;
+    assert_eq!(first.status, "approved");
+    assert_eq!(first.version, 2);
+    assert_eq!(first.seasons, Some(serde_json::json!([1, 2])));
+    let checkpoint_after = checkpoint::load(&pool, &name).await.expect("checkpoint");
+    assert_eq!(checkpoint_after, events[1].cursor);
+
+    // Redelivered, in order or not: nothing changes.
+    for event in events.iter().rev() {
+        runner.apply_once(&name, event).await.expect("ignored");
+    }
+    assert_eq!(row(&pool, id).await, first);
+    assert_eq!(
+        checkpoint::load(&pool, &name).await.expect("checkpoint"),
+        checkpoint_after
+    );
+}
+
+#[tokio::test]
+async fn a_consumer_redelivering_the_whole_stream_changes_nothing() {
+    let (_, pool) = fresh_database().await;
+    let nats = medianest_nats::connect(&nats_url()).await.expect("NATS");
+    let js = async_nats::jetstream::new(nats.clone());
+    let (stream, subjects) = unique_stream();
+    ensure_stream(&js, &StreamSettings::new(stream.clone(), subjects.clone()))
+        .await
+        .expect("stream");
+    let id = a_tv_request(&pool).await;
+    let shutdown = CancellationToken::new();
+    let relay = Relay::new(
+        pool.clone(),
+        js.clone(),
+        stream.clone(),
+        subjects.clone(),
+        RelayOptions {
+            poll_interval: Duration::from_millis(20),
+            ..RelayOptions::default()
+        },
+    );
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { relay.run(shutdown).await }
+    });
+    let feed = Arc::new(JetStreamFeed::new(
+        js.clone(),
+        stream.clone(),
+        subjects.clone(),
+    ));
+    let runner = ProjectionRunner::new(pool.clone(), feed, Arc::new(RequestsProjection));
+    let run = |runner: ProjectionRunner, token: CancellationToken| {
+        tokio::spawn(async move { runner.run(token).await })
+    };
+
+    let first_run = CancellationToken::new();
+    let task = run(runner.clone(), first_run.clone());
+    let first = eventually("the projection", Duration::from_secs(10), || async {
+        requests::get(&pool, id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| r.version == 2)
+    })
+    .await;
+    first_run.cancel();
+    task.await.expect("task").expect("stopped");
+
+    // Forget the consumer: JetStream delivers every event again from the start.
+    js.get_stream(&stream)
+        .await
+        .expect("stream")
+        .delete_consumer(&runner.checkpoint_name())
+        .await
+        .expect("consumer deleted");
+    let second_run = CancellationToken::new();
+    let task = run(runner.clone(), second_run.clone());
+    eventually("the redelivery", Duration::from_secs(10), || async {
+        let js = async_nats::jetstream::new(nats.clone());
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_stream(&stream)
+            .await
+            .ok()?
+            .get_consumer(&runner.checkpoint_name())
+            .await
+            .ok()?;
+        let info = consumer.info().await.ok()?;
+        (info.ack_floor.stream_sequence >= 2).then_some(())
+    })
+    .await;
+    second_run.cancel();
+    task.await.expect("task").expect("stopped");
+    shutdown.cancel();
+    assert_eq!(
+        row(&pool, id).await,
+        first,
+        "redelivered events changed nothing"
+    );
+}
