@@ -55,7 +55,7 @@ fn rejected(rejection: MediaRequestError) -> ApiError {
             "Not possible in the current status",
             detail,
         )
-        .with("status", status.as_str()),
+        .with("request_status", status.as_str()),
         MediaRequestError::Forbidden(why) => ApiError::forbidden(why),
         MediaRequestError::Invalid { field, .. } => ApiError::invalid(field, detail),
     }

@@ -7,7 +7,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use medianest_domain::media_request::{Media, MediaRequestCommand, MediaType, Seasons, TmdbId};
@@ -26,10 +26,7 @@ use crate::CommandState;
 pub fn router() -> Router<CommandState> {
     Router::new()
         .route("/api/v1/requests", post(submit))
-        .route("/api/v1/requests/{id}/approve", post(approve))
-        .route("/api/v1/requests/{id}/decline", post(decline))
-        .route("/api/v1/requests/{id}/cancel", post(cancel))
-        .route("/api/v1/requests/{id}/retry", post(retry))
+        .route("/api/v1/requests/{id}/{action}", post(on_request))
 }
 
 /// Body of `POST /api/v1/requests` (DESIGN.md §9).
@@ -185,85 +182,72 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Shared shape of the `{id}` commands.
+/// The commands on an existing request: the last path segment.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Action {
+    Approve,
+    Decline,
+    Cancel,
+    Retry,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Decline => "decline",
+            Self::Cancel => "cancel",
+            Self::Retry => "retry",
+        }
+    }
+
+    /// The domain command, from the (optional, strict) body.
+    fn command(self, by: &Actor, body: &[u8]) -> Result<MediaRequestCommand, ApiError> {
+        let by = by.clone();
+        Ok(match self {
+            Self::Approve => {
+                optional_body::<EmptyBody>(body)?;
+                MediaRequestCommand::Approve { by }
+            }
+            Self::Retry => {
+                optional_body::<EmptyBody>(body)?;
+                MediaRequestCommand::Retry { by }
+            }
+            Self::Decline => {
+                let ReasonBody { reason } = optional_body(body)?;
+                MediaRequestCommand::Decline { by, reason }
+            }
+            Self::Cancel => {
+                let ReasonBody { reason } = optional_body(body)?;
+                MediaRequestCommand::Cancel { by, reason }
+            }
+        })
+    }
+}
+
+/// `POST /api/v1/requests/{id}/{action}`.
 async fn on_request(
-    state: CommandState,
-    caller: Actor,
-    raw_id: String,
+    State(state): State<CommandState>,
+    Caller(caller): Caller,
+    Path((raw_id, action)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-    action: &'static str,
-    make: impl FnOnce(&Actor, &[u8]) -> Result<MediaRequestCommand, ApiError>,
 ) -> Response {
-    let scope = format!("{}:{action}", caller.id);
-    let path = format!("{} /api/v1/requests/{raw_id}/{action}", Method::POST);
+    let Ok(action) = serde_json::from_value::<Action>(serde_json::Value::String(action)) else {
+        return ApiError::not_found("no such command").into_response();
+    };
+    let scope = format!("{}:{}", caller.id, action.name());
+    let path = format!(
+        "{} /api/v1/requests/{raw_id}/{}",
+        Method::POST,
+        action.name()
+    );
     let fingerprint: [&[u8]; 2] = [path.as_bytes(), &body];
     idempotent(&state.pool, &scope, &headers, &fingerprint, async {
         let id = parse_id(&raw_id)?;
-        let command = make(&caller, &body)?;
+        let command = action.command(&caller, &body)?;
         run(&state, id, command, &headers, &caller, false).await
-    })
-    .await
-}
-
-async fn approve(
-    State(state): State<CommandState>,
-    Caller(caller): Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    on_request(state, caller, id, headers, body, "approve", |by, body| {
-        optional_body::<EmptyBody>(body)?;
-        Ok(MediaRequestCommand::Approve { by: by.clone() })
-    })
-    .await
-}
-
-async fn decline(
-    State(state): State<CommandState>,
-    Caller(caller): Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    on_request(state, caller, id, headers, body, "decline", |by, body| {
-        let ReasonBody { reason } = optional_body(body)?;
-        Ok(MediaRequestCommand::Decline {
-            by: by.clone(),
-            reason,
-        })
-    })
-    .await
-}
-
-async fn cancel(
-    State(state): State<CommandState>,
-    Caller(caller): Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    on_request(state, caller, id, headers, body, "cancel", |by, body| {
-        let ReasonBody { reason } = optional_body(body)?;
-        Ok(MediaRequestCommand::Cancel {
-            by: by.clone(),
-            reason,
-        })
-    })
-    .await
-}
-
-async fn retry(
-    State(state): State<CommandState>,
-    Caller(caller): Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    on_request(state, caller, id, headers, body, "retry", |by, body| {
-        optional_body::<EmptyBody>(body)?;
-        Ok(MediaRequestCommand::Retry { by: by.clone() })
     })
     .await
 }

@@ -37,12 +37,7 @@ fn rejection_to_problem(rejection: &JsonRejection) -> ApiError {
             "send the body as application/json",
         ),
         JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "Request body too large",
-                rejection.body_text(),
-            )
+            ApiError::too_large()
         }
         JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
             ApiError::malformed(rejection.body_text())

@@ -7,6 +7,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
+/// Members defined by RFC 9457 itself.
+const RESERVED: [&str; 5] = ["type", "title", "status", "detail", "instance"];
+
 /// An HTTP error answered as problem+json.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -42,10 +45,27 @@ impl ApiError {
         }
     }
 
-    /// Adds an extension member.
+    /// Adds an extension member. The RFC 9457 members (`type`, `title`, `status`, `detail`,
+    /// `instance`) cannot be overridden this way.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extensions.insert(key.to_string(), value.into());
+        debug_assert!(
+            !RESERVED.contains(&key),
+            "`{key}` is a standard problem member, not an extension"
+        );
+        if !RESERVED.contains(&key) {
+            self.extensions.insert(key.to_string(), value.into());
+        }
         self
+    }
+
+    /// 413 `body-too-large`.
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Request body too large",
+            "the request body is larger than the 64 KiB this API accepts",
+        )
     }
 
     /// Sets `Retry-After`.

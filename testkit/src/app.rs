@@ -78,6 +78,42 @@ pub fn unique_stream() -> (String, Subjects) {
     (format!("TEST_{id}"), Subjects::new(format!("t{id}")))
 }
 
+/// A NATS connection and a freshly created stream with a unique name and prefix.
+pub struct TestStream {
+    /// The connection.
+    pub nats: async_nats::Client,
+    /// JetStream on it.
+    pub js: async_nats::jetstream::Context,
+    /// The stream's name.
+    pub name: String,
+    /// The stream's subjects.
+    pub subjects: Subjects,
+}
+
+/// Connects to the test NATS and creates a unique stream.
+///
+/// # Panics
+/// When NATS is unreachable or JetStream refuses the stream.
+pub async fn fresh_stream() -> TestStream {
+    let nats = medianest_nats::connect(&nats_url())
+        .await
+        .expect("NATS with JetStream is needed for tests");
+    let js = async_nats::jetstream::new(nats.clone());
+    let (name, subjects) = unique_stream();
+    medianest_nats::ensure_stream(
+        &js,
+        &medianest_nats::StreamSettings::new(name.clone(), subjects.clone()),
+    )
+    .await
+    .expect("create the stream");
+    TestStream {
+        nats,
+        js,
+        name,
+        subjects,
+    }
+}
+
 /// How a test app is set up.
 #[derive(Debug, Clone)]
 pub struct TestOptions {

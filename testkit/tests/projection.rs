@@ -10,15 +10,12 @@ use medianest_domain::media_request::{
 };
 use medianest_domain::Actor;
 use medianest_nats::feed::StartAt;
-use medianest_nats::{
-    ensure_stream, EventFeed, FeedEvent, JetStreamFeed, LogFeed, Relay, RelayOptions,
-    StreamSettings,
-};
+use medianest_nats::{EventFeed, FeedEvent, JetStreamFeed, LogFeed, Relay, RelayOptions};
 use medianest_projections::requests::{self, RequestRow, RequestsProjection};
 use medianest_projections::ProjectionRunner;
 use medianest_store::media_requests::MediaRequests;
 use medianest_store::{checkpoint, EventMetadata};
-use medianest_testkit::app::{eventually, fresh_database, nats_url, unique_stream};
+use medianest_testkit::app::{eventually, fresh_database, fresh_stream, TestStream};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -100,12 +97,12 @@ async fn applying_an_event_twice_changes_nothing() {
 #[tokio::test]
 async fn a_consumer_redelivering_the_whole_stream_changes_nothing() {
     let (_, pool) = fresh_database().await;
-    let nats = medianest_nats::connect(&nats_url()).await.expect("NATS");
-    let js = async_nats::jetstream::new(nats.clone());
-    let (stream, subjects) = unique_stream();
-    ensure_stream(&js, &StreamSettings::new(stream.clone(), subjects.clone()))
-        .await
-        .expect("stream");
+    let TestStream {
+        nats,
+        js,
+        name: stream,
+        subjects,
+    } = fresh_stream().await;
     let id = a_tv_request(&pool).await;
     let shutdown = CancellationToken::new();
     let relay = Relay::new(

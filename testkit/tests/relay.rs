@@ -6,11 +6,11 @@ use medianest_domain::media_request::{
     Media, MediaRequestCommand, MediaRequestServices, MediaType, TmdbId,
 };
 use medianest_domain::Actor;
-use medianest_nats::{ensure_stream, Relay, RelayError, RelayOptions, StreamSettings};
+use medianest_nats::{Relay, RelayError, RelayOptions};
 use medianest_store::lock::InstanceLock;
 use medianest_store::media_requests::MediaRequests;
 use medianest_store::{checkpoint, EventMetadata};
-use medianest_testkit::app::{fresh_database, nats_url, stream_messages, unique_stream};
+use medianest_testkit::app::{fresh_database, fresh_stream, stream_messages, TestStream};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -53,12 +53,12 @@ struct Setup {
 
 async fn setup(options: RelayOptions) -> Setup {
     let (_, pool) = fresh_database().await;
-    let nats = medianest_nats::connect(&nats_url()).await.expect("NATS");
-    let js = async_nats::jetstream::new(nats.clone());
-    let (stream, subjects) = unique_stream();
-    ensure_stream(&js, &StreamSettings::new(stream.clone(), subjects.clone()))
-        .await
-        .expect("stream");
+    let TestStream {
+        nats,
+        js,
+        name: stream,
+        subjects,
+    } = fresh_stream().await;
     let relay = Relay::new(pool.clone(), js, stream.clone(), subjects.clone(), options);
     Setup {
         pool,

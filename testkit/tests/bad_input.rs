@@ -1,0 +1,906 @@
+//! Bad input over HTTP (DESIGN.md §7): every request MediaNest cannot or must not act on is
+//! answered with `application/problem+json`, the right status and a stable
+//! `urn:medianest:problem:<slug>` type — and writes no event.
+//!
+//! Tests that move requests through approve/decline/cancel run without the Overseerr
+//! simulator, so no saga writes events (or moves a request on) while a test counts them.
+
+use std::time::{Duration, Instant};
+
+use medianest_integrations::overseerr::{
+    CreateRequest, MediaType, OverseerrClient, OverseerrConfig,
+};
+use medianest_testkit::app::{TestApp, TestOptions, ADMIN_TOKEN, WEBHOOK_SECRET};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const REQUESTS: &str = "/api/v1/requests";
+const ACTIONS: [&str; 4] = ["approve", "decline", "cancel", "retry"];
+const PROBLEM_JSON: &str = "application/problem+json";
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// An app whose Overseerr sagas are idle: nothing but the test writes events.
+async fn spawn_without_sagas() -> TestApp {
+    TestApp::spawn_with(TestOptions {
+        overseerr: false,
+        ..TestOptions::default()
+    })
+    .await
+}
+
+/// A valid movie submission.
+fn movie(tmdb_id: u32, title: &str) -> Value {
+    json!({"media_type": "movie", "tmdb_id": tmdb_id, "title": title, "year": 1999})
+}
+
+/// `POST path` as the admin with a raw body and, when given, a `Content-Type`.
+fn post_raw(app: &TestApp, path: &str, content_type: Option<&str>, body: &str) -> RequestBuilder {
+    let request = app.request(Method::POST, path).body(body.to_string());
+    match content_type {
+        Some(content_type) => request.header(CONTENT_TYPE, content_type),
+        None => request,
+    }
+}
+
+/// `POST path` as the admin with a JSON body.
+fn post(app: &TestApp, path: &str, body: &Value) -> RequestBuilder {
+    app.request(Method::POST, path).json(body)
+}
+
+/// `POST /api/v1/requests/{id}/{action}` as the admin, without a body.
+fn command(app: &TestApp, id: &str, action: &str) -> RequestBuilder {
+    app.request(Method::POST, &format!("{REQUESTS}/{id}/{action}"))
+}
+
+async fn send(case: &str, request: RequestBuilder) -> Response {
+    request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{case}: the request reaches the app: {e}"))
+}
+
+/// Asserts that `response` is a problem+json document with `status` and type
+/// `urn:medianest:problem:<slug>`, and returns the document.
+async fn assert_problem(case: &str, response: Response, status: u16, slug: &str) -> Value {
+    let actual_status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or_default().to_string());
+    let text = response.text().await.unwrap_or_default();
+    assert_eq!(actual_status, status, "{case}: status (body: {text})");
+    assert_eq!(
+        content_type.as_deref(),
+        Some(PROBLEM_JSON),
+        "{case}: content type (body: {text})"
+    );
+    let problem: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{case}: the problem is JSON ({e}): {text}"));
+    assert_eq!(
+        problem["type"],
+        format!("urn:medianest:problem:{slug}"),
+        "{case}: {problem}"
+    );
+    assert_eq!(problem["status"], status, "{case}: {problem}");
+    assert!(problem["title"].is_string(), "{case}: title in {problem}");
+    assert!(problem["detail"].is_string(), "{case}: detail in {problem}");
+    problem
+}
+
+/// Sends `request`, asserts the problem (see [`assert_problem`]) and that no event was
+/// written; returns the problem document.
+async fn refused(
+    app: &TestApp,
+    case: &str,
+    request: RequestBuilder,
+    status: u16,
+    slug: &str,
+) -> Value {
+    let before = app.event_count().await;
+    let problem = assert_problem(case, send(case, request).await, status, slug).await;
+    assert_eq!(app.event_count().await, before, "{case}: no event written");
+    problem
+}
+
+/// Sends `request` and asserts a 204 without a body and that no event was written.
+async fn ignored(app: &TestApp, case: &str, request: RequestBuilder) {
+    let before = app.event_count().await;
+    let response = send(case, request).await;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert_eq!(status, 204, "{case}: status (body: {text})");
+    assert!(text.is_empty(), "{case}: no body, got {text}");
+    assert_eq!(app.event_count().await, before, "{case}: no event written");
+}
+
+/// Submits a movie and returns the new pending request's id.
+async fn pending_request(app: &TestApp, tmdb_id: u32) -> String {
+    let submitted = app.submit_movie(tmdb_id, "The Matrix").await;
+    submitted["id"].as_str().expect("an id").to_string()
+}
+
+/// Runs `action` on request `id` and expects a 200.
+async fn succeed(app: &TestApp, id: &str, action: &str) -> Value {
+    let response = send(action, command(app, id, action)).await;
+    assert_eq!(response.status(), 200, "{action} {id}");
+    response.json().await.expect("a JSON answer")
+}
+
+/// A request that is approved (and stays so: the sagas are idle).
+async fn approved_request(app: &TestApp, tmdb_id: u32) -> String {
+    let id = pending_request(app, tmdb_id).await;
+    succeed(app, &id, "approve").await;
+    id
+}
+
+// ---------------------------------------------------------------------------------------
+// POST /api/v1/requests
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_unreadable_submission_is_a_400_malformed_request_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (
+            "malformed JSON",
+            r#"{"media_type": "movie", "tmdb_id": 603,"#,
+        ),
+        ("an empty body", ""),
+        ("a JSON array", "[]"),
+        (
+            "an unknown field",
+            r#"{"media_type": "movie", "tmdb_id": 603, "title": "The Matrix", "rating": 5}"#,
+        ),
+        (
+            "a string tmdb_id",
+            r#"{"media_type": "movie", "tmdb_id": "abc", "title": "The Matrix"}"#,
+        ),
+        (
+            "a negative tmdb_id",
+            r#"{"media_type": "movie", "tmdb_id": -603, "title": "The Matrix"}"#,
+        ),
+        (
+            "a missing title",
+            r#"{"media_type": "movie", "tmdb_id": 603}"#,
+        ),
+        (
+            "a missing media_type",
+            r#"{"tmdb_id": 603, "title": "The Matrix"}"#,
+        ),
+        (
+            "an unknown media_type",
+            r#"{"media_type": "book", "tmdb_id": 603, "title": "The Matrix"}"#,
+        ),
+    ];
+    for (case, body) in cases {
+        refused(
+            &app,
+            case,
+            post_raw(&app, REQUESTS, Some("application/json"), body),
+            400,
+            "malformed-request",
+        )
+        .await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_submission_that_is_not_json_is_a_415_unsupported_media_type_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let body = movie(603, "The Matrix").to_string();
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        refused(
+            &app,
+            &format!("Content-Type {content_type:?}"),
+            post_raw(&app, REQUESTS, content_type, &body),
+            415,
+            "unsupported-media-type",
+        )
+        .await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_submission_over_64_kib_is_a_413_problem_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let mut body = movie(603, "The Matrix");
+    body["note"] = json!("x".repeat(64 * 1024 + 1));
+    refused(
+        &app,
+        "a 64 KiB note",
+        post(&app, REQUESTS, &body),
+        413,
+        "body-too-large",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_submission_breaking_a_rule_is_a_422_naming_the_field_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let tv = |seasons: Option<Value>| {
+        let mut body = json!({
+            "media_type": "tv", "tmdb_id": 1399, "tvdb_id": 121361, "title": "Game of Thrones"
+        });
+        if let Some(seasons) = seasons {
+            body["seasons"] = seasons;
+        }
+        body
+    };
+    let with = |key: &str, value: Value| {
+        let mut body = movie(603, "The Matrix");
+        body[key] = value;
+        body
+    };
+    let cases = [
+        ("tv without seasons", tv(None), "seasons"),
+        ("tv with no season", tv(Some(json!([]))), "seasons"),
+        (
+            "a movie with seasons",
+            with("seasons", json!([1])),
+            "seasons",
+        ),
+        ("an empty title", with("title", json!("")), "title"),
+        ("a blank title", with("title", json!("   ")), "title"),
+        ("tmdb_id 0", with("tmdb_id", json!(0)), "tmdb_id"),
+        ("tvdb_id 0", with("tvdb_id", json!(0)), "tvdb_id"),
+        ("year 1800", with("year", json!(1800)), "year"),
+        (
+            "a note over 1000 chars",
+            with("note", json!("n".repeat(1001))),
+            "note",
+        ),
+    ];
+    for (case, body, field) in cases {
+        let problem = refused(
+            &app,
+            case,
+            post(&app, REQUESTS, &body),
+            422,
+            "validation-failed",
+        )
+        .await;
+        assert_eq!(problem["field"], field, "{case}: {problem}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_submission_without_a_valid_bearer_token_is_a_401_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let body = movie(603, "The Matrix");
+    let anonymous = || app.http.post(app.url(REQUESTS)).json(&body);
+    let cases = [
+        ("no Authorization", anonymous()),
+        (
+            "a wrong bearer token",
+            anonymous().bearer_auth("not-the-token"),
+        ),
+        (
+            "an empty bearer token",
+            anonymous().header(AUTHORIZATION, "Bearer "),
+        ),
+        (
+            "the token without Bearer",
+            anonymous().header(AUTHORIZATION, ADMIN_TOKEN),
+        ),
+        (
+            "the token as Basic credentials",
+            anonymous().basic_auth("admin", Some(ADMIN_TOKEN)),
+        ),
+    ];
+    for (case, request) in cases {
+        refused(&app, case, request, 401, "unauthenticated").await;
+    }
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// POST /api/v1/requests/{id}/approve|decline|cancel|retry
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn commands_on_an_unknown_or_non_uuid_request_id_are_404_not_found_and_write_nothing() {
+    let app = spawn_without_sagas().await;
+    pending_request(&app, 603).await;
+    let unknown = Uuid::now_v7().to_string();
+    for id in [unknown.as_str(), "not-a-uuid", "12345"] {
+        for action in ACTIONS {
+            refused(
+                &app,
+                &format!("{action} {id}"),
+                command(&app, id, action),
+                404,
+                "not-found",
+            )
+            .await;
+        }
+    }
+    app.stop().await;
+}
+
+/// `action` on request `id` is refused 409 `illegal-transition` naming `status`, writing
+/// nothing.
+async fn assert_illegal(app: &TestApp, id: &str, case: &str, action: &str, status: &str) {
+    let problem = refused(
+        app,
+        case,
+        command(app, id, action),
+        409,
+        "illegal-transition",
+    )
+    .await;
+    assert_request_status_named(&problem, status);
+}
+
+#[tokio::test]
+async fn approving_an_approved_request_is_a_409_illegal_transition_naming_its_status() {
+    let app = spawn_without_sagas().await;
+    let id = approved_request(&app, 603).await;
+    assert_illegal(&app, &id, "approve twice", "approve", "approved").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn declining_an_approved_request_is_a_409_illegal_transition_naming_its_status() {
+    let app = spawn_without_sagas().await;
+    let id = approved_request(&app, 603).await;
+    assert_illegal(&app, &id, "decline after approve", "decline", "approved").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn retrying_a_pending_request_is_a_409_illegal_transition_naming_its_status() {
+    let app = spawn_without_sagas().await;
+    let id = pending_request(&app, 603).await;
+    assert_illegal(&app, &id, "retry a pending request", "retry", "pending").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_cancelled_request_is_a_409_illegal_transition_naming_its_status() {
+    let app = spawn_without_sagas().await;
+    let id = pending_request(&app, 603).await;
+    succeed(&app, &id, "cancel").await;
+    assert_illegal(&app, &id, "cancel twice", "cancel", "cancelled").await;
+    app.stop().await;
+}
+
+/// The `illegal-transition` problem names the request's current status in its detail and
+/// in the `request_status` extension member. (RFC 9457 reserves `status` for the HTTP
+/// status code, which [`assert_problem`] checks is a number equal to 409.)
+fn assert_request_status_named(problem: &Value, status: &str) {
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(status),
+        "the detail names the status {status}: {problem}"
+    );
+    assert_eq!(
+        problem["request_status"], status,
+        "the request's status as an extension member: {problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_command_body_of_the_wrong_shape_is_a_400_and_leaves_the_request_pending() {
+    let app = spawn_without_sagas().await;
+    let id = pending_request(&app, 603).await;
+    let cases = [
+        (
+            "decline",
+            r#"{"reason": "no", "because": "no"}"#,
+            "an unknown field",
+        ),
+        ("decline", r#"{"reason": 5}"#, "a numeric reason"),
+        ("decline", r#"{"reason": "no""#, "malformed JSON"),
+        ("cancel", r#"{"why": "no"}"#, "an unknown field"),
+        ("approve", r#"{"auto": true}"#, "an unknown field"),
+    ];
+    for (action, body, what) in cases {
+        refused(
+            &app,
+            &format!("{action} with {what}"),
+            post_raw(
+                &app,
+                &format!("{REQUESTS}/{id}/{action}"),
+                Some("application/json"),
+                body,
+            ),
+            400,
+            "malformed-request",
+        )
+        .await;
+    }
+    let events = app.events_of("media_request", &id).await;
+    assert_eq!(events.len(), 1, "only the submission: {events:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn if_match_with_a_stale_version_is_a_412_naming_the_current_version() {
+    let app = spawn_without_sagas().await;
+    let id = approved_request(&app, 603).await;
+    for (case, if_match) in [("a stale version", "\"1\""), ("a future version", "\"7\"")] {
+        let problem = refused(
+            &app,
+            case,
+            command(&app, &id, "cancel").header(IF_MATCH, if_match),
+            412,
+            "version-mismatch",
+        )
+        .await;
+        assert_eq!(problem["current_version"], 2, "{case}: {problem}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn if_match_that_is_not_a_version_is_a_400_and_writes_nothing() {
+    let app = spawn_without_sagas().await;
+    let id = pending_request(&app, 603).await;
+    for if_match in ["abc", "\"one\"", "-1", "\"1.5\""] {
+        refused(
+            &app,
+            &format!("If-Match: {if_match}"),
+            command(&app, &id, "approve").header(IF_MATCH, if_match),
+            400,
+            "malformed-request",
+        )
+        .await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn if_match_with_the_current_version_succeeds_and_the_etag_names_the_new_version() {
+    let app = spawn_without_sagas().await;
+    let id = pending_request(&app, 603).await;
+    for (action, if_match, version) in [("approve", "\"1\"", 2), ("cancel", "W/\"2\"", 3)] {
+        let response = send(
+            action,
+            command(&app, &id, action).header(IF_MATCH, if_match),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{action} with If-Match {if_match}");
+        let etag = response
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let answer: Value = response.json().await.expect("a JSON answer");
+        assert_eq!(answer["version"], version, "{action}: {answer}");
+        assert_eq!(
+            etag,
+            Some(format!("\"{}\"", answer["version"])),
+            "{action}: the ETag is the answer's version"
+        );
+    }
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Idempotency-Key
+// ---------------------------------------------------------------------------------------
+
+/// Sends `request` and returns its status, content type and JSON body.
+async fn answer_of(case: &str, request: RequestBuilder) -> (u16, Option<String>, Value) {
+    let response = send(case, request).await;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response.json().await.expect("a JSON answer");
+    (status, content_type, body)
+}
+
+#[tokio::test]
+async fn repeating_a_submission_with_its_idempotency_key_replays_the_answer_and_writes_once() {
+    let app = spawn_without_sagas().await;
+    let body = movie(603, "The Matrix");
+    let submit = || post(&app, REQUESTS, &body).header("Idempotency-Key", "submit-603");
+    let before = app.event_count().await;
+
+    let first = answer_of("first", submit()).await;
+    let second = answer_of("second", submit()).await;
+
+    assert_eq!(first.0, 202, "{first:?}");
+    assert_eq!(second, first, "same status, content type and body");
+    assert_eq!(app.event_count().await, before + 1, "one submitted event");
+    let id = first.2["id"].as_str().expect("an id");
+    let types: Vec<_> = app
+        .events_of("media_request", id)
+        .await
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(types, ["submitted"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reusing_an_idempotency_key_with_another_body_is_a_422_and_writes_nothing() {
+    let app = spawn_without_sagas().await;
+    let with_key = |body: &Value| post(&app, REQUESTS, body).header("Idempotency-Key", "k-1");
+    let first = send("first", with_key(&movie(603, "The Matrix"))).await;
+    assert_eq!(first.status(), 202);
+
+    refused(
+        &app,
+        "same key, another body",
+        with_key(&movie(604, "The Matrix Reloaded")),
+        422,
+        "idempotency-key-reused",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn repeating_an_approval_with_its_idempotency_key_replays_the_200_instead_of_a_409() {
+    let app = spawn_without_sagas().await;
+    let id = pending_request(&app, 603).await;
+    let approve = || command(&app, &id, "approve").header("Idempotency-Key", "approve-once");
+
+    let first = answer_of("first", approve()).await;
+    let before = app.event_count().await;
+    let second = answer_of("second", approve()).await;
+
+    assert_eq!(first.0, 200, "{first:?}");
+    assert_eq!(second, first, "same status, content type and body");
+    assert_eq!(app.event_count().await, before, "no second approval");
+    // Without the key, approving again is refused as usual (the problem itself is checked
+    // by `approving_an_approved_request_is_a_409_illegal_transition_naming_its_status`).
+    let again = send("approve again", command(&app, &id, "approve")).await;
+    assert_eq!(again.status(), 409, "approving again without the key");
+    assert_eq!(app.event_count().await, before, "still one approval");
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// POST /api/v1/webhooks/overseerr
+// ---------------------------------------------------------------------------------------
+
+/// A request made directly in Overseerr (not through MediaNest); returns its Overseerr id.
+async fn overseerr_only_request(app: &TestApp, tmdb_id: u64) -> u64 {
+    let client = OverseerrClient::new(OverseerrConfig {
+        base_url: app.sim().base_url().parse().expect("the simulator's URL"),
+        api_key: app.sim().api_key().to_string(),
+        timeout: Duration::from_secs(5),
+    })
+    .expect("an Overseerr client");
+    client
+        .create_request(&CreateRequest {
+            media_type: MediaType::Movie,
+            media_id: tmdb_id,
+            tvdb_id: None,
+            seasons: None,
+            is_4k: false,
+        })
+        .await
+        .expect("the simulator creates the request")
+        .id
+}
+
+fn webhook(app: &TestApp, authorization: Option<&str>, body: &str) -> RequestBuilder {
+    let request = app
+        .http
+        .post(app.overseerr_webhook_url())
+        .header(CONTENT_TYPE, "application/json")
+        .body(body.to_string());
+    match authorization {
+        Some(authorization) => request.header(AUTHORIZATION, authorization),
+        None => request,
+    }
+}
+
+#[tokio::test]
+async fn the_overseerr_webhook_without_its_secret_is_a_401_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = pending_request(&app, 603).await;
+    // A notification that names MediaNest's request by its media, as Overseerr would send it.
+    let overseerr_id = overseerr_only_request(&app, 603).await;
+    let payload = app
+        .sim()
+        .webhook_payload("MEDIA_AVAILABLE", overseerr_id)
+        .expect("a payload")
+        .to_string();
+    let events = app.events_of("media_request", &id).await;
+
+    let bearer = format!("Bearer {WEBHOOK_SECRET}");
+    let almost = format!("{WEBHOOK_SECRET}x");
+    let cases = [
+        ("a wrong secret", Some("not-the-secret")),
+        ("a longer secret", Some(almost.as_str())),
+        ("no Authorization", None),
+        ("an empty Authorization", Some("")),
+        ("the secret as a bearer token", Some(bearer.as_str())),
+        ("the admin token", Some(ADMIN_TOKEN)),
+    ];
+    for (case, authorization) in cases {
+        refused(
+            &app,
+            case,
+            webhook(&app, authorization, &payload),
+            401,
+            "webhook-unauthenticated",
+        )
+        .await;
+    }
+    assert_eq!(app.events_of("media_request", &id).await, events);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_overseerr_webhook_with_its_secret_is_a_400_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = pending_request(&app, 603).await;
+    let events = app.events_of("media_request", &id).await;
+    let cases = [
+        (
+            "malformed JSON",
+            r#"{"notification_type": "MEDIA_AVAILABLE""#,
+        ),
+        ("an empty body", ""),
+        (
+            "no notification_type",
+            r#"{"media": {"media_type": "movie", "tmdbId": "603"}}"#,
+        ),
+        ("a numeric notification_type", r#"{"notification_type": 5}"#),
+    ];
+    for (case, body) in cases {
+        refused(
+            &app,
+            case,
+            webhook(&app, Some(WEBHOOK_SECRET), body),
+            400,
+            "malformed-request",
+        )
+        .await;
+    }
+    assert_eq!(app.events_of("media_request", &id).await, events);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_test_notification_is_answered_204_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = pending_request(&app, 603).await;
+    let events = app.events_of("media_request", &id).await;
+    let payload = app
+        .sim()
+        .webhook_payload("TEST_NOTIFICATION", 0)
+        .expect("a payload");
+    ignored(
+        &app,
+        "TEST_NOTIFICATION",
+        webhook(&app, Some(WEBHOOK_SECRET), &payload.to_string()),
+    )
+    .await;
+    assert_eq!(app.events_of("media_request", &id).await, events);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_notification_for_a_request_medianest_does_not_know_is_answered_204_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = pending_request(&app, 603).await;
+    let events = app.events_of("media_request", &id).await;
+    // Someone requested Inception in Overseerr itself.
+    let overseerr_id = overseerr_only_request(&app, 27205).await;
+    for notification in [
+        "MEDIA_APPROVED",
+        "MEDIA_AVAILABLE",
+        "MEDIA_FAILED",
+        "MEDIA_DECLINED",
+    ] {
+        let payload = app
+            .sim()
+            .webhook_payload(notification, overseerr_id)
+            .expect("a payload");
+        ignored(
+            &app,
+            notification,
+            webhook(&app, Some(WEBHOOK_SECRET), &payload.to_string()),
+        )
+        .await;
+    }
+    let bare = json!({"notification_type": "MEDIA_AVAILABLE", "media": null, "request": null});
+    ignored(
+        &app,
+        "MEDIA_AVAILABLE without media or request",
+        webhook(&app, Some(WEBHOOK_SECRET), &bare.to_string()),
+    )
+    .await;
+    assert_eq!(app.events_of("media_request", &id).await, events);
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Query API
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn listing_requests_with_bad_query_parameters_is_a_400() {
+    let app = TestApp::spawn().await;
+    pending_request(&app, 603).await;
+    let cases = [
+        ("an unknown parameter", "?sort=title"),
+        ("an unknown status", "?status=lost"),
+        ("an unknown media_type", "?media_type=book"),
+        ("limit 0", "?limit=0"),
+        ("limit 101", "?limit=101"),
+        ("a negative limit", "?limit=-1"),
+        ("a non-numeric limit", "?limit=ten"),
+        ("a cursor that is not a uuid", "?cursor=abc"),
+        ("a non-numeric min_position", "?min_position=abc"),
+    ];
+    for (case, query) in cases {
+        refused(
+            &app,
+            case,
+            app.request(Method::GET, &format!("{REQUESTS}{query}")),
+            400,
+            "malformed-request",
+        )
+        .await;
+    }
+    // The edges of `limit` are accepted.
+    for query in ["?limit=1", "?limit=100"] {
+        let response = app.get(&format!("{REQUESTS}{query}")).await;
+        assert_eq!(response.status(), 200, "{query}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reading_a_request_with_an_unknown_query_parameter_is_a_400() {
+    let app = TestApp::spawn().await;
+    let id = pending_request(&app, 603).await;
+    for path in [
+        format!("{REQUESTS}/{id}?expand=events"),
+        format!("{REQUESTS}/{id}/history?expand=events"),
+    ] {
+        refused(
+            &app,
+            &path,
+            app.request(Method::GET, &path),
+            400,
+            "malformed-request",
+        )
+        .await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reading_an_unknown_or_non_uuid_request_or_its_history_is_a_404() {
+    let app = TestApp::spawn().await;
+    pending_request(&app, 603).await;
+    let unknown = Uuid::now_v7();
+    for path in [
+        format!("{REQUESTS}/{unknown}"),
+        format!("{REQUESTS}/not-a-uuid"),
+        format!("{REQUESTS}/{unknown}/history"),
+        format!("{REQUESTS}/not-a-uuid/history"),
+    ] {
+        refused(
+            &app,
+            &path,
+            app.request(Method::GET, &path),
+            404,
+            "not-found",
+        )
+        .await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn queries_without_a_valid_bearer_token_are_a_401() {
+    let app = TestApp::spawn().await;
+    let id = pending_request(&app, 603).await;
+    for path in [
+        REQUESTS.to_string(),
+        format!("{REQUESTS}/{id}"),
+        format!("{REQUESTS}/{id}/history"),
+    ] {
+        refused(
+            &app,
+            &format!("{path} without a token"),
+            app.http.get(app.url(&path)),
+            401,
+            "unauthenticated",
+        )
+        .await;
+        refused(
+            &app,
+            &format!("{path} with a wrong token"),
+            app.http.get(app.url(&path)).bearer_auth("not-the-token"),
+            401,
+            "unauthenticated",
+        )
+        .await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_read_waiting_for_a_position_far_beyond_the_head_is_a_503_with_retry_after() {
+    let wait = Duration::from_millis(200);
+    let app = TestApp::spawn_with(TestOptions {
+        min_position_wait: wait,
+        ..TestOptions::default()
+    })
+    .await;
+    let id = pending_request(&app, 603).await;
+    let far = 1_000_000_000_i64;
+    let cases = [
+        (
+            "list, min_position",
+            app.request(Method::GET, &format!("{REQUESTS}?min_position={far}")),
+        ),
+        (
+            "detail, min_position",
+            app.request(Method::GET, &format!("{REQUESTS}/{id}?min_position={far}")),
+        ),
+        (
+            "detail, X-Min-Position",
+            app.request(Method::GET, &format!("{REQUESTS}/{id}"))
+                .header("X-Min-Position", far.to_string()),
+        ),
+    ];
+    for (case, request) in cases {
+        let started = Instant::now();
+        let response = send(case, request).await;
+        let elapsed = started.elapsed();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        assert_problem(case, response, 503, "unavailable").await;
+        assert!(
+            retry_after.is_some_and(|s| s >= 1),
+            "{case}: Retry-After in seconds, got {retry_after:?}"
+        );
+        assert!(
+            elapsed >= wait && elapsed < Duration::from_secs(5),
+            "{case}: waited the configured {wait:?}, took {elapsed:?}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_x_min_position_header_that_is_not_an_integer_is_a_400() {
+    let app = TestApp::spawn().await;
+    let id = pending_request(&app, 603).await;
+    for path in [REQUESTS.to_string(), format!("{REQUESTS}/{id}")] {
+        for value in ["abc", "1.5", ""] {
+            refused(
+                &app,
+                &format!("{path} with X-Min-Position: {value:?}"),
+                app.request(Method::GET, &path)
+                    .header("X-Min-Position", value),
+                400,
+                "malformed-request",
+            )
+            .await;
+        }
+    }
+    app.stop().await;
+}
