@@ -22,6 +22,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Wraps `router` in the standard layers.
 pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(CatchPanicLayer::new())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod health;
 pub mod json;
 pub mod layers;
+pub mod metrics;
 pub mod problem;
 
 pub use auth::{Authenticator, Caller, StaticTokenAuthenticator};

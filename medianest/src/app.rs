@@ -173,10 +173,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         let authenticator: Arc<dyn Authenticator> = Arc::new(StaticTokenAuthenticator::new(
             settings.admin_token.clone().unwrap_or_default(),
         ));
-        let mut router = Router::new().merge(health::router(Readiness {
-            pool: pool.clone(),
-            nats: Some(nats.clone()),
-        }));
+        let mut router = Router::new()
+            .merge(health::router(Readiness {
+                pool: pool.clone(),
+                nats: Some(nats.clone()),
+            }))
+            .merge(medianest_http::metrics::router(
+                medianest_http::metrics::install(),
+            ));
         if settings.runs(Role::CommandApi) {
             router = router.merge(medianest_command_api::router(CommandState {
                 pool: pool.clone(),

@@ -143,6 +143,8 @@ impl Relay {
                     continue 'restart;
                 }
                 published += batch.len();
+                metrics::counter!("medianest_relay_events_published_total")
+                    .increment(batch.len() as u64);
                 if let Some(limit) = self.options.crash_after_publish {
                     if published >= limit {
                         drop(lock);
@@ -199,10 +201,8 @@ impl Relay {
     }
 }
 
+/// `medianest_relay_position{relay}`: the global position the relay has published up to.
 fn metrics_cursor(name: &str, cursor: Cursor) {
-    tracing::trace!(
-        relay = name,
-        position = cursor.position,
-        "relay cursor saved"
-    );
+    metrics::gauge!("medianest_relay_position", "relay" => name.to_string())
+        .set(cursor.position as f64);
 }

@@ -155,6 +155,10 @@ impl ProjectionRunner {
         }
         checkpoint::save(&mut *tx, name, event.cursor).await?;
         tx.commit().await?;
+        metrics::counter!("medianest_projection_events_applied_total", "projection" => name.to_string())
+            .increment(1);
+        metrics::gauge!("medianest_projection_position", "projection" => name.to_string())
+            .set(event.cursor.position as f64);
         Ok(())
     }
 

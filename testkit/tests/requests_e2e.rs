@@ -393,3 +393,55 @@ async fn a_crash_mid_flow_loses_nothing_and_applies_nothing_twice() {
     assert_eq!(msg_ids.len(), total, "no duplicates in the stream");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served() {
+    let app = TestApp::spawn().await;
+    let submitted = app.submit_movie(329, "Jurassic Park").await;
+    let id = submitted["id"].as_str().expect("id");
+    app.wait_for_status(id, "pending", WAIT).await;
+
+    let health = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+    let ready: Value = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        ready,
+        json!({"postgres": true, "nats": true, "ready": true})
+    );
+
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "medianest_http_requests_total",
+        "medianest_http_request_duration_seconds",
+        "medianest_relay_events_published_total",
+        "medianest_projection_events_applied_total",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(r#"path="/api/v1/requests""#),
+        "requests are labelled by route template"
+    );
+    app.stop().await;
+}

@@ -139,6 +139,12 @@ impl OverseerrForwarder {
             }
             other => other,
         };
+        let label = if outcome.is_ok() {
+            "forwarded"
+        } else {
+            "failed"
+        };
+        metrics::counter!("medianest_overseerr_forwards_total", "outcome" => label).increment(1);
         let command = match outcome {
             Ok(created) => MediaRequestCommand::RecordForwarded {
                 overseerr_request_id: created.id,
