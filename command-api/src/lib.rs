@@ -34,6 +34,29 @@ impl HasAuthenticator for CommandState {
     }
 }
 
+/// The OpenAPI description of the command routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(requests::submit, requests::on_request, webhooks::overseerr),
+    components(schemas(medianest_http::openapi::Problem)),
+    modifiers(&BearerAuth)
+)]
+pub struct CommandApiDoc;
+
+/// Declares the `bearer` security scheme.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
 /// Every command route, with state applied.
 pub fn router(state: CommandState) -> Router {
     Router::new()

@@ -10,12 +10,14 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use medianest_domain::media_request::MediaRequest;
 use medianest_domain::media_request::{Media, MediaRequestCommand, MediaType, Seasons, TmdbId};
 use medianest_domain::Actor;
+use medianest_http::openapi::Problem;
 use medianest_http::{layers, optional_body, ApiError, Caller};
-use medianest_store::EventMetadata;
-use serde::Deserialize;
-use serde_json::json;
+use medianest_store::{Committed, EventMetadata};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::errors::problem;
@@ -29,29 +31,69 @@ pub fn router() -> Router<CommandState> {
         .route("/api/v1/requests/{id}/{action}", post(on_request))
 }
 
-/// Body of `POST /api/v1/requests` (DESIGN.md §9).
-#[derive(Debug, Deserialize)]
+/// Body of `POST /api/v1/requests` (DESIGN.md §9). Unknown fields are refused.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SubmitBody {
+pub(crate) struct SubmitBody {
+    /// `movie` or `tv`.
+    #[schema(value_type = String, example = "movie")]
     media_type: MediaType,
+    /// TMDB id, positive.
+    #[schema(example = 603)]
     tmdb_id: u32,
+    /// TheTVDB id (tv).
     #[serde(default)]
     tvdb_id: Option<u32>,
+    /// 1 to 300 characters.
+    #[schema(example = "The Matrix")]
     title: String,
+    /// Release year.
     #[serde(default)]
     year: Option<u16>,
+    /// tv only: season numbers or `"all"`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!([1, 2]))]
     seasons: Option<Seasons>,
+    /// The 4K version.
     #[serde(default)]
     is_4k: bool,
+    /// At most 1,000 characters.
     #[serde(default)]
     note: Option<String>,
 }
 
+/// What every accepted command answers (also `ETag: "<version>"`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CommandAnswer {
+    /// The request id.
+    id: Uuid,
+    /// The aggregate version after the command.
+    version: i64,
+    /// The global position of the last event written; pass it as `min_position` to read
+    /// your write.
+    position: i64,
+    /// The request's status after the command.
+    status: Option<String>,
+}
+
+impl CommandAnswer {
+    /// The JSON answer for a committed command on request `id`.
+    pub(crate) fn of(id: Uuid, committed: &Committed<MediaRequest>) -> serde_json::Value {
+        let answer = Self {
+            id,
+            version: committed.version,
+            position: committed.position,
+            status: committed.aggregate.status().map(|s| s.as_str().to_string()),
+        };
+        serde_json::to_value(answer).unwrap_or_default()
+    }
+}
+
 /// Optional body of decline and cancel.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReasonBody {
+pub(crate) struct ReasonBody {
+    /// At most 1,000 characters.
     #[serde(default)]
     reason: Option<String>,
 }
@@ -121,18 +163,27 @@ async fn run(
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        json!({
-            "id": id,
-            "version": committed.version,
-            "position": committed.position,
-            "status": committed.aggregate.status().map(|s| s.as_str()),
-        }),
-    ))
+    Ok((status, CommandAnswer::of(id, &committed)))
 }
 
-async fn submit(
+/// Submit a media request.
+#[utoipa::path(
+    post,
+    path = "/api/v1/requests",
+    tag = "requests",
+    request_body = SubmitBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable")),
+    responses(
+        (status = 202, description = "accepted", body = CommandAnswer),
+        (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "duplicate request", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "rule violated", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn submit(
     State(state): State<CommandState>,
     Caller(caller): Caller,
     headers: HeaderMap,
@@ -226,8 +277,30 @@ impl Action {
     }
 }
 
-/// `POST /api/v1/requests/{id}/{action}`.
-async fn on_request(
+/// Approve, decline, cancel or retry a request. Decline and cancel take an optional
+/// `{"reason"}` body; approve and retry none.
+#[utoipa::path(
+    post,
+    path = "/api/v1/requests/{id}/{action}",
+    tag = "requests",
+    params(
+        ("id" = Uuid, Path, description = "request id"),
+        ("action" = String, Path, description = "approve, decline, cancel or retry"),
+        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
+    ),
+    request_body(content = Option<ReasonBody>),
+    responses(
+        (status = 200, description = "done", body = CommandAnswer),
+        (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "illegal transition", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "stale If-Match", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn on_request(
     State(state): State<CommandState>,
     Caller(caller): Caller,
     Path((raw_id, action)): Path<(String, String)>,

@@ -15,14 +15,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use medianest_domain::media_request::{MediaRequestCommand, MediaType, Source};
+use medianest_http::openapi::Problem;
 use medianest_http::{layers, ApiError};
 use medianest_projections::requests;
 use medianest_store::EventMetadata;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::errors::problem;
+use crate::requests::CommandAnswer;
 use crate::CommandState;
 
 /// The routes of this module.
@@ -73,7 +75,26 @@ fn secret_matches(expected: &str, given: &[u8]) -> bool {
             == 0
 }
 
-async fn overseerr(State(state): State<CommandState>, headers: HeaderMap, body: Bytes) -> Response {
+/// Overseerr's webhook notification agent (default JSON template).
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/overseerr",
+    tag = "webhooks",
+    params(("Authorization" = String, Header, description = "the configured webhook secret")),
+    request_body(content = Object, description = "Overseerr's webhook JSON"),
+    responses(
+        (status = 202, description = "applied to a request"),
+        (status = 204, description = "ignored"),
+        (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "wrong secret", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "webhook disabled", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn overseerr(
+    State(state): State<CommandState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match handle(&state, &headers, &body).await {
         Ok(Some(answer)) => (StatusCode::ACCEPTED, axum::Json(answer)).into_response(),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
@@ -146,12 +167,7 @@ async fn handle(
         .execute(id, command, None, &metadata)
         .await
         .map_err(problem)?;
-    Ok(Some(json!({
-        "id": id,
-        "version": committed.version,
-        "position": committed.position,
-        "status": committed.aggregate.status().map(|s| s.as_str()),
-    })))
+    Ok(Some(CommandAnswer::of(id, &committed)))
 }
 
 /// Our request for the notification: by Overseerr request id (read model), else the one

@@ -7,6 +7,7 @@ pub mod health;
 pub mod json;
 pub mod layers;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 
 pub use auth::{Authenticator, Caller, StaticTokenAuthenticator};

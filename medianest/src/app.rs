@@ -23,6 +23,7 @@ use medianest_workers::{OverseerrForwarder, OverseerrReconciler};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
+use utoipa::OpenApi;
 
 use crate::config::{Role, Settings};
 
@@ -199,7 +200,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 min_position_wait: settings.min_position_wait,
             }));
         }
-        let router = layers::apply(router);
+        let mut document = utoipa::openapi::OpenApi::default();
+        if settings.runs(Role::CommandApi) {
+            document.merge(medianest_command_api::CommandApiDoc::openapi());
+        }
+        if settings.runs(Role::QueryApi) {
+            document.merge(medianest_query_api::QueryApiDoc::openapi());
+        }
+        document.info.title = "MediaNest".to_string();
+        document.info.version = env!("CARGO_PKG_VERSION").to_string();
+        let router = layers::apply(router.merge(medianest_http::openapi::router(document)));
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| {

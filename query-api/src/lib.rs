@@ -34,6 +34,11 @@ impl HasAuthenticator for QueryState {
     }
 }
 
+/// The OpenAPI description of the query routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(requests::list, requests::detail, requests::history))]
+pub struct QueryApiDoc;
+
 /// Every query route, with state applied.
 pub fn router(state: QueryState) -> Router {
     Router::new().merge(requests::router()).with_state(state)

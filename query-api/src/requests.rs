@@ -7,13 +7,16 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use medianest_domain::media_request::{MediaType, RequestStatus};
 use medianest_domain::Actor;
+use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, Caller, Query};
 use medianest_projections::requests::{self, RequestFilter, RequestRow};
 use medianest_store::log;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{wait_for_position, QueryState};
@@ -33,7 +36,7 @@ pub fn router() -> Router<QueryState> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+pub(crate) struct ListParams {
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -50,47 +53,150 @@ struct ListParams {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReadParams {
+pub(crate) struct ReadParams {
     #[serde(default)]
     min_position: Option<i64>,
 }
 
-fn view(row: &RequestRow) -> Value {
-    json!({
-        "id": row.id,
-        "version": row.version,
-        "status": row.status,
-        "media": {
-            "media_type": row.media_type,
-            "tmdb_id": row.tmdb_id,
-            "tvdb_id": row.tvdb_id,
-            "title": row.title,
-            "year": row.year,
-        },
-        "seasons": row.seasons,
-        "is_4k": row.is_4k,
-        "note": row.note,
-        "requested_by": row.requested_by,
-        "approved_by": row.approved_by,
-        "overseerr_request_id": row.overseerr_request_id,
-        "available_seasons": row.available_seasons,
-        "status_reason": row.status_reason,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-        "position": row.last_position,
-    })
+/// What is requested.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MediaView {
+    /// `movie` or `tv`.
+    media_type: String,
+    /// TMDB id.
+    tmdb_id: i64,
+    /// TheTVDB id.
+    tvdb_id: Option<i64>,
+    /// Title.
+    title: String,
+    /// Release year.
+    year: Option<i32>,
+}
+
+/// A media request as the read model has it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RequestView {
+    id: Uuid,
+    /// Aggregate version (also the `ETag` of the detail).
+    version: i64,
+    /// `pending`, `approved`, `declined`, `cancelled`, `forwarded`, `processing`,
+    /// `partially_available`, `available` or `failed`.
+    status: String,
+    media: MediaView,
+    /// tv: `[1,2]` or `"all"`.
+    #[schema(value_type = Option<Object>)]
+    seasons: Option<Value>,
+    is_4k: bool,
+    note: Option<String>,
+    /// Requester's user id.
+    requested_by: String,
+    approved_by: Option<String>,
+    /// Overseerr's request id, once forwarded.
+    overseerr_request_id: Option<i64>,
+    #[schema(value_type = Option<Vec<u32>>)]
+    available_seasons: Option<Value>,
+    /// Decline, cancel or failure reason.
+    status_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// Global position of the last event the row reflects.
+    position: i64,
+}
+
+impl From<&RequestRow> for RequestView {
+    fn from(row: &RequestRow) -> Self {
+        Self {
+            id: row.id,
+            version: row.version,
+            status: row.status.clone(),
+            media: MediaView {
+                media_type: row.media_type.clone(),
+                tmdb_id: row.tmdb_id,
+                tvdb_id: row.tvdb_id,
+                title: row.title.clone(),
+                year: row.year,
+            },
+            seasons: row.seasons.clone(),
+            is_4k: row.is_4k,
+            note: row.note.clone(),
+            requested_by: row.requested_by.clone(),
+            approved_by: row.approved_by.clone(),
+            overseerr_request_id: row.overseerr_request_id,
+            available_seasons: row.available_seasons.clone(),
+            status_reason: row.status_reason.clone(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            position: row.last_position,
+        }
+    }
+}
+
+/// A page of requests, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RequestPage {
+    items: Vec<RequestView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<Uuid>,
+}
+
+/// One stored event of a request.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HistoryEvent {
+    /// Aggregate version after the event.
+    sequence: i64,
+    /// Global position.
+    position: i64,
+    /// Event type, e.g. `submitted`.
+    r#type: String,
+    /// Shape version, e.g. `1.0`.
+    event_version: String,
+    /// The event's fields (docs/events.md).
+    #[schema(value_type = Object)]
+    data: Value,
+    /// `correlation_id`, `causation_id`, `actor`, `request_id`, `traceparent`.
+    #[schema(value_type = Object)]
+    metadata: Value,
+    recorded_at: DateTime<Utc>,
+}
+
+/// A request's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct History {
+    id: Uuid,
+    events: Vec<HistoryEvent>,
 }
 
 fn visible(caller: &Actor, row: &RequestRow) -> bool {
     caller.is_admin() || row.requested_by == caller.id.as_str()
 }
 
-async fn list(
+/// Lists requests, newest first (non-admins: their own).
+#[utoipa::path(
+    get,
+    path = "/api/v1/requests",
+    tag = "requests",
+    params(
+        ("status" = Option<String>, Query, description = "only this status"),
+        ("media_type" = Option<String>, Query, description = "movie or tv"),
+        ("requested_by" = Option<String>, Query, description = "only this requester (admins)"),
+        ("cursor" = Option<Uuid>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 25"),
+        ("min_position" = Option<i64>, Query, description = "wait until the read model has this position"),
+    ),
+    responses(
+        (status = 200, body = RequestPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "min_position not reached in time", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list(
     State(state): State<QueryState>,
     Caller(caller): Caller,
     headers: HeaderMap,
     Query(params): Query<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RequestPage>, ApiError> {
     let status = params
         .status
         .as_deref()
@@ -129,10 +235,10 @@ async fn list(
     } else {
         None
     };
-    Ok(Json(json!({
-        "items": rows.iter().map(view).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
-    })))
+    Ok(Json(RequestPage {
+        items: rows.iter().map(RequestView::from).collect(),
+        next_cursor,
+    }))
 }
 
 async fn visible_row(
@@ -153,51 +259,76 @@ async fn visible_row(
     }
 }
 
-async fn detail(
+/// One request.
+#[utoipa::path(
+    get,
+    path = "/api/v1/requests/{id}",
+    tag = "requests",
+    params(
+        ("id" = Uuid, Path, description = "request id"),
+        ("min_position" = Option<i64>, Query, description = "wait until the read model has this position"),
+    ),
+    responses(
+        (status = 200, body = RequestView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn detail(
     State(state): State<QueryState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(params): Query<ReadParams>,
-) -> Result<(HeaderMap, Json<Value>), ApiError> {
+) -> Result<(HeaderMap, Json<RequestView>), ApiError> {
     wait_for_position(&state, requests::NAME, params.min_position, &headers).await?;
     let row = visible_row(&state, &caller, &id).await?;
     let mut out = HeaderMap::new();
     if let Ok(etag) = format!("\"{}\"", row.version).parse() {
         out.insert(axum::http::header::ETAG, etag);
     }
-    Ok((out, Json(view(&row))))
+    Ok((out, Json(RequestView::from(&row))))
 }
 
 /// The aggregate's events from the store (the source of truth, so no waiting), with
 /// metadata. Visibility follows the read model's requester.
-async fn history(
+/// A request's events from the event store, with metadata.
+#[utoipa::path(
+    get,
+    path = "/api/v1/requests/{id}/history",
+    tag = "requests",
+    params(("id" = Uuid, Path, description = "request id")),
+    responses(
+        (status = 200, body = History),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn history(
     State(state): State<QueryState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(params): Query<ReadParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<History>, ApiError> {
     wait_for_position(&state, requests::NAME, params.min_position, &headers).await?;
     let row = visible_row(&state, &caller, &id).await?;
     let events = log::aggregate_events(&state.pool, "media_request", &row.id.to_string())
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    let events: Vec<Value> = events
-        .iter()
-        .map(|event| {
-            let data = medianest_domain::public::public_data(&event.aggregate_type, &event.payload)
-                .unwrap_or(Value::Null);
-            json!({
-                "sequence": event.sequence,
-                "position": event.position,
-                "type": event.event_type,
-                "event_version": event.event_version,
-                "data": data,
-                "metadata": event.metadata,
-                "recorded_at": event.recorded_at,
-            })
+    let events = events
+        .into_iter()
+        .map(|event| HistoryEvent {
+            data: medianest_domain::public::public_data(&event.aggregate_type, &event.payload)
+                .unwrap_or(Value::Null),
+            sequence: event.sequence,
+            position: event.position,
+            r#type: event.event_type,
+            event_version: event.event_version,
+            metadata: event.metadata,
+            recorded_at: event.recorded_at,
         })
         .collect();
-    Ok(Json(json!({ "id": row.id, "events": events })))
+    Ok(Json(History { id: row.id, events }))
 }

@@ -395,7 +395,7 @@ async fn a_crash_mid_flow_loses_nothing_and_applies_nothing_twice() {
 }
 
 #[tokio::test]
-async fn health_readiness_and_metrics_are_served() {
+async fn health_readiness_metrics_and_the_openapi_document_are_served() {
     let app = TestApp::spawn().await;
     let submitted = app.submit_movie(329, "Jurassic Park").await;
     let id = submitted["id"].as_str().expect("id");
@@ -442,6 +442,44 @@ async fn health_readiness_and_metrics_are_served() {
     assert!(
         metrics.contains(r#"path="/api/v1/requests""#),
         "requests are labelled by route template"
+    );
+
+    let document: Value = app
+        .http
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    assert!(document["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.")));
+    for path in [
+        "/api/v1/requests",
+        "/api/v1/requests/{id}",
+        "/api/v1/requests/{id}/{action}",
+        "/api/v1/requests/{id}/history",
+        "/api/v1/webhooks/overseerr",
+    ] {
+        assert!(document["paths"][path].is_object(), "OpenAPI lacks {path}");
+    }
+    for schema in [
+        "Problem",
+        "SubmitBody",
+        "CommandAnswer",
+        "RequestView",
+        "History",
+    ] {
+        assert!(
+            document["components"]["schemas"][schema].is_object(),
+            "OpenAPI lacks the {schema} schema"
+        );
+    }
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
     );
     app.stop().await;
 }
