@@ -193,12 +193,7 @@ pub(crate) async fn submit(
     let fingerprint: [&[u8]; 2] = [b"POST /api/v1/requests", &body];
     idempotent(&state.pool, &scope, &headers, &fingerprint, async {
         if !is_json(&headers) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-                "send the body as application/json",
-            ));
+            return Err(ApiError::unsupported_media_type());
         }
         let body: SubmitBody =
             serde_json::from_slice(&body).map_err(|e| ApiError::malformed(e.to_string()))?;

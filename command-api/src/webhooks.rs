@@ -15,16 +15,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use medianest_domain::media_request::{MediaRequestCommand, MediaType, Source};
+use medianest_http::auth::constant_time_eq;
 use medianest_http::openapi::Problem;
-use medianest_http::{layers, ApiError};
+use medianest_http::ApiError;
 use medianest_projections::requests;
-use medianest_store::EventMetadata;
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::errors::problem;
-use crate::requests::CommandAnswer;
+use crate::requests::{http_metadata, CommandAnswer};
 use crate::CommandState;
 
 /// The routes of this module.
@@ -63,16 +63,6 @@ fn lenient_number(value: Option<&Value>) -> Option<i64> {
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
-}
-
-fn secret_matches(expected: &str, given: &[u8]) -> bool {
-    let expected = expected.as_bytes();
-    expected.len() == given.len()
-        && expected
-            .iter()
-            .zip(given)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 /// Overseerr's webhook notification agent (default JSON template).
@@ -116,7 +106,7 @@ async fn handle(
         .get(axum::http::header::AUTHORIZATION)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if !secret_matches(secret, given) {
+    if !constant_time_eq(secret.as_bytes(), given) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "webhook-unauthenticated",
@@ -152,16 +142,7 @@ async fn handle(
         );
         return Ok(None);
     };
-    let request_id = layers::request_id(headers);
-    let metadata = EventMetadata {
-        correlation_id: request_id
-            .clone()
-            .unwrap_or_else(|| Uuid::now_v7().to_string()),
-        causation_id: request_id.clone(),
-        actor: "system:overseerr-webhook".to_string(),
-        request_id,
-        traceparent: None,
-    };
+    let metadata = http_metadata("system:overseerr-webhook", headers);
     let committed = state
         .requests
         .execute(id, command, None, &metadata)

@@ -44,8 +44,8 @@ impl StaticTokenAuthenticator {
     }
 }
 
-/// Compares without leaking the position of the first difference through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets without leaking the position of the first difference through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

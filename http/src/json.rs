@@ -30,12 +30,7 @@ where
 
 fn rejection_to_problem(rejection: &JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            "send the body as application/json",
-        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
         JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::too_large()
         }

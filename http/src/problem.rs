@@ -58,6 +58,16 @@ impl ApiError {
         self
     }
 
+    /// 415 `unsupported-media-type`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as application/json",
+        )
+    }
+
     /// 413 `body-too-large`.
     pub fn too_large() -> Self {
         Self::new(

@@ -49,6 +49,23 @@ struct MediaKey {
     is_4k: bool,
 }
 
+impl MediaKey {
+    fn new(media: &medianest_domain::media_request::Media, is_4k: bool) -> Self {
+        Self {
+            media_type: media.media_type,
+            tmdb_id: i64::from(media.tmdb_id.get()),
+            is_4k,
+        }
+    }
+
+    /// The key of a submitted request.
+    fn of(request: &MediaRequest) -> Option<Self> {
+        request
+            .media()
+            .map(|media| Self::new(media, request.is_4k()))
+    }
+}
+
 /// Executes media-request commands, keeping the one-active-request rule.
 #[derive(Debug)]
 pub struct MediaRequests {
@@ -89,18 +106,10 @@ impl MediaRequests {
         metadata: &EventMetadata,
     ) -> Result<Committed<MediaRequest>, MediaRequestCommandError> {
         let reserve = match &command {
-            MediaRequestCommand::Submit { media, is_4k, .. } => Some(MediaKey {
-                media_type: media.media_type,
-                tmdb_id: i64::from(media.tmdb_id.get()),
-                is_4k: *is_4k,
-            }),
+            MediaRequestCommand::Submit { media, is_4k, .. } => Some(MediaKey::new(media, *is_4k)),
             MediaRequestCommand::Retry { .. } => {
                 let (current, _) = self.load(id).await?;
-                current.media().map(|media| MediaKey {
-                    media_type: media.media_type,
-                    tmdb_id: i64::from(media.tmdb_id.get()),
-                    is_4k: current.is_4k(),
-                })
+                MediaKey::of(&current)
             }
             _ => None,
         };
@@ -117,12 +126,7 @@ impl MediaRequests {
                     .aggregate
                     .status()
                     .is_some_and(|status| !status.is_active());
-                if let (true, Some(media)) = (ended, committed.aggregate.media()) {
-                    let key = MediaKey {
-                        media_type: media.media_type,
-                        tmdb_id: i64::from(media.tmdb_id.get()),
-                        is_4k: committed.aggregate.is_4k(),
-                    };
+                if let (true, Some(key)) = (ended, MediaKey::of(&committed.aggregate)) {
                     self.release(key, id).await?;
                 }
             }
