@@ -15,6 +15,29 @@ pub(crate) fn problem(error: MediaRequestCommandError) -> ApiError {
             format!("an active request for this media already exists: {existing}"),
         )
         .with("existing_request_id", existing.to_string()),
+        MediaRequestCommandError::QuotaExceeded {
+            media_type,
+            exceeded,
+        } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "quota-exceeded",
+            "Request quota exceeded",
+            format!(
+                "you may request {} {media_type} titles per {} days and have requested {}; the next slot frees at {}",
+                exceeded.quota.limit,
+                exceeded.quota.days,
+                exceeded.used,
+                exceeded.next_slot_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+        )
+        .with("media_type", media_type.as_str())
+        .with("limit", exceeded.quota.limit)
+        .with("days", exceeded.quota.days)
+        .with("used", exceeded.used)
+        .with(
+            "next_slot_at",
+            exceeded.next_slot_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
         MediaRequestCommandError::Execute(error) => execute_problem(error),
     }
 }

@@ -1,19 +1,27 @@
-//! The command side over HTTP (DESIGN.md §7): media-request commands and the Overseerr
-//! webhook. Answers carry the aggregate `version` (also as `ETag`) and the global `position`
+//! The command side over HTTP (DESIGN.md §7): media-request commands, sign-in and sign-out
+//! (local and Plex PIN), account and session management, and the Overseerr webhook. Answers carry the aggregate `version` (also as `ETag`) and the global `position`
 //! of what was written, so callers can read their writes with `min_position`.
 
 mod errors;
 mod idempotency;
 pub mod requests;
+pub mod signin;
+pub mod users;
 pub mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use medianest_http::auth::HasAuthenticator;
+use medianest_http::ratelimit::SignInLimiter;
 use medianest_http::Authenticator;
+use medianest_store::accounts::UserAccounts;
 use medianest_store::media_requests::MediaRequests;
+use medianest_store::sessions::UserSessions;
 use sqlx::PgPool;
+
+pub use signin::PlexSignIn;
 
 /// Shared state of the command routes.
 #[derive(Clone)]
@@ -26,6 +34,18 @@ pub struct CommandState {
     pub authenticator: Arc<dyn Authenticator>,
     /// The expected `Authorization` value of Overseerr's webhook; `None` refuses it.
     pub overseerr_webhook_secret: Option<Arc<str>>,
+    /// Account commands.
+    pub accounts: Arc<UserAccounts>,
+    /// Session commands.
+    pub sessions: Arc<UserSessions>,
+    /// Plex sign-in; `None` answers it 503 (not configured).
+    pub plex: Option<Arc<PlexSignIn>>,
+    /// Failed sign-ins per address and account.
+    pub signin_limiter: Arc<SignInLimiter>,
+    /// The longest wait of a sign-in or account command for the read models.
+    pub read_model_wait: Duration,
+    /// Whether `X-Forwarded-For` names the client (behind a reverse proxy).
+    pub trust_proxy: bool,
 }
 
 impl HasAuthenticator for CommandState {
@@ -37,7 +57,20 @@ impl HasAuthenticator for CommandState {
 /// The OpenAPI description of the command routes.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(requests::submit, requests::on_request, webhooks::overseerr),
+    paths(
+        requests::submit,
+        requests::on_request,
+        webhooks::overseerr,
+        signin::login,
+        signin::logout,
+        signin::create_pin,
+        signin::exchange_pin,
+        users::end_session,
+        users::change_role,
+        users::change_quota,
+        users::disable,
+        users::enable
+    ),
     components(schemas(medianest_http::openapi::Problem)),
     modifiers(&BearerAuth)
 )]
@@ -61,6 +94,8 @@ impl utoipa::Modify for BearerAuth {
 pub fn router(state: CommandState) -> Router {
     Router::new()
         .merge(requests::router())
+        .merge(signin::router())
+        .merge(users::router())
         .merge(webhooks::router())
         .with_state(state)
 }

@@ -124,7 +124,7 @@ pub(crate) fn http_metadata(actor: &str, headers: &HeaderMap) -> EventMetadata {
 }
 
 /// `If-Match: "3"` (or `3`, or `W/"3"`) → `Some(3)`.
-fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+pub(crate) fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
         return Ok(None);
     };

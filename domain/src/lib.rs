@@ -7,5 +7,8 @@
 pub mod actor;
 pub mod media_request;
 pub mod public;
+pub mod quota;
+pub mod user_account;
+pub mod user_session;
 
 pub use actor::{Actor, ActorId, Role};

@@ -1,5 +1,5 @@
 //! HTTP plumbing shared by the command and query routers (DESIGN.md §7): RFC 9457 problem
-//! details, the authentication seam, the JSON extractor with problem+json rejections, the
+//! details, the authentication seam and the session authenticator, rate limits, the JSON extractor with problem+json rejections, the
 //! request-id / tracing / body-limit layers, and the health endpoints.
 
 pub mod auth;
@@ -9,7 +9,9 @@ pub mod layers;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod ratelimit;
+pub mod sessions;
 
-pub use auth::{Authenticator, Caller, StaticTokenAuthenticator};
+pub use auth::{Authenticated, Authenticator, Caller, Principal, StaticTokenAuthenticator};
 pub use json::{optional_body, Json, Query};
 pub use problem::ApiError;

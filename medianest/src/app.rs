@@ -12,20 +12,29 @@ use axum::Router;
 use medianest_command_api::CommandState;
 use medianest_domain::media_request::MediaRequestServices;
 use medianest_http::health::{self, Readiness};
-use medianest_http::{layers, Authenticator, StaticTokenAuthenticator};
+use medianest_http::ratelimit::{ApiRateLimiter, SignInLimiter};
+use medianest_http::sessions::SessionAuthenticator;
+use medianest_http::{layers, Authenticator};
 use medianest_integrations::overseerr::{OverseerrClient, OverseerrConfig};
-use medianest_nats::{EventFeed, JetStreamFeed, Relay, StreamSettings, Subjects};
+use medianest_integrations::plex::{
+    PlexClientInfo, PlexTvClient, PlexTvConfig, PmsClient, PmsConfig,
+};
+use medianest_nats::{EventFeed, JetStreamFeed, LogFeed, Relay, StreamSettings, Subjects};
 use medianest_projections::requests::RequestsProjection;
-use medianest_projections::ProjectionRunner;
+use medianest_projections::sessions::SessionsProjection;
+use medianest_projections::users::UsersProjection;
+use medianest_projections::{Projection, ProjectionRunner};
 use medianest_query_api::QueryState;
+use medianest_store::accounts::UserAccounts;
 use medianest_store::media_requests::MediaRequests;
-use medianest_workers::{OverseerrForwarder, OverseerrReconciler};
+use medianest_store::sessions::UserSessions;
+use medianest_workers::{OverseerrForwarder, OverseerrReconciler, SessionExpirer};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use utoipa::OpenApi;
 
-use crate::config::{Role, Settings};
+use crate::config::{AuthSettings, Role, Settings};
 
 /// How long shutdown waits for in-flight work.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -96,12 +105,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("creating JetStream stream {}: {e}", settings.stream))?;
 
-    let requests = Arc::new(MediaRequests::new(
-        pool.clone(),
-        MediaRequestServices {
-            auto_approve: settings.auto_approve,
-        },
-    ));
+    let requests = Arc::new(
+        MediaRequests::new(
+            pool.clone(),
+            MediaRequestServices {
+                auto_approve: settings.auto_approve,
+            },
+        )
+        .with_default_quotas(settings.auth.default_quotas),
+    );
+    let accounts = Arc::new(UserAccounts::new(pool.clone()));
+    let sessions = Arc::new(UserSessions::new(pool.clone(), settings.auth.session_ttl));
     let overseerr = settings
         .overseerr
         .as_ref()
@@ -138,14 +152,30 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     }
 
     if settings.runs(Role::Workers) {
-        let runner =
-            ProjectionRunner::new(pool.clone(), feed.clone(), Arc::new(RequestsProjection));
+        // `users` and `sessions` keep private fields, so they read the PostgreSQL log.
+        let log_feed: Arc<dyn EventFeed> = Arc::new(LogFeed::new(pool.clone()));
+        let projections: [(Arc<dyn EventFeed>, Arc<dyn Projection>); 3] = [
+            (feed.clone(), Arc::new(RequestsProjection)),
+            (log_feed.clone(), Arc::new(UsersProjection)),
+            (log_feed, Arc::new(SessionsProjection)),
+        ];
+        for (source, projection) in projections {
+            let name = projection.name();
+            let runner = ProjectionRunner::new(pool.clone(), source, projection);
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(e) = runner.run(token).await {
+                    error!(error = %e, projection = name, "projection stopped");
+                }
+            });
+        }
+        let expirer = SessionExpirer::new(
+            pool.clone(),
+            sessions.clone(),
+            settings.auth.session_expirer_interval,
+        );
         let token = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = runner.run(token).await {
-                error!(error = %e, "requests projection stopped");
-            }
-        });
+        tasks.spawn(async move { expirer.run(token).await });
         match &overseerr {
             Some(client) => {
                 let forwarder = OverseerrForwarder::new(
@@ -171,9 +201,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 
     let mut http_addr = None;
     if settings.runs(Role::CommandApi) || settings.runs(Role::QueryApi) {
-        let authenticator: Arc<dyn Authenticator> = Arc::new(StaticTokenAuthenticator::new(
-            settings.admin_token.clone().unwrap_or_default(),
-        ));
+        let authenticator: Arc<dyn Authenticator> = Arc::new(
+            SessionAuthenticator::new(pool.clone(), sessions.clone())
+                .with_rate_limit(Arc::new(ApiRateLimiter::per_minute(
+                    settings.auth.api_rate_limit,
+                )))
+                .with_bootstrap_token(settings.admin_token.clone()),
+        );
         let mut router = Router::new()
             .merge(health::router(Readiness {
                 pool: pool.clone(),
@@ -191,6 +225,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                     .overseerr_webhook_secret
                     .as_deref()
                     .map(Arc::from),
+                accounts: accounts.clone(),
+                sessions: sessions.clone(),
+                plex: plex_sign_in(&pool, &settings.auth).await?,
+                signin_limiter: Arc::new(SignInLimiter::new(
+                    settings.auth.signin_attempts,
+                    settings.auth.signin_window,
+                )),
+                read_model_wait: settings.min_position_wait,
+                trust_proxy: settings.auth.trust_proxy,
             }));
         }
         if settings.runs(Role::QueryApi) {
@@ -198,6 +241,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 pool: pool.clone(),
                 authenticator,
                 min_position_wait: settings.min_position_wait,
+                default_quotas: settings.auth.default_quotas,
             }));
         }
         let mut document = utoipa::openapi::OpenApi::default();
@@ -223,9 +267,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         info!(%addr, "HTTP listening");
         let token = shutdown.clone();
         tasks.spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await;
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await;
             if let Err(e) = served {
                 error!(error = %e, "HTTP server stopped");
             }
@@ -237,4 +284,34 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         shutdown,
         tasks,
     })
+}
+
+/// The Plex sign-in of the command API, when a Plex Media Server is configured.
+async fn plex_sign_in(
+    pool: &sqlx::PgPool,
+    auth: &AuthSettings,
+) -> anyhow::Result<Option<Arc<medianest_command_api::PlexSignIn>>> {
+    let Some(plex) = &auth.plex else {
+        return Ok(None);
+    };
+    let client_identifier = medianest_store::accounts::installation_id(pool)
+        .await
+        .context("reading the installation id")?;
+    let client = PlexClientInfo::medianest(client_identifier.to_string());
+    let plex_tv = PlexTvClient::new(PlexTvConfig {
+        base_url: auth.plextv_url.clone(),
+        client: client.clone(),
+        timeout: auth.plex_timeout,
+    })
+    .map_err(|e| anyhow::anyhow!("MEDIANEST_PLEXTV_URL: {e}"))?;
+    let server = PmsClient::new(PmsConfig {
+        base_url: plex.url.clone(),
+        token: plex.token.clone(),
+        client,
+        timeout: auth.plex_timeout,
+    })
+    .map_err(|e| anyhow::anyhow!("MEDIANEST_PLEX_URL: {e}"))?;
+    Ok(Some(Arc::new(medianest_command_api::PlexSignIn::new(
+        plex_tv, server,
+    ))))
 }

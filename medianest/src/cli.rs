@@ -1,6 +1,7 @@
-//! The command line: `medianest serve` and `medianest migrate`.
+//! The command line: `medianest serve`, `medianest migrate` and `medianest users create`.
 //!
-//! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
+//! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration, usage or input,
+//! 3 the account already exists (`users create`).
 
 use std::process::ExitCode;
 
@@ -22,6 +23,40 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate {
+        /// PostgreSQL URL.
+        #[arg(
+            long,
+            env = "MEDIANEST_DATABASE_URL",
+            default_value = "postgres:///medianest",
+            hide_env_values = true
+        )]
+        database_url: String,
+    },
+    /// Manage local accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a local account (for bootstrap and offline installs); the password is read
+    /// from standard input.
+    Create {
+        /// The username: letters, digits, '.', '_' and '-'.
+        #[arg(long)]
+        username: String,
+        /// An e-mail address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Make the account an admin.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Print the created account as JSON.
+        #[arg(long)]
+        json: bool,
         /// PostgreSQL URL.
         #[arg(
             long,
@@ -61,6 +96,67 @@ pub fn main() -> ExitCode {
             runtime.block_on(serve(settings))
         }
         Command::Migrate { database_url } => runtime.block_on(migrate(&database_url)),
+        Command::Users(UsersCommand::Create {
+            username,
+            email,
+            admin,
+            password_stdin: _,
+            json,
+            database_url,
+        }) => {
+            let mut password = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut password) {
+                eprintln!("error: cannot read the password from standard input: {e}");
+                return ExitCode::from(2);
+            }
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            runtime.block_on(create_user(
+                &database_url,
+                &username,
+                email,
+                admin,
+                password,
+                json,
+            ))
+        }
+    }
+}
+
+async fn create_user(
+    database_url: &str,
+    username: &str,
+    email: Option<String>,
+    admin: bool,
+    password: String,
+    json: bool,
+) -> ExitCode {
+    let pool = match medianest_store::connect(database_url, 2).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("error: MEDIANEST_DATABASE_URL: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = medianest_store::migrate(&pool).await {
+        eprintln!("error: applying migrations: {e}");
+        return ExitCode::FAILURE;
+    }
+    match crate::users::create_user(&pool, username, email, admin, password).await {
+        Ok(created) => {
+            if json {
+                println!("{}", serde_json::to_string(&created).unwrap_or_default());
+            } else {
+                println!(
+                    "created {} {} ({})",
+                    created.role, created.username, created.id
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 

@@ -5,8 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::num::NonZeroU32;
+
 use clap::{Args, ValueEnum};
 use medianest_domain::media_request::AutoApprovePolicy;
+use medianest_domain::user_account::{Quota, Quotas};
 
 /// A role of `medianest serve`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
@@ -77,6 +80,43 @@ pub struct ServeArgs {
     /// Roles to run (repeatable); all of them when absent.
     #[arg(long = "role", value_enum)]
     pub roles: Vec<Role>,
+    /// Plex Media Server URL (e.g. http://127.0.0.1:32400); Plex sign-in needs it.
+    #[arg(long, env = "MEDIANEST_PLEX_URL")]
+    pub plex_url: Option<String>,
+    /// Plex Media Server token (X-Plex-Token of the server's owner).
+    #[arg(long, env = "MEDIANEST_PLEX_TOKEN", hide_env_values = true)]
+    pub plex_token: Option<String>,
+    /// plex.tv base URL.
+    #[arg(long, env = "MEDIANEST_PLEXTV_URL", default_value = "https://plex.tv")]
+    pub plextv_url: String,
+    /// Hours a session lives without being used (its expiry slides on use).
+    #[arg(long, env = "MEDIANEST_SESSION_TTL_HOURS", default_value = "720")]
+    pub session_ttl_hours: String,
+    /// Movie quota of users without their own, as LIMIT/DAYS (e.g. 10/7); empty: unlimited.
+    #[arg(long, env = "MEDIANEST_DEFAULT_MOVIE_QUOTA", default_value = "")]
+    pub default_movie_quota: String,
+    /// TV quota of users without their own, as LIMIT/DAYS; empty: unlimited.
+    #[arg(long, env = "MEDIANEST_DEFAULT_TV_QUOTA", default_value = "")]
+    pub default_tv_quota: String,
+    /// Failed sign-ins allowed per address and per account in the window.
+    #[arg(long, env = "MEDIANEST_SIGNIN_ATTEMPTS", default_value = "5")]
+    pub signin_attempts: String,
+    /// The failed sign-in window, in seconds.
+    #[arg(long, env = "MEDIANEST_SIGNIN_WINDOW_SECS", default_value = "900")]
+    pub signin_window_secs: String,
+    /// API calls allowed per user per minute.
+    #[arg(long, env = "MEDIANEST_API_RATE_LIMIT", default_value = "100")]
+    pub api_rate_limit: String,
+    /// Seconds between session expirer passes.
+    #[arg(
+        long,
+        env = "MEDIANEST_SESSION_EXPIRER_INTERVAL_SECS",
+        default_value = "60"
+    )]
+    pub session_expirer_interval_secs: String,
+    /// Trust the last X-Forwarded-For entry as the client address (behind a reverse proxy).
+    #[arg(long, env = "MEDIANEST_TRUST_PROXY", default_value = "false")]
+    pub trust_proxy: String,
 }
 
 /// A configuration value that cannot be used.
@@ -111,6 +151,66 @@ impl std::fmt::Debug for OverseerrSettings {
             .field("url", &self.url.as_str())
             .field("api_key", &"<redacted>")
             .finish()
+    }
+}
+
+/// Plex Media Server connection settings.
+#[derive(Clone)]
+pub struct PlexSettings {
+    /// Base URL.
+    pub url: reqwest::Url,
+    /// X-Plex-Token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for PlexSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlexSettings")
+            .field("url", &self.url.as_str())
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Sessions, sign-in and rate limits.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Plex Media Server whose users may sign in with Plex.
+    pub plex: Option<PlexSettings>,
+    /// plex.tv base URL.
+    pub plextv_url: reqwest::Url,
+    /// Session lifetime without use.
+    pub session_ttl: Duration,
+    /// Quotas of users without their own.
+    pub default_quotas: Quotas,
+    /// Failed sign-ins allowed per address and account in `signin_window`.
+    pub signin_attempts: usize,
+    /// The failed sign-in window.
+    pub signin_window: Duration,
+    /// API calls per user per minute.
+    pub api_rate_limit: NonZeroU32,
+    /// Session expirer interval.
+    pub session_expirer_interval: Duration,
+    /// Whether X-Forwarded-For names the client.
+    pub trust_proxy: bool,
+    /// Upper bound of one plex.tv or Plex Media Server call.
+    pub plex_timeout: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            plex: None,
+            plextv_url: "https://plex.tv".parse().expect("a URL"),
+            session_ttl: medianest_store::sessions::DEFAULT_TTL,
+            default_quotas: Quotas::default(),
+            signin_attempts: 5,
+            signin_window: Duration::from_secs(900),
+            api_rate_limit: NonZeroU32::new(100).expect("100 > 0"),
+            session_expirer_interval: Duration::from_secs(60),
+            trust_proxy: false,
+            plex_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -149,6 +249,8 @@ pub struct Settings {
     pub duplicate_window: Duration,
     /// How long a consumer's unacknowledged event waits before redelivery.
     pub consumer_ack_wait: Duration,
+    /// Sessions, sign-in and rate limits.
+    pub auth: AuthSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -185,12 +287,111 @@ fn number(variable: &'static str, value: &str) -> Result<u64, ConfigError> {
         .map_err(|_| bad(variable, format!("`{value}` is not a whole number")))
 }
 
+fn positive(variable: &'static str, value: &str) -> Result<u64, ConfigError> {
+    let n = number(variable, value)?;
+    if n == 0 {
+        return Err(bad(variable, "must be at least 1"));
+    }
+    Ok(n)
+}
+
+fn http_url(variable: &'static str, value: &str) -> Result<reqwest::Url, ConfigError> {
+    let url: reqwest::Url = value
+        .trim()
+        .parse()
+        .map_err(|e| bad(variable, format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(variable, "must be an http(s) URL"));
+    }
+    Ok(url)
+}
+
+/// `LIMIT/DAYS` (e.g. `10/7`), or empty for none.
+fn quota(variable: &'static str, value: &str) -> Result<Option<Quota>, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let (limit, days) = value
+        .split_once('/')
+        .ok_or_else(|| bad(variable, format!("`{value}` is not LIMIT/DAYS, e.g. 10/7")))?;
+    let limit = u32::try_from(number(variable, limit)?).unwrap_or(u32::MAX);
+    let days = u32::try_from(number(variable, days)?).unwrap_or(u32::MAX);
+    Quota::new(limit, days)
+        .map(Some)
+        .map_err(|e| bad(variable, e.to_string()))
+}
+
+fn auth_settings(args: &ServeArgs) -> Result<AuthSettings, ConfigError> {
+    let plex = match (
+        optional(args.plex_url.clone()),
+        optional(args.plex_token.clone()),
+    ) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(bad(
+                "MEDIANEST_PLEX_TOKEN",
+                "is required when MEDIANEST_PLEX_URL is set",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(bad(
+                "MEDIANEST_PLEX_URL",
+                "is required when MEDIANEST_PLEX_TOKEN is set",
+            ))
+        }
+        (Some(url), Some(token)) => Some(PlexSettings {
+            url: http_url("MEDIANEST_PLEX_URL", &url)?,
+            token,
+        }),
+    };
+    let ttl_hours = positive("MEDIANEST_SESSION_TTL_HOURS", &args.session_ttl_hours)?;
+    let trust_proxy = match args.trust_proxy.trim() {
+        "true" | "1" | "yes" => true,
+        "false" | "0" | "no" | "" => false,
+        other => {
+            return Err(bad(
+                "MEDIANEST_TRUST_PROXY",
+                format!("`{other}` is not true or false"),
+            ))
+        }
+    };
+    let api_rate_limit = positive("MEDIANEST_API_RATE_LIMIT", &args.api_rate_limit)?;
+    Ok(AuthSettings {
+        plex,
+        plextv_url: http_url("MEDIANEST_PLEXTV_URL", &args.plextv_url)?,
+        session_ttl: Duration::from_secs(ttl_hours.saturating_mul(3600)),
+        default_quotas: Quotas {
+            movie: quota("MEDIANEST_DEFAULT_MOVIE_QUOTA", &args.default_movie_quota)?,
+            tv: quota("MEDIANEST_DEFAULT_TV_QUOTA", &args.default_tv_quota)?,
+        },
+        signin_attempts: usize::try_from(positive(
+            "MEDIANEST_SIGNIN_ATTEMPTS",
+            &args.signin_attempts,
+        )?)
+        .unwrap_or(usize::MAX),
+        signin_window: Duration::from_secs(positive(
+            "MEDIANEST_SIGNIN_WINDOW_SECS",
+            &args.signin_window_secs,
+        )?),
+        api_rate_limit: NonZeroU32::new(u32::try_from(api_rate_limit).unwrap_or(u32::MAX))
+            .unwrap_or(NonZeroU32::MIN),
+        session_expirer_interval: Duration::from_secs(positive(
+            "MEDIANEST_SESSION_EXPIRER_INTERVAL_SECS",
+            &args.session_expirer_interval_secs,
+        )?),
+        trust_proxy,
+        plex_timeout: Duration::from_secs(10),
+    })
+}
+
 impl Settings {
     /// Validates raw options.
     ///
     /// # Errors
     /// [`ConfigError`] naming the first variable with an unusable value.
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let auth = auth_settings(&args)?;
         let database_url = non_empty("MEDIANEST_DATABASE_URL", &args.database_url)?;
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(bad(
@@ -287,6 +488,7 @@ impl Settings {
             relay: medianest_nats::RelayOptions::default(),
             duplicate_window: Duration::from_secs(600),
             consumer_ack_wait: Duration::from_secs(30),
+            auth,
         })
     }
 

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod users;
 
 pub use app::{start, Running};
 pub use config::{Role, Settings};

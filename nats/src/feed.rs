@@ -50,6 +50,9 @@ pub struct FeedEvent {
     pub cursor: Cursor,
     /// The published envelope (public form in `data`).
     pub event: CloudEvent,
+    /// The stored payload, sensitive fields included: only the log feed carries it (it never
+    /// crosses NATS), for the projections whose read models keep private fields.
+    pub stored_payload: Option<Value>,
     acker: Acker,
 }
 
@@ -211,6 +214,7 @@ impl EventFeed for JetStreamFeed {
             Ok(FeedEvent {
                 cursor,
                 event,
+                stored_payload: None,
                 acker: Acker::JetStream(Box::new(message)),
             })
         })))
@@ -300,6 +304,7 @@ fn to_feed_event(
     Ok(FeedEvent {
         cursor: event.cursor(),
         event: envelope,
+        stored_payload: Some(event.payload.clone()),
         acker: Acker::Log {
             pool: pool.clone(),
             name: name.to_string(),

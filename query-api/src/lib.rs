@@ -1,17 +1,20 @@
 //! The query side over HTTP (DESIGN.md §5, §7): request lists and details from the `requests`
-//! read model, and request histories from the event store.
+//! read model, request histories from the event store, and the caller's account and sessions
+//! and the admin user list from the `users` and `sessions` read models.
 //!
 //! Every read-model endpoint honours `min_position` (query parameter or `X-Min-Position`):
 //! it waits, at most [`QueryState::min_position_wait`], until the projection has passed that
 //! global position, then answers 503 with `Retry-After` rather than stale data.
 
 pub mod requests;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use axum::Router;
+use medianest_domain::user_account::Quotas;
 use medianest_http::auth::HasAuthenticator;
 use medianest_http::{ApiError, Authenticator};
 use medianest_store::checkpoint;
@@ -26,6 +29,8 @@ pub struct QueryState {
     pub authenticator: Arc<dyn Authenticator>,
     /// The longest wait for `min_position`.
     pub min_position_wait: Duration,
+    /// Quotas of accounts without their own (shown by `GET /api/v1/me`).
+    pub default_quotas: Quotas,
 }
 
 impl HasAuthenticator for QueryState {
@@ -36,12 +41,22 @@ impl HasAuthenticator for QueryState {
 
 /// The OpenAPI description of the query routes.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(requests::list, requests::detail, requests::history))]
+#[openapi(paths(
+    requests::list,
+    requests::detail,
+    requests::history,
+    users::me,
+    users::my_sessions,
+    users::list_users
+))]
 pub struct QueryApiDoc;
 
 /// Every query route, with state applied.
 pub fn router(state: QueryState) -> Router {
-    Router::new().merge(requests::router()).with_state(state)
+    Router::new()
+        .merge(requests::router())
+        .merge(users::router())
+        .with_state(state)
 }
 
 /// The `X-Min-Position` header.
@@ -72,20 +87,20 @@ pub async fn wait_for_position(
         return Ok(());
     };
     let checkpoint = format!("projection-{projection}");
-    let deadline = tokio::time::Instant::now() + state.min_position_wait;
-    loop {
-        let reached = checkpoint::has_reached(&state.pool, &checkpoint, position)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-        if reached {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::unavailable(
-                format!("the {projection} read model has not reached position {position} yet"),
-                1,
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    let reached = checkpoint::wait_until_reached(
+        &state.pool,
+        &[&checkpoint],
+        position,
+        state.min_position_wait,
+    )
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
+    if reached {
+        Ok(())
+    } else {
+        Err(ApiError::unavailable(
+            format!("the {projection} read model has not reached position {position} yet"),
+            1,
+        ))
     }
 }

@@ -86,3 +86,34 @@ pub async fn has_reached<'e>(
     .await?;
     Ok(reached.unwrap_or(false))
 }
+
+/// Waits, polling every 10 ms for at most `timeout`, until every reader in `names` has passed
+/// the event at `position`; answers whether they did.
+///
+/// # Errors
+/// The database error.
+pub async fn wait_until_reached(
+    pool: &sqlx::PgPool,
+    names: &[&str],
+    position: i64,
+    timeout: std::time::Duration,
+) -> Result<bool, StoreError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pending: Vec<&str> = names.to_vec();
+    loop {
+        let mut still = Vec::with_capacity(pending.len());
+        for name in pending {
+            if !has_reached(pool, name, position).await? {
+                still.push(name);
+            }
+        }
+        if still.is_empty() {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        pending = still;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

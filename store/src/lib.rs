@@ -4,9 +4,12 @@
 //! concurrency, retries, `If-Match` versions, event metadata, positions of what was written);
 //! the global log reader behind the transaction fence; checkpoints of log readers;
 //! idempotency keys of HTTP commands; the reservation table that keeps one active media
-//! request per media; a single-instance lock for workers that must not run twice.
+//! request per media; the request-quota ledger; account identities, session tokens and
+//! password hashes; a single-instance lock for workers that must not run twice.
 
+pub mod accounts;
 pub mod checkpoint;
+pub mod credentials;
 pub mod executor;
 pub mod idempotency;
 pub mod lock;
@@ -14,6 +17,7 @@ pub mod log;
 pub mod media_requests;
 pub mod metadata;
 pub mod pool;
+pub mod sessions;
 
 pub use executor::{CommandExecutor, Committed, ExecuteError};
 pub use log::{Cursor, LogTail, StoredEvent};

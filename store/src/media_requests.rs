@@ -6,12 +6,23 @@
 //! reaches a terminal status releases its reservation. A reservation left behind by a crash
 //! (its request never written, or already terminal) is taken over by the next submission,
 //! so the table heals itself.
+//!
+//! Request quotas (DESIGN.md §3) are kept with the `request_quota_ledger`: every submission
+//! records a row under a per-user advisory lock after the user's counted rows in the window
+//! were checked against the quota ([`medianest_domain::quota::check`]); declined and
+//! cancelled requests stop counting. Admins are exempt. A row whose request was never written
+//! stops counting after the same grace period as a reservation.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use medianest_domain::media_request::{
     MediaRequest, MediaRequestCommand, MediaRequestError, MediaRequestServices, MediaType,
+    RequestStatus,
 };
+use medianest_domain::quota::{self, QuotaExceeded};
+use medianest_domain::user_account::{Quotas, UserAccount};
+use medianest_domain::Actor;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -29,6 +40,14 @@ pub enum MediaRequestCommandError {
     Duplicate {
         /// The existing request's id.
         existing: Uuid,
+    },
+    /// The requester's quota for this media type is used up (403, with the numbers).
+    #[error("{media_type} {exceeded}")]
+    QuotaExceeded {
+        /// The media type whose quota applies.
+        media_type: MediaType,
+        /// The quota, the count and the next free slot.
+        exceeded: QuotaExceeded,
     },
     /// The aggregate or the store refused it.
     #[error(transparent)]
@@ -70,6 +89,8 @@ impl MediaKey {
 #[derive(Debug)]
 pub struct MediaRequests {
     executor: CommandExecutor<MediaRequest>,
+    accounts: CommandExecutor<UserAccount>,
+    default_quotas: Quotas,
     pool: PgPool,
 }
 
@@ -78,8 +99,16 @@ impl MediaRequests {
     pub fn new(pool: PgPool, services: MediaRequestServices) -> Self {
         Self {
             executor: CommandExecutor::new(pool.clone(), services),
+            accounts: CommandExecutor::new(pool.clone(), Default::default()),
+            default_quotas: Quotas::default(),
             pool,
         }
+    }
+
+    /// Applies `defaults` to accounts without a quota of their own (none: unlimited).
+    pub fn with_default_quotas(mut self, defaults: Quotas) -> Self {
+        self.default_quotas = defaults;
+        self
     }
 
     /// The current state and version of request `id`.
@@ -97,7 +126,8 @@ impl MediaRequests {
     ///
     /// # Errors
     /// [`MediaRequestCommandError::Duplicate`] when a `Submit` or `Retry` meets another active
-    /// request for the same media; otherwise the executor's errors.
+    /// request for the same media; [`MediaRequestCommandError::QuotaExceeded`] when a
+    /// non-admin's `Submit` exceeds their quota; otherwise the executor's errors.
     pub async fn execute(
         &self,
         id: Uuid,
@@ -116,21 +146,54 @@ impl MediaRequests {
         if let Some(key) = reserve {
             self.reserve(key, id).await?;
         }
+        if let MediaRequestCommand::Submit {
+            requested_by,
+            media,
+            ..
+        } = &command
+        {
+            if let Err(error) = self
+                .count_against_quota(requested_by, media.media_type, id)
+                .await
+            {
+                if let Some(key) = reserve {
+                    self.release(key, id).await?;
+                }
+                return Err(error);
+            }
+        }
         let result = self
             .executor
             .execute(&id.to_string(), command, expected_version, metadata)
             .await;
         match &result {
             Ok(committed) => {
-                let ended = committed
-                    .aggregate
-                    .status()
-                    .is_some_and(|status| !status.is_active());
+                let status = committed.aggregate.status();
+                let ended = status.is_some_and(|status| !status.is_active());
                 if let (true, Some(key)) = (ended, MediaKey::of(&committed.aggregate)) {
                     self.release(key, id).await?;
                 }
+                if matches!(
+                    status,
+                    Some(RequestStatus::Declined | RequestStatus::Cancelled)
+                ) {
+                    sqlx::query(
+                        "UPDATE request_quota_ledger SET released = true WHERE request_id = $1",
+                    )
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                }
             }
             Err(_) => {
+                sqlx::query(
+                    "DELETE FROM request_quota_ledger l WHERE l.request_id = $1
+                       AND NOT EXISTS (SELECT 1 FROM events e WHERE e.aggregate_type = 'media_request'
+                                        AND e.aggregate_id = l.request_id::text)",
+                )
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
                 if let Some(key) = reserve {
                     // Undo this attempt's reservation unless the request really holds it.
                     let (current, _) = self.load(id).await?;
@@ -141,6 +204,59 @@ impl MediaRequests {
             }
         }
         Ok(result?)
+    }
+
+    /// Checks `actor`'s quota for `media_type` and records submission `id` in the ledger,
+    /// under a per-user lock so concurrent submissions cannot both take the last slot.
+    async fn count_against_quota(
+        &self,
+        actor: &Actor,
+        media_type: MediaType,
+        id: Uuid,
+    ) -> Result<(), MediaRequestCommandError> {
+        let user = actor.id.as_str();
+        let applies = if actor.is_admin() {
+            None
+        } else {
+            let own = match actor.id.as_str().parse::<Uuid>() {
+                Ok(uuid) => self
+                    .accounts
+                    .load(&uuid.to_string())
+                    .await
+                    .map(|(a, _)| a.quotas()),
+                Err(_) => Ok(Quotas::default()),
+            }
+            .map_err(|e| ExecuteError::<MediaRequestError>::Store(e.to_string()))?;
+            own.of(media_type).or(self.default_quotas.of(media_type))
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(limit) = applies {
+            let now = Utc::now();
+            let counted =
+                counted_submissions(&mut *tx, user, media_type, quota::window_start(limit, now))
+                    .await?;
+            quota::check(limit, &counted, now).map_err(|exceeded| {
+                MediaRequestCommandError::QuotaExceeded {
+                    media_type,
+                    exceeded,
+                }
+            })?;
+        }
+        sqlx::query(
+            "INSERT INTO request_quota_ledger (request_id, user_id, media_type) VALUES ($1, $2, $3)
+             ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(media_type.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Reserves `key` for `id`, taking over reservations left behind by crashes.
@@ -234,4 +350,49 @@ impl MediaRequests {
         .fetch_all(&self.pool)
         .await
     }
+}
+
+/// The times of `user`'s submissions of `media_type` after `since` that count against a quota:
+/// not declined or cancelled, and either written or still within the grace of a submission
+/// in flight.
+async fn counted_submissions<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    user: &str,
+    media_type: MediaType,
+    since: DateTime<Utc>,
+) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT l.submitted_at FROM request_quota_ledger l
+          WHERE l.user_id = $1 AND l.media_type = $2 AND NOT l.released
+            AND l.submitted_at > $3
+            AND (l.submitted_at > now() - make_interval(secs => $4)
+                 OR EXISTS (SELECT 1 FROM events e WHERE e.aggregate_type = 'media_request'
+                             AND e.aggregate_id = l.request_id::text))",
+    )
+    .bind(user)
+    .bind(media_type.as_str())
+    .bind(since)
+    .bind(UNWRITTEN_GRACE.as_secs_f64())
+    .fetch_all(db)
+    .await
+}
+
+/// How much of `quota` `user` has used for `media_type` now, and when the next slot frees
+/// when none is left.
+///
+/// # Errors
+/// The database error.
+pub async fn quota_usage(
+    pool: &PgPool,
+    user: &str,
+    media_type: MediaType,
+    quota: medianest_domain::user_account::Quota,
+) -> Result<(u32, Option<DateTime<Utc>>), sqlx::Error> {
+    let now = Utc::now();
+    let counted =
+        counted_submissions(pool, user, media_type, quota::window_start(quota, now)).await?;
+    Ok(match quota::check(quota, &counted, now) {
+        Ok(used) => (used, None),
+        Err(exceeded) => (exceeded.used, Some(exceeded.next_slot_at)),
+    })
 }

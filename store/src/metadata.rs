@@ -35,6 +35,17 @@ impl EventMetadata {
         }
     }
 
+    /// Metadata of a command `actor` issues on its own (a new correlation id).
+    pub fn for_actor(actor: &str) -> Self {
+        Self {
+            correlation_id: uuid::Uuid::now_v7().to_string(),
+            causation_id: None,
+            actor: actor.to_string(),
+            request_id: None,
+            traceparent: None,
+        }
+    }
+
     /// The map stored in the `metadata` column (absent values are left out).
     pub fn to_map(&self) -> HashMap<String, String> {
         let mut map = HashMap::new();

@@ -8,9 +8,10 @@
 
 use std::time::Duration;
 
-use medianest::config::OverseerrSettings;
+use medianest::config::{AuthSettings, OverseerrSettings, PlexSettings};
 use medianest::{Role, Running, Settings};
 use medianest_domain::media_request::AutoApprovePolicy;
+use medianest_domain::user_account::Quotas;
 use medianest_nats::{RelayOptions, Subjects};
 use medianest_store::StoredEvent;
 use medianest_workers::RetryPolicy;
@@ -19,9 +20,21 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::overseerr_sim::OverseerrSim;
+use crate::plex_sim::{PlexTvSim, PmsSim, SimAccount};
 
-/// The bootstrap admin token of test apps.
+/// The bootstrap admin token of test apps (honoured only while no admin account exists).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The username of the admin every test app signs in at start.
+pub const ADMIN_USERNAME: &str = "admin";
+/// The machine identifier of the test apps' Plex Media Server simulator.
+pub const PMS_MACHINE_ID: &str = "medianest-test-pms-0001";
+/// The token of the test apps' Plex Media Server simulator.
+pub const PMS_TOKEN: &str = "medianest-test-pms-token";
+
+/// The password the harness gives a local account named `username`.
+pub fn password_of(username: &str) -> String {
+    format!("password-of-{username}")
+}
 /// The Overseerr webhook secret of test apps.
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 
@@ -129,6 +142,19 @@ pub struct TestOptions {
     pub roles: Vec<Role>,
     /// Longest `min_position` wait of queries (default 5 s).
     pub min_position_wait: Duration,
+    /// Whether to start plex.tv and Plex Media Server simulators and enable Plex sign-in
+    /// (default true).
+    pub plex: bool,
+    /// Session lifetime without use (default 30 days).
+    pub session_ttl: Duration,
+    /// API calls per user per minute (default 10,000, out of the way of other tests).
+    pub api_rate_limit: u32,
+    /// Failed sign-ins per address and account in the window (default 5 per 15 minutes).
+    pub signin_attempts: usize,
+    /// Quotas of users without their own (default none).
+    pub default_quotas: Quotas,
+    /// Session expirer interval (default 200 ms).
+    pub session_expirer_interval: Duration,
 }
 
 impl Default for TestOptions {
@@ -144,8 +170,27 @@ impl Default for TestOptions {
             },
             roles: vec![Role::CommandApi, Role::QueryApi, Role::Workers, Role::Relay],
             min_position_wait: Duration::from_secs(5),
+            plex: true,
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            api_rate_limit: 10_000,
+            signin_attempts: 5,
+            default_quotas: Quotas::default(),
+            session_expirer_interval: Duration::from_millis(200),
         }
     }
+}
+
+/// A signed-in account of a test app.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// The account id.
+    pub id: Uuid,
+    /// The username.
+    pub username: String,
+    /// The session's bearer token.
+    pub token: String,
+    /// The session id.
+    pub session_id: Uuid,
 }
 
 /// A running MediaNest with its own database, stream and (optionally) Overseerr simulator.
@@ -166,6 +211,12 @@ pub struct TestApp {
     pub stream: String,
     /// The Overseerr simulator, when started.
     pub overseerr: Option<OverseerrSim>,
+    /// The plex.tv simulator, when started.
+    pub plex_tv: Option<PlexTvSim>,
+    /// The Plex Media Server simulator, when started.
+    pub pms: Option<PmsSim>,
+    /// The admin the harness signed in at start (`request`, `get`, `post_json` use it).
+    pub admin: TestUser,
     settings: Settings,
     running: Option<Running>,
 }
@@ -188,6 +239,33 @@ impl TestApp {
             Some(OverseerrSim::start().await)
         } else {
             None
+        };
+        let (plex_tv, pms) = if options.plex {
+            (
+                Some(PlexTvSim::start().await),
+                Some(PmsSim::start(PMS_MACHINE_ID, PMS_TOKEN).await),
+            )
+        } else {
+            (None, None)
+        };
+        let auth = AuthSettings {
+            plex: pms.as_ref().map(|pms| PlexSettings {
+                url: pms.base_url().parse().expect("the simulator's URL"),
+                token: pms.token().to_string(),
+            }),
+            plextv_url: plex_tv
+                .as_ref()
+                .map(|sim| sim.base_url().parse().expect("the simulator's URL"))
+                .unwrap_or_else(|| "https://plex.tv".parse().expect("a URL")),
+            session_ttl: options.session_ttl,
+            default_quotas: options.default_quotas,
+            signin_attempts: options.signin_attempts,
+            signin_window: Duration::from_secs(900),
+            api_rate_limit: std::num::NonZeroU32::new(options.api_rate_limit.max(1))
+                .expect("at least 1"),
+            session_expirer_interval: options.session_expirer_interval,
+            trust_proxy: false,
+            plex_timeout: Duration::from_secs(2),
         };
         let settings = Settings {
             database_url: database_url.clone(),
@@ -213,6 +291,7 @@ impl TestApp {
             },
             duplicate_window: Duration::from_secs(600),
             consumer_ack_wait: Duration::from_secs(1),
+            auth,
         };
         let nats = medianest_nats::connect(&settings.nats_url)
             .await
@@ -226,10 +305,19 @@ impl TestApp {
             subjects,
             stream,
             overseerr,
+            plex_tv,
+            pms,
+            admin: TestUser {
+                id: Uuid::nil(),
+                username: ADMIN_USERNAME.to_string(),
+                token: String::new(),
+                session_id: Uuid::nil(),
+            },
             settings,
             running: None,
         };
         app.start().await;
+        app.admin = app.sign_in_local(ADMIN_USERNAME, true).await;
         app
     }
 
@@ -277,11 +365,96 @@ impl TestApp {
         format!("{}{path}", self.base_url)
     }
 
-    /// An authenticated request builder (bootstrap admin).
+    /// An authenticated request builder (the harness's admin).
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_as(&self.admin.token, method, path)
+    }
+
+    /// A request builder with `token` as bearer.
+    pub fn request_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(token)
+    }
+
+    /// The admin's session token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin.token
+    }
+
+    /// Creates a local account (password [`password_of`]`(username)`) with the CLI's code.
+    ///
+    /// # Panics
+    /// When the account cannot be created.
+    pub async fn create_local_user(&self, username: &str, admin: bool) -> Uuid {
+        medianest::users::create_user(&self.pool, username, None, admin, password_of(username))
+            .await
+            .unwrap_or_else(|e| panic!("create {username}: {e}"))
+            .id
+    }
+
+    /// `POST /api/v1/auth/login` with `username` and `password`.
+    pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
         self.http
-            .request(method, self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("POST reaches the app")
+    }
+
+    /// Creates a local account and signs it in.
+    ///
+    /// # Panics
+    /// When either fails.
+    pub async fn sign_in_local(&self, username: &str, admin: bool) -> TestUser {
+        self.create_local_user(username, admin).await;
+        let response = self.login(username, &password_of(username)).await;
+        assert_eq!(response.status(), 200, "login of {username}");
+        test_user(response.json().await.expect("a JSON answer"))
+    }
+
+    /// Creates a user (not an admin) and signs them in.
+    pub async fn sign_in_user(&self, username: &str) -> TestUser {
+        self.sign_in_local(username, false).await
+    }
+
+    /// Creates another admin and signs them in.
+    pub async fn sign_in_admin(&self, username: &str) -> TestUser {
+        self.sign_in_local(username, true).await
+    }
+
+    /// The plex.tv simulator (panics when the app has none).
+    pub fn plex_tv(&self) -> &PlexTvSim {
+        self.plex_tv
+            .as_ref()
+            .expect("this app has a plex.tv simulator")
+    }
+
+    /// Runs the whole Plex PIN flow for `account` (added to the plex.tv simulator if new):
+    /// create a PIN, authorise it at "app.plex.tv", exchange it. Answers the exchange.
+    pub async fn plex_sign_in(&self, account: &SimAccount) -> reqwest::Response {
+        let sim = self.plex_tv();
+        sim.add_account(account.clone());
+        let pin: Value = self
+            .http
+            .post(self.url("/api/v1/auth/plex/pins"))
+            .send()
+            .await
+            .expect("POST reaches the app")
+            .json()
+            .await
+            .expect("a JSON answer");
+        let pin_id = pin["id"].as_u64().expect("a PIN id");
+        sim.authorize_pin(pin_id, account.id);
+        self.http
+            .post(self.url(&format!("/api/v1/auth/plex/pins/{pin_id}/session")))
+            .send()
+            .await
+            .expect("POST reaches the app")
     }
 
     /// `POST path` with a JSON body, as the admin.
@@ -371,6 +544,28 @@ impl TestApp {
     /// The Overseerr webhook URL of this app.
     pub fn overseerr_webhook_url(&self) -> String {
         self.url("/api/v1/webhooks/overseerr")
+    }
+}
+
+/// The signed-in user of a sign-in answer (`token`, `session_id`, `user.id`).
+///
+/// # Panics
+/// When the answer lacks them.
+pub fn test_user(answer: Value) -> TestUser {
+    TestUser {
+        id: answer["user"]["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("user.id"),
+        username: answer["user"]["username"]
+            .as_str()
+            .expect("user.username")
+            .to_string(),
+        token: answer["token"].as_str().expect("token").to_string(),
+        session_id: answer["session_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("session_id"),
     }
 }
 

@@ -1,3 +1,4 @@
 pub mod app;
 pub mod openapi;
 pub mod overseerr_sim;
+pub mod plex_sim;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use medianest_integrations::overseerr::{
     CreateRequest, MediaType, OverseerrClient, OverseerrConfig,
 };
-use medianest_testkit::app::{TestApp, TestOptions, ADMIN_TOKEN, WEBHOOK_SECRET};
+use medianest_testkit::app::{TestApp, TestOptions, WEBHOOK_SECRET};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
@@ -294,11 +294,11 @@ async fn a_submission_without_a_valid_bearer_token_is_a_401_and_writes_nothing()
         ),
         (
             "the token without Bearer",
-            anonymous().header(AUTHORIZATION, ADMIN_TOKEN),
+            anonymous().header(AUTHORIZATION, app.admin_token()),
         ),
         (
             "the token as Basic credentials",
-            anonymous().basic_auth("admin", Some(ADMIN_TOKEN)),
+            anonymous().basic_auth("admin", Some(app.admin_token())),
         ),
     ];
     for (case, request) in cases {
@@ -628,7 +628,7 @@ async fn the_overseerr_webhook_without_its_secret_is_a_401_and_writes_nothing() 
         ("no Authorization", None),
         ("an empty Authorization", Some("")),
         ("the secret as a bearer token", Some(bearer.as_str())),
-        ("the admin token", Some(ADMIN_TOKEN)),
+        ("the admin token", Some(app.admin_token())),
     ];
     for (case, authorization) in cases {
         refused(

@@ -4,11 +4,14 @@
 //! - [`forwarder::OverseerrForwarder`]: `approved`/`retried` → `POST /api/v1/request`.
 //! - [`reconciler::OverseerrReconciler`]: polls forwarded requests until they settle, for
 //!   webhooks that never arrive.
+//! - [`session_expirer::SessionExpirer`]: records `expired` for sessions past their expiry.
 
 pub mod forwarder;
 pub mod reconciler;
 pub mod retry;
+pub mod session_expirer;
 
 pub use forwarder::OverseerrForwarder;
 pub use reconciler::OverseerrReconciler;
 pub use retry::RetryPolicy;
+pub use session_expirer::SessionExpirer;

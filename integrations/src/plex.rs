@@ -1,0 +1,926 @@
+//! Async clients for plex.tv (PIN sign-in, the account, its servers) and for a Plex Media
+//! Server's identity.
+//!
+//! This module owns the wire shapes and the HTTP calls of MediaNest's Plex sign-in and of the
+//! check that a configured Plex Media Server (PMS) answers with the expected identity
+//! (`../shared/DESIGN.md` §6, "Contracts"): create a PIN with
+//! `POST {plex.tv}/api/v2/pins?strong=true`, send the user to [`PlexTvClient::auth_url`],
+//! poll `GET /api/v2/pins/{id}` until `authToken` is set, then read the account with
+//! `GET /api/v2/user` and its servers with `GET /api/v2/resources`; and read a PMS's
+//! `MediaContainer` as JSON (`Accept: application/json`).
+//!
+//! plex.tv publishes no machine-readable contract. The shapes follow Plex's own guide
+//! "Authenticating with Plex" (forums.plex.tv/t/609370: the PIN flow, the `app.plex.tv/auth#?`
+//! URL, `GET /api/v2/user` answering 200 or 401), and where it is silent the clients that have
+//! used the API for years: python-plexapi (`plexapi/myplex.py`: `MyPlexPinLogin`,
+//! `MyPlexResource` with `https://plex.tv/api/v2/resources?includeHttps=1&includeRelay=1`),
+//! Overseerr (`src/utils/plex.ts`, `server/api/plexapi.ts`, `server/routes/settings`), and the
+//! recorded plex.tv answers of the `plex-api` crate's test mocks (`pins_new.json`,
+//! `pins_linked.json`, `resources.json`, `user_info_free.json`). plex.tv's error bodies are
+//! `{"errors": [{"code": <n>, "message": <text>, "status": <http status>}]}`.
+//!
+//! Invariants:
+//! - every call carries the `X-Plex-*` identification headers of [`PlexClientInfo`] and
+//!   `Accept: application/json`, and is bounded by the configured timeout;
+//! - tokens (`X-Plex-Token`, a PIN's `authToken`) are marked sensitive on the wire, never
+//!   logged, never shown by `Debug` and scrubbed from error texts; redirects are only followed
+//!   to the same host (and never from https to http), so a token cannot be forwarded elsewhere;
+//! - the clients never retry: callers (sign-in handlers, sagas) own retries, backoff and the
+//!   circuit breaker, and every failure is a [`PlexError`] whose
+//!   [`is_retryable`](PlexError::is_retryable) says whether trying again can help;
+//! - answers are read leniently: unknown fields are ignored, and `null` is accepted wherever a
+//!   value is optional.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{redirect, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// plex.tv's base URL, the default of [`PlexTvConfig::base_url`].
+pub const PLEX_TV_URL: &str = "https://plex.tv";
+
+/// The page of Plex's auth app that [`PlexTvClient::auth_url`] points at. The parameters go in
+/// the fragment, after `#?` (Plex's guide, "Construct the Auth App URL").
+pub const PLEX_AUTH_APP_URL: &str = "https://app.plex.tv/auth";
+
+/// Timeout of [`PlexTvConfig::new`] and [`PmsConfig::new`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Header carrying a plex.tv or PMS token.
+const X_PLEX_TOKEN: &str = "x-plex-token";
+
+/// Longest excerpt of an unexpected response body kept in an error.
+const MAX_BODY_EXCERPT: usize = 512;
+
+/// Most redirects followed (same host only).
+const MAX_REDIRECTS: usize = 5;
+
+/// Service names used in error texts.
+const PLEX_TV: &str = "plex.tv";
+const PMS: &str = "Plex Media Server";
+
+/// How MediaNest introduces itself to plex.tv and to a PMS.
+///
+/// Sent on every call as `X-Plex-Client-Identifier`, `X-Plex-Product`, `X-Plex-Version`,
+/// `X-Plex-Platform`, `X-Plex-Device` and `X-Plex-Device-Name`. plex.tv lists the app under the
+/// account's *Authorized Devices* by product and device name, and binds PINs to the client
+/// identifier: the identifier must be generated once per installation, stored, and reused on
+/// every call — a PIN created under one identifier cannot be read under another.
+///
+/// Every value must be a valid HTTP header value (visible ASCII); the identifier and the
+/// product must not be empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlexClientInfo {
+    /// `X-Plex-Client-Identifier`: this installation's stable, unique id (a UUID is fine; Plex
+    /// sets no format).
+    pub client_identifier: String,
+    /// `X-Plex-Product`: the app name shown to the user, e.g. `MediaNest`.
+    pub product: String,
+    /// `X-Plex-Version`: the app version, e.g. `0.1.0`.
+    pub version: String,
+    /// `X-Plex-Platform`: the platform, e.g. `Linux`.
+    pub platform: String,
+    /// `X-Plex-Device`: the kind of device, e.g. `Server`.
+    pub device: String,
+    /// `X-Plex-Device-Name`: a friendly name for this installation, e.g. `MediaNest`.
+    pub device_name: String,
+}
+
+impl PlexClientInfo {
+    /// MediaNest's identification with the given stored `client_identifier`: product
+    /// `MediaNest`, this crate's version, the build's OS as platform (`linux` → `Linux`),
+    /// device `Server` and device name `MediaNest`.
+    pub fn medianest(client_identifier: impl Into<String>) -> Self {
+        let os = std::env::consts::OS;
+        let mut platform = String::with_capacity(os.len());
+        let mut chars = os.chars();
+        if let Some(first) = chars.next() {
+            platform.extend(first.to_uppercase());
+            platform.extend(chars);
+        }
+        Self {
+            client_identifier: client_identifier.into(),
+            product: "MediaNest".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            platform,
+            device: "Server".to_string(),
+            device_name: "MediaNest".to_string(),
+        }
+    }
+
+    /// The identification headers plus `Accept: application/json`.
+    fn headers(&self) -> Result<HeaderMap, PlexError> {
+        if self.client_identifier.trim().is_empty() {
+            return Err(PlexError::Config(
+                "the X-Plex-Client-Identifier is empty".to_string(),
+            ));
+        }
+        if self.product.trim().is_empty() {
+            return Err(PlexError::Config("the X-Plex-Product is empty".to_string()));
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-plex-client-identifier", &self.client_identifier),
+            ("x-plex-product", &self.product),
+            ("x-plex-version", &self.version),
+            ("x-plex-platform", &self.platform),
+            ("x-plex-device", &self.device),
+            ("x-plex-device-name", &self.device_name),
+        ] {
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                PlexError::Config(format!(
+                    "{name} is not a valid header value (visible ASCII only): {value:?}"
+                ))
+            })?;
+            headers.insert(HeaderName::from_static(name), value);
+        }
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        Ok(headers)
+    }
+}
+
+/// Where and how to reach plex.tv.
+#[derive(Debug, Clone)]
+pub struct PlexTvConfig {
+    /// plex.tv's base URL without `/api/v2` — [`PLEX_TV_URL`] in production, a simulator in
+    /// tests. May carry a path prefix (a proxy); must not carry a query or fragment.
+    pub base_url: Url,
+    /// How MediaNest introduces itself (headers of every call, parameters of
+    /// [`PlexTvClient::auth_url`]).
+    pub client: PlexClientInfo,
+    /// Upper bound for one whole call (connect, send, read the answer). Must not be zero.
+    pub timeout: Duration,
+}
+
+impl PlexTvConfig {
+    /// The production configuration: [`PLEX_TV_URL`] and [`DEFAULT_TIMEOUT`] (10 s).
+    pub fn new(client: PlexClientInfo) -> Self {
+        Self {
+            base_url: Url::parse(PLEX_TV_URL).expect("PLEX_TV_URL is a valid URL"),
+            client,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// Why a call to plex.tv or to a PMS failed.
+///
+/// Callers match on the variant; [`PlexError::is_retryable`] says whether trying again later
+/// can help. No variant ever contains a token.
+#[derive(Debug, thiserror::Error)]
+pub enum PlexError {
+    /// HTTP 404. From `GET /api/v2/pins/{id}`: the PIN does not exist, has expired (plex.tv
+    /// keeps a PIN for its `expiresIn`, 30 minutes for strong PINs) or was created under
+    /// another client identifier — start over with a new PIN. Not retryable.
+    #[error("not found")]
+    NotFound,
+    /// HTTP 401: the token is wrong, expired or revoked (plex.tv:
+    /// `{"errors": [{"code": 1001, "message": "User could not be authenticated"}]}`; PMS: an
+    /// HTML page). Sign in again / fix the configured token. Not retryable.
+    #[error("the Plex token was refused")]
+    Unauthorized,
+    /// No usable answer now: timeout, connection refused or broken, HTTP 408, 429 (plex.tv's
+    /// rate limit, error code 1003) or 5xx. The text says which and is safe to log.
+    /// Retryable.
+    #[error("Plex is unavailable: {0}")]
+    Unavailable(String),
+    /// Any other unexpected status: other 4xx (e.g. plex.tv's 400 error code 1000,
+    /// "X-Plex-Client-Identifier is missing"), or a redirect the client would not follow.
+    /// `body` is an excerpt of the answer (at most 512 characters, tokens scrubbed). Not
+    /// retryable: the same call gets the same answer.
+    #[error("Plex answered HTTP {status}: {body}")]
+    Rejected {
+        /// The HTTP status code.
+        status: u16,
+        /// Excerpt of the answer body.
+        body: String,
+    },
+    /// A success answer that is not the expected JSON (e.g. XML because a proxy dropped the
+    /// `Accept` header, or a PMS root without `machineIdentifier`). The text names the
+    /// problem without quoting string values. Not retryable.
+    #[error("unexpected answer from Plex: {0}")]
+    Decode(String),
+    /// The configuration cannot be used: base URL not http(s) or with a query or fragment,
+    /// empty or non-ASCII header values, empty PMS token, zero timeout. Not retryable.
+    #[error("invalid Plex configuration: {0}")]
+    Config(String),
+}
+
+impl PlexError {
+    /// Whether the same call may succeed later: only [`PlexError::Unavailable`].
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PlexError::Unavailable(_))
+    }
+}
+
+/// A plex.tv PIN (`POST /api/v2/pins`, `GET /api/v2/pins/{id}`), with the fields MediaNest
+/// needs.
+///
+/// The wire object also has `product`, `trusted`, `qr`, `clientIdentifier`, `location`,
+/// `expiresIn` (seconds left), `createdAt` and `newRegistration`; they are ignored. `Debug`
+/// shows `auth_token` as `<redacted>`; `Serialize` writes it (as `authToken`), so a serialised
+/// pin must be treated as a secret.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlexPin {
+    /// `id`: what [`PlexTvClient::pin`] takes (a large integer, e.g. `308667304`).
+    pub id: u64,
+    /// `code`: what the user authorises in Plex's auth app — 25 lower-case letters and digits
+    /// for the strong PINs [`PlexTvClient::create_pin`] asks for (a 4-character code is the
+    /// plex.tv/link kind).
+    pub code: String,
+    /// `authToken`: `null` until the user has authorised the PIN, then the account's token for
+    /// this client. An empty string is read as `None`.
+    #[serde(
+        rename = "authToken",
+        default,
+        deserialize_with = "non_empty_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auth_token: Option<String>,
+    /// `expiresAt`: when plex.tv forgets the PIN (UTC; sent as `2024-07-16T17:18:05Z`). Epoch
+    /// seconds are accepted too; `None` when absent or unreadable.
+    #[serde(rename = "expiresAt", default, deserialize_with = "lenient_timestamp")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for PlexPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlexPin")
+            .field("id", &self.id)
+            .field("code", &self.code)
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl PlexPin {
+    /// Whether the user has authorised the PIN (`authToken` is set).
+    pub fn is_authorized(&self) -> bool {
+        self.auth_token.is_some()
+    }
+}
+
+/// The plex.tv account of a token (`GET /api/v2/user`), with the fields MediaNest needs.
+///
+/// The wire object also has the account's `authToken` (not kept), `friendlyName`, `locale`,
+/// `confirmed`, `subscription`, `home`, `restricted` and many more; they are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlexUser {
+    /// `id`: the account's numeric plex.tv id (what PMS and Overseerr call the Plex id).
+    pub id: u64,
+    /// `uuid`: the account's hexadecimal id (16 characters), as in its avatar URL.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub uuid: String,
+    /// `username`: the plex.tv user name (for accounts created by e-mail, often the e-mail).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub username: String,
+    /// `email`: the account's e-mail address, when plex.tv shares it.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// `thumb`: avatar URL, e.g. `https://plex.tv/users/<uuid>/avatar?c=<n>`.
+    #[serde(default)]
+    pub thumb: Option<String>,
+    /// `title`: display name (the username unless the user set another).
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+/// One device of the account (`GET /api/v2/resources`): a PMS the account owns or that is
+/// shared with it, or a player. The fields MediaNest needs.
+///
+/// The wire object also has `product` (`Plex Media Server` for servers), `productVersion`,
+/// `accessToken` (a token for that server — deliberately not kept here), `connections`,
+/// `ownerId`, `sourceTitle`, `presence` and more; they are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlexResource {
+    /// `name`: the device's friendly name (a PMS's *Friendly name* setting).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    /// `clientIdentifier`: the device's id — for a PMS its `machineIdentifier`, the value
+    /// [`PmsClient::identity`] reads from the server itself.
+    #[serde(
+        rename = "clientIdentifier",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    pub client_identifier: String,
+    /// `provides`: comma-separated roles, e.g. `server` for a PMS or
+    /// `client,player,pubsub-player` for a player.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub provides: String,
+    /// `owned`: whether the account owns the device (`false` for a server shared with it).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub owned: bool,
+}
+
+impl PlexResource {
+    /// Whether the device is a Plex Media Server (`server` is one of the `provides` roles).
+    pub fn is_server(&self) -> bool {
+        self.provides.split(',').any(|role| role.trim() == "server")
+    }
+}
+
+/// Client for plex.tv's `/api/v2`. Cheap to clone (one shared connection pool).
+#[derive(Clone)]
+pub struct PlexTvClient {
+    http: reqwest::Client,
+    base_url: Url,
+    client: PlexClientInfo,
+}
+
+impl fmt::Debug for PlexTvClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlexTvClient")
+            .field("base_url", &self.base_url.as_str())
+            .field("client_identifier", &self.client.client_identifier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlexTvClient {
+    /// Builds a client for `cfg`.
+    ///
+    /// # Errors
+    ///
+    /// [`PlexError::Config`] when the base URL is not `http(s)` or has a query or fragment,
+    /// when a [`PlexClientInfo`] value is not a valid header value (or the identifier or the
+    /// product is empty), when the timeout is zero, or when the HTTP client cannot be built.
+    pub fn new(cfg: PlexTvConfig) -> Result<Self, PlexError> {
+        check_base_url(&cfg.base_url)?;
+        let http = http_client(cfg.client.headers()?, cfg.timeout)?;
+        Ok(Self {
+            http,
+            base_url: cfg.base_url,
+            client: cfg.client,
+        })
+    }
+
+    /// The `X-Plex-Client-Identifier` this client sends (PINs are bound to it).
+    pub fn client_identifier(&self) -> &str {
+        &self.client.client_identifier
+    }
+
+    /// Creates a strong PIN: `POST {base}/api/v2/pins?strong=true` (plex.tv answers 201 with
+    /// the pin, `authToken` null, valid for `expiresIn` seconds). Send the user to
+    /// [`auth_url`](Self::auth_url) with its `code`, then poll [`pin`](Self::pin) with its `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`PlexError::Unavailable`] (timeout, connection, 408/429/5xx), [`PlexError::Rejected`]
+    /// (other 4xx, e.g. 400 without a client identifier), [`PlexError::Decode`].
+    #[tracing::instrument(name = "plex_tv.create_pin", skip_all)]
+    pub async fn create_pin(&self) -> Result<PlexPin, PlexError> {
+        let mut url = self.endpoint(&["pins"])?;
+        url.query_pairs_mut().append_pair("strong", "true");
+        let answer = send(PLEX_TV, self.http.post(url), None).await?;
+        answer.success_json(PLEX_TV, "the new PIN")
+    }
+
+    /// Reads a PIN: `GET {base}/api/v2/pins/{id}` (200 with the pin). `auth_token` is `None`
+    /// until the user has authorised it. Poll about once per second or two, and stop at
+    /// `expires_at`.
+    ///
+    /// # Errors
+    ///
+    /// [`PlexError::NotFound`] when plex.tv answers 404 (`{"errors": [{"code": 1020,
+    /// "message": "Code not found or expired"}]}`): unknown, expired, or created under another
+    /// client identifier. Otherwise as [`create_pin`](Self::create_pin).
+    #[tracing::instrument(name = "plex_tv.pin", skip(self))]
+    pub async fn pin(&self, id: u64) -> Result<PlexPin, PlexError> {
+        let url = self.endpoint(&["pins", &id.to_string()])?;
+        let answer = send(PLEX_TV, self.http.get(url), None).await?;
+        answer.success_json(PLEX_TV, "the PIN")
+    }
+
+    /// Reads the account of `token`: `GET {base}/api/v2/user` with `X-Plex-Token` (200 with
+    /// the account; Plex's guide: 401 means the token is invalid). This is also how to check
+    /// that a stored token is still valid.
+    ///
+    /// # Errors
+    ///
+    /// [`PlexError::Unauthorized`] on 401, and also without a call when `token` is empty or
+    /// not a valid header value. Otherwise as [`create_pin`](Self::create_pin).
+    #[tracing::instrument(name = "plex_tv.user", skip_all)]
+    pub async fn user(&self, token: &str) -> Result<PlexUser, PlexError> {
+        let url = self.endpoint(&["user"])?;
+        let token_header = token_header(token)?;
+        let request = self.http.get(url).header(X_PLEX_TOKEN, token_header);
+        let answer = send(PLEX_TV, request, Some(token)).await?;
+        answer.success_json(PLEX_TV, "the account")
+    }
+
+    /// Lists the account's devices:
+    /// `GET {base}/api/v2/resources?includeHttps=1&includeRelay=1` with `X-Plex-Token` (200
+    /// with a JSON array). Servers are those with [`PlexResource::is_server`]; a server whose
+    /// `client_identifier` equals a PMS's [`PmsIdentity::machine_identifier`] is that PMS, and
+    /// `owned` says whether the account owns it or has it shared.
+    ///
+    /// # Errors
+    ///
+    /// As [`user`](Self::user).
+    #[tracing::instrument(name = "plex_tv.resources", skip_all)]
+    pub async fn resources(&self, token: &str) -> Result<Vec<PlexResource>, PlexError> {
+        let mut url = self.endpoint(&["resources"])?;
+        url.query_pairs_mut()
+            .append_pair("includeHttps", "1")
+            .append_pair("includeRelay", "1");
+        let token_header = token_header(token)?;
+        let request = self.http.get(url).header(X_PLEX_TOKEN, token_header);
+        let answer = send(PLEX_TV, request, Some(token)).await?;
+        answer.success_json(PLEX_TV, "the resources")
+    }
+
+    /// The URL of Plex's auth app where the user signs in and authorises the PIN `code`:
+    ///
+    /// `https://app.plex.tv/auth#?clientID=<id>&code=<code>&context%5Bdevice%5D%5Bproduct%5D=<product>`
+    /// and `&forwardUrl=<url>` when `forward_url` is given (the app sends the browser there
+    /// afterwards). Values are percent-encoded like JavaScript's `encodeURIComponent` minus
+    /// `!'()*` (only `A-Z a-z 0-9 - _ . ~` stay as they are; a space becomes `%20`). The URL is
+    /// always Plex's [`PLEX_AUTH_APP_URL`], whatever [`PlexTvConfig::base_url`] is.
+    pub fn auth_url(&self, code: &str, forward_url: Option<&str>) -> String {
+        let mut url = format!(
+            "{PLEX_AUTH_APP_URL}#?clientID={}&code={}&context%5Bdevice%5D%5Bproduct%5D={}",
+            percent_encode(&self.client.client_identifier),
+            percent_encode(code),
+            percent_encode(&self.client.product),
+        );
+        if let Some(forward_url) = forward_url {
+            url.push_str("&forwardUrl=");
+            url.push_str(&percent_encode(forward_url));
+        }
+        url
+    }
+
+    /// `{base}/api/v2/<segments>`.
+    fn endpoint(&self, segments: &[&str]) -> Result<Url, PlexError> {
+        join(&self.base_url, ["api", "v2"].iter().chain(segments))
+    }
+}
+
+/// Where and how to reach a Plex Media Server.
+#[derive(Clone)]
+pub struct PmsConfig {
+    /// The server's base URL, e.g. `http://plex:32400` or `https://host.example/plex`. Must not
+    /// carry a query or fragment.
+    pub base_url: Url,
+    /// A token for this server, sent as `X-Plex-Token` (the owner's plex.tv token, or the
+    /// server's `accessToken` from [`PlexTvClient::resources`]). Never shown by `Debug`.
+    pub token: String,
+    /// How MediaNest introduces itself.
+    pub client: PlexClientInfo,
+    /// Upper bound for one whole call. Must not be zero.
+    pub timeout: Duration,
+}
+
+impl PmsConfig {
+    /// A configuration with [`DEFAULT_TIMEOUT`] (10 s).
+    pub fn new(base_url: Url, token: impl Into<String>, client: PlexClientInfo) -> Self {
+        Self {
+            base_url,
+            token: token.into(),
+            client,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for PmsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PmsConfig")
+            .field("base_url", &self.base_url.as_str())
+            .field("token", &"<redacted>")
+            .field("client", &self.client)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Who a Plex Media Server says it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PmsIdentity {
+    /// `machineIdentifier`: the server's unique id (40 hex characters on real servers); equal
+    /// to the `clientIdentifier` of the server in plex.tv's resources.
+    pub machine_identifier: String,
+    /// `version`: the PMS version, e.g. `1.41.3.9314-a0bfb8370`.
+    pub version: Option<String>,
+    /// `friendlyName`: the server's name as set in its settings.
+    pub friendly_name: Option<String>,
+}
+
+/// Client for one Plex Media Server. Cheap to clone (one shared connection pool). Other PMS
+/// calls (library sections, refresh) belong here too.
+#[derive(Clone)]
+pub struct PmsClient {
+    http: reqwest::Client,
+    base_url: Url,
+    token: String,
+}
+
+impl fmt::Debug for PmsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PmsClient")
+            .field("base_url", &self.base_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PmsClient {
+    /// Builds a client for `cfg`; the token is sent on every call as `X-Plex-Token`.
+    ///
+    /// # Errors
+    ///
+    /// [`PlexError::Config`] as for [`PlexTvClient::new`], and when the token is empty or not
+    /// a valid header value.
+    pub fn new(cfg: PmsConfig) -> Result<Self, PlexError> {
+        check_base_url(&cfg.base_url)?;
+        if cfg.token.trim().is_empty() {
+            return Err(PlexError::Config("the PMS token is empty".to_string()));
+        }
+        let mut headers = cfg.client.headers()?;
+        let token = token_header(&cfg.token).map_err(|_| {
+            PlexError::Config("the PMS token is not a valid header value".to_string())
+        })?;
+        headers.insert(HeaderName::from_static(X_PLEX_TOKEN), token);
+        let http = http_client(headers, cfg.timeout)?;
+        Ok(Self {
+            http,
+            base_url: cfg.base_url,
+            token: cfg.token,
+        })
+    }
+
+    /// The server's base URL, as configured.
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// Reads the server's identity **and checks the token**: `GET {base}/` with
+    /// `Accept: application/json` and `X-Plex-Token`, answered with
+    /// `{"MediaContainer": {"machineIdentifier": …, "version": …, "friendlyName": …,
+    /// "myPlexUsername": …, "Directory": […], …}}`.
+    ///
+    /// The server root is used rather than `GET /identity` because a real PMS answers
+    /// `/identity` (`{"MediaContainer": {"size": 0, "claimed": true, "machineIdentifier": …,
+    /// "version": …}}`) to anyone, token or not, so it cannot tell a wrong token; the root
+    /// answers 401 without a valid one. Overseerr checks its PMS the same way
+    /// (`server/api/plexapi.ts`, `getStatus()` = `query('/')`, then
+    /// `MediaContainer.machineIdentifier`). A server that lets the caller's network in
+    /// without authentication (*List of IP addresses and networks that are allowed without
+    /// auth*) accepts any token.
+    ///
+    /// # Errors
+    ///
+    /// [`PlexError::Unauthorized`] on 401 (wrong token, or a token without access to this
+    /// server); [`PlexError::Unavailable`] (timeout, connection, 408/429/5xx);
+    /// [`PlexError::Rejected`] (other 4xx, refused redirect); [`PlexError::Decode`] when the
+    /// answer is not a JSON `MediaContainer` with a `machineIdentifier` (e.g. not a PMS).
+    #[tracing::instrument(name = "pms.identity", skip_all, fields(base_url = %self.base_url))]
+    pub async fn identity(&self) -> Result<PmsIdentity, PlexError> {
+        let url = join(&self.base_url, [""])?;
+        let answer = send(PMS, self.http.get(url), Some(&self.token)).await?;
+        let container: MediaContainer<RootContainer> =
+            answer.success_json(PMS, "the server root")?;
+        let root = container.media_container;
+        match root.machine_identifier.filter(|id| !id.trim().is_empty()) {
+            Some(machine_identifier) => Ok(PmsIdentity {
+                machine_identifier,
+                version: root.version,
+                friendly_name: root.friendly_name,
+            }),
+            None => Err(PlexError::Decode(
+                "the server root has no machineIdentifier (is this a Plex Media Server?)"
+                    .to_string(),
+            )),
+        }
+    }
+}
+
+/// `{"MediaContainer": …}`, the envelope of every PMS JSON answer.
+#[derive(Deserialize)]
+struct MediaContainer<T> {
+    #[serde(rename = "MediaContainer")]
+    media_container: T,
+}
+
+/// The fields of the PMS root container that [`PmsClient::identity`] reads.
+#[derive(Deserialize)]
+struct RootContainer {
+    #[serde(rename = "machineIdentifier", default)]
+    machine_identifier: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(rename = "friendlyName", default)]
+    friendly_name: Option<String>,
+}
+
+/// A complete answer: status and body.
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+    /// The token sent with the call, scrubbed from any text taken from the body.
+    secret: Option<String>,
+}
+
+impl Answer {
+    /// The body as `T` for a 2xx answer; the status's error otherwise.
+    fn success_json<T: DeserializeOwned>(&self, service: &str, what: &str) -> Result<T, PlexError> {
+        if !self.status.is_success() {
+            return Err(self.status_error(service));
+        }
+        serde_json::from_slice(&self.body).map_err(|err| {
+            PlexError::Decode(format!(
+                "{service} sent {what} as something else than the expected JSON (HTTP {}): {}",
+                self.status.as_u16(),
+                redact_quoted(&err.to_string())
+            ))
+        })
+    }
+
+    fn status_error(&self, service: &str) -> PlexError {
+        let status = self.status.as_u16();
+        match self.status {
+            StatusCode::UNAUTHORIZED => PlexError::Unauthorized,
+            StatusCode::NOT_FOUND => PlexError::NotFound,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => PlexError::Unavailable(
+                format!("{service} answered HTTP {status}: {}", self.excerpt()),
+            ),
+            _ if self.status.is_server_error() => PlexError::Unavailable(format!(
+                "{service} answered HTTP {status}: {}",
+                self.excerpt()
+            )),
+            _ => PlexError::Rejected {
+                status,
+                body: self.excerpt(),
+            },
+        }
+    }
+
+    /// At most [`MAX_BODY_EXCERPT`] characters of the body, with the sent token scrubbed.
+    fn excerpt(&self) -> String {
+        let mut text = String::from_utf8_lossy(&self.body).into_owned();
+        if let Some(secret) = self.secret.as_deref().filter(|secret| !secret.is_empty()) {
+            text = text.replace(secret, "<redacted>");
+        }
+        match text.char_indices().nth(MAX_BODY_EXCERPT) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        }
+    }
+}
+
+/// Sends `request` and reads the whole answer. `secret` is the token the request carries, so
+/// that error texts can scrub it.
+async fn send(
+    service: &str,
+    request: reqwest::RequestBuilder,
+    secret: Option<&str>,
+) -> Result<Answer, PlexError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|err| transport_error(service, &err))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|err| transport_error(service, &err))?;
+    tracing::debug!(status = status.as_u16(), "{service} answered");
+    Ok(Answer {
+        status,
+        body: body.to_vec(),
+        secret: secret.map(str::to_string),
+    })
+}
+
+fn transport_error(service: &str, err: &reqwest::Error) -> PlexError {
+    if err.is_timeout() {
+        PlexError::Unavailable(format!("{service} did not answer in time"))
+    } else {
+        // Connection refused or reset, DNS or TLS failure, connection closed before the answer
+        // was complete. URLs never carry a token (it travels in a header), so the chain is safe
+        // to keep.
+        PlexError::Unavailable(format!("could not reach {service}: {}", error_chain(err)))
+    }
+}
+
+/// The error and its sources, so "connection refused" is not hidden behind "error sending
+/// request".
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn http_client(headers: HeaderMap, timeout: Duration) -> Result<reqwest::Client, PlexError> {
+    if timeout.is_zero() {
+        return Err(PlexError::Config(
+            "timeout must be greater than zero".to_string(),
+        ));
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .user_agent(concat!("medianest/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(same_host_redirects())
+        .build()
+        .map_err(|err| PlexError::Config(err.to_string()))
+}
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, and only to the host (and port) the call was
+/// made to, never from https to http: reqwest keeps custom headers such as `X-Plex-Token` on
+/// redirects, so a redirect elsewhere would hand the token to another server. A refused
+/// redirect is returned as the 3xx answer ([`PlexError::Rejected`]).
+fn same_host_redirects() -> redirect::Policy {
+    redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.stop();
+        };
+        let next = attempt.url();
+        let same_host = next.host_str() == first.host_str();
+        let same_port = next.port_or_known_default() == first.port_or_known_default()
+            || (first.scheme() == "http" && next.scheme() == "https");
+        let downgrade = first.scheme() == "https" && next.scheme() != "https";
+        if attempt.previous().len() > MAX_REDIRECTS || !same_host || !same_port || downgrade {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+fn token_header(token: &str) -> Result<HeaderValue, PlexError> {
+    if token.trim().is_empty() {
+        return Err(PlexError::Unauthorized);
+    }
+    let mut value = HeaderValue::from_str(token).map_err(|_| PlexError::Unauthorized)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn check_base_url(base_url: &Url) -> Result<(), PlexError> {
+    if !matches!(base_url.scheme(), "http" | "https") {
+        return Err(PlexError::Config(format!(
+            "base URL must be http or https, not {}",
+            base_url.scheme()
+        )));
+    }
+    if base_url.query().is_some() || base_url.fragment().is_some() {
+        return Err(PlexError::Config(
+            "base URL must not have a query or fragment".to_string(),
+        ));
+    }
+    if base_url.cannot_be_a_base() || base_url.host_str().is_none() {
+        return Err(PlexError::Config("base URL has no host".to_string()));
+    }
+    Ok(())
+}
+
+/// `base` with `segments` appended to its path (a trailing slash of `base` is dropped first;
+/// `[""]` gives `base/`).
+fn join<I>(base: &Url, segments: I) -> Result<Url, PlexError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| PlexError::Config("base URL cannot have a path".to_string()))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - _ . ~`).
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Replaces what serde_json quotes in its messages (string values, which may be tokens) with
+/// `…`; field names (in backticks), positions and expectations stay.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for ch in message.chars() {
+        if ch == '"' {
+            if !inside {
+                out.push_str("\"…\"");
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+fn non_empty_string<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(Option::<String>::deserialize(deserializer)?.filter(|value| !value.is_empty()))
+}
+
+/// An RFC 3339 string or epoch seconds; anything else (or unparsable) is `None`.
+fn lenient_timestamp<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let value = Option::<serde_json::Value>::deserialize(deserializer)?;
+    Ok(match value {
+        Some(serde_json::Value::String(text)) => DateTime::parse_from_rfc3339(&text)
+            .ok()
+            .map(|at| at.with_timezone(&Utc)),
+        Some(serde_json::Value::Number(number)) => number
+            .as_i64()
+            .and_then(|seconds| Utc.timestamp_opt(seconds, 0).single()),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_characters() {
+        assert_eq!(percent_encode("aZ09-_.~"), "aZ09-_.~");
+        assert_eq!(percent_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn quoted_values_are_redacted_from_decode_messages() {
+        assert_eq!(
+            redact_quoted(r#"invalid type: string "secret-token", expected u64 at line 1"#),
+            r#"invalid type: string "…", expected u64 at line 1"#
+        );
+        assert_eq!(
+            redact_quoted("missing field `uuid`"),
+            "missing field `uuid`"
+        );
+    }
+
+    #[test]
+    fn pins_read_plex_tv_json_leniently() {
+        let pin: PlexPin = serde_json::from_str(
+            r#"{"id": 111222333, "code": "abc", "product": "0", "trusted": false,
+                "expiresIn": 900, "createdAt": "2022-02-01T00:00:00Z",
+                "expiresAt": "2022-02-01T00:15:00Z", "authToken": null,
+                "newRegistration": null}"#,
+        )
+        .unwrap();
+        assert_eq!(pin.id, 111_222_333);
+        assert_eq!(pin.auth_token, None);
+        assert_eq!(
+            pin.expires_at,
+            Some(Utc.with_ymd_and_hms(2022, 2, 1, 0, 15, 0).unwrap())
+        );
+        let pin: PlexPin =
+            serde_json::from_str(r#"{"id": 1, "code": "c", "authToken": "", "expiresAt": 0}"#)
+                .unwrap();
+        assert_eq!(pin.auth_token, None);
+        assert_eq!(pin.expires_at, Some(Utc.timestamp_opt(0, 0).unwrap()));
+    }
+
+    #[test]
+    fn is_server_reads_the_provides_list() {
+        let mut resource = PlexResource {
+            name: "Box".into(),
+            client_identifier: "m".into(),
+            provides: "client, server".into(),
+            owned: true,
+        };
+        assert!(resource.is_server());
+        resource.provides = "client,player,pubsub-player".into();
+        assert!(!resource.is_server());
+    }
+}

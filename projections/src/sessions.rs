@@ -1,0 +1,238 @@
+//! The `sessions` read model: one row per session. Authentication reads it: a bearer token
+//! is valid when the row with its SHA-256 is active, unexpired, and its account (in the
+//! `users` read model) is not disabled.
+//!
+//! Built from the PostgreSQL log ([`medianest_nats::LogFeed`]): rows keep token hashes, IPs
+//! and user agents, which never leave PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use medianest_domain::user_session::UserSessionEvent;
+use medianest_domain::Role;
+use medianest_nats::FeedEvent;
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::users::stored_event;
+use crate::{Projection, ProjectionError};
+
+/// The projection's name.
+pub const NAME: &str = "sessions";
+
+/// The `sessions` projection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionsProjection;
+
+#[async_trait]
+impl Projection for SessionsProjection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["user_session"]
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
+        let (id, decoded) = stored_event::<UserSessionEvent>(event)?;
+        let (sequence, position, time) =
+            (event.event.sequence, event.cursor.position, event.time());
+        let query = match decoded {
+            UserSessionEvent::Started {
+                user_id,
+                method,
+                device,
+                ip,
+                user_agent,
+                expires_at,
+                token_sha256,
+            } => {
+                sqlx::query(
+                    "INSERT INTO sessions (id, version, user_id, status, method, device, ip,
+                        user_agent, token_sha256, created_at, expires_at, refreshed_at, last_position)
+                     VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, $10, $9, $11)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(sequence)
+                .bind(user_id)
+                .bind(method.as_str())
+                .bind(serde_json::to_value(device).unwrap_or(Value::Null))
+                .bind(ip)
+                .bind(user_agent)
+                .bind(token_sha256)
+                .bind(time)
+                .bind(expires_at)
+                .bind(position)
+            }
+            UserSessionEvent::Refreshed { expires_at } => sqlx::query(
+                "UPDATE sessions SET version = $2, last_position = $3, expires_at = $4,
+                        refreshed_at = $5
+                  WHERE id = $1 AND version < $2",
+            )
+            .bind(id)
+            .bind(sequence)
+            .bind(position)
+            .bind(expires_at)
+            .bind(time),
+            UserSessionEvent::Revoked { reason, .. } => sqlx::query(
+                "UPDATE sessions SET version = $2, last_position = $3, status = 'revoked',
+                        ended_at = $4, end_reason = $5
+                  WHERE id = $1 AND version < $2",
+            )
+            .bind(id)
+            .bind(sequence)
+            .bind(position)
+            .bind(time)
+            .bind(reason.as_str()),
+            UserSessionEvent::Expired => sqlx::query(
+                "UPDATE sessions SET version = $2, last_position = $3, status = 'expired',
+                        ended_at = $4, end_reason = 'expired'
+                  WHERE id = $1 AND version < $2",
+            )
+            .bind(id)
+            .bind(sequence)
+            .bind(position)
+            .bind(time),
+        };
+        query.execute(&mut *tx).await?;
+        Ok(())
+    }
+}
+
+/// One row of the read model.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct SessionRow {
+    /// Session id.
+    pub id: Uuid,
+    /// The account.
+    pub user_id: Uuid,
+    /// `active`, `revoked` or `expired`.
+    pub status: String,
+    /// `plex` or `local`.
+    pub method: String,
+    /// `{"client_id","product","name","platform"}` (each optional).
+    pub device: Value,
+    /// The client's address at sign-in.
+    pub ip: Option<String>,
+    /// The client's `User-Agent` at sign-in.
+    pub user_agent: Option<String>,
+    /// When started.
+    pub created_at: DateTime<Utc>,
+    /// When it ends unless used.
+    pub expires_at: DateTime<Utc>,
+    /// Last expiry extension (the start when never extended).
+    pub refreshed_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `logout`, `revoked`, `account_disabled` or `expired`.
+    pub end_reason: Option<String>,
+}
+
+const COLUMNS: &str = "id, user_id, status, method, device, ip, user_agent, created_at, \
+                       expires_at, refreshed_at, ended_at, end_reason";
+
+/// Who a valid token belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionPrincipal {
+    /// The session.
+    pub session_id: Uuid,
+    /// The account.
+    pub user_id: Uuid,
+    /// The account's role.
+    pub role: Role,
+    /// When the session ends unless used.
+    pub expires_at: DateTime<Utc>,
+    /// The last expiry extension.
+    pub refreshed_at: DateTime<Utc>,
+}
+
+/// The principal of the session whose token hashes to `token_sha256`, when that session is
+/// active and unexpired and its account exists and is not disabled.
+///
+/// # Errors
+/// The database error.
+pub async fn authenticate<'e>(
+    db: impl PgExecutor<'e>,
+    token_sha256: &str,
+) -> Result<Option<SessionPrincipal>, sqlx::Error> {
+    #[derive(FromRow)]
+    struct Found {
+        id: Uuid,
+        user_id: Uuid,
+        role: String,
+        expires_at: DateTime<Utc>,
+        refreshed_at: DateTime<Utc>,
+    }
+    let found: Option<Found> = sqlx::query_as(
+        "SELECT s.id, s.user_id, u.role, s.expires_at, s.refreshed_at
+           FROM sessions s JOIN users u ON u.id = s.user_id
+          WHERE s.token_sha256 = $1 AND s.status = 'active' AND s.expires_at > now()
+            AND NOT u.disabled",
+    )
+    .bind(token_sha256)
+    .fetch_optional(db)
+    .await?;
+    Ok(found.map(|f| SessionPrincipal {
+        session_id: f.id,
+        user_id: f.user_id,
+        role: if f.role == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        },
+        expires_at: f.expires_at,
+        refreshed_at: f.refreshed_at,
+    }))
+}
+
+/// One session, if the read model has it.
+///
+/// # Errors
+/// The database error.
+pub async fn get<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The sessions of `user_id`, newest first; only active ones unless `all`.
+///
+/// # Errors
+/// The database error.
+pub async fn of_user<'e>(
+    db: impl PgExecutor<'e>,
+    user_id: Uuid,
+    all: bool,
+) -> Result<Vec<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM sessions
+          WHERE user_id = $1 AND ($2 OR (status = 'active' AND expires_at > now()))
+          ORDER BY created_at DESC"
+    ))
+    .bind(user_id)
+    .bind(all)
+    .fetch_all(db)
+    .await
+}
+
+/// Active sessions whose expiry has passed, oldest expiry first (the expirer's work list).
+///
+/// # Errors
+/// The database error.
+pub async fn due_for_expiry<'e>(
+    db: impl PgExecutor<'e>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM sessions WHERE status = 'active' AND expires_at <= $1
+          ORDER BY expires_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

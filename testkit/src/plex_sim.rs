@@ -1,0 +1,1166 @@
+//! Faithful, in-process simulators of plex.tv (PIN sign-in, the account, its servers) and of a
+//! Plex Media Server (its identity), for MediaNest's Plex clients and the flows built on them.
+//!
+//! This module owns both simulators' HTTP servers, their state and their control API for
+//! tests. They follow the Plex contract of `../shared/DESIGN.md` §6 and, since plex.tv
+//! publishes no spec, the wire shapes documented in
+//! `medianest_integrations::plex` (Plex's guide "Authenticating with Plex",
+//! python-plexapi's `myplex.py`, Overseerr, and recorded plex.tv answers):
+//!
+//! **[`PlexTvSim`]** — every call is recorded ([`PlexTvSim::received`]) and waits for the
+//! configured delay; then, like plex.tv:
+//! - a call without `X-Plex-Client-Identifier` answers 400
+//!   `{"errors": [{"code": 1000, "message": "X-Plex-Client-Identifier is missing", "status": 400}]}`;
+//! - injected failures ([`PlexTvSim::fail_next`]) answer next;
+//! - `POST /api/v2/pins[?strong=true]` answers 201 with a pin (`id`, `code`, `product`,
+//!   `trusted`, `qr`, `clientIdentifier`, `location`, `expiresIn`, `createdAt`, `expiresAt`,
+//!   `authToken: null`, `newRegistration: null`); a strong pin has a 25-character lower-case
+//!   code and lives 1800 s, a plain one a 4-character upper-case code and 900 s. The pin is
+//!   bound to the caller's client identifier;
+//! - `GET /api/v2/pins/{id}` answers 200 with the pin (`expiresIn` counts down, `authToken`
+//!   set once [`PlexTvSim::authorize_pin`] ran) — or 404
+//!   `{"errors": [{"code": 1020, "message": "Code not found or expired", "status": 404}]}` for
+//!   an unknown or expired pin, or one read under another client identifier;
+//! - `GET /api/v2/user` with the `X-Plex-Token` of an account (header or query parameter)
+//!   answers 200 with the account (`id`, `uuid`, `username`, `title`, `email`, `thumb`,
+//!   `authToken`, `subscription`, …); otherwise 401
+//!   `{"errors": [{"code": 1001, "message": "User could not be authenticated", "status": 401}]}`;
+//! - `GET /api/v2/resources` (same token rule) answers a JSON array: one `Plex Media Server`
+//!   device per [`PlexTvSim::grant_server`] (`provides: "server"`, `owned`, `accessToken`,
+//!   `connections`, …) followed by one player device of the account (`Plex for iOS`,
+//!   `provides: "client,player,pubsub-player"`);
+//! - anything else answers 404 `{"errors": [{"code": 1002, "message": "The requested resource
+//!   or endpoint could not be found", "status": 404}]}`.
+//!
+//! **[`PmsSim`]** — every call is recorded and delayed; then:
+//! - `GET /identity` answers **without** a token, as a real PMS does:
+//!   `{"MediaContainer": {"size": 0, "claimed": true, "machineIdentifier": …, "version": …}}`
+//!   with `Accept: application/json`, the same as XML otherwise;
+//! - `GET /` (the server root, which MediaNest's `PmsClient::identity` reads) needs the
+//!   server's `X-Plex-Token` (header or query parameter) and answers the root
+//!   `MediaContainer` (`machineIdentifier`, `version`, `friendlyName`, `Directory`, …) as JSON
+//!   or XML; without the token it answers PMS's HTML 401 page;
+//! - anything else answers PMS's HTML 404 page.
+//!
+//! **Extending [`PmsSim`]** (library sections, refresh, a webhook sender): add authenticated
+//! routes in `pms_protected_routes` (they get the token check of `pms_require_token`) and
+//! public ones in `pms_public_routes`; keep state in `PmsState` (behind
+//! `PmsShared::lock`); render answers with `media_container`, which handles the JSON/XML
+//! choice of `Accept` and renders arrays of objects (e.g. `"Directory": [...]`) as child
+//! elements. A webhook sender would be a method on [`PmsSim`] that POSTs `multipart/form-data`
+//! with a `payload` part, like `OverseerrSim::send_webhook`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rand::Rng;
+use serde_json::{json, Map, Value};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The PMS version the simulators report.
+pub const PMS_VERSION: &str = "1.41.3.9314-a0bfb8370";
+
+/// Lifetime of a strong pin (`strong=true`), in seconds.
+const STRONG_PIN_SECONDS: i64 = 1800;
+
+/// Lifetime of a plain (plex.tv/link) pin, in seconds.
+const PLAIN_PIN_SECONDS: i64 = 900;
+
+/// Length of a strong pin's code.
+const STRONG_CODE_LEN: usize = 25;
+
+/// Length of a plain pin's code.
+const PLAIN_CODE_LEN: usize = 4;
+
+/// The first pin id handed out (plex.tv's ids are large integers).
+const FIRST_PIN_ID: u64 = 308_667_301;
+
+/// One call a simulator received, as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedRequest {
+    /// HTTP method, upper case.
+    pub method: String,
+    /// Path with the query, e.g. `/api/v2/pins?strong=true`.
+    pub path: String,
+    /// Request headers by lower-cased name; repeated headers are joined with `", "`.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl ReceivedRequest {
+    /// The value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// A plex.tv account of the [`PlexTvSim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimAccount {
+    /// `id`: the numeric plex.tv id.
+    pub id: u64,
+    /// `uuid`: 16 hexadecimal characters.
+    pub uuid: String,
+    /// `username` (and `title`).
+    pub username: String,
+    /// `email`.
+    pub email: String,
+    /// `thumb`: the avatar URL.
+    pub thumb: String,
+    /// The account's token: what an authorised pin's `authToken` becomes, and what
+    /// `/api/v2/user` and `/api/v2/resources` accept as `X-Plex-Token`.
+    pub token: String,
+}
+
+impl SimAccount {
+    /// An account with `id` and `username`; the rest derives from them: `uuid` 16 hex
+    /// characters (a fixed mix of `id`), `email` `<username>@example.com`, `thumb`
+    /// `https://plex.tv/users/<uuid>/avatar?c=1700000000`, `token` `plex-token-<id>`.
+    pub fn new(id: u64, username: &str) -> Self {
+        let uuid = format!("{:016x}", splitmix64(id));
+        Self {
+            id,
+            thumb: format!("https://plex.tv/users/{uuid}/avatar?c=1700000000"),
+            uuid,
+            username: username.to_string(),
+            email: format!("{username}@example.com"),
+            token: format!("plex-token-{id}"),
+        }
+    }
+}
+
+/// A fixed bijective mix of 64 bits, so account uuids look random but are stable.
+fn splitmix64(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared machinery: the HTTP server, the call log and the delay.
+// ---------------------------------------------------------------------------------------------
+
+/// A running axum server; aborted when the last handle goes.
+struct Server {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    /// Serves `app` on `127.0.0.1` (random port).
+    async fn start(app: Router, name: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|err| panic!("bind the {name} simulator on 127.0.0.1: {err}"));
+        let addr = listener
+            .local_addr()
+            .expect("the simulator's listener has an address");
+        let task = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(error = %err, "the {name} simulator stopped");
+            }
+        });
+        Self { addr, task }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// The call log and the answer delay, shared by both simulators' outermost middleware.
+#[derive(Default)]
+struct Recorder {
+    received: Mutex<Vec<ReceivedRequest>>,
+    delay: Mutex<Duration>,
+}
+
+impl Recorder {
+    fn received(&self) -> Vec<ReceivedRequest> {
+        self.received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap_or_else(PoisonError::into_inner) = delay;
+    }
+}
+
+/// Records the call, then waits for the configured delay.
+async fn record_and_delay(
+    State(recorder): State<Arc<Recorder>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut headers = BTreeMap::<String, String>::new();
+    for (name, value) in request.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name.as_str().to_string())
+            .and_modify(|existing| {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| request.uri().path().to_string());
+    recorder
+        .received
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(ReceivedRequest {
+            method: request.method().as_str().to_string(),
+            path,
+            headers,
+        });
+    let delay = *recorder
+        .delay
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    next.run(request).await
+}
+
+/// The `X-Plex-Token` of a call: the header, else the `X-Plex-Token` query parameter (both
+/// plex.tv and PMS accept either).
+fn plex_token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    if let Some(token) = headers
+        .get("x-plex-token")
+        .and_then(|value| value.to_str().ok())
+    {
+        return Some(token.to_string());
+    }
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?;
+    pairs
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-plex-token"))
+        .map(|(_, value)| value)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty())
+}
+
+/// Timestamps as plex.tv sends them: `2024-07-16T17:03:05Z`.
+fn plex_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// plex.tv
+// ---------------------------------------------------------------------------------------------
+
+/// A running plex.tv simulator on `127.0.0.1` (random port). Clones share the simulator; it
+/// stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct PlexTvSim {
+    shared: Arc<TvShared>,
+    server: Arc<Server>,
+}
+
+impl std::fmt::Debug for PlexTvSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlexTvSim")
+            .field("addr", &self.server.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+struct TvShared {
+    recorder: Arc<Recorder>,
+    state: Mutex<TvState>,
+}
+
+impl TvShared {
+    fn lock(&self) -> MutexGuard<'_, TvState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+struct TvState {
+    accounts: BTreeMap<u64, SimAccount>,
+    grants: Vec<Grant>,
+    server_names: BTreeMap<String, String>,
+    pins: BTreeMap<u64, SimPin>,
+    next_pin_id: u64,
+    failures: Option<(usize, StatusCode)>,
+}
+
+/// A server in an account's resources.
+struct Grant {
+    account_id: u64,
+    machine_identifier: String,
+    owned: bool,
+    created_at: DateTime<Utc>,
+}
+
+struct SimPin {
+    id: u64,
+    code: String,
+    client_identifier: String,
+    product: String,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    auth_token: Option<String>,
+}
+
+impl TvState {
+    fn take_failure(&mut self) -> Option<StatusCode> {
+        let (left, status) = self.failures.as_mut()?;
+        let status = *status;
+        *left -= 1;
+        if *left == 0 {
+            self.failures = None;
+        }
+        Some(status)
+    }
+
+    fn account_by_token(&self, token: &str) -> Option<&SimAccount> {
+        self.accounts
+            .values()
+            .find(|account| account.token == token)
+    }
+
+    fn server_name(&self, machine_identifier: &str) -> String {
+        self.server_names
+            .get(machine_identifier)
+            .cloned()
+            .unwrap_or_else(|| {
+                let short: String = machine_identifier.chars().take(8).collect();
+                format!("Plex Sim {short}")
+            })
+    }
+}
+
+impl PlexTvSim {
+    /// Starts a simulator with no accounts.
+    ///
+    /// # Panics
+    ///
+    /// When no port can be bound on `127.0.0.1`.
+    pub async fn start() -> Self {
+        let recorder = Arc::new(Recorder::default());
+        let shared = Arc::new(TvShared {
+            recorder: Arc::clone(&recorder),
+            state: Mutex::new(TvState {
+                accounts: BTreeMap::new(),
+                grants: Vec::new(),
+                server_names: BTreeMap::new(),
+                pins: BTreeMap::new(),
+                next_pin_id: FIRST_PIN_ID,
+                failures: None,
+            }),
+        });
+        let app = Router::new()
+            .route("/api/v2/pins", post(tv_create_pin))
+            .route("/api/v2/pins/{id}", get(tv_get_pin))
+            .route("/api/v2/user", get(tv_user))
+            .route("/api/v2/resources", get(tv_resources))
+            .fallback(tv_not_found)
+            .method_not_allowed_fallback(tv_not_found)
+            .layer(middleware::from_fn_with_state(Arc::clone(&shared), tv_gate))
+            .layer(middleware::from_fn_with_state(recorder, record_and_delay))
+            .with_state(Arc::clone(&shared));
+        let server = Arc::new(Server::start(app, "plex.tv").await);
+        Self { shared, server }
+    }
+
+    /// Base URL to configure the plex.tv client with: `http://127.0.0.1:<port>`, without a
+    /// trailing slash.
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// Adds (or replaces) an account.
+    pub fn add_account(&self, account: SimAccount) {
+        self.shared.lock().accounts.insert(account.id, account);
+    }
+
+    /// Makes the server `machine_identifier` appear in the resources of account `account_id`,
+    /// owned or shared with it. Its `accessToken` is the account's token when owned, else
+    /// `plex-shared-token-<account_id>-<machine_identifier>`; a shared server names the
+    /// account that owns it (`ownerId`, `sourceTitle`) when one was granted it as owned.
+    /// Granting the same server to the same account again replaces `owned`.
+    pub fn grant_server(&self, account_id: u64, machine_identifier: &str, owned: bool) {
+        let mut state = self.shared.lock();
+        if let Some(grant) = state.grants.iter_mut().find(|grant| {
+            grant.account_id == account_id && grant.machine_identifier == machine_identifier
+        }) {
+            grant.owned = owned;
+            return;
+        }
+        state.grants.push(Grant {
+            account_id,
+            machine_identifier: machine_identifier.to_string(),
+            owned,
+            created_at: Utc::now(),
+        });
+    }
+
+    /// Sets the `name` of server `machine_identifier` in every account's resources (default
+    /// `Plex Sim <first 8 characters of the machine identifier>`).
+    pub fn set_server_name(&self, machine_identifier: &str, name: &str) {
+        self.shared
+            .lock()
+            .server_names
+            .insert(machine_identifier.to_string(), name.to_string());
+    }
+
+    /// What the user's "Allow" in Plex's auth app does: pin `pin_id`'s `authToken` becomes
+    /// the token of account `account_id`.
+    ///
+    /// # Panics
+    ///
+    /// When there is no such pin or no such account.
+    pub fn authorize_pin(&self, pin_id: u64, account_id: u64) {
+        let mut state = self.shared.lock();
+        let token = state
+            .accounts
+            .get(&account_id)
+            .unwrap_or_else(|| panic!("the plex.tv simulator has no account {account_id}"))
+            .token
+            .clone();
+        let pin = state
+            .pins
+            .get_mut(&pin_id)
+            .unwrap_or_else(|| panic!("the plex.tv simulator has no pin {pin_id}"));
+        pin.auth_token = Some(token);
+    }
+
+    /// Makes pin `pin_id` expire now: reads of it answer 404 from then on.
+    ///
+    /// # Panics
+    ///
+    /// When there is no such pin.
+    pub fn expire_pin(&self, pin_id: u64) {
+        let mut state = self.shared.lock();
+        let pin = state
+            .pins
+            .get_mut(&pin_id)
+            .unwrap_or_else(|| panic!("the plex.tv simulator has no pin {pin_id}"));
+        pin.expires_at = Utc::now() - chrono::Duration::seconds(1);
+    }
+
+    /// Every answer waits this long first (zero: no wait) — a plex.tv that times out.
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.recorder.set_delay(delay);
+    }
+
+    /// The next `n` calls (after being recorded, delayed and checked for a client identifier)
+    /// answer `status` with a plex.tv error body — for 429 plex.tv's rate-limit error
+    /// (`code` 1003, "API rate limit exceeded"). Replaces an earlier injection.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.shared.lock().failures = (n > 0).then_some((n, status));
+    }
+
+    /// Every call received, in order.
+    pub fn received(&self) -> Vec<ReceivedRequest> {
+        self.shared.recorder.received()
+    }
+
+    /// How many pins were created.
+    pub fn pins_created(&self) -> usize {
+        self.shared.lock().pins.len()
+    }
+}
+
+/// plex.tv's error body.
+fn tv_error(status: StatusCode, code: u32, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({
+            "errors": [{ "code": code, "message": message, "status": status.as_u16() }]
+        })),
+    )
+        .into_response()
+}
+
+fn tv_json(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn pin_not_found() -> Response {
+    tv_error(StatusCode::NOT_FOUND, 1020, "Code not found or expired")
+}
+
+fn tv_unauthorized() -> Response {
+    tv_error(
+        StatusCode::UNAUTHORIZED,
+        1001,
+        "User could not be authenticated",
+    )
+}
+
+/// plex.tv refuses calls without a client identifier; then the injected failures.
+async fn tv_gate(State(shared): State<Arc<TvShared>>, request: Request, next: Next) -> Response {
+    if header_str(request.headers(), "x-plex-client-identifier").is_none() {
+        return tv_error(
+            StatusCode::BAD_REQUEST,
+            1000,
+            "X-Plex-Client-Identifier is missing",
+        );
+    }
+    let failure = shared.lock().take_failure();
+    if let Some(status) = failure {
+        return if status == StatusCode::TOO_MANY_REQUESTS {
+            tv_error(status, 1003, "API rate limit exceeded")
+        } else {
+            tv_error(
+                status,
+                0,
+                &format!("Simulated failure (HTTP {})", status.as_u16()),
+            )
+        };
+    }
+    next.run(request).await
+}
+
+async fn tv_not_found() -> Response {
+    tv_error(
+        StatusCode::NOT_FOUND,
+        1002,
+        "The requested resource or endpoint could not be found",
+    )
+}
+
+async fn tv_create_pin(
+    State(shared): State<Arc<TvShared>>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let strong = query
+        .iter()
+        .any(|(name, value)| name == "strong" && matches!(value.as_str(), "true" | "1"));
+    let client_identifier = header_str(&headers, "x-plex-client-identifier")
+        .unwrap_or_default()
+        .to_string();
+    let product = header_str(&headers, "x-plex-product")
+        .unwrap_or("0")
+        .to_string();
+    let now = Utc::now();
+    let (code, lifetime) = if strong {
+        (
+            random_code("abcdefghijklmnopqrstuvwxyz0123456789", STRONG_CODE_LEN),
+            STRONG_PIN_SECONDS,
+        )
+    } else {
+        (
+            random_code("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", PLAIN_CODE_LEN),
+            PLAIN_PIN_SECONDS,
+        )
+    };
+    let mut state = shared.lock();
+    let id = state.next_pin_id;
+    state.next_pin_id += 1;
+    let pin = SimPin {
+        id,
+        code,
+        client_identifier,
+        product,
+        created_at: now,
+        expires_at: now + chrono::Duration::seconds(lifetime),
+        auth_token: None,
+    };
+    let body = render_pin(&pin, now);
+    state.pins.insert(id, pin);
+    tv_json(StatusCode::CREATED, body)
+}
+
+async fn tv_get_pin(
+    State(shared): State<Arc<TvShared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let client_identifier = header_str(&headers, "x-plex-client-identifier").unwrap_or_default();
+    let now = Utc::now();
+    let state = shared.lock();
+    let found = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| state.pins.get(&id))
+        .filter(|pin| pin.client_identifier == client_identifier && pin.expires_at > now);
+    match found {
+        Some(pin) => tv_json(StatusCode::OK, render_pin(pin, now)),
+        None => pin_not_found(),
+    }
+}
+
+async fn tv_user(State(shared): State<Arc<TvShared>>, headers: HeaderMap, uri: Uri) -> Response {
+    let state = shared.lock();
+    match plex_token(&headers, &uri).and_then(|token| state.account_by_token(&token)) {
+        Some(account) => tv_json(StatusCode::OK, render_user(account)),
+        None => tv_unauthorized(),
+    }
+}
+
+async fn tv_resources(
+    State(shared): State<Arc<TvShared>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let state = shared.lock();
+    let Some(account) = plex_token(&headers, &uri).and_then(|token| state.account_by_token(&token))
+    else {
+        return tv_unauthorized();
+    };
+    let mut devices: Vec<Value> = state
+        .grants
+        .iter()
+        .filter(|grant| grant.account_id == account.id)
+        .map(|grant| render_server(&state, account, grant))
+        .collect();
+    devices.push(render_player(account));
+    tv_json(StatusCode::OK, Value::Array(devices))
+}
+
+fn random_code(alphabet: &str, len: usize) -> String {
+    let alphabet = alphabet.as_bytes();
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())]))
+        .collect()
+}
+
+/// A pin as plex.tv renders it (`pins_new.json` / `pins_linked.json` of the `plex-api` crate;
+/// plexapi.dev "Get a Pin").
+fn render_pin(pin: &SimPin, now: DateTime<Utc>) -> Value {
+    json!({
+        "id": pin.id,
+        "code": pin.code,
+        "product": pin.product,
+        "trusted": false,
+        "qr": format!("https://plex.tv/api/v2/pins/qr/{}", pin.code),
+        "clientIdentifier": pin.client_identifier,
+        "location": {
+            "code": "US",
+            "european_union_member": false,
+            "continent_code": "NA",
+            "country": "United States",
+            "city": "Austin",
+            "time_zone": "America/Chicago",
+            "postal_code": "78701",
+            "in_privacy_restricted_country": false,
+            "in_privacy_restricted_region": false,
+            "subdivisions": "Texas",
+            "coordinates": "30.2672, -97.7431"
+        },
+        "expiresIn": (pin.expires_at - now).num_seconds().max(0),
+        "createdAt": plex_time(pin.created_at),
+        "expiresAt": plex_time(pin.expires_at),
+        "authToken": pin.auth_token,
+        "newRegistration": pin.auth_token.as_ref().map(|_| false),
+    })
+}
+
+/// An account as `GET /api/v2/user` renders it (`user_info_free.json` of the `plex-api`
+/// crate; python-plexapi `MyPlexAccount`).
+fn render_user(account: &SimAccount) -> Value {
+    json!({
+        "id": account.id,
+        "uuid": account.uuid,
+        "username": account.username,
+        "title": account.username,
+        "email": account.email,
+        "friendlyName": "",
+        "locale": null,
+        "confirmed": true,
+        "joinedAt": 1_600_000_000,
+        "emailOnlyAuth": false,
+        "hasPassword": true,
+        "protected": false,
+        "thumb": account.thumb,
+        "authToken": account.token,
+        "mailingListStatus": "unsubscribed",
+        "mailingListActive": false,
+        "scrobbleTypes": "",
+        "country": "US",
+        "subscription": {
+            "active": false,
+            "subscribedAt": null,
+            "status": "Inactive",
+            "paymentService": null,
+            "plan": null,
+            "features": []
+        },
+        "subscriptionDescription": null,
+        "restricted": false,
+        "anonymous": null,
+        "home": false,
+        "guest": false,
+        "homeSize": 1,
+        "homeAdmin": false,
+        "maxHomeSize": 15,
+        "rememberExpiresAt": 1_900_000_000,
+        "profile": {
+            "autoSelectAudio": true,
+            "defaultAudioLanguage": null,
+            "defaultSubtitleLanguage": null,
+            "autoSelectSubtitle": 0,
+            "defaultSubtitleAccessibility": 0,
+            "defaultSubtitleForced": 0
+        },
+        "entitlements": [],
+        "roles": [],
+        "services": [],
+        "adsConsent": null,
+        "adsConsentSetAt": null,
+        "adsConsentReminderAt": null,
+        "experimentalFeatures": false,
+        "twoFactorEnabled": false,
+        "backupCodesCreated": false
+    })
+}
+
+/// A PMS device of `GET /api/v2/resources` (`resources.json` of the `plex-api` crate;
+/// python-plexapi `MyPlexResource`, `ResourceConnection`).
+fn render_server(state: &TvState, account: &SimAccount, grant: &Grant) -> Value {
+    let machine = &grant.machine_identifier;
+    let owner = (!grant.owned)
+        .then(|| {
+            state
+                .grants
+                .iter()
+                .find(|other| other.owned && other.machine_identifier == *machine)
+                .and_then(|other| state.accounts.get(&other.account_id))
+        })
+        .flatten();
+    let access_token = if grant.owned {
+        account.token.clone()
+    } else {
+        format!("plex-shared-token-{}-{machine}", account.id)
+    };
+    json!({
+        "name": state.server_name(machine),
+        "product": "Plex Media Server",
+        "productVersion": PMS_VERSION,
+        "platform": "Linux",
+        "platformVersion": "6.8.0",
+        "device": "Docker Container",
+        "clientIdentifier": machine,
+        "createdAt": plex_time(grant.created_at),
+        "lastSeenAt": plex_time(Utc::now()),
+        "provides": "server",
+        "ownerId": owner.map(|owner| owner.id),
+        "sourceTitle": owner.map(|owner| owner.username.clone()),
+        "publicAddress": "203.0.113.10",
+        "accessToken": access_token,
+        "owned": grant.owned,
+        "home": false,
+        "synced": false,
+        "relay": true,
+        "presence": true,
+        "httpsRequired": false,
+        "publicAddressMatches": grant.owned,
+        "dnsRebindingProtection": false,
+        "natLoopbackSupported": false,
+        "connections": [
+            {
+                "protocol": "https",
+                "address": "172.17.0.2",
+                "port": 32400,
+                "uri": format!("https://172-17-0-2.{machine}.plex.direct:32400"),
+                "local": true,
+                "relay": false,
+                "IPv6": false
+            },
+            {
+                "protocol": "https",
+                "address": "203.0.113.10",
+                "port": 32400,
+                "uri": format!("https://203-0-113-10.{machine}.plex.direct:32400"),
+                "local": false,
+                "relay": false,
+                "IPv6": false
+            }
+        ]
+    })
+}
+
+/// The account's phone, so that resources always hold a device that is not a server.
+fn render_player(account: &SimAccount) -> Value {
+    json!({
+        "name": format!("{}'s iPhone", account.username),
+        "product": "Plex for iOS",
+        "productVersion": "8.40",
+        "platform": "iOS",
+        "platformVersion": "17.5",
+        "device": "iPhone",
+        "clientIdentifier": format!("sim-player-{}", account.id),
+        "createdAt": "2024-01-01T00:00:00Z",
+        "lastSeenAt": plex_time(Utc::now()),
+        "provides": "client,player,pubsub-player",
+        "ownerId": null,
+        "sourceTitle": null,
+        "publicAddress": "203.0.113.20",
+        "accessToken": account.token,
+        "owned": true,
+        "home": false,
+        "synced": false,
+        "relay": false,
+        "presence": false,
+        "httpsRequired": false,
+        "publicAddressMatches": false,
+        "dnsRebindingProtection": false,
+        "natLoopbackSupported": false,
+        "connections": []
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plex Media Server
+// ---------------------------------------------------------------------------------------------
+
+/// A running Plex Media Server simulator on `127.0.0.1` (random port). Clones share the
+/// simulator; it stops when the last clone is dropped. See the module documentation for its
+/// routes and for how to extend it.
+#[derive(Clone)]
+pub struct PmsSim {
+    shared: Arc<PmsShared>,
+    server: Arc<Server>,
+}
+
+impl std::fmt::Debug for PmsSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PmsSim")
+            .field("addr", &self.server.addr)
+            .field("machine_identifier", &self.shared.machine_identifier)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every PMS handler can reach: the fixed identity, the call log and the mutable state.
+struct PmsShared {
+    recorder: Arc<Recorder>,
+    machine_identifier: String,
+    token: String,
+    state: Mutex<PmsState>,
+}
+
+impl PmsShared {
+    fn lock(&self) -> MutexGuard<'_, PmsState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The simulated server's mutable state; library sections, scans etc. go here.
+struct PmsState {
+    friendly_name: String,
+}
+
+impl PmsSim {
+    /// Starts a server with `machine_identifier` that accepts `token` as `X-Plex-Token`.
+    ///
+    /// # Panics
+    ///
+    /// When no port can be bound on `127.0.0.1`.
+    pub async fn start(machine_identifier: &str, token: &str) -> Self {
+        let recorder = Arc::new(Recorder::default());
+        let shared = Arc::new(PmsShared {
+            recorder: Arc::clone(&recorder),
+            machine_identifier: machine_identifier.to_string(),
+            token: token.to_string(),
+            state: Mutex::new(PmsState {
+                friendly_name: "MediaNest Test Server".to_string(),
+            }),
+        });
+        let app = pms_public_routes()
+            .merge(
+                pms_protected_routes().route_layer(middleware::from_fn_with_state(
+                    Arc::clone(&shared),
+                    pms_require_token,
+                )),
+            )
+            .fallback(pms_not_found)
+            .layer(middleware::from_fn_with_state(recorder, record_and_delay))
+            .with_state(Arc::clone(&shared));
+        let server = Arc::new(Server::start(app, "Plex Media Server").await);
+        Self { shared, server }
+    }
+
+    /// Base URL to configure the PMS client with: `http://127.0.0.1:<port>`, without a
+    /// trailing slash.
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// The server's `machineIdentifier`.
+    pub fn machine_identifier(&self) -> &str {
+        &self.shared.machine_identifier
+    }
+
+    /// The `X-Plex-Token` the server accepts.
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
+
+    /// Sets the server's `friendlyName` (default `MediaNest Test Server`).
+    pub fn set_friendly_name(&self, name: &str) {
+        self.shared.lock().friendly_name = name.to_string();
+    }
+
+    /// Every answer waits this long first (zero: no wait).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.recorder.set_delay(delay);
+    }
+
+    /// Every call received, in order.
+    pub fn received(&self) -> Vec<ReceivedRequest> {
+        self.shared.recorder.received()
+    }
+}
+
+/// Routes a real PMS answers without a token.
+fn pms_public_routes() -> Router<Arc<PmsShared>> {
+    Router::new().route("/identity", get(pms_identity))
+}
+
+/// Routes that need the server's token (checked by [`pms_require_token`]).
+fn pms_protected_routes() -> Router<Arc<PmsShared>> {
+    Router::new().route("/", get(pms_root))
+}
+
+/// PMS answers a missing or wrong token with an HTML 401 page.
+async fn pms_require_token(
+    State(shared): State<Arc<PmsShared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let token = plex_token(request.headers(), request.uri());
+    if token.as_deref() != Some(shared.token.as_str()) {
+        return pms_html(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    next.run(request).await
+}
+
+async fn pms_not_found() -> Response {
+    pms_html(StatusCode::NOT_FOUND, "Not Found")
+}
+
+fn pms_html(status: StatusCode, title: &str) -> Response {
+    let body = format!(
+        "<html><head><title>{title}</title></head><body><h1>{} {title}</h1></body></html>",
+        status.as_u16()
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn pms_identity(State(shared): State<Arc<PmsShared>>, headers: HeaderMap) -> Response {
+    let container = json!({
+        "size": 0,
+        "claimed": true,
+        "machineIdentifier": shared.machine_identifier,
+        "version": PMS_VERSION,
+    });
+    media_container(&headers, container)
+}
+
+async fn pms_root(State(shared): State<Arc<PmsShared>>, headers: HeaderMap) -> Response {
+    let friendly_name = shared.lock().friendly_name.clone();
+    let directories: Vec<Value> = [
+        "activities",
+        "butler",
+        "channels",
+        "clients",
+        "diagnostics",
+        "hubs",
+        "library",
+        "livetv",
+        "media",
+        "metadata",
+        "music",
+        "player",
+        "playlists",
+        "resources",
+        "search",
+        "server",
+        "servers",
+        "statistics",
+        "system",
+        "transcode",
+        "updater",
+        "user",
+    ]
+    .iter()
+    .map(|key| json!({ "count": 1, "key": key, "title": key }))
+    .collect();
+    // Two halves: one `json!` of this size exceeds the macro recursion limit.
+    let mut container = json!({
+        "size": directories.len(),
+        "allowCameraUpload": false,
+        "allowChannelAccess": true,
+        "allowMediaDeletion": true,
+        "allowSharing": true,
+        "allowSync": false,
+        "allowTuners": false,
+        "backgroundProcessing": true,
+        "certificate": true,
+        "companionProxy": true,
+        "countryCode": "usa",
+        "diagnostics": "logs,databases,streaminglogs",
+        "eventStream": true,
+        "friendlyName": friendly_name,
+        "hubSearch": true,
+        "itemClusters": true,
+        "livetv": 7,
+        "machineIdentifier": shared.machine_identifier,
+        "mediaProviders": true,
+        "multiuser": true,
+        "musicAnalysis": 2,
+        "myPlex": true,
+        "myPlexMappingState": "mapped",
+        "myPlexSigninState": "ok",
+    });
+    let rest = json!({
+        "myPlexSubscription": false,
+        "offlineTranscode": 1,
+        "platform": "Linux",
+        "platformVersion": "6.8.0",
+        "pluginHost": true,
+        "pushNotifications": false,
+        "readOnlyLibraries": false,
+        "streamingBrainABRVersion": 3,
+        "streamingBrainVersion": 2,
+        "sync": true,
+        "transcoderActiveVideoSessions": 0,
+        "transcoderAudio": true,
+        "transcoderLyrics": true,
+        "transcoderPhoto": true,
+        "transcoderSubtitles": true,
+        "transcoderVideo": true,
+        "updatedAt": Utc::now().timestamp(),
+        "updater": true,
+        "version": PMS_VERSION,
+        "voiceSearch": true,
+        "Directory": directories,
+    });
+    if let (Value::Object(fields), Value::Object(more)) = (&mut container, rest) {
+        fields.extend(more);
+    }
+    media_container(&headers, container)
+}
+
+/// Answers `container` (the object inside `MediaContainer`) the way PMS does: JSON
+/// `{"MediaContainer": …}` when `Accept` names `application/json`, XML otherwise.
+fn media_container(headers: &HeaderMap, container: Value) -> Response {
+    let wants_json = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("application/json"));
+    if wants_json {
+        return (
+            StatusCode::OK,
+            axum::Json(json!({ "MediaContainer": container })),
+        )
+            .into_response();
+    }
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    match &container {
+        Value::Object(fields) => xml_element(&mut xml, "MediaContainer", fields),
+        _ => xml.push_str("<MediaContainer/>"),
+    }
+    xml.push('\n');
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/xml;charset=utf-8")],
+        xml,
+    )
+        .into_response()
+}
+
+/// PMS's XML for a JSON object: scalars become attributes (booleans `1`/`0`), arrays of
+/// objects become child elements named after the key.
+fn xml_element(out: &mut String, name: &str, fields: &Map<String, Value>) {
+    out.push('<');
+    out.push_str(name);
+    let mut children = Vec::new();
+    for (key, value) in fields {
+        let text = match value {
+            Value::Null => continue,
+            Value::Bool(flag) => if *flag { "1" } else { "0" }.to_string(),
+            Value::Number(number) => number.to_string(),
+            Value::String(text) => text.clone(),
+            Value::Array(items) => {
+                children.extend(
+                    items
+                        .iter()
+                        .filter_map(|item| item.as_object().map(|object| (key.as_str(), object))),
+                );
+                continue;
+            }
+            Value::Object(object) => {
+                children.push((key.as_str(), object));
+                continue;
+            }
+        };
+        out.push(' ');
+        out.push_str(key);
+        out.push_str("=\"");
+        out.push_str(&xml_escape(&text));
+        out.push('"');
+    }
+    if children.is_empty() {
+        out.push_str(">\n</");
+        out.push_str(name);
+        out.push('>');
+        return;
+    }
+    out.push_str(">\n");
+    for (child_name, child) in children {
+        xml_element(out, child_name, child);
+        out.push('\n');
+    }
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            _ => out.push(ch),
+        }
+    }
+    out
+}
