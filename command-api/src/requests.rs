@@ -315,7 +315,37 @@ pub(crate) async fn on_request(
     idempotent(&state.pool, &scope, &headers, &fingerprint, async {
         let id = parse_id(&raw_id)?;
         let command = action.command(&caller, &body)?;
+        visible_to(&state, id, action, &caller).await?;
         run(&state, id, command, &headers, &caller, false).await
     })
     .await
+}
+
+/// Users may act only on their own requests, and only cancel them: another user's request
+/// is answered 404 (as the query side does, so ids cannot be probed), an admin-only action
+/// 403 before anything is looked up.
+async fn visible_to(
+    state: &CommandState,
+    id: Uuid,
+    action: Action,
+    caller: &Actor,
+) -> Result<(), ApiError> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    if !matches!(action, Action::Cancel) {
+        return Err(ApiError::forbidden(format!(
+            "only admins may {} requests",
+            action.name()
+        )));
+    }
+    let (request, _) = state
+        .requests
+        .load(id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    match request.requested_by() {
+        Some(by) if *by == caller.id => Ok(()),
+        _ => Err(ApiError::not_found("no such media request")),
+    }
 }

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::download::DownloadEvent;
 use crate::media_request::MediaRequestEvent;
 use crate::user_account::{SignInMethod, UserAccountEvent};
 use crate::user_session::UserSessionEvent;
@@ -37,6 +38,11 @@ pub fn public_data(aggregate_type: &str, payload: &Value) -> Result<Value, Publi
     match aggregate_type {
         // Every field of a media request event is public.
         "media_request" => Ok(inner(to_value(decode::<MediaRequestEvent>(
+            aggregate_type,
+            payload,
+        )?))),
+        // Every field of a download event is public.
+        "download" => Ok(inner(to_value(decode::<DownloadEvent>(
             aggregate_type,
             payload,
         )?))),
