@@ -195,8 +195,7 @@ pub(crate) async fn submit(
         if !is_json(&headers) {
             return Err(ApiError::unsupported_media_type());
         }
-        let body: SubmitBody =
-            serde_json::from_slice(&body).map_err(|e| ApiError::malformed(e.to_string()))?;
+        let body: SubmitBody = medianest_http::object_body(&body)?;
         let tmdb_id = TmdbId::new(body.tmdb_id)
             .map_err(|_| ApiError::invalid("tmdb_id", "tmdb_id must be a positive integer"))?;
         let command = MediaRequestCommand::Submit {

@@ -179,10 +179,6 @@ async fn answer(
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::malformed(e.to_string()))
-}
-
 /// Make a user an admin or a user.
 #[utoipa::path(
     put,
@@ -206,7 +202,7 @@ pub(crate) async fn change_role(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_admin(&caller)?;
-    let RoleBody { role } = parse_body(&body)?;
+    let RoleBody { role } = medianest_http::object_body(&body)?;
     let command = UserAccountCommand::ChangeRole {
         role,
         by: caller.clone(),
@@ -239,7 +235,7 @@ pub(crate) async fn change_quota(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_admin(&caller)?;
-    let QuotasBody { movie, tv } = parse_body(&body)?;
+    let QuotasBody { movie, tv } = medianest_http::object_body(&body)?;
     let quota = |q: Option<QuotaBody>| {
         q.map(|q| Quota {
             limit: q.limit,
@@ -277,27 +273,46 @@ pub(crate) async fn disable(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    medianest_http::optional_body::<EmptyBody>(&body)?;
-    let command = UserAccountCommand::Disable { by: caller.clone() };
-    let (id, committed) = run_admin(&state, &caller, &raw_id, &headers, command).await?;
-    let metadata = http_metadata(caller.id.as_str(), &headers);
+    switch(&state, &caller, &raw_id, &headers, &body, true).await
+}
+
+/// Disables (revoking every active session) or enables account `raw_id`.
+async fn switch(
+    state: &CommandState,
+    caller: &Actor,
+    raw_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    disable: bool,
+) -> Result<Response, ApiError> {
+    require_admin(caller)?;
+    medianest_http::optional_body::<EmptyBody>(body)?;
+    let by = caller.clone();
+    let command = if disable {
+        UserAccountCommand::Disable { by }
+    } else {
+        UserAccountCommand::Enable { by }
+    };
+    let (id, committed) = run_admin(state, caller, raw_id, headers, command).await?;
     let mut position = committed.position;
-    let sessions = medianest_projections::sessions::of_user(&state.pool, id, false)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    for session in sessions {
-        let revoke = UserSessionCommand::Revoke {
-            by: caller.clone(),
-            reason: RevokeReason::AccountDisabled,
-        };
-        match state.sessions.execute(session.id, revoke, &metadata).await {
-            Ok(revoked) => position = position.max(revoked.position),
-            Err(ExecuteError::Rejected(UserSessionError::NotFound)) => {}
-            Err(other) => return Err(ApiError::internal(&other)),
+    if disable {
+        let metadata = http_metadata(caller.id.as_str(), headers);
+        let sessions = medianest_projections::sessions::of_user(&state.pool, id, false)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        for session in sessions {
+            let revoke = UserSessionCommand::Revoke {
+                by: caller.clone(),
+                reason: RevokeReason::AccountDisabled,
+            };
+            match state.sessions.execute(session.id, revoke, &metadata).await {
+                Ok(revoked) => position = position.max(revoked.position),
+                Err(ExecuteError::Rejected(UserSessionError::NotFound)) => {}
+                Err(other) => return Err(ApiError::internal(&other)),
+            }
         }
     }
-    Ok(answer(&state, id, &committed, position).await)
+    Ok(answer(state, id, &committed, position).await)
 }
 
 /// Enable a disabled user.
@@ -320,11 +335,7 @@ pub(crate) async fn enable(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    medianest_http::optional_body::<EmptyBody>(&body)?;
-    let command = UserAccountCommand::Enable { by: caller.clone() };
-    let (id, committed) = run_admin(&state, &caller, &raw_id, &headers, command).await?;
-    Ok(answer(&state, id, &committed, committed.position).await)
+    switch(&state, &caller, &raw_id, &headers, &body, false).await
 }
 
 #[derive(Debug, Default, Deserialize)]

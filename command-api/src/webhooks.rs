@@ -114,8 +114,7 @@ async fn handle(
             "the Authorization header does not match the configured webhook secret",
         ));
     }
-    let payload: OverseerrWebhook =
-        serde_json::from_slice(body).map_err(|e| ApiError::malformed(e.to_string()))?;
+    let payload: OverseerrWebhook = medianest_http::object_body(body)?;
     let command = match payload.notification_type.as_str() {
         "MEDIA_APPROVED" | "MEDIA_AUTO_APPROVED" => MediaRequestCommand::RecordProcessing,
         "MEDIA_AVAILABLE" => MediaRequestCommand::RecordAvailable {

@@ -21,8 +21,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => object_into(value).map(Self),
             Err(rejection) => Err(rejection_to_problem(&rejection)),
         }
     }
@@ -71,5 +71,23 @@ pub fn optional_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Ap
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::malformed(e.to_string()))
+    object_body(body)
+}
+
+/// Decodes a body that must be a JSON object of shape `T`. serde's derived structs also
+/// accept an array of their fields in order (`["alice","secret"]`); bodies are objects only.
+///
+/// # Errors
+/// [`ApiError::malformed`] when the body is not JSON, not an object, or not a valid `T`.
+pub fn object_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::malformed(e.to_string()))?;
+    object_into(value)
+}
+
+fn object_into<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::malformed("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::malformed(e.to_string()))
 }

@@ -13,5 +13,5 @@ pub mod ratelimit;
 pub mod sessions;
 
 pub use auth::{Authenticated, Authenticator, Caller, Principal, StaticTokenAuthenticator};
-pub use json::{optional_body, Json, Query};
+pub use json::{object_body, optional_body, Json, Query};
 pub use problem::ApiError;
