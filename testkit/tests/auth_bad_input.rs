@@ -14,12 +14,12 @@ use medianest_testkit::app::{
     password_of, test_user, TestApp, TestOptions, TestUser, ADMIN_TOKEN, PMS_MACHINE_ID,
 };
 use medianest_testkit::plex_sim::SimAccount;
-use reqwest::header::{HeaderName, AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE};
+use medianest_testkit::problem::{assert_problem, Problem};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-const PROBLEM_JSON: &str = "application/problem+json";
 const LOGIN: &str = "/api/v1/auth/login";
 const LOGOUT: &str = "/api/v1/auth/logout";
 const PINS: &str = "/api/v1/auth/plex/pins";
@@ -55,55 +55,6 @@ async fn send(case: &str, request: RequestBuilder) -> Response {
         .send()
         .await
         .unwrap_or_else(|e| panic!("{case}: the request reaches the app: {e}"))
-}
-
-/// A problem+json answer.
-#[derive(Debug)]
-struct Problem {
-    body: Value,
-    retry_after: Option<u64>,
-    sets_cookie: bool,
-}
-
-/// Asserts that `response` is a problem+json document with `status` and type
-/// `urn:medianest:problem:<slug>`, and returns it.
-async fn assert_problem(case: &str, response: Response, status: u16, slug: &str) -> Problem {
-    let actual_status = response.status().as_u16();
-    let header = |name: HeaderName| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let content_type = header(CONTENT_TYPE);
-    let retry_after = header(RETRY_AFTER).and_then(|v| v.parse::<u64>().ok());
-    let sets_cookie = header(SET_COOKIE).is_some();
-    let text = response.text().await.unwrap_or_default();
-    assert_eq!(actual_status, status, "{case}: status (body: {text})");
-    assert_eq!(
-        content_type.as_deref(),
-        Some(PROBLEM_JSON),
-        "{case}: content type (body: {text})"
-    );
-    let body: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{case}: the problem is JSON ({e}): {text}"));
-    assert_eq!(
-        body["type"],
-        format!("urn:medianest:problem:{slug}"),
-        "{case}: {body}"
-    );
-    assert_eq!(body["status"], status, "{case}: {body}");
-    assert!(body["title"].is_string(), "{case}: title in {body}");
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "{case}: a detail in {body}"
-    );
-    Problem {
-        body,
-        retry_after,
-        sets_cookie,
-    }
 }
 
 /// What a refused request must leave untouched.

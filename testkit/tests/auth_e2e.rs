@@ -18,7 +18,7 @@ use medianest_testkit::app::{
     eventually, password_of, test_user, TestApp, TestOptions, TestUser, ADMIN_TOKEN, PMS_MACHINE_ID,
 };
 use medianest_testkit::plex_sim::SimAccount;
-use reqwest::header::{CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE, USER_AGENT};
+use reqwest::header::{COOKIE, RETRY_AFTER, SET_COOKIE, USER_AGENT};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 
@@ -98,23 +98,9 @@ async fn json_answer(case: &str, response: Response, status: u16) -> Value {
 /// Asserts that `response` is a problem+json document with `status` and type
 /// `urn:medianest:problem:<slug>`, and returns the document.
 async fn assert_problem(case: &str, response: Response, status: u16, slug: &str) -> Value {
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or_default().to_string());
-    let problem = json_answer(case, response, status).await;
-    assert_eq!(
-        content_type.as_deref(),
-        Some("application/problem+json"),
-        "{case}: content type of {problem}"
-    );
-    assert_eq!(
-        problem["type"],
-        format!("urn:medianest:problem:{slug}"),
-        "{case}: {problem}"
-    );
-    assert_eq!(problem["status"], status, "{case}: {problem}");
-    problem
+    medianest_testkit::problem::assert_problem(case, response, status, slug)
+        .await
+        .body
 }
 
 /// Sends `request`, asserts the problem and that no event was written.

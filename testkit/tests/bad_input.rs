@@ -11,6 +11,7 @@ use medianest_integrations::overseerr::{
     CreateRequest, MediaType, OverseerrClient, OverseerrConfig,
 };
 use medianest_testkit::app::{TestApp, TestOptions, WEBHOOK_SECRET};
+use medianest_testkit::problem;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
@@ -18,7 +19,6 @@ use uuid::Uuid;
 
 const REQUESTS: &str = "/api/v1/requests";
 const ACTIONS: [&str; 4] = ["approve", "decline", "cancel", "retry"];
-const PROBLEM_JSON: &str = "application/problem+json";
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -67,29 +67,9 @@ async fn send(case: &str, request: RequestBuilder) -> Response {
 /// Asserts that `response` is a problem+json document with `status` and type
 /// `urn:medianest:problem:<slug>`, and returns the document.
 async fn assert_problem(case: &str, response: Response, status: u16, slug: &str) -> Value {
-    let actual_status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or_default().to_string());
-    let text = response.text().await.unwrap_or_default();
-    assert_eq!(actual_status, status, "{case}: status (body: {text})");
-    assert_eq!(
-        content_type.as_deref(),
-        Some(PROBLEM_JSON),
-        "{case}: content type (body: {text})"
-    );
-    let problem: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{case}: the problem is JSON ({e}): {text}"));
-    assert_eq!(
-        problem["type"],
-        format!("urn:medianest:problem:{slug}"),
-        "{case}: {problem}"
-    );
-    assert_eq!(problem["status"], status, "{case}: {problem}");
-    assert!(problem["title"].is_string(), "{case}: title in {problem}");
-    assert!(problem["detail"].is_string(), "{case}: detail in {problem}");
-    problem
+    problem::assert_problem(case, response, status, slug)
+        .await
+        .body
 }
 
 /// Sends `request`, asserts the problem (see [`assert_problem`]) and that no event was
