@@ -194,13 +194,6 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "admin",
-        Role::User => "user",
-    }
-}
-
 fn invalid_credentials() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -345,7 +338,7 @@ pub(crate) async fn login(
     let user = SessionUser {
         id,
         username: account.username().unwrap_or_default().to_string(),
-        role: role_name(account.role().unwrap_or(Role::User)).to_string(),
+        role: account.role().unwrap_or(Role::User).as_str().to_string(),
     };
     open_session(&state, &headers, ip, user, SignInMethod::Local).await
 }
@@ -589,7 +582,7 @@ pub(crate) async fn exchange_pin(
     let user = SessionUser {
         id,
         username: account.username().unwrap_or_default().to_string(),
-        role: role_name(account.role().unwrap_or(Role::User)).to_string(),
+        role: account.role().unwrap_or(Role::User).as_str().to_string(),
     };
     open_session(&state, &headers, ip, user, SignInMethod::Plex).await
 }

@@ -169,11 +169,12 @@ async fn answer(
         id,
         version: committed.version,
         position,
-        role: match committed.aggregate.role() {
-            Some(Role::Admin) => "admin",
-            _ => "user",
-        }
-        .to_string(),
+        role: committed
+            .aggregate
+            .role()
+            .unwrap_or(Role::User)
+            .as_str()
+            .to_string(),
         disabled: committed.aggregate.is_disabled(),
     };
     (StatusCode::OK, axum::Json(body)).into_response()

@@ -48,6 +48,16 @@ pub enum Role {
     User,
 }
 
+impl Role {
+    /// The wire name: `admin` or `user`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+        }
+    }
+}
+
 /// The caller of a command: its id and role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {

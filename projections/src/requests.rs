@@ -14,6 +14,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor, QueryBuilder};
 use uuid::Uuid;
 
+use crate::runner::{finish_row_update, row_update};
 use crate::{Projection, ProjectionError};
 
 /// The `requests` projection.
@@ -77,13 +78,7 @@ impl Projection for RequestsProjection {
             .await?;
             return Ok(());
         }
-        let mut update = QueryBuilder::new("UPDATE requests SET version = ");
-        update
-            .push_bind(sequence)
-            .push(", updated_at = ")
-            .push_bind(time)
-            .push(", last_position = ")
-            .push_bind(position);
+        let mut update = row_update("requests", sequence, time, position);
         let status = |update: &mut QueryBuilder<'_, sqlx::Postgres>, status: RequestStatus| {
             update.push(", status = ").push_bind(status.as_str());
         };
@@ -132,12 +127,7 @@ impl Projection for RequestsProjection {
                 update.push(", overseerr_request_id = NULL, status_reason = NULL");
             }
         }
-        update
-            .push(" WHERE id = ")
-            .push_bind(id)
-            .push(" AND version < ")
-            .push_bind(sequence);
-        update.build().execute(&mut *tx).await?;
+        finish_row_update(update, id, sequence, tx).await?;
         Ok(())
     }
 }

@@ -168,3 +168,43 @@ impl ProjectionRunner {
         }
     }
 }
+
+/// Starts `UPDATE <table> SET version = <sequence>, updated_at = <time>, last_position =
+/// <position>` for a read model whose rows carry their aggregate version; the caller pushes
+/// `, column = value` pairs, then [`finish_row_update`].
+pub(crate) fn row_update(
+    table: &str,
+    sequence: i64,
+    time: chrono::DateTime<chrono::Utc>,
+    position: i64,
+) -> sqlx::QueryBuilder<'static, sqlx::Postgres> {
+    let mut update = sqlx::QueryBuilder::new(format!("UPDATE {table} SET version = "));
+    update
+        .push_bind(sequence)
+        .push(", updated_at = ")
+        .push_bind(time)
+        .push(", last_position = ")
+        .push_bind(position);
+    update
+}
+
+/// Ends a [`row_update`] with `WHERE id = <id> AND version < <sequence>` and runs it: a row
+/// already at or past the event's sequence is left alone (the second guard, beside the
+/// checkpoint, against applying an event twice).
+///
+/// # Errors
+/// The database error.
+pub(crate) async fn finish_row_update(
+    mut update: sqlx::QueryBuilder<'static, sqlx::Postgres>,
+    id: uuid::Uuid,
+    sequence: i64,
+    tx: &mut PgConnection,
+) -> Result<(), sqlx::Error> {
+    update
+        .push(" WHERE id = ")
+        .push_bind(id)
+        .push(" AND version < ")
+        .push_bind(sequence);
+    update.build().execute(tx).await?;
+    Ok(())
+}

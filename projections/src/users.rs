@@ -11,9 +11,10 @@ use medianest_domain::user_account::{SignInMethod, UserAccountEvent};
 use medianest_nats::FeedEvent;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection, PgExecutor, QueryBuilder};
+use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
 
+use crate::runner::{finish_row_update, row_update};
 use crate::{Projection, ProjectionError};
 
 /// The projection's name.
@@ -85,7 +86,7 @@ impl Projection for UsersProjection {
             .bind(username)
             .bind(email)
             .bind(avatar)
-            .bind(role_name(role))
+            .bind(role.as_str())
             .bind(method.as_str())
             .bind(time)
             .bind(position)
@@ -93,13 +94,7 @@ impl Projection for UsersProjection {
             .await?;
             return Ok(());
         }
-        let mut update = QueryBuilder::new("UPDATE users SET version = ");
-        update
-            .push_bind(sequence)
-            .push(", updated_at = ")
-            .push_bind(time)
-            .push(", last_position = ")
-            .push_bind(position);
+        let mut update = row_update("users", sequence, time, position);
         match decoded {
             UserAccountEvent::Registered { .. } => {}
             UserAccountEvent::ProfileUpdated {
@@ -116,7 +111,7 @@ impl Projection for UsersProjection {
                 }
             }
             UserAccountEvent::RoleChanged { role, .. } => {
-                update.push(", role = ").push_bind(role_name(role));
+                update.push(", role = ").push_bind(role.as_str());
             }
             UserAccountEvent::QuotaChanged { movie, tv, .. } => {
                 let json = |q| {
@@ -137,20 +132,8 @@ impl Projection for UsersProjection {
                 update.push(", disabled = false");
             }
         }
-        update
-            .push(" WHERE id = ")
-            .push_bind(id)
-            .push(" AND version < ")
-            .push_bind(sequence);
-        update.build().execute(&mut *tx).await?;
+        finish_row_update(update, id, sequence, tx).await?;
         Ok(())
-    }
-}
-
-fn role_name(role: medianest_domain::Role) -> &'static str {
-    match role {
-        medianest_domain::Role::Admin => "admin",
-        medianest_domain::Role::User => "user",
     }
 }
 
