@@ -1,11 +1,15 @@
 //! The command side over HTTP (DESIGN.md §7): media-request commands, sign-in and sign-out
-//! (local and Plex PIN), account and session management, and the Overseerr webhook. Answers carry the aggregate `version` (also as `ETag`) and the global `position`
+//! (local and Plex PIN), account and session management, YouTube download commands, and the
+//! Overseerr and Plex webhooks. Answers carry the aggregate `version` (also as `ETag`) and the global `position`
 //! of what was written, so callers can read their writes with `min_position`.
 
+pub mod downloads;
 mod errors;
 mod idempotency;
+pub mod plex_webhook;
 pub mod requests;
 pub mod signin;
+pub mod url_check;
 pub mod users;
 pub mod webhooks;
 
@@ -46,6 +50,10 @@ pub struct CommandState {
     pub read_model_wait: Duration,
     /// Whether `X-Forwarded-For` names the client (behind a reverse proxy).
     pub trust_proxy: bool,
+    /// Download commands; `None` (no downloads root configured) answers them 503.
+    pub downloads: Option<downloads::DownloadIntake>,
+    /// The secret path segment of the Plex webhook; `None` refuses it.
+    pub plex_webhook_secret: Option<Arc<str>>,
 }
 
 impl HasAuthenticator for CommandState {
@@ -61,6 +69,9 @@ impl HasAuthenticator for CommandState {
         requests::submit,
         requests::on_request,
         webhooks::overseerr,
+        plex_webhook::plex,
+        downloads::queue,
+        downloads::on_download,
         signin::login,
         signin::logout,
         signin::create_pin,
@@ -97,5 +108,7 @@ pub fn router(state: CommandState) -> Router {
         .merge(signin::router())
         .merge(users::router())
         .merge(webhooks::router())
+        .merge(plex_webhook::router())
+        .merge(downloads::router())
         .with_state(state)
 }

@@ -150,6 +150,24 @@ pub fn media_request_event(
     event_type: &str,
     data: &Value,
 ) -> Result<MediaRequestEvent, serde_json::Error> {
+    public_event(event_type, data)
+}
+
+/// Decodes a `download` event from its public form (`data` of a CloudEvent): every field
+/// of a download event is public, so the public form is the whole event.
+///
+/// # Errors
+/// The decoding error when `data` is not an event of type `event_type`.
+pub fn download_event(event_type: &str, data: &Value) -> Result<DownloadEvent, serde_json::Error> {
+    public_event(event_type, data)
+}
+
+/// Decodes an event whose public form is its whole stored form, from the CloudEvent's
+/// `type` token (`available`) and `data`.
+fn public_event<E: DeserializeOwned>(
+    event_type: &str,
+    data: &Value,
+) -> Result<E, serde_json::Error> {
     let mut tagged = serde_json::Map::new();
     tagged.insert(event_type.to_string(), data.clone());
     serde_json::from_value(Value::Object(tagged)).or_else(|error| match data {

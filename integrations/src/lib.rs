@@ -8,3 +8,4 @@
 
 pub mod overseerr;
 pub mod plex;
+pub mod ytdlp;

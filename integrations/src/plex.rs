@@ -7,7 +7,9 @@
 //! `POST {plex.tv}/api/v2/pins?strong=true`, send the user to [`PlexTvClient::auth_url`],
 //! poll `GET /api/v2/pins/{id}` until `authToken` is set, then read the account with
 //! `GET /api/v2/user` and its servers with `GET /api/v2/resources`; and read a PMS's
-//! `MediaContainer` as JSON (`Accept: application/json`).
+//! `MediaContainer` as JSON (`Accept: application/json`): its identity (`GET /`), its library
+//! sections (`GET /library/sections`) and, for the Plex scanner, a section scan
+//! (`GET /library/sections/{key}/refresh?path=…`).
 //!
 //! plex.tv publishes no machine-readable contract. The shapes follow Plex's own guide
 //! "Authenticating with Plex" (forums.plex.tv/t/609370: the PIN flow, the `app.plex.tv/auth#?`
@@ -16,7 +18,9 @@
 //! `MyPlexResource` with `https://plex.tv/api/v2/resources?includeHttps=1&includeRelay=1`),
 //! Overseerr (`src/utils/plex.ts`, `server/api/plexapi.ts`, `server/routes/settings`), and the
 //! recorded plex.tv answers of the `plex-api` crate's test mocks (`pins_new.json`,
-//! `pins_linked.json`, `resources.json`, `user_info_free.json`). plex.tv's error bodies are
+//! `pins_linked.json`, `resources.json`, `user_info_free.json`). The PMS library calls follow
+//! python-plexapi `plexapi/library.py` (`Library.sections()`, `LibrarySection.update(path=)`)
+//! and Overseerr's `server/api/plexapi.ts` (`getLibraries()`). plex.tv's error bodies are
 //! `{"errors": [{"code": <n>, "message": <text>, "status": <http status>}]}`.
 //!
 //! Invariants:
@@ -175,7 +179,9 @@ impl PlexTvConfig {
 pub enum PlexError {
     /// HTTP 404. From `GET /api/v2/pins/{id}`: the PIN does not exist, has expired (plex.tv
     /// keeps a PIN for its `expiresIn`, 30 minutes for strong PINs) or was created under
-    /// another client identifier — start over with a new PIN. Not retryable.
+    /// another client identifier — start over with a new PIN. From a PMS (an HTML page):
+    /// e.g. [`PmsClient::refresh_section`] of a section key the server does not have — find
+    /// the section again. Not retryable.
     #[error("not found")]
     NotFound,
     /// HTTP 401: the token is wrong, expired or revoked (plex.tv:
@@ -515,8 +521,55 @@ pub struct PmsIdentity {
     pub friendly_name: Option<String>,
 }
 
-/// Client for one Plex Media Server. Cheap to clone (one shared connection pool). Other PMS
-/// calls (library sections, refresh) belong here too.
+/// One library section of a Plex Media Server: an element of `MediaContainer.Directory` in the
+/// answer to `GET /library/sections` ([`PmsClient::library_sections`]).
+///
+/// On the wire (JSON, `Accept: application/json`):
+///
+/// ```json
+/// {"MediaContainer": {"size": 1, "allowSync": false, "title1": "Plex Library",
+///   "Directory": [{"key": "3", "type": "movie", "title": "YouTube",
+///     "agent": "tv.plex.agents.none", "scanner": "Plex Video Files Scanner",
+///     "language": "xn", "uuid": "…", "refreshing": false, "updatedAt": 1700000000,
+///     "scannedAt": 1700000000, "Location": [{"id": 5, "path": "/data/youtube"}], …}]}}
+/// ```
+///
+/// Other fields (`allowSync`, `art`, `composite`, `thumb`, `filters`, `refreshing`,
+/// `language`, `uuid`, the timestamps, `hidden`, …) are ignored. An "Other Videos" library is
+/// type `movie` with agent `tv.plex.agents.none` and scanner `Plex Video Files Scanner`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibrarySection {
+    /// `key`: the section id used in `/library/sections/{key}/…`, e.g. `"3"` (a string of
+    /// digits on real servers; a JSON number is accepted too).
+    #[serde(deserialize_with = "string_or_number")]
+    pub key: String,
+    /// `title`: the library's name as shown in Plex, e.g. `Movies`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub title: String,
+    /// `type`: `movie`, `show`, `artist` or `photo`.
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
+    pub section_type: String,
+    /// `agent`: the metadata agent, e.g. `tv.plex.agents.movie` (`tv.plex.agents.none` for
+    /// "Other Videos").
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// `scanner`: e.g. `Plex Movie` or `Plex Video Files Scanner`.
+    #[serde(default)]
+    pub scanner: Option<String>,
+    /// `Location[].path`: the folders of the library, as the server sees them.
+    #[serde(
+        rename = "Location",
+        default,
+        deserialize_with = "location_paths",
+        serialize_with = "serialize_location_paths"
+    )]
+    pub locations: Vec<String>,
+}
+
+/// Client for one Plex Media Server. Cheap to clone (one shared connection pool): the
+/// server's identity ([`identity`](Self::identity)), its library sections
+/// ([`library_sections`](Self::library_sections), [`find_section`](Self::find_section)) and
+/// scans ([`refresh_section`](Self::refresh_section)).
 #[derive(Clone)]
 pub struct PmsClient {
     http: reqwest::Client,
@@ -603,6 +656,99 @@ impl PmsClient {
     }
 }
 
+impl PmsClient {
+    /// Lists the server's library sections: `GET {base}/library/sections` with
+    /// `Accept: application/json` and `X-Plex-Token`, answered with
+    /// `{"MediaContainer": {"size": N, "Directory": [<section>, …]}}` (see
+    /// [`LibrarySection`]). A server without libraries may leave out `Directory` (or send
+    /// `null`): that is an empty list. Entries without a `key` are skipped. The order is the
+    /// server's.
+    ///
+    /// Sources: python-plexapi `plexapi/library.py` (`Library.sections()` reads
+    /// `/library/sections`, one `LibrarySection` per `Directory` with `key`, `type`, `title`,
+    /// `agent`, `scanner`, `Location`), Overseerr `server/api/plexapi.ts` (`getLibraries()` =
+    /// `query('/library/sections')`, then `MediaContainer.Directory`).
+    ///
+    /// # Errors
+    ///
+    /// [`PlexError::Unauthorized`] on 401; [`PlexError::Unavailable`] (timeout, connection,
+    /// 408/429/5xx); [`PlexError::NotFound`] on 404; [`PlexError::Rejected`] (other 4xx,
+    /// refused redirect); [`PlexError::Decode`] when the answer is not a JSON
+    /// `MediaContainer`.
+    #[tracing::instrument(name = "pms.library_sections", skip_all, fields(base_url = %self.base_url))]
+    pub async fn library_sections(&self) -> Result<Vec<LibrarySection>, PlexError> {
+        let url = join(&self.base_url, ["library", "sections"])?;
+        let answer = send(PMS, self.http.get(url), Some(&self.token)).await?;
+        let container: MediaContainer<SectionsContainer> =
+            answer.success_json(PMS, "the library sections")?;
+        Ok(container
+            .media_container
+            .directory
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|section| !section.key.trim().is_empty())
+            .collect())
+    }
+
+    /// Finds the section whose type equals `section_type` (e.g. `movie`) and whose title
+    /// equals `title` case-insensitively, both titles trimmed (python-plexapi keys its
+    /// sections by `title.lower().strip()` the same way). The first match in the server's order
+    /// wins. `Ok(None)` when there is none — in particular when only a section of another type
+    /// has that title.
+    ///
+    /// # Errors
+    ///
+    /// As [`library_sections`](Self::library_sections).
+    #[tracing::instrument(name = "pms.find_section", skip(self), fields(base_url = %self.base_url))]
+    pub async fn find_section(
+        &self,
+        section_type: &str,
+        title: &str,
+    ) -> Result<Option<LibrarySection>, PlexError> {
+        let wanted = title.trim().to_lowercase();
+        Ok(self.library_sections().await?.into_iter().find(|section| {
+            section.section_type == section_type && section.title.trim().to_lowercase() == wanted
+        }))
+    }
+
+    /// Asks the server to scan a library section: `GET {base}/library/sections/{key}/refresh`,
+    /// or with `?path=<path>` to scan only that folder (a partial scan; `path` as the server
+    /// sees it, inside one of the section's [`locations`](LibrarySection::locations)). The
+    /// key is a path segment and the path a query value, both percent-encoded (everything but
+    /// `A-Z a-z 0-9 - _ . ~`, so a space is `%20`, `[` is `%5B`). PMS starts the scan in the
+    /// background and answers 200 with an empty body at once; the body is ignored.
+    ///
+    /// Sources: python-plexapi `plexapi/library.py` (`LibrarySection.update(path=None)` →
+    /// `GET /library/sections/{key}/refresh?path=<quoted path>`), Plex's own partial-scan
+    /// request ("Scan my library automatically" uses the same route).
+    ///
+    /// # Errors
+    ///
+    /// [`PlexError::Config`] without a call when `key` is empty;
+    /// [`PlexError::NotFound`] on 404 (no section with that key — PMS answers an HTML 404
+    /// page; find the section again). Otherwise as
+    /// [`library_sections`](Self::library_sections) (except that the body is never decoded).
+    #[tracing::instrument(name = "pms.refresh_section", skip(self), fields(base_url = %self.base_url))]
+    pub async fn refresh_section(&self, key: &str, path: Option<&str>) -> Result<(), PlexError> {
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(PlexError::Config(
+                "the library section key is empty".to_string(),
+            ));
+        }
+        let mut url = join(&self.base_url, ["library", "sections", key, "refresh"])?;
+        if let Some(path) = path {
+            url.set_query(Some(&format!("path={}", percent_encode(path))));
+        }
+        let answer = send(PMS, self.http.get(url), Some(&self.token)).await?;
+        if answer.status.is_success() {
+            Ok(())
+        } else {
+            Err(answer.status_error(PMS))
+        }
+    }
+}
+
 /// `{"MediaContainer": …}`, the envelope of every PMS JSON answer.
 #[derive(Deserialize)]
 struct MediaContainer<T> {
@@ -619,6 +765,14 @@ struct RootContainer {
     version: Option<String>,
     #[serde(rename = "friendlyName", default)]
     friendly_name: Option<String>,
+}
+
+/// The fields of the `GET /library/sections` container that [`PmsClient::library_sections`]
+/// reads. `Directory` is absent (or `null`) on a server without libraries.
+#[derive(Deserialize)]
+struct SectionsContainer {
+    #[serde(rename = "Directory", default)]
+    directory: Option<Vec<LibrarySection>>,
 }
 
 /// A complete answer: status and body.
@@ -850,6 +1004,51 @@ where
     Ok(Option::<String>::deserialize(deserializer)?.filter(|value| !value.is_empty()))
 }
 
+/// A string, or a number written as its decimal text.
+fn string_or_number<'de, D>(deserializer: D) -> Result<String, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        Some(serde_json::Value::String(text)) => Ok(text),
+        Some(serde_json::Value::Number(number)) => Ok(number.to_string()),
+        None | Some(serde_json::Value::Null) => Ok(String::new()),
+        Some(_) => Err(D::Error::custom("expected a string or a number")),
+    }
+}
+
+/// `Location: [{"id": 5, "path": "/data/movies"}, …]` as its paths (entries without a path are
+/// skipped; absent or `null` is empty).
+fn location_paths<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Location {
+        #[serde(default)]
+        path: Option<String>,
+    }
+    Ok(Option::<Vec<Location>>::deserialize(deserializer)?
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|location| location.path.filter(|path| !path.is_empty()))
+        .collect())
+}
+
+/// The inverse of [`location_paths`]: `[{"path": …}, …]`.
+fn serialize_location_paths<S>(paths: &[String], serializer: S) -> Result<S::Ok, S::Error>
+where
+    S: serde::Serializer,
+{
+    use serde::ser::SerializeSeq;
+    let mut seq = serializer.serialize_seq(Some(paths.len()))?;
+    for path in paths {
+        seq.serialize_element(&serde_json::json!({ "path": path }))?;
+    }
+    seq.end()
+}
+
 /// An RFC 3339 string or epoch seconds; anything else (or unparsable) is `None`.
 fn lenient_timestamp<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
 where
@@ -909,6 +1108,53 @@ mod tests {
                 .unwrap();
         assert_eq!(pin.auth_token, None);
         assert_eq!(pin.expires_at, Some(Utc.timestamp_opt(0, 0).unwrap()));
+    }
+
+    #[test]
+    fn library_sections_read_pms_json_leniently() {
+        let container: MediaContainer<SectionsContainer> = serde_json::from_str(
+            r#"{"MediaContainer": {"size": 2, "allowSync": false, "title1": "Plex Library",
+                "Directory": [
+                  {"allowSync": true, "key": "3", "type": "movie", "title": "YouTube",
+                   "agent": "tv.plex.agents.none", "scanner": "Plex Video Files Scanner",
+                   "language": "xn", "refreshing": false, "hidden": 0,
+                   "Location": [{"id": 5, "path": "/data/youtube"}, {"id": 6, "path": "/b"}]},
+                  {"key": 4, "type": "show", "title": null, "agent": null,
+                   "Location": null}
+                ]}}"#,
+        )
+        .unwrap();
+        let sections = container.media_container.directory.unwrap();
+        assert_eq!(
+            sections[0],
+            LibrarySection {
+                key: "3".into(),
+                title: "YouTube".into(),
+                section_type: "movie".into(),
+                agent: Some("tv.plex.agents.none".into()),
+                scanner: Some("Plex Video Files Scanner".into()),
+                locations: vec!["/data/youtube".into(), "/b".into()],
+            }
+        );
+        assert_eq!(sections[1].key, "4");
+        assert_eq!(sections[1].title, "");
+        assert_eq!(sections[1].agent, None);
+        assert!(sections[1].locations.is_empty());
+
+        // A server without libraries leaves `Directory` out.
+        let empty: MediaContainer<SectionsContainer> =
+            serde_json::from_str(r#"{"MediaContainer": {"size": 0, "title1": "Plex Library"}}"#)
+                .unwrap();
+        assert!(empty.media_container.directory.is_none());
+
+        // Serialised sections read back the same.
+        let text = serde_json::to_string(&sections[0]).unwrap();
+        assert!(
+            text.contains(r#""Location":[{"path":"/data/youtube"}"#),
+            "{text}"
+        );
+        let back: LibrarySection = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, sections[0]);
     }
 
     #[test]

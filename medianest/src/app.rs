@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use medianest_command_api::downloads::DownloadIntake;
+use medianest_command_api::url_check::UrlCheck;
 use medianest_command_api::CommandState;
+use medianest_domain::download::DownloadServices;
 use medianest_domain::media_request::MediaRequestServices;
 use medianest_http::health::{self, Readiness};
 use medianest_http::ratelimit::{ApiRateLimiter, SignInLimiter};
@@ -19,16 +22,23 @@ use medianest_integrations::overseerr::{OverseerrClient, OverseerrConfig};
 use medianest_integrations::plex::{
     PlexClientInfo, PlexTvClient, PlexTvConfig, PmsClient, PmsConfig,
 };
-use medianest_nats::{EventFeed, JetStreamFeed, LogFeed, Relay, StreamSettings, Subjects};
+use medianest_integrations::ytdlp::{YtDlp, YtDlpConfig};
+use medianest_nats::{
+    EventFeed, JetStreamFeed, LogFeed, ProgressBoard, Relay, StreamSettings, Subjects,
+};
+use medianest_projections::downloads::DownloadsProjection;
 use medianest_projections::requests::RequestsProjection;
 use medianest_projections::sessions::SessionsProjection;
 use medianest_projections::users::UsersProjection;
 use medianest_projections::{Projection, ProjectionRunner};
 use medianest_query_api::QueryState;
 use medianest_store::accounts::UserAccounts;
+use medianest_store::downloads::Downloads;
 use medianest_store::media_requests::MediaRequests;
 use medianest_store::sessions::UserSessions;
-use medianest_workers::{OverseerrForwarder, OverseerrReconciler, SessionExpirer};
+use medianest_workers::{
+    Downloader, OverseerrForwarder, OverseerrReconciler, PlexScanner, ScanTarget, SessionExpirer,
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -128,6 +138,23 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         })
         .transpose()
         .map_err(|e| anyhow::anyhow!("MEDIANEST_OVERSEERR_URL / _API_KEY: {e}"))?;
+    let ytdlp = settings.downloads.dir.as_ref().map(|dir| {
+        YtDlp::new(YtDlpConfig {
+            program: settings.downloads.ytdlp.clone(),
+            downloads_root: dir.clone(),
+            ..YtDlpConfig::default()
+        })
+    });
+    let download_services = DownloadServices {
+        allowed_hosts: settings.downloads.allowed_hosts.clone(),
+    };
+    let downloads = ytdlp.as_ref().map(|_| {
+        Arc::new(Downloads::new(
+            pool.clone(),
+            download_services.clone(),
+            settings.downloads.limit_per_hour,
+        ))
+    });
     let feed: Arc<dyn EventFeed> = Arc::new(
         JetStreamFeed::new(js.clone(), settings.stream.clone(), subjects.clone())
             .with_ack_wait(settings.consumer_ack_wait),
@@ -154,8 +181,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     if settings.runs(Role::Workers) {
         // `users` and `sessions` keep private fields, so they read the PostgreSQL log.
         let log_feed: Arc<dyn EventFeed> = Arc::new(LogFeed::new(pool.clone()));
-        let projections: [(Arc<dyn EventFeed>, Arc<dyn Projection>); 3] = [
+        let projections: [(Arc<dyn EventFeed>, Arc<dyn Projection>); 4] = [
             (feed.clone(), Arc::new(RequestsProjection)),
+            (feed.clone(), Arc::new(DownloadsProjection)),
             (log_feed.clone(), Arc::new(UsersProjection)),
             (log_feed, Arc::new(SessionsProjection)),
         ];
@@ -197,6 +225,43 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             }
             None => info!("MEDIANEST_OVERSEERR_URL not set: the Overseerr sagas are idle"),
         }
+        match (&downloads, &ytdlp) {
+            (Some(downloads), Some(ytdlp)) => {
+                let downloader = Downloader::new(
+                    downloads.clone(),
+                    ytdlp.clone(),
+                    feed.clone(),
+                    nats.clone(),
+                    subjects.clone(),
+                    pool.clone(),
+                    settings.downloads.downloader,
+                );
+                let token = shutdown.clone();
+                tasks.spawn(async move { downloader.run(token).await });
+                match pms_client(&settings)? {
+                    Some(pms) => {
+                        let scanner = PlexScanner::new(
+                            downloads.clone(),
+                            pms,
+                            feed.clone(),
+                            ScanTarget {
+                                section_title: settings.downloads.plex_library.clone(),
+                                plex_root: settings
+                                    .downloads
+                                    .plex_dir
+                                    .clone()
+                                    .unwrap_or_else(|| ytdlp.downloads_root().to_path_buf()),
+                            },
+                            settings.downloads.scan_retry,
+                        );
+                        let token = shutdown.clone();
+                        tasks.spawn(async move { scanner.run(token).await });
+                    }
+                    None => info!("MEDIANEST_PLEX_URL not set: the Plex scanner is idle"),
+                }
+            }
+            _ => info!("MEDIANEST_DOWNLOADS_DIR not set: the downloader is idle"),
+        }
     }
 
     let mut http_addr = None;
@@ -234,14 +299,44 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 )),
                 read_model_wait: settings.min_position_wait,
                 trust_proxy: settings.auth.trust_proxy,
+                downloads: match (&downloads, &ytdlp) {
+                    (Some(service), Some(ytdlp)) => Some(DownloadIntake {
+                        service: service.clone(),
+                        ytdlp: ytdlp.clone(),
+                        url_check: Arc::new(UrlCheck::new(
+                            download_services.clone(),
+                            settings.downloads.url_check_timeout,
+                        )),
+                        max_playlist_items: settings.downloads.max_playlist_items,
+                    }),
+                    _ => None,
+                },
+                plex_webhook_secret: settings
+                    .downloads
+                    .plex_webhook_secret
+                    .as_deref()
+                    .map(Arc::from),
             }));
         }
         if settings.runs(Role::QueryApi) {
+            let board = Arc::new(ProgressBoard::new());
+            let (follower, client, progress_subjects, token) = (
+                board.clone(),
+                nats.clone(),
+                subjects.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                follower
+                    .follow(client, progress_subjects, "download", token)
+                    .await;
+            });
             router = router.merge(medianest_query_api::router(QueryState {
                 pool: pool.clone(),
                 authenticator,
                 min_position_wait: settings.min_position_wait,
                 default_quotas: settings.auth.default_quotas,
+                download_progress: Some(board),
             }));
         }
         let mut document = utoipa::openapi::OpenApi::default();
@@ -284,6 +379,22 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         shutdown,
         tasks,
     })
+}
+
+/// The client of the configured Plex Media Server (for the scanner), if any.
+fn pms_client(settings: &Settings) -> anyhow::Result<Option<PmsClient>> {
+    let Some(plex) = &settings.auth.plex else {
+        return Ok(None);
+    };
+    let client = PlexClientInfo::medianest("medianest-plex-scanner".to_string());
+    PmsClient::new(PmsConfig {
+        base_url: plex.url.clone(),
+        token: plex.token.clone(),
+        client,
+        timeout: settings.auth.plex_timeout,
+    })
+    .map(Some)
+    .map_err(|e| anyhow::anyhow!("MEDIANEST_PLEX_URL: {e}"))
 }
 
 /// The Plex sign-in of the command API, when a Plex Media Server is configured.

@@ -117,6 +117,37 @@ pub struct ServeArgs {
     /// Trust the last X-Forwarded-For entry as the client address (behind a reverse proxy).
     #[arg(long, env = "MEDIANEST_TRUST_PROXY", default_value = "false")]
     pub trust_proxy: String,
+    /// Root of the YouTube library (yt-dlp's output); downloads are off without it.
+    #[arg(long, env = "MEDIANEST_DOWNLOADS_DIR")]
+    pub downloads_dir: Option<String>,
+    /// The yt-dlp program (a name on PATH or a path).
+    #[arg(long, env = "MEDIANEST_YTDLP", default_value = "yt-dlp")]
+    pub ytdlp: String,
+    /// Hosts a download URL may name, comma-separated (exact, case-insensitive).
+    #[arg(
+        long,
+        env = "MEDIANEST_YOUTUBE_ALLOWED_HOSTS",
+        default_value = "youtube.com,www.youtube.com,m.youtube.com,music.youtube.com,youtu.be"
+    )]
+    pub youtube_allowed_hosts: String,
+    /// Downloads a user (not an admin) may queue per rolling hour; 0: unlimited.
+    #[arg(long, env = "MEDIANEST_DOWNLOAD_LIMIT_PER_HOUR", default_value = "5")]
+    pub download_limit_per_hour: String,
+    /// The most items a playlist may have to be queued.
+    #[arg(long, env = "MEDIANEST_PLAYLIST_MAX_ITEMS", default_value = "200")]
+    pub playlist_max_items: String,
+    /// yt-dlp processes at once.
+    #[arg(long, env = "MEDIANEST_DOWNLOAD_CONCURRENCY", default_value = "2")]
+    pub download_concurrency: String,
+    /// Title of the Plex "Other Videos" library that holds the downloads.
+    #[arg(long, env = "MEDIANEST_PLEX_LIBRARY", default_value = "YouTube")]
+    pub plex_library: String,
+    /// The downloads root as the Plex server sees it (when mounted elsewhere there).
+    #[arg(long, env = "MEDIANEST_PLEX_DOWNLOADS_DIR")]
+    pub plex_downloads_dir: Option<String>,
+    /// Secret last path segment of the Plex webhook URL; the webhook is refused without it.
+    #[arg(long, env = "MEDIANEST_PLEX_WEBHOOK_SECRET", hide_env_values = true)]
+    pub plex_webhook_secret: Option<String>,
 }
 
 /// A configuration value that cannot be used.
@@ -215,6 +246,116 @@ impl Default for AuthSettings {
 }
 
 /// Validated settings of `medianest serve`.
+/// YouTube download settings (issue 4).
+#[derive(Debug, Clone)]
+pub struct DownloadSettings {
+    /// The library root; `None` turns downloads off (routes answer 503, sagas idle).
+    pub dir: Option<std::path::PathBuf>,
+    /// The yt-dlp program.
+    pub ytdlp: std::path::PathBuf,
+    /// Lower-case hosts a URL may name.
+    pub allowed_hosts: Vec<String>,
+    /// Downloads per user per rolling hour (admins exempt); `None`: unlimited.
+    pub limit_per_hour: Option<NonZeroU32>,
+    /// The most items of a playlist.
+    pub max_playlist_items: u32,
+    /// yt-dlp processes at once, progress throttle and cancel poll.
+    pub downloader: medianest_workers::DownloaderConfig,
+    /// The Plex library section title.
+    pub plex_library: String,
+    /// The root as Plex sees it; `None`: the same path.
+    pub plex_dir: Option<std::path::PathBuf>,
+    /// The Plex webhook's secret path segment.
+    pub plex_webhook_secret: Option<String>,
+    /// Retries of Plex scan requests.
+    pub scan_retry: medianest_workers::RetryPolicy,
+    /// Timeout of one hop of the URL check.
+    pub url_check_timeout: Duration,
+}
+
+impl Default for DownloadSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            ytdlp: "yt-dlp".into(),
+            allowed_hosts: medianest_domain::download::DEFAULT_ALLOWED_HOSTS
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
+            limit_per_hour: NonZeroU32::new(medianest_store::downloads::DEFAULT_LIMIT_PER_HOUR),
+            max_playlist_items: 200,
+            downloader: medianest_workers::DownloaderConfig::default(),
+            plex_library: "YouTube".to_string(),
+            plex_dir: None,
+            plex_webhook_secret: None,
+            scan_retry: medianest_workers::RetryPolicy::default(),
+            url_check_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn download_settings(args: &ServeArgs) -> Result<DownloadSettings, ConfigError> {
+    let allowed_hosts: Vec<String> = args
+        .youtube_allowed_hosts
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    if allowed_hosts.is_empty() {
+        return Err(bad(
+            "MEDIANEST_YOUTUBE_ALLOWED_HOSTS",
+            "must name at least one host",
+        ));
+    }
+    if let Some(bad_host) = allowed_hosts
+        .iter()
+        .find(|h| h.contains(['/', ':', ' ', '*', '@']) && !h.starts_with('['))
+    {
+        return Err(bad(
+            "MEDIANEST_YOUTUBE_ALLOWED_HOSTS",
+            format!("`{bad_host}` is not a host name (no scheme, port, path or wildcard)"),
+        ));
+    }
+    let limit = number(
+        "MEDIANEST_DOWNLOAD_LIMIT_PER_HOUR",
+        &args.download_limit_per_hour,
+    )?;
+    let max_items = positive("MEDIANEST_PLAYLIST_MAX_ITEMS", &args.playlist_max_items)?;
+    let concurrency = positive("MEDIANEST_DOWNLOAD_CONCURRENCY", &args.download_concurrency)?;
+    let ytdlp = non_empty("MEDIANEST_YTDLP", &args.ytdlp)?;
+    let plex_library = non_empty("MEDIANEST_PLEX_LIBRARY", &args.plex_library)?;
+    let absolute = |variable: &'static str, value: Option<String>| {
+        optional(value)
+            .map(|dir| {
+                let path = std::path::PathBuf::from(dir);
+                if path.is_absolute() {
+                    Ok(path)
+                } else {
+                    Err(bad(variable, "must be an absolute path"))
+                }
+            })
+            .transpose()
+    };
+    Ok(DownloadSettings {
+        dir: absolute("MEDIANEST_DOWNLOADS_DIR", args.downloads_dir.clone())?,
+        ytdlp: ytdlp.into(),
+        allowed_hosts,
+        limit_per_hour: NonZeroU32::new(u32::try_from(limit).unwrap_or(u32::MAX)),
+        max_playlist_items: u32::try_from(max_items).unwrap_or(u32::MAX),
+        downloader: medianest_workers::DownloaderConfig {
+            concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
+            ..Default::default()
+        },
+        plex_library,
+        plex_dir: absolute(
+            "MEDIANEST_PLEX_DOWNLOADS_DIR",
+            args.plex_downloads_dir.clone(),
+        )?,
+        plex_webhook_secret: optional(args.plex_webhook_secret.clone()),
+        ..Default::default()
+    })
+}
+
 #[derive(Clone)]
 pub struct Settings {
     /// PostgreSQL URL.
@@ -251,6 +392,8 @@ pub struct Settings {
     pub consumer_ack_wait: Duration,
     /// Sessions, sign-in and rate limits.
     pub auth: AuthSettings,
+    /// YouTube downloads, the Plex scanner and the Plex webhook.
+    pub downloads: DownloadSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -392,6 +535,7 @@ impl Settings {
     /// [`ConfigError`] naming the first variable with an unusable value.
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
         let auth = auth_settings(&args)?;
+        let downloads = download_settings(&args)?;
         let database_url = non_empty("MEDIANEST_DATABASE_URL", &args.database_url)?;
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(bad(
@@ -489,6 +633,7 @@ impl Settings {
             duplicate_window: Duration::from_secs(600),
             consumer_ack_wait: Duration::from_secs(30),
             auth,
+            downloads,
         })
     }
 

@@ -1,11 +1,13 @@
 //! The query side over HTTP (DESIGN.md §5, §7): request lists and details from the `requests`
-//! read model, request histories from the event store, and the caller's account and sessions
+//! read model, request histories from the event store, downloads (with live progress) from
+//! the `downloads` read model, and the caller's account and sessions
 //! and the admin user list from the `users` and `sessions` read models.
 //!
 //! Every read-model endpoint honours `min_position` (query parameter or `X-Min-Position`):
 //! it waits, at most [`QueryState::min_position_wait`], until the projection has passed that
 //! global position, then answers 503 with `Retry-After` rather than stale data.
 
+pub mod downloads;
 pub mod requests;
 pub mod users;
 
@@ -31,6 +33,8 @@ pub struct QueryState {
     pub min_position_wait: Duration,
     /// Quotas of accounts without their own (shown by `GET /api/v1/me`).
     pub default_quotas: Quotas,
+    /// The latest progress of running downloads; `None` shows none.
+    pub download_progress: Option<Arc<medianest_nats::ProgressBoard>>,
 }
 
 impl HasAuthenticator for QueryState {
@@ -45,6 +49,8 @@ impl HasAuthenticator for QueryState {
     requests::list,
     requests::detail,
     requests::history,
+    downloads::list,
+    downloads::detail,
     users::me,
     users::my_sessions,
     users::list_users
@@ -55,6 +61,7 @@ pub struct QueryApiDoc;
 pub fn router(state: QueryState) -> Router {
     Router::new()
         .merge(requests::router())
+        .merge(downloads::router())
         .merge(users::router())
         .with_state(state)
 }

@@ -106,6 +106,11 @@ where
         }
     }
 
+    /// The services the aggregate decides with.
+    pub fn services(&self) -> &A::Services {
+        &self.services
+    }
+
     /// The current state and version of aggregate `id` (`A::default()` and 0 when it has no
     /// events).
     ///

@@ -3,13 +3,15 @@
 //! Owns: the connection pool and migrations; the command executor over postgres-es (optimistic
 //! concurrency, retries, `If-Match` versions, event metadata, positions of what was written);
 //! the global log reader behind the transaction fence; checkpoints of log readers;
-//! idempotency keys of HTTP commands; the reservation table that keeps one active media
+//! idempotency keys of HTTP commands; the download ledger (per-user limit, one active
+//! download per user and URL); the reservation table that keeps one active media
 //! request per media; the request-quota ledger; account identities, session tokens and
 //! password hashes; a single-instance lock for workers that must not run twice.
 
 pub mod accounts;
 pub mod checkpoint;
 pub mod credentials;
+pub mod downloads;
 pub mod executor;
 pub mod idempotency;
 pub mod lock;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use medianest::config::{AuthSettings, OverseerrSettings, PlexSettings};
+use medianest::config::{AuthSettings, DownloadSettings, OverseerrSettings, PlexSettings};
 use medianest::{Role, Running, Settings};
 use medianest_domain::media_request::AutoApprovePolicy;
 use medianest_domain::user_account::Quotas;
@@ -37,6 +37,13 @@ pub fn password_of(username: &str) -> String {
 }
 /// The Overseerr webhook secret of test apps.
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+/// The secret path segment of the Plex webhook of every test app.
+pub const PLEX_WEBHOOK_SECRET: &str = "test-plex-webhook-secret";
+/// The title of the PMS simulator's YouTube library when downloads are on.
+pub const PLEX_LIBRARY: &str = "YouTube";
+/// The key of that library section (a movie section `1` is added before it, so the scanner
+/// must find it by type and title).
+pub const PLEX_LIBRARY_KEY: &str = "7";
 
 /// The admin database URL of the test PostgreSQL.
 pub fn admin_database_url() -> String {
@@ -155,6 +162,17 @@ pub struct TestOptions {
     pub default_quotas: Quotas,
     /// Session expirer interval (default 200 ms).
     pub session_expirer_interval: Duration,
+    /// Whether YouTube downloads are on (default false): a fresh downloads root under the
+    /// temp dir, yt-dlp from PATH, hosts `127.0.0.1` and `localhost` allowed (only the IP
+    /// literal passes the private-address check), and a PMS "Other Videos" section titled
+    /// [`PLEX_LIBRARY`] (key [`PLEX_LIBRARY_KEY`]) at that root.
+    pub downloads: bool,
+    /// Downloads per user per hour (default 5; 0: unlimited).
+    pub download_limit_per_hour: u32,
+    /// Playlist cap (default 10).
+    pub playlist_max_items: u32,
+    /// yt-dlp processes at once (default 2).
+    pub download_concurrency: usize,
 }
 
 impl Default for TestOptions {
@@ -176,6 +194,10 @@ impl Default for TestOptions {
             signin_attempts: 5,
             default_quotas: Quotas::default(),
             session_expirer_interval: Duration::from_millis(200),
+            downloads: false,
+            download_limit_per_hour: 5,
+            playlist_max_items: 10,
+            download_concurrency: 2,
         }
     }
 }
@@ -217,6 +239,8 @@ pub struct TestApp {
     pub pms: Option<PmsSim>,
     /// The admin the harness signed in at start (`request`, `get`, `post_json` use it).
     pub admin: TestUser,
+    /// The downloads root, when downloads are on (removed on drop).
+    pub downloads_dir: Option<std::path::PathBuf>,
     settings: Settings,
     running: Option<Running>,
 }
@@ -267,6 +291,35 @@ impl TestApp {
             trust_proxy: false,
             plex_timeout: Duration::from_secs(2),
         };
+        let downloads_dir = options.downloads.then(|| {
+            let dir = std::env::temp_dir().join(format!("medianest-test-{}", Uuid::now_v7()));
+            std::fs::create_dir_all(&dir).expect("a downloads root");
+            dir
+        });
+        if let (Some(pms), Some(dir)) = (&pms, &downloads_dir) {
+            pms.add_section("1", "Movies", "movie", "/data/movies");
+            pms.add_other_videos_section(PLEX_LIBRARY_KEY, PLEX_LIBRARY, &dir.to_string_lossy());
+        }
+        let downloads = DownloadSettings {
+            dir: downloads_dir.clone(),
+            allowed_hosts: vec!["127.0.0.1".to_string(), "localhost".to_string()],
+            limit_per_hour: std::num::NonZeroU32::new(options.download_limit_per_hour),
+            max_playlist_items: options.playlist_max_items,
+            downloader: medianest_workers::DownloaderConfig {
+                concurrency: options.download_concurrency,
+                progress_interval: Duration::from_secs(1),
+                cancel_poll: Duration::from_millis(200),
+            },
+            plex_library: PLEX_LIBRARY.to_string(),
+            plex_dir: None,
+            plex_webhook_secret: Some(PLEX_WEBHOOK_SECRET.to_string()),
+            scan_retry: RetryPolicy {
+                attempts: 4,
+                min_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(200),
+            },
+            ..DownloadSettings::default()
+        };
         let settings = Settings {
             database_url: database_url.clone(),
             nats_url: nats_url(),
@@ -292,6 +345,7 @@ impl TestApp {
             duplicate_window: Duration::from_secs(600),
             consumer_ack_wait: Duration::from_secs(1),
             auth,
+            downloads,
         };
         let nats = medianest_nats::connect(&settings.nats_url)
             .await
@@ -313,6 +367,7 @@ impl TestApp {
                 token: String::new(),
                 session_id: Uuid::nil(),
             },
+            downloads_dir,
             settings,
             running: None,
         };
@@ -651,5 +706,13 @@ where
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.downloads_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

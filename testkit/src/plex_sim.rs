@@ -1,5 +1,6 @@
 //! Faithful, in-process simulators of plex.tv (PIN sign-in, the account, its servers) and of a
-//! Plex Media Server (its identity), for MediaNest's Plex clients and the flows built on them.
+//! Plex Media Server (its identity, library sections, section scans, and the webhooks it
+//! sends), for MediaNest's Plex clients and the flows built on them.
 //!
 //! This module owns both simulators' HTTP servers, their state and their control API for
 //! tests. They follow the Plex contract of `../shared/DESIGN.md` §6 and, since plex.tv
@@ -40,15 +41,29 @@
 //!   server's `X-Plex-Token` (header or query parameter) and answers the root
 //!   `MediaContainer` (`machineIdentifier`, `version`, `friendlyName`, `Directory`, …) as JSON
 //!   or XML; without the token it answers PMS's HTML 401 page;
+//! - `GET /library/sections` (token required) answers the sections added with
+//!   [`PmsSim::add_section`] / [`PmsSim::add_other_videos_section`] in python-plexapi's and
+//!   Overseerr's shape: `{"MediaContainer": {"size": N, "allowSync": false, "title1": "Plex
+//!   Library", "Directory": [{"key": "3", "type": "movie", "title": …, "agent": …, "scanner":
+//!   …, "language", "uuid", "art", "thumb", "composite", timestamps, …, "Location": [{"id": 5,
+//!   "path": "/data/youtube"}]}]}}` as JSON or XML; without sections `Directory` is left out;
+//! - `GET /library/sections/{key}/refresh[?path=…]` (token required) answers 200 with an
+//!   empty body for a known section and records the key and the decoded path
+//!   ([`PmsSim::refreshes`]); an unknown key gets the HTML 404 page; the next refreshes can be
+//!   made to fail ([`PmsSim::fail_refreshes`]);
 //! - anything else answers PMS's HTML 404 page.
 //!
-//! **Extending [`PmsSim`]** (library sections, refresh, a webhook sender): add authenticated
-//! routes in `pms_protected_routes` (they get the token check of `pms_require_token`) and
-//! public ones in `pms_public_routes`; keep state in `PmsState` (behind
-//! `PmsShared::lock`); render answers with `media_container`, which handles the JSON/XML
-//! choice of `Accept` and renders arrays of objects (e.g. `"Directory": [...]`) as child
-//! elements. A webhook sender would be a method on [`PmsSim`] that POSTs `multipart/form-data`
-//! with a `payload` part, like `OverseerrSim::send_webhook`.
+//! The webhook side: [`PmsSim::library_new_payload`] (and [`PmsSim::library_new_event`], with
+//! this server's identity) builds Plex's documented `library.new` payload,
+//! [`PmsSim::webhook_multipart`] the `multipart/form-data` body PMS POSTs (JSON in a `payload`
+//! part, optionally a `thumb` JPEG part), and [`PmsSim::send_webhook`] POSTs it with PMS's
+//! `User-Agent: PlexMediaServer/<version>`.
+//!
+//! **Extending [`PmsSim`]**: add authenticated routes in `pms_protected_routes` (they get the
+//! token check of `pms_require_token`) and public ones in `pms_public_routes`; keep state in
+//! `PmsState` (behind `PmsShared::lock`); render answers with `media_container`, which handles
+//! the JSON/XML choice of `Accept` and renders arrays of objects (e.g. `"Directory": [...]`)
+//! as child elements.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -875,6 +890,101 @@ impl PmsShared {
 /// The simulated server's mutable state; library sections, scans etc. go here.
 struct PmsState {
     friendly_name: String,
+    /// Library sections in the order they were added (the order of `/library/sections`).
+    sections: Vec<SimSection>,
+    /// Ids handed to `Location`s, as PMS numbers its section locations.
+    next_location_id: u64,
+    /// Successful refresh calls: section key and decoded `path`.
+    refreshes: Vec<(String, Option<String>)>,
+    /// Injected failures of the next refresh calls.
+    refresh_failures: Option<(usize, StatusCode)>,
+}
+
+/// A library section of the [`PmsSim`].
+struct SimSection {
+    key: String,
+    title: String,
+    section_type: String,
+    agent: String,
+    scanner: String,
+    language: String,
+    uuid: String,
+    locations: Vec<(u64, String)>,
+    created_at: i64,
+    scanned_at: i64,
+}
+
+impl SimSection {
+    /// The section as an element of `/library/sections`'s `Directory`.
+    fn render(&self) -> Value {
+        let (art, thumb) = match self.section_type.as_str() {
+            "show" => ("/:/resources/show-fanart.jpg", "/:/resources/show.png"),
+            "artist" => ("/:/resources/artist-fanart.jpg", "/:/resources/artist.png"),
+            "photo" => ("/:/resources/photo-fanart.jpg", "/:/resources/photo.png"),
+            _ => ("/:/resources/movie-fanart.jpg", "/:/resources/movie.png"),
+        };
+        let locations: Vec<Value> = self
+            .locations
+            .iter()
+            .map(|(id, path)| json!({ "id": id, "path": path }))
+            .collect();
+        json!({
+            "allowSync": true,
+            "art": art,
+            "composite": format!("/library/sections/{}/composite/{}", self.key, self.scanned_at),
+            "filters": true,
+            "refreshing": false,
+            "thumb": thumb,
+            "key": self.key,
+            "type": self.section_type,
+            "title": self.title,
+            "agent": self.agent,
+            "scanner": self.scanner,
+            "language": self.language,
+            "uuid": self.uuid,
+            "updatedAt": self.scanned_at,
+            "createdAt": self.created_at,
+            "scannedAt": self.scanned_at,
+            "content": true,
+            "directory": true,
+            "contentChangedAt": 1000 + self.scanned_at % 100_000,
+            "hidden": 0,
+            "Location": locations,
+        })
+    }
+}
+
+/// Agent, scanner and language Plex picks for a new library of `section_type`.
+fn default_agent(section_type: &str) -> (&'static str, &'static str, &'static str) {
+    match section_type {
+        "movie" => ("tv.plex.agents.movie", "Plex Movie", "en-US"),
+        "show" => ("tv.plex.agents.series", "Plex TV Series", "en-US"),
+        "artist" => ("tv.plex.agents.music", "Plex Music", "en-US"),
+        "photo" => ("com.plexapp.agents.none", "Plex Photo Scanner", "xn"),
+        _ => ("tv.plex.agents.none", "Plex Video Files Scanner", "xn"),
+    }
+}
+
+/// A UUID-shaped string derived from `seed` (stable per seed, random-looking).
+fn stable_uuid(seed: &str) -> String {
+    let hash = fnv1a(seed);
+    let (high, low) = (splitmix64(hash), splitmix64(hash ^ 0xA5A5_A5A5_A5A5_A5A5));
+    let hex = format!("{high:016x}{low:016x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// FNV-1a, 64 bits.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01B3)
+    })
 }
 
 impl PmsSim {
@@ -891,6 +1001,10 @@ impl PmsSim {
             token: token.to_string(),
             state: Mutex::new(PmsState {
                 friendly_name: "MediaNest Test Server".to_string(),
+                sections: Vec::new(),
+                next_location_id: 1,
+                refreshes: Vec::new(),
+                refresh_failures: None,
             }),
         });
         let app = pms_public_routes()
@@ -937,6 +1051,351 @@ impl PmsSim {
     pub fn received(&self) -> Vec<ReceivedRequest> {
         self.shared.recorder.received()
     }
+
+    /// Adds a library section (or replaces the one with the same `key`) with one folder,
+    /// `location` (none when empty), and the agent and scanner Plex picks for `section_type`:
+    /// `movie` → `tv.plex.agents.movie` / `Plex Movie`, `show` → `tv.plex.agents.series` /
+    /// `Plex TV Series`, `artist` → `tv.plex.agents.music` / `Plex Music`, `photo` →
+    /// `com.plexapp.agents.none` / `Plex Photo Scanner`; any other type gets
+    /// `tv.plex.agents.none` / `Plex Video Files Scanner`.
+    pub fn add_section(&self, key: &str, title: &str, section_type: &str, location: &str) {
+        let (agent, scanner, language) = default_agent(section_type);
+        self.put_section(
+            key,
+            title,
+            section_type,
+            (agent, scanner, language),
+            location,
+        );
+    }
+
+    /// Adds an "Other Videos" library (or replaces the section with the same `key`): what
+    /// Plex creates for home videos and downloads — type `movie`, agent `tv.plex.agents.none`,
+    /// scanner `Plex Video Files Scanner`, language `xn`.
+    pub fn add_other_videos_section(&self, key: &str, title: &str, location: &str) {
+        self.put_section(
+            key,
+            title,
+            "movie",
+            ("tv.plex.agents.none", "Plex Video Files Scanner", "xn"),
+            location,
+        );
+    }
+
+    /// Adds another folder to section `key` (a library may span several).
+    ///
+    /// # Panics
+    ///
+    /// When there is no such section.
+    pub fn add_location(&self, key: &str, location: &str) {
+        let mut state = self.shared.lock();
+        let id = state.next_location_id;
+        state.next_location_id += 1;
+        let section = state
+            .sections
+            .iter_mut()
+            .find(|section| section.key == key)
+            .unwrap_or_else(|| panic!("the PMS simulator has no section {key}"));
+        section.locations.push((id, location.to_string()));
+    }
+
+    fn put_section(
+        &self,
+        key: &str,
+        title: &str,
+        section_type: &str,
+        (agent, scanner, language): (&str, &str, &str),
+        location: &str,
+    ) {
+        let mut state = self.shared.lock();
+        let mut locations = Vec::new();
+        if !location.is_empty() {
+            locations.push((state.next_location_id, location.to_string()));
+            state.next_location_id += 1;
+        }
+        let now = Utc::now().timestamp();
+        let section = SimSection {
+            key: key.to_string(),
+            title: title.to_string(),
+            section_type: section_type.to_string(),
+            agent: agent.to_string(),
+            scanner: scanner.to_string(),
+            language: language.to_string(),
+            uuid: stable_uuid(&format!("{}/{key}", self.shared.machine_identifier)),
+            locations,
+            created_at: now,
+            scanned_at: now,
+        };
+        match state.sections.iter_mut().find(|other| other.key == key) {
+            Some(existing) => *existing = section,
+            None => state.sections.push(section),
+        }
+    }
+
+    /// The refresh calls the server accepted, in order: the section key and the `path`
+    /// parameter, decoded (`None` for a whole-section scan). Calls answered with an injected
+    /// failure or a 404 are not listed (they are in [`received`](Self::received)).
+    pub fn refreshes(&self) -> Vec<(String, Option<String>)> {
+        self.shared.lock().refreshes.clone()
+    }
+
+    /// The next `n` refresh calls (with a valid token, whatever their section) answer
+    /// `status` with PMS's HTML error page, e.g. 503 for a server that is starting. Replaces
+    /// an earlier injection.
+    pub fn fail_refreshes(&self, n: usize, status: u16) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.shared.lock().refresh_failures = (n > 0).then_some((n, status));
+    }
+
+    /// A `library.new` webhook payload as this server sends it: [`Self::library_new_payload`]
+    /// with `Server` set to this server's `friendlyName` and `machineIdentifier`, and the
+    /// library section (`librarySectionID`, `librarySectionTitle`, `librarySectionKey`)
+    /// taken from this server's first section of the matching type (`movie` for a movie,
+    /// `show` for a show or an episode) when it has one.
+    pub fn library_new_event(
+        &self,
+        media_type: &str,
+        title: &str,
+        year: Option<i32>,
+        rating_key: &str,
+        guids: &[&str],
+    ) -> Value {
+        let mut payload = Self::library_new_payload(media_type, title, year, rating_key, guids);
+        let state = self.shared.lock();
+        payload["Server"] = json!({
+            "title": state.friendly_name,
+            "uuid": self.shared.machine_identifier,
+        });
+        let section_type = if media_type == "movie" {
+            "movie"
+        } else {
+            "show"
+        };
+        if let Some(section) = state
+            .sections
+            .iter()
+            .find(|section| section.section_type == section_type)
+        {
+            let metadata = &mut payload["Metadata"];
+            metadata["librarySectionID"] = section
+                .key
+                .parse::<u64>()
+                .map_or_else(|_| json!(section.key), |id| json!(id));
+            metadata["librarySectionTitle"] = json!(section.title);
+            metadata["librarySectionKey"] = json!(format!("/library/sections/{}", section.key));
+        }
+        payload
+    }
+
+    /// The JSON of Plex's `library.new` webhook (Plex support article "Webhooks"; the event
+    /// PMS sends to the owner's webhooks when new media is added):
+    ///
+    /// `{"event": "library.new", "user": true, "owner": true, "Account": {"id", "thumb",
+    /// "title"}, "Server": {"title", "uuid"}, "Metadata": {…}}` — no `Player` (nothing is
+    /// playing). `Metadata` has `librarySectionType`, `ratingKey`, `key`, `guid` (Plex's own
+    /// `plex://<type>/<24 hex>` id), `Guid: [{"id": "<guid>"}, …]` (one per `guids` entry, e.g.
+    /// `imdb://tt0133093`, `tmdb://603`, `tvdb://169`), `type`, `title`, `year`, `summary`,
+    /// `thumb`, `art`, `librarySectionTitle`, `librarySectionID`, `librarySectionKey`,
+    /// `addedAt` and `updatedAt` (epoch seconds, now). `year` is left out when `None`.
+    ///
+    /// - `movie`: section `Movies` (id 1), `key` `/library/metadata/<rating_key>`;
+    /// - `show`: section `TV Shows` (id 2), `key` `/library/metadata/<rating_key>/children`
+    ///   as PMS writes it for a show;
+    /// - `episode`: section `TV Shows` (id 2); `title` is the **show**'s title
+    ///   (`grandparentTitle`), the episode is S01E01 `Episode 1` (`index` 1, `parentIndex` 1,
+    ///   `parentTitle` `Season 1`), with `parentRatingKey`/`grandparentRatingKey` (the rating
+    ///   key minus 1 and 2 when numeric, else `<rating_key>-season`/`-show`),
+    ///   `parentKey`/`grandparentKey`, `parentGuid`/`grandparentGuid` (`plex://season/…`,
+    ///   `plex://show/…`), `grandparentThumb`/`grandparentArt`. As on a real server, `Guid`
+    ///   holds the **episode's** own ids; the show appears only as `grandparent*`.
+    ///
+    /// `Server` is a placeholder (`MediaNest Test Server`,
+    /// `0000000000000000000000000000000000000000`); [`Self::library_new_event`] fills in a
+    /// running simulator's.
+    pub fn library_new_payload(
+        media_type: &str,
+        title: &str,
+        year: Option<i32>,
+        rating_key: &str,
+        guids: &[&str],
+    ) -> Value {
+        let now = Utc::now().timestamp();
+        let is_movie = media_type == "movie";
+        let (section_id, section_title, section_type) = if is_movie {
+            (1, "Movies", "movie")
+        } else {
+            (2, "TV Shows", "show")
+        };
+        let key = if media_type == "show" {
+            format!("/library/metadata/{rating_key}/children")
+        } else {
+            format!("/library/metadata/{rating_key}")
+        };
+        let guid_list: Vec<Value> = guids.iter().map(|id| json!({ "id": id })).collect();
+        let mut metadata = json!({
+            "librarySectionType": section_type,
+            "ratingKey": rating_key,
+            "key": key,
+            "guid": plex_guid(media_type, rating_key),
+            "type": media_type,
+            "title": title,
+            "librarySectionTitle": section_title,
+            "librarySectionID": section_id,
+            "librarySectionKey": format!("/library/sections/{section_id}"),
+            "summary": "",
+            "thumb": format!("/library/metadata/{rating_key}/thumb/{now}"),
+            "art": format!("/library/metadata/{rating_key}/art/{now}"),
+            "addedAt": now,
+            "updatedAt": now,
+            "Guid": guid_list,
+        });
+        if let Some(year) = year {
+            metadata["year"] = json!(year);
+        }
+        if media_type == "episode" {
+            let (parent, grandparent) = match rating_key.parse::<u64>() {
+                Ok(number) if number >= 2 => ((number - 1).to_string(), (number - 2).to_string()),
+                _ => (format!("{rating_key}-season"), format!("{rating_key}-show")),
+            };
+            let extra = json!({
+                "title": "Episode 1",
+                "index": 1,
+                "parentIndex": 1,
+                "parentTitle": "Season 1",
+                "grandparentTitle": title,
+                "parentRatingKey": parent,
+                "grandparentRatingKey": grandparent,
+                "parentKey": format!("/library/metadata/{parent}"),
+                "grandparentKey": format!("/library/metadata/{grandparent}"),
+                "parentGuid": plex_guid("season", &parent),
+                "grandparentGuid": plex_guid("show", &grandparent),
+                "parentThumb": format!("/library/metadata/{parent}/thumb/{now}"),
+                "grandparentThumb": format!("/library/metadata/{grandparent}/thumb/{now}"),
+                "grandparentArt": format!("/library/metadata/{grandparent}/art/{now}"),
+            });
+            if let (Value::Object(fields), Value::Object(more)) = (&mut metadata, extra) {
+                fields.extend(more);
+            }
+        }
+        json!({
+            "event": "library.new",
+            "user": true,
+            "owner": true,
+            "Account": {
+                "id": 1,
+                "thumb": "https://plex.tv/users/1022b120ffbaa/avatar?c=1700000000",
+                "title": "admin",
+            },
+            "Server": {
+                "title": "MediaNest Test Server",
+                "uuid": "0000000000000000000000000000000000000000",
+            },
+            "Metadata": metadata,
+        })
+    }
+
+    /// A webhook POST body as PMS builds it (RFC 7578 `multipart/form-data`): a `payload` part
+    /// (`Content-Disposition: form-data; name="payload"`, then `Content-Type:
+    /// <part_content_type>` only when given — PMS sends none) holding `payload` as JSON, and
+    /// with `with_thumb` a second part `thumb` (`filename="image.jpg"`,
+    /// `Content-Type: image/jpeg`, a tiny JPEG) as PMS adds for some events. Lines end in
+    /// CRLF; the boundary is random (`------------------------<16 hex>`) and absent from the
+    /// content. Returns the `Content-Type` header value (`multipart/form-data;
+    /// boundary=<boundary>`) and the body.
+    pub fn webhook_multipart(
+        payload: &Value,
+        part_content_type: Option<&str>,
+        with_thumb: bool,
+    ) -> (String, Vec<u8>) {
+        let json = serde_json::to_vec(payload).expect("a JSON value serialises");
+        let boundary = loop {
+            let candidate = format!(
+                "------------------------{:016x}",
+                rand::thread_rng().gen::<u64>()
+            );
+            let needle = candidate.as_bytes();
+            let clashes = |content: &[u8]| content.windows(needle.len()).any(|w| w == needle);
+            if !clashes(&json) && !clashes(THUMB_JPEG) {
+                break candidate;
+            }
+        };
+        let mut body = Vec::with_capacity(json.len() + 512);
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        body.extend_from_slice(b"Content-Disposition: form-data; name=\"payload\"\r\n");
+        if let Some(content_type) = part_content_type {
+            body.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(&json);
+        body.extend_from_slice(b"\r\n");
+        if with_thumb {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            body.extend_from_slice(
+                b"Content-Disposition: form-data; name=\"thumb\"; filename=\"image.jpg\"\r\n",
+            );
+            body.extend_from_slice(b"Content-Type: image/jpeg\r\n\r\n");
+            body.extend_from_slice(THUMB_JPEG);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        (format!("multipart/form-data; boundary={boundary}"), body)
+    }
+
+    /// POSTs `payload` to `url` as PMS sends a webhook: [`Self::webhook_multipart`] without a
+    /// thumb, `User-Agent: PlexMediaServer/<PMS_VERSION>`, `Accept: */*`. An HTTP error
+    /// status is returned as the response.
+    ///
+    /// # Panics
+    ///
+    /// When the POST fails at the transport level (connection refused, …).
+    pub async fn send_webhook(
+        &self,
+        url: &str,
+        payload: &Value,
+        part_content_type: Option<&str>,
+    ) -> reqwest::Response {
+        self.send_webhook_with(url, payload, part_content_type, false)
+            .await
+    }
+
+    /// [`send_webhook`](Self::send_webhook), with a `thumb` part when `with_thumb`.
+    ///
+    /// # Panics
+    ///
+    /// When the POST fails at the transport level.
+    pub async fn send_webhook_with(
+        &self,
+        url: &str,
+        payload: &Value,
+        part_content_type: Option<&str>,
+        with_thumb: bool,
+    ) -> reqwest::Response {
+        let (content_type, body) = Self::webhook_multipart(payload, part_content_type, with_thumb);
+        reqwest::Client::new()
+            .post(url)
+            .header(header::USER_AGENT, format!("PlexMediaServer/{PMS_VERSION}"))
+            .header(header::ACCEPT, "*/*")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|err| {
+                panic!("the PMS simulator could not POST its webhook to {url}: {err}")
+            })
+    }
+}
+
+/// A tiny JPEG (SOI, a JFIF APP0 segment, EOI) for the webhook's `thumb` part.
+const THUMB_JPEG: &[u8] = &[
+    0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00, 0x00, 0x01,
+    0x00, 0x01, 0x00, 0x00, 0xFF, 0xD9,
+];
+
+/// Plex's own id of an item, `plex://<kind>/<24 hex>` (stable per kind and rating key).
+fn plex_guid(kind: &str, rating_key: &str) -> String {
+    let hash = fnv1a(&format!("{kind}/{rating_key}"));
+    let hex = format!("{:016x}{:016x}", splitmix64(hash), splitmix64(!hash));
+    format!("plex://{kind}/{}", &hex[..24])
 }
 
 /// Routes a real PMS answers without a token.
@@ -946,7 +1405,10 @@ fn pms_public_routes() -> Router<Arc<PmsShared>> {
 
 /// Routes that need the server's token (checked by [`pms_require_token`]).
 fn pms_protected_routes() -> Router<Arc<PmsShared>> {
-    Router::new().route("/", get(pms_root))
+    Router::new()
+        .route("/", get(pms_root))
+        .route("/library/sections", get(pms_sections))
+        .route("/library/sections/{key}/refresh", get(pms_refresh))
 }
 
 /// PMS answers a missing or wrong token with an HTML 401 page.
@@ -1072,6 +1534,57 @@ async fn pms_root(State(shared): State<Arc<PmsShared>>, headers: HeaderMap) -> R
         fields.extend(more);
     }
     media_container(&headers, container)
+}
+
+async fn pms_sections(State(shared): State<Arc<PmsShared>>, headers: HeaderMap) -> Response {
+    let directories: Vec<Value> = shared
+        .lock()
+        .sections
+        .iter()
+        .map(SimSection::render)
+        .collect();
+    let mut container = json!({
+        "size": directories.len(),
+        "allowSync": false,
+        "title1": "Plex Library",
+    });
+    // Like PMS, a server without libraries leaves `Directory` out.
+    if !directories.is_empty() {
+        container["Directory"] = Value::Array(directories);
+    }
+    media_container(&headers, container)
+}
+
+/// `GET /library/sections/{key}/refresh[?path=…]`: PMS starts the scan in the background and
+/// answers 200 with an empty body.
+async fn pms_refresh(
+    State(shared): State<Arc<PmsShared>>,
+    Path(key): Path<String>,
+    uri: Uri,
+) -> Response {
+    let path = Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .ok()
+        .and_then(|Query(pairs)| {
+            pairs
+                .into_iter()
+                .find(|(name, _)| name == "path")
+                .map(|(_, value)| value)
+        });
+    let mut state = shared.lock();
+    if let Some((left, status)) = state.refresh_failures.as_mut() {
+        let status = *status;
+        *left -= 1;
+        if *left == 0 {
+            state.refresh_failures = None;
+        }
+        return pms_html(status, status.canonical_reason().unwrap_or("Error"));
+    }
+    let Some(section) = state.sections.iter_mut().find(|section| section.key == key) else {
+        return pms_html(StatusCode::NOT_FOUND, "Not Found");
+    };
+    section.scanned_at = Utc::now().timestamp();
+    state.refreshes.push((key, path));
+    StatusCode::OK.into_response()
 }
 
 /// Answers `container` (the object inside `MediaContainer`) the way PMS does: JSON

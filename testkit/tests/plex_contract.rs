@@ -585,3 +585,537 @@ async fn a_redirect_to_another_host_is_not_followed_so_the_token_stays_home() {
     assert!(tv.received().is_empty(), "the token went to the other host");
     server.abort();
 }
+
+// ---------------------------------------------------------------------------------------------
+// PMS library sections, section scans (the Plex scanner) and webhooks (DESIGN.md §6).
+// ---------------------------------------------------------------------------------------------
+
+const PMS_TOKEN: &str = "pms-token";
+
+/// A PMS with a movie library, a TV library and an "Other Videos" library for downloads.
+async fn pms_with_libraries() -> PmsSim {
+    let pms = PmsSim::start("machine-libr", PMS_TOKEN).await;
+    pms.add_section("1", "Movies", "movie", "/data/movies");
+    pms.add_location("1", "/mnt/more-movies");
+    pms.add_section("2", "TV Shows", "show", "/data/tv");
+    pms.add_other_videos_section("3", "YouTube", "/data/youtube");
+    pms
+}
+
+#[tokio::test]
+async fn library_sections_lists_the_sections_with_types_agents_and_locations() {
+    let pms = pms_with_libraries().await;
+
+    let sections = pms_client(&pms, PMS_TOKEN)
+        .library_sections()
+        .await
+        .unwrap();
+
+    let summary: Vec<(&str, &str, &str)> = sections
+        .iter()
+        .map(|s| (s.key.as_str(), s.section_type.as_str(), s.title.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("1", "movie", "Movies"),
+            ("2", "show", "TV Shows"),
+            ("3", "movie", "YouTube"),
+        ]
+    );
+    assert_eq!(sections[0].agent.as_deref(), Some("tv.plex.agents.movie"));
+    assert_eq!(sections[0].scanner.as_deref(), Some("Plex Movie"));
+    assert_eq!(
+        sections[0].locations,
+        vec!["/data/movies", "/mnt/more-movies"]
+    );
+    assert_eq!(sections[1].agent.as_deref(), Some("tv.plex.agents.series"));
+    assert_eq!(sections[1].scanner.as_deref(), Some("Plex TV Series"));
+    assert_eq!(sections[1].locations, vec!["/data/tv"]);
+    assert_eq!(sections[2].agent.as_deref(), Some("tv.plex.agents.none"));
+    assert_eq!(
+        sections[2].scanner.as_deref(),
+        Some("Plex Video Files Scanner")
+    );
+    assert_eq!(sections[2].locations, vec!["/data/youtube"]);
+
+    let received = pms.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].method, "GET");
+    assert_eq!(received[0].path, "/library/sections");
+    assert_identification_headers(&received[0].headers);
+    assert_eq!(received[0].header("x-plex-token"), Some(PMS_TOKEN));
+}
+
+#[tokio::test]
+async fn a_server_without_libraries_lists_no_sections() {
+    let pms = PmsSim::start("machine-empty", PMS_TOKEN).await;
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    assert!(client.library_sections().await.unwrap().is_empty());
+    assert_eq!(client.find_section("movie", "Movies").await.unwrap(), None);
+
+    // PMS leaves `Directory` out when there is none.
+    let raw: Value = reqwest::Client::new()
+        .get(format!("{}/library/sections", pms.base_url()))
+        .header("X-Plex-Token", PMS_TOKEN)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw["MediaContainer"]["size"], 0);
+    assert!(raw["MediaContainer"].get("Directory").is_none(), "{raw}");
+}
+
+#[tokio::test]
+async fn pms_answers_library_sections_in_plex_json_and_xml() {
+    let pms = pms_with_libraries().await;
+    let http = reqwest::Client::new();
+
+    let json: Value = http
+        .get(format!("{}/library/sections", pms.base_url()))
+        .header("X-Plex-Token", PMS_TOKEN)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let container = &json["MediaContainer"];
+    assert_eq!(container["size"], 3);
+    assert_eq!(container["allowSync"], false);
+    assert_eq!(container["title1"], "Plex Library");
+    let youtube = &container["Directory"][2];
+    for (field, value) in [
+        ("key", "3"),
+        ("type", "movie"),
+        ("title", "YouTube"),
+        ("agent", "tv.plex.agents.none"),
+        ("scanner", "Plex Video Files Scanner"),
+        ("language", "xn"),
+    ] {
+        assert_eq!(youtube[field], value, "{field} in {youtube}");
+    }
+    for field in [
+        "allowSync",
+        "art",
+        "composite",
+        "filters",
+        "refreshing",
+        "thumb",
+        "uuid",
+        "updatedAt",
+        "createdAt",
+        "scannedAt",
+        "content",
+        "directory",
+        "contentChangedAt",
+        "hidden",
+    ] {
+        assert!(youtube.get(field).is_some(), "{field} in {youtube}");
+    }
+    assert_eq!(youtube["Location"][0]["path"], "/data/youtube");
+    assert!(youtube["Location"][0]["id"].is_u64());
+
+    let xml = http
+        .get(format!(
+            "{}/library/sections?X-Plex-Token={PMS_TOKEN}",
+            pms.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(xml.contains("<MediaContainer "), "{xml}");
+    assert!(xml.contains(" size=\"3\""), "{xml}");
+    assert!(xml.contains("<Directory "), "{xml}");
+    assert!(xml.contains("agent=\"tv.plex.agents.none\""), "{xml}");
+    assert!(xml.contains("path=\"/data/youtube\""), "{xml}");
+    assert!(xml.contains("<Location "), "{xml}");
+
+    let refused = http
+        .get(format!("{}/library/sections", pms.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}
+
+#[tokio::test]
+async fn find_section_matches_type_and_title_case_insensitively() {
+    let pms = pms_with_libraries().await;
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    let youtube = client
+        .find_section("movie", "  youtube ")
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(youtube.key, "3");
+    assert_eq!(youtube.locations, vec!["/data/youtube"]);
+    let tv = client.find_section("show", "TV SHOWS").await.unwrap();
+    assert_eq!(tv.map(|s| s.key), Some("2".to_string()));
+
+    // Same title, other type: none.
+    assert_eq!(client.find_section("show", "YouTube").await.unwrap(), None);
+    assert_eq!(client.find_section("artist", "Movies").await.unwrap(), None);
+    assert_eq!(client.find_section("movie", "Music").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn refresh_section_sends_the_key_the_encoded_path_and_the_token() {
+    let pms = pms_with_libraries().await;
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    client.refresh_section("3", None).await.unwrap();
+    client
+        .refresh_section("3", Some("/data/youtube/Test Channel [x]"))
+        .await
+        .unwrap();
+    client
+        .refresh_section("1", Some("/data/movies/Amélie & Co + 100% (2001)"))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        pms.refreshes(),
+        vec![
+            ("3".to_string(), None),
+            (
+                "3".to_string(),
+                Some("/data/youtube/Test Channel [x]".to_string())
+            ),
+            (
+                "1".to_string(),
+                Some("/data/movies/Amélie & Co + 100% (2001)".to_string())
+            ),
+        ]
+    );
+    let received = pms.received();
+    let paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/library/sections/3/refresh",
+            "/library/sections/3/refresh?path=%2Fdata%2Fyoutube%2FTest%20Channel%20%5Bx%5D",
+            "/library/sections/1/refresh?path=%2Fdata%2Fmovies%2FAm%C3%A9lie%20%26%20Co%20%2B%20100%25%20%282001%29",
+        ]
+    );
+    for call in &received {
+        assert_eq!(call.method, "GET");
+        assert_identification_headers(&call.headers);
+        assert_eq!(call.header("x-plex-token"), Some(PMS_TOKEN));
+        assert!(!call.path.contains(PMS_TOKEN));
+    }
+}
+
+#[tokio::test]
+async fn refreshing_an_unknown_section_is_an_error_that_is_not_retryable() {
+    let pms = pms_with_libraries().await;
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    let err = client
+        .refresh_section("99", Some("/data/youtube/x"))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, PlexError::NotFound), "{err:?}");
+    assert!(!err.is_retryable());
+    assert!(pms.refreshes().is_empty());
+
+    // An empty key is refused without a call.
+    let err = client.refresh_section(" ", None).await.unwrap_err();
+    assert!(matches!(err, PlexError::Config(_)), "{err:?}");
+    assert_eq!(pms.received().len(), 1);
+}
+
+#[tokio::test]
+async fn injected_refresh_failures_are_retryable_and_then_the_refresh_goes_through() {
+    let pms = pms_with_libraries().await;
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    pms.fail_refreshes(2, 503);
+    for _ in 0..2 {
+        let err = client
+            .refresh_section("3", Some("/data/youtube/a"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, PlexError::Unavailable(ref text) if text.contains("503")),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+    }
+    assert!(pms.refreshes().is_empty());
+
+    client
+        .refresh_section("3", Some("/data/youtube/a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        pms.refreshes(),
+        vec![("3".to_string(), Some("/data/youtube/a".to_string()))]
+    );
+    assert_eq!(pms.received().len(), 3);
+
+    // Other statuses map as everywhere else.
+    pms.fail_refreshes(1, 400);
+    let err = client.refresh_section("3", None).await.unwrap_err();
+    assert!(
+        matches!(err, PlexError::Rejected { status: 400, .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn library_calls_with_a_wrong_token_are_unauthorized() {
+    let pms = pms_with_libraries().await;
+    let client = pms_client(&pms, "wrong-token");
+
+    for err in [
+        client.library_sections().await.unwrap_err(),
+        client.find_section("movie", "Movies").await.unwrap_err(),
+        client
+            .refresh_section("3", Some("/data/youtube"))
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, PlexError::Unauthorized), "{err:?}");
+        assert!(!err.is_retryable());
+    }
+    assert!(pms.refreshes().is_empty());
+}
+
+#[tokio::test]
+async fn a_slow_refresh_is_unavailable() {
+    let pms = pms_with_libraries().await;
+    pms.set_delay(Duration::from_secs(3));
+    let client = PmsClient::new(PmsConfig {
+        base_url: pms.base_url().parse().unwrap(),
+        token: PMS_TOKEN.to_string(),
+        client: client_info(CLIENT_ID),
+        timeout: Duration::from_millis(300),
+    })
+    .unwrap();
+
+    let err = client.refresh_section("3", None).await.unwrap_err();
+
+    assert!(matches!(err, PlexError::Unavailable(_)), "{err:?}");
+    assert!(err.is_retryable());
+}
+
+/// One part of a `multipart/form-data` body: its header lines and its content.
+struct Part {
+    headers: Vec<String>,
+    content: Vec<u8>,
+}
+
+impl Part {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then_some(value.trim())
+        })
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// A minimal RFC 7578 parse that insists on exact framing: `--b CRLF`, parts separated by
+/// `CRLF --b CRLF`, `CRLF --b-- CRLF` at the end, headers ending with an empty line.
+fn parse_multipart(content_type: &str, body: &[u8]) -> Vec<Part> {
+    let boundary = content_type
+        .strip_prefix("multipart/form-data; boundary=")
+        .unwrap_or_else(|| panic!("not a multipart content type: {content_type}"));
+    assert!(!boundary.is_empty() && boundary.len() <= 70, "{boundary}");
+    let open = format!("--{boundary}\r\n");
+    let close = format!("\r\n--{boundary}--\r\n");
+    let separator = format!("\r\n--{boundary}\r\n");
+    assert!(body.starts_with(open.as_bytes()), "framing at the start");
+    assert!(body.ends_with(close.as_bytes()), "framing at the end");
+    let mut rest = &body[open.len()..body.len() - close.len()];
+    let mut raw_parts = Vec::new();
+    while let Some(at) = find(rest, separator.as_bytes()) {
+        raw_parts.push(&rest[..at]);
+        rest = &rest[at + separator.len()..];
+    }
+    raw_parts.push(rest);
+    raw_parts
+        .into_iter()
+        .map(|raw| {
+            let split = find(raw, b"\r\n\r\n").expect("a part's headers end with an empty line");
+            let headers = String::from_utf8(raw[..split].to_vec())
+                .unwrap()
+                .split("\r\n")
+                .map(str::to_string)
+                .collect();
+            Part {
+                headers,
+                content: raw[split + 4..].to_vec(),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn webhook_multipart_bodies_have_rfc_7578_framing() {
+    let payload = PmsSim::library_new_payload(
+        "movie",
+        "The Matrix",
+        Some(1999),
+        "1234",
+        &["imdb://tt0133093", "tmdb://603", "tvdb://169"],
+    );
+
+    // As PMS sends it: a `payload` part without a content type, no thumb.
+    let (content_type, body) = PmsSim::webhook_multipart(&payload, None, false);
+    let parts = parse_multipart(&content_type, &body);
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        parts[0].headers,
+        vec!["Content-Disposition: form-data; name=\"payload\"".to_string()]
+    );
+    assert_eq!(parts[0].header("content-type"), None);
+    let read: Value = serde_json::from_slice(&parts[0].content).unwrap();
+    assert_eq!(read, payload);
+
+    // With a part content type and a thumb.
+    let (content_type, body) = PmsSim::webhook_multipart(&payload, Some("application/json"), true);
+    let parts = parse_multipart(&content_type, &body);
+    assert_eq!(parts.len(), 2);
+    assert_eq!(
+        parts[0].header("content-disposition"),
+        Some("form-data; name=\"payload\"")
+    );
+    assert_eq!(parts[0].header("content-type"), Some("application/json"));
+    let read: Value = serde_json::from_slice(&parts[0].content).unwrap();
+    assert_eq!(read, payload);
+    assert_eq!(
+        parts[1].header("content-disposition"),
+        Some("form-data; name=\"thumb\"; filename=\"image.jpg\"")
+    );
+    assert_eq!(parts[1].header("content-type"), Some("image/jpeg"));
+    assert!(parts[1].content.starts_with(&[0xFF, 0xD8]), "a JPEG");
+    assert!(parts[1].content.ends_with(&[0xFF, 0xD9]), "a whole JPEG");
+
+    // Every body gets its own boundary.
+    let (other, _) = PmsSim::webhook_multipart(&payload, None, false);
+    assert_ne!(other, content_type);
+}
+
+#[tokio::test]
+async fn library_new_payloads_have_plex_webhook_shape() {
+    let movie = PmsSim::library_new_payload(
+        "movie",
+        "The Matrix",
+        Some(1999),
+        "1234",
+        &["imdb://tt0133093", "tmdb://603"],
+    );
+    assert_eq!(movie["event"], "library.new");
+    assert_eq!(movie["user"], true);
+    assert_eq!(movie["owner"], true);
+    assert!(movie["Account"]["id"].is_u64());
+    assert!(movie["Account"]["title"].is_string());
+    assert!(movie["Server"]["uuid"].is_string());
+    assert!(movie.get("Player").is_none());
+    let metadata = &movie["Metadata"];
+    assert_eq!(metadata["librarySectionType"], "movie");
+    assert_eq!(metadata["type"], "movie");
+    assert_eq!(metadata["ratingKey"], "1234");
+    assert_eq!(metadata["key"], "/library/metadata/1234");
+    assert!(metadata["guid"]
+        .as_str()
+        .unwrap()
+        .starts_with("plex://movie/"));
+    assert_eq!(metadata["title"], "The Matrix");
+    assert_eq!(metadata["year"], 1999);
+    assert_eq!(
+        metadata["Guid"],
+        serde_json::json!([{ "id": "imdb://tt0133093" }, { "id": "tmdb://603" }])
+    );
+    assert!(metadata["librarySectionID"].is_u64());
+    assert!(metadata["addedAt"].is_i64());
+
+    let episode =
+        PmsSim::library_new_payload("episode", "Breaking Bad", None, "5003", &["tvdb://349232"]);
+    let metadata = &episode["Metadata"];
+    assert_eq!(metadata["librarySectionType"], "show");
+    assert_eq!(metadata["type"], "episode");
+    assert_eq!(metadata["grandparentTitle"], "Breaking Bad");
+    assert_eq!(metadata["grandparentRatingKey"], "5001");
+    assert_eq!(metadata["parentRatingKey"], "5002");
+    assert_eq!(metadata["grandparentKey"], "/library/metadata/5001");
+    assert!(metadata["grandparentGuid"]
+        .as_str()
+        .unwrap()
+        .starts_with("plex://show/"));
+    assert_eq!(metadata["index"], 1);
+    assert_eq!(metadata["parentIndex"], 1);
+    assert!(metadata.get("year").is_none());
+}
+
+#[tokio::test]
+async fn send_webhook_posts_multipart_as_pms_does() {
+    let pms = pms_with_libraries().await;
+    pms.set_friendly_name("Living Room");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/webhooks/plex/{secret}",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let tx = tx.clone();
+                async move {
+                    tx.send((headers, body)).unwrap();
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("http://{addr}/webhooks/plex/s3cret");
+
+    let payload = pms.library_new_event("movie", "Some Video", Some(2024), "77", &[]);
+    assert_eq!(payload["Server"]["uuid"], pms.machine_identifier());
+    assert_eq!(payload["Server"]["title"], "Living Room");
+    assert_eq!(payload["Metadata"]["librarySectionID"], 1);
+    assert_eq!(payload["Metadata"]["librarySectionTitle"], "Movies");
+
+    let answer = pms.send_webhook(&url, &payload, None).await;
+    assert_eq!(answer.status(), 204);
+    let (headers, body) = rx.recv().await.unwrap();
+    let user_agent = headers["user-agent"].to_str().unwrap();
+    assert_eq!(user_agent, format!("PlexMediaServer/{PMS_VERSION}"));
+    let content_type = headers["content-type"].to_str().unwrap();
+    let parts = parse_multipart(content_type, &body);
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&parts[0].content).unwrap(),
+        payload
+    );
+
+    let answer = pms
+        .send_webhook_with(&url, &payload, Some("application/json"), true)
+        .await;
+    assert_eq!(answer.status(), 204);
+    let (headers, body) = rx.recv().await.unwrap();
+    let parts = parse_multipart(headers["content-type"].to_str().unwrap(), &body);
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0].header("content-type"), Some("application/json"));
+    server.abort();
+}

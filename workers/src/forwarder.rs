@@ -11,12 +11,10 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use medianest_domain::media_request::{self, MediaRequestCommand, RequestStatus};
 use medianest_integrations::overseerr::{
     CreateRequest, MediaType, OverseerrClient, OverseerrError, Seasons,
 };
-use medianest_nats::feed::StartAt;
 use medianest_nats::{EventFeed, FeedEvent};
 use medianest_store::media_requests::MediaRequests;
 use medianest_store::EventMetadata;
@@ -24,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
+use crate::consumer::consume;
 use crate::RetryPolicy;
 
 /// The consumer name.
@@ -60,40 +59,19 @@ impl OverseerrForwarder {
     /// # Errors
     /// Never returns an error: feed failures are logged and retried.
     pub async fn run(&self, shutdown: CancellationToken) {
-        loop {
-            let mut events = match self
-                .feed
-                .subscribe(NAME, &["media_request"], StartAt::Beginning)
-                .await
-            {
-                Ok(events) => events,
-                Err(error) => {
-                    warn!(%error, "forwarder cannot subscribe; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
-                        () = shutdown.cancelled() => return,
-                    }
+        consume(
+            self.feed.as_ref(),
+            NAME,
+            &["media_request"],
+            &shutdown,
+            |event| async move {
+                if matches!(event.event_type(), "approved" | "retried") {
+                    self.forward(&event).await;
                 }
-            };
-            loop {
-                let next = tokio::select! {
-                    next = events.next() => next,
-                    () = shutdown.cancelled() => return,
-                };
-                match next {
-                    None => break,
-                    Some(Err(error)) => warn!(%error, "forwarder feed error"),
-                    Some(Ok(event)) => {
-                        if matches!(event.event_type(), "approved" | "retried") {
-                            self.forward(&event).await;
-                        }
-                        if let Err(error) = event.ack().await {
-                            warn!(%error, "forwarder ack failed; the event will be redelivered");
-                        }
-                    }
-                }
-            }
-        }
+                event
+            },
+        )
+        .await;
     }
 
     /// Forwards the request of `event` if it is still waiting to be forwarded.

@@ -5,13 +5,21 @@
 //! - [`reconciler::OverseerrReconciler`]: polls forwarded requests until they settle, for
 //!   webhooks that never arrive.
 //! - [`session_expirer::SessionExpirer`]: records `expired` for sessions past their expiry.
+//! - [`downloader::Downloader`]: `queued`/`retried` downloads → yt-dlp runs, progress on
+//!   core NATS, items and outcome recorded.
+//! - [`scanner::PlexScanner`]: `completed` downloads → a Plex library section scan.
 
+mod consumer;
+pub mod downloader;
 pub mod forwarder;
 pub mod reconciler;
 pub mod retry;
+pub mod scanner;
 pub mod session_expirer;
 
+pub use downloader::{Downloader, DownloaderConfig};
 pub use forwarder::OverseerrForwarder;
 pub use reconciler::OverseerrReconciler;
 pub use retry::RetryPolicy;
+pub use scanner::{PlexScanner, ScanTarget};
 pub use session_expirer::SessionExpirer;

@@ -151,6 +151,17 @@ impl Container {
     }
 }
 
+impl FromStr for Container {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Mp4, Self::Mkv, Self::Webm]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not one of mp4, mkv, webm"))
+    }
+}
+
 /// The status of a download.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -391,6 +402,7 @@ struct Queued {
     status: DownloadStatus,
     attempt: u32,
     items: Vec<String>,
+    paths: Vec<String>,
     bytes: u64,
     scan_requested: bool,
 }
@@ -429,6 +441,25 @@ impl Download {
     /// Video ids completed in the current attempt, in order.
     pub fn items(&self) -> &[String] {
         self.queued.as_ref().map_or(&[], |q| q.items.as_slice())
+    }
+
+    /// The library folders (first path component, relative to the downloads root) of the
+    /// items completed in the current attempt, in order of first appearance.
+    pub fn folders(&self) -> Vec<&str> {
+        let mut folders: Vec<&str> = Vec::new();
+        for path in self.queued.iter().flat_map(|q| q.paths.iter()) {
+            let folder = path.split('/').next().unwrap_or(path);
+            if !folder.is_empty() && !folders.contains(&folder) {
+                folders.push(folder);
+            }
+        }
+        folders
+    }
+
+    /// Whether the Plex scanner recorded its outcome (`LibraryScanRequested` or
+    /// `LibraryScanFailed`) for the completed download.
+    pub fn library_scan_recorded(&self) -> bool {
+        self.queued.as_ref().is_some_and(|q| q.scan_requested)
     }
 
     /// Bytes completed in the current attempt.
@@ -597,6 +628,7 @@ impl Aggregate for Download {
                 status: S::Queued,
                 attempt: 0,
                 items: Vec::new(),
+                paths: Vec::new(),
                 bytes: 0,
                 scan_requested: false,
             });
@@ -611,12 +643,17 @@ impl Aggregate for Download {
                 state.status = S::Running;
                 state.attempt = attempt;
                 state.items.clear();
+                state.paths.clear();
                 state.bytes = 0;
             }
             E::ItemCompleted {
-                video_id, bytes, ..
+                video_id,
+                path,
+                bytes,
+                ..
             } => {
                 state.items.push(video_id);
+                state.paths.push(path);
                 state.bytes = state.bytes.saturating_add(bytes);
             }
             E::Completed { .. } => state.status = S::Completed,

@@ -885,6 +885,30 @@ fn a_completed_download_keeps_its_items() {
     assert_eq!(download.status(), Some(Status::Completed));
     assert_eq!(download.items(), ["dQw4w9WgXcQ"]);
     assert_eq!(download.bytes(), 1000);
+    assert_eq!(download.folders(), ["Rick Astley"]);
+}
+
+#[test]
+fn folders_are_listed_once_in_order_and_reset_by_a_new_attempt() {
+    let history = then(
+        a_download_that_is(Status::Running),
+        vec![
+            item("b1", 1, 1),
+            item("b2", 1, 2),
+            DownloadEvent::ItemCompleted {
+                video_id: "c1".to_string(),
+                title: "Elsewhere".to_string(),
+                path: "Other Channel/Elsewhere [c1].mp4".to_string(),
+                bytes: 5,
+                index: 3,
+                total: None,
+            },
+        ],
+    );
+    let download = state_after(history.clone());
+    assert_eq!(download.folders(), ["Uploads", "Other Channel"]);
+    let restarted = state_after(then(history, vec![started(2)]));
+    assert!(restarted.folders().is_empty());
 }
 
 // =============================================================================================

@@ -1,0 +1,162 @@
+//! The Plex scanner saga (DESIGN.md §6; issue 4): after a download's `completed`, Plex is
+//! asked to scan the folder its files landed in — `GET /library/sections/{key}/refresh
+//! ?path=<folder>` on the configured library section, found by type (`movie`, which is
+//! what Plex's "Other Videos" libraries are) and title (`MEDIANEST_PLEX_LIBRARY`, default
+//! `YouTube`), never by a hard-coded key — and the outcome is recorded as
+//! `LibraryScanRequested {section_id, path}` or, once retries are exhausted or the failure
+//! is permanent, `LibraryScanFailed {error}`.
+//!
+//! The folder is given as Plex sees it: `MEDIANEST_PLEX_DOWNLOADS_DIR` (default: the
+//! downloads root) joined with the items' folder; a download whose items landed in several
+//! folders has the whole root scanned. A completed download with no new files (everything
+//! was in the archive) needs no scan and records nothing. Exactly once in effect: the
+//! aggregate is loaded first and a recorded outcome ends the matter.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use medianest_domain::download::{DownloadCommand, DownloadStatus};
+use medianest_integrations::plex::{PlexError, PmsClient};
+use medianest_nats::{EventFeed, FeedEvent};
+use medianest_store::downloads::Downloads;
+use medianest_store::EventMetadata;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+
+use crate::consumer::consume;
+use crate::RetryPolicy;
+
+/// The consumer name.
+pub const NAME: &str = "saga-plex-scanner";
+const WORKER: &str = "plex-scanner";
+
+/// The Plex library type of "Other Videos" (and movie) libraries.
+pub const SECTION_TYPE: &str = "movie";
+
+/// Where downloads go in Plex.
+#[derive(Debug, Clone)]
+pub struct ScanTarget {
+    /// The library section's title (matched case-insensitively).
+    pub section_title: String,
+    /// The downloads root as Plex sees it (a path on the Plex server).
+    pub plex_root: PathBuf,
+}
+
+/// The Plex scanner saga.
+#[derive(Clone)]
+pub struct PlexScanner {
+    downloads: Arc<Downloads>,
+    pms: PmsClient,
+    feed: Arc<dyn EventFeed>,
+    target: ScanTarget,
+    retry: RetryPolicy,
+}
+
+impl PlexScanner {
+    /// A scanner calling `pms` for the completed downloads of `feed`.
+    pub fn new(
+        downloads: Arc<Downloads>,
+        pms: PmsClient,
+        feed: Arc<dyn EventFeed>,
+        target: ScanTarget,
+        retry: RetryPolicy,
+    ) -> Self {
+        Self {
+            downloads,
+            pms,
+            feed,
+            target,
+            retry,
+        }
+    }
+
+    /// Consumes download events until `shutdown`.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        consume(
+            self.feed.as_ref(),
+            NAME,
+            &["download"],
+            &shutdown,
+            |event| async move {
+                if event.event_type() == "completed" {
+                    self.scan(&event).await;
+                }
+                event
+            },
+        )
+        .await;
+    }
+
+    /// Asks Plex to scan the folder of the download of `event`, unless already recorded.
+    #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
+    pub async fn scan(&self, event: &FeedEvent) {
+        let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
+            warn!("event with a malformed aggregate id");
+            return;
+        };
+        let download = match self.downloads.load(id).await {
+            Ok((download, _)) => download,
+            Err(error) => {
+                warn!(%error, "cannot load the download");
+                return;
+            }
+        };
+        if download.status() != Some(DownloadStatus::Completed) || download.library_scan_recorded()
+        {
+            return;
+        }
+        let path = match download.folders().as_slice() {
+            [] => {
+                info!("no new files: nothing to scan");
+                return;
+            }
+            [folder] => self.target.plex_root.join(folder),
+            _ => self.target.plex_root.clone(),
+        };
+        let path = path.to_string_lossy().into_owned();
+        let (outcome, attempts) = self
+            .retry
+            .run(|| self.request_scan(&path), PlexError::is_retryable)
+            .await;
+        let label = if outcome.is_ok() {
+            "requested"
+        } else {
+            "failed"
+        };
+        metrics::counter!("medianest_plex_scans_total", "outcome" => label).increment(1);
+        let command = match outcome {
+            Ok(section_id) => DownloadCommand::RecordLibraryScanRequested { section_id, path },
+            Err(error) => {
+                warn!(%error, attempts, "Plex scan not requested");
+                DownloadCommand::RecordLibraryScanFailed {
+                    error: error.to_string(),
+                }
+            }
+        };
+        let metadata = EventMetadata::caused_by(
+            WORKER,
+            &event.event.id,
+            event.event.correlationid.as_deref(),
+        );
+        if let Err(error) = self.downloads.execute(id, command, None, &metadata).await {
+            warn!(%error, "scan outcome not recorded");
+        }
+    }
+
+    /// Finds the section and asks it to scan `path`; answers the section's key.
+    async fn request_scan(&self, path: &str) -> Result<String, PlexError> {
+        let section = self
+            .pms
+            .find_section(SECTION_TYPE, &self.target.section_title)
+            .await?
+            .ok_or_else(|| {
+                PlexError::Config(format!(
+                    "Plex has no {SECTION_TYPE} library titled \"{}\" (MEDIANEST_PLEX_LIBRARY)",
+                    self.target.section_title
+                ))
+            })?;
+        self.pms.refresh_section(&section.key, Some(path)).await?;
+        Ok(section.key)
+    }
+}
