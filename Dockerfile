@@ -5,7 +5,13 @@ COPY . .
 RUN cargo build --release --locked -p medianest
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+# yt-dlp (pinned, the version the tests run; see scripts/services.sh) and ffmpeg, which
+# yt-dlp needs to merge YouTube's separate video and audio streams.
+ARG YTDLP_VERSION=2026.10.26
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates ffmpeg \
+        python3 python3-venv \
+    && python3 -m venv /opt/yt-dlp && /opt/yt-dlp/bin/pip install --no-cache-dir "yt-dlp==${YTDLP_VERSION}" \
+    && ln -s /opt/yt-dlp/bin/yt-dlp /usr/local/bin/yt-dlp \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/medianest /usr/local/bin/medianest
 USER nobody

@@ -54,3 +54,29 @@ ensure_nats() {
   nohup "$bin" -a 127.0.0.1 -p 4222 -js -sd "$dir" >"$dir/nats.log" 2>&1 &
   wait_port 4222
 }
+
+# The yt-dlp version the tests (and the Dockerfile) use; bump both together.
+YTDLP_VERSION=2026.10.26
+
+# Puts yt-dlp $YTDLP_VERSION on PATH: the one already there if it is that version, else one
+# installed from PyPI into a virtualenv under target/tools (python3 -m venv; with plain pip
+# into the user's site when venv is unavailable). ffmpeg is not needed by the tests.
+ensure_ytdlp() {
+  if command -v yt-dlp >/dev/null && [ "$(yt-dlp --version 2>/dev/null)" = "$YTDLP_VERSION" ]; then
+    return 0
+  fi
+  local venv
+  venv="$(pwd)/target/tools/yt-dlp-$YTDLP_VERSION"
+  if [ ! -x "$venv/bin/yt-dlp" ]; then
+    log "installing yt-dlp $YTDLP_VERSION from PyPI into $venv"
+    if python3 -m venv "$venv" >/dev/null 2>&1; then
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "yt-dlp==$YTDLP_VERSION"
+    else
+      rm -rf "$venv"
+      python3 -m pip install --quiet --user --disable-pip-version-check "yt-dlp==$YTDLP_VERSION"
+      export PATH="$HOME/.local/bin:$PATH"
+      return 0
+    fi
+  fi
+  export PATH="$venv/bin:$PATH"
+}
