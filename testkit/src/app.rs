@@ -173,6 +173,8 @@ pub struct TestOptions {
     pub playlist_max_items: u32,
     /// yt-dlp processes at once (default 2).
     pub download_concurrency: usize,
+    /// The Plex library title MediaNest scans (default [`PLEX_LIBRARY`], the simulator's).
+    pub plex_library: String,
 }
 
 impl Default for TestOptions {
@@ -198,6 +200,7 @@ impl Default for TestOptions {
             download_limit_per_hour: 5,
             playlist_max_items: 10,
             download_concurrency: 2,
+            plex_library: PLEX_LIBRARY.to_string(),
         }
     }
 }
@@ -310,7 +313,7 @@ impl TestApp {
                 progress_interval: Duration::from_secs(1),
                 cancel_poll: Duration::from_millis(200),
             },
-            plex_library: PLEX_LIBRARY.to_string(),
+            plex_library: options.plex_library.clone(),
             plex_dir: None,
             plex_webhook_secret: Some(PLEX_WEBHOOK_SECRET.to_string()),
             scan_retry: RetryPolicy {

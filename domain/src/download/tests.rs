@@ -885,7 +885,7 @@ fn a_completed_download_keeps_its_items() {
     assert_eq!(download.status(), Some(Status::Completed));
     assert_eq!(download.items(), ["dQw4w9WgXcQ"]);
     assert_eq!(download.bytes(), 1000);
-    assert_eq!(download.folders(), ["Rick Astley"]);
+    assert_eq!(download.folders(), ["Uploads"]);
 }
 
 #[test]
