@@ -27,11 +27,12 @@ use medianest_http::openapi::Problem;
 use medianest_http::{optional_body, ApiError};
 use medianest_integrations::ytdlp::{ProbeMode, ProbedKind, YtDlp, YtDlpError};
 use medianest_store::downloads::{DownloadCommandError, Downloads};
-use medianest_store::{Committed, ExecuteError};
+use medianest_store::Committed;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::errors::executor_problem;
 use crate::idempotency::{idempotent, Answer};
 use crate::requests::{expected_version, http_metadata, is_json};
 use crate::url_check::UrlCheck;
@@ -367,23 +368,9 @@ pub(crate) fn problem(error: DownloadCommandError) -> ApiError {
             .with("next_slot_at", at)
             .retry_after(wait)
         }
-        DownloadCommandError::Execute(error) => match error {
-            ExecuteError::Rejected(rejection) => rejected(rejection, "no such download"),
-            ExecuteError::VersionMismatch { expected, actual } => ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "version-mismatch",
-                "Version mismatch",
-                format!("If-Match named version {expected}, the download is at version {actual}"),
-            )
-            .with("current_version", actual),
-            ExecuteError::Conflict => ApiError::new(
-                StatusCode::CONFLICT,
-                "concurrent-modification",
-                "Concurrent modification",
-                "the download changed while this command was decided; try again",
-            ),
-            ExecuteError::Store(cause) => ApiError::internal(&cause),
-        },
+        DownloadCommandError::Execute(error) => executor_problem(error, "download", |rejection| {
+            rejected(rejection, "no such download")
+        }),
     }
 }
 

@@ -43,20 +43,30 @@ pub(crate) fn problem(error: MediaRequestCommandError) -> ApiError {
 }
 
 fn execute_problem(error: ExecuteError<MediaRequestError>) -> ApiError {
+    executor_problem(error, "request", rejected)
+}
+
+/// The problem of an executor error on an aggregate called `noun` (`request`, `download`),
+/// with `rejected` mapping the aggregate's own refusals.
+pub(crate) fn executor_problem<E: std::error::Error>(
+    error: ExecuteError<E>,
+    noun: &str,
+    rejected: impl FnOnce(E) -> ApiError,
+) -> ApiError {
     match error {
         ExecuteError::Rejected(rejection) => rejected(rejection),
         ExecuteError::VersionMismatch { expected, actual } => ApiError::new(
             StatusCode::PRECONDITION_FAILED,
             "version-mismatch",
             "Version mismatch",
-            format!("If-Match named version {expected}, the request is at version {actual}"),
+            format!("If-Match named version {expected}, the {noun} is at version {actual}"),
         )
         .with("current_version", actual),
         ExecuteError::Conflict => ApiError::new(
             StatusCode::CONFLICT,
             "concurrent-modification",
             "Concurrent modification",
-            "the request changed while this command was decided; try again",
+            format!("the {noun} changed while this command was decided; try again"),
         ),
         ExecuteError::Store(cause) => ApiError::internal(&cause),
     }

@@ -70,7 +70,8 @@ where
                 Ok((status, body)) => (*status, body.clone()),
                 Err(problem) => (problem.status, problem.body()),
             };
-            let stored = if status.is_server_error() {
+            // Server errors and rate limits are passing states: the key stays usable.
+            let stored = if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
                 idempotency::abandon(pool, scope, &key).await
             } else {
                 idempotency::complete(pool, scope, &key, status.as_u16(), &body).await

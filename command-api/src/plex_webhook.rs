@@ -31,7 +31,13 @@ use crate::CommandState;
 
 /// The routes of this module.
 pub fn router() -> Router<CommandState> {
-    Router::new().route("/api/v1/webhooks/plex/{secret}", post(plex))
+    Router::new().route(
+        "/api/v1/webhooks/plex/{secret}",
+        // PMS adds the poster as a `thumb` part to some events: tens to hundreds of KiB.
+        post(plex).layer(axum::extract::DefaultBodyLimit::max(
+            medianest_http::layers::MAX_ROUTE_BODY_BYTES,
+        )),
+    )
 }
 
 /// The parts of a PMS webhook payload MediaNest reads.

@@ -8,8 +8,9 @@
 //! every hop. An IP literal that is itself on the allow-list is the operator's explicit
 //! choice and is not checked for privacy (that is how tests and LAN mirrors are allowed);
 //! names are. Each hop's request goes to the addresses that were checked (the resolution is
-//! pinned), with redirects not followed by the HTTP client but one by one here, at most
-//! [`MAX_REDIRECTS`].
+//! pinned, no proxy), with redirects not followed by the HTTP client but one by one here, at
+//! most [`MAX_REDIRECTS`]. This covers the URL as queued; yt-dlp resolves and follows again
+//! when it runs (docs/decisions.md, "YouTube downloads").
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -76,7 +77,17 @@ impl UrlCheck {
             Some(url::Host::Domain(name)) => {
                 let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
                     .await
-                    .map_err(|e| refused(url.as_str(), format!("the host does not resolve: {e}")))?
+                    .map_err(|e| {
+                        let text = e.to_string();
+                        if text.contains("Temporary failure") || text.contains("try again") {
+                            ApiError::unavailable(
+                                format!("{name} cannot be resolved now: {text}"),
+                                30,
+                            )
+                        } else {
+                            refused(url.as_str(), format!("the host does not resolve: {text}"))
+                        }
+                    })?
                     .collect();
                 if addrs.is_empty() {
                     return Err(refused(url.as_str(), "the host does not resolve"));
@@ -95,8 +106,10 @@ impl UrlCheck {
 
     /// Asks the hop (resolution pinned to `addrs`) and answers its redirect target, if any.
     async fn next_hop(&self, url: &Url, addrs: &[SocketAddr]) -> Result<Option<String>, ApiError> {
+        // No proxy: the request must go to the addresses that were checked.
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .timeout(self.timeout);
         if let Some(url::Host::Domain(name)) = url.host() {
             builder = builder.resolve_to_addrs(name, addrs);
@@ -153,7 +166,7 @@ fn is_public(ip: IpAddr) -> bool {
 }
 
 fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, _, _] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     !(ip.is_private()
         || ip.is_loopback()
         || ip.is_link_local()
@@ -164,17 +177,35 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a == 0
         || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
         || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
         || a >= 240)
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let s = ip.segments();
+    // Addresses that carry an IPv4 address: judge that one.
+    let embedded = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    if s[..6] == [0; 6] {
+        return is_public_v4(embedded(s[6], s[7])); // IPv4-compatible ::a.b.c.d
+    }
+    if s[0] == 0x0064 && s[1] == 0xff9b {
+        return is_public_v4(embedded(s[6], s[7])); // NAT64
+    }
+    if s[0] == 0x2002 {
+        return is_public_v4(embedded(s[1], s[2])); // 6to4
+    }
     !(ip.is_loopback()
-        || ip.is_unspecified()
         || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local
-        || (first & 0xffc0) == 0xfe80 // link-local
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8)) // documentation
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] & 0xffc0) == 0xfec0 // site-local
+        || (s[0] == 0x2001 && s[1] == 0x0000) // Teredo
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])) // discard
 }
 
 #[cfg(test)]
@@ -198,6 +229,13 @@ mod tests {
             "fe80::1",
             "::ffff:192.168.1.1",
             "2001:db8::1",
+            "::7f00:1",
+            "64:ff9b::a00:1",
+            "2002:c0a8:101::1",
+            "2001::1",
+            "fec0::1",
+            "100::1",
+            "192.0.0.8",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} counted as public");
         }
@@ -205,7 +243,13 @@ mod tests {
 
     #[test]
     fn public_addresses_are_public() {
-        for ip in ["142.250.185.78", "8.8.8.8", "2a00:1450:4001:82a::200e"] {
+        for ip in [
+            "142.250.185.78",
+            "8.8.8.8",
+            "2a00:1450:4001:82a::200e",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} counted as private");
         }
     }

@@ -19,12 +19,17 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Largest accepted request body, in bytes (64 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Largest body any route may accept, in bytes (8 MiB): routes that take more than
+/// [`MAX_BODY_BYTES`] (the Plex webhook, whose `thumb` part is a poster JPEG) raise their
+/// own limit with `DefaultBodyLimit` up to this.
+pub const MAX_ROUTE_BODY_BYTES: usize = 8 * 1024 * 1024;
+
 /// Wraps `router` in the standard layers.
 pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(CatchPanicLayer::new())
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_ROUTE_BODY_BYTES))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(problem_for_plain_413))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

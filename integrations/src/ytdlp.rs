@@ -198,6 +198,9 @@ pub struct DownloadJob {
     /// Preferred container: `"mp4"`, `"mkv"` or `"webm"`. Used for merges; with a single-file
     /// source the source's own extension is kept.
     pub container: String,
+    /// At most this many files in one run (`--max-downloads`; yt-dlp then exits 101,
+    /// [`Finished::StoppedEarly`]); `None`: no cap.
+    pub max_downloads: Option<u32>,
 }
 
 /// One thing a running download reported.
@@ -324,6 +327,19 @@ impl YtDlp {
     /// Path of a download's temp dir, `<root>/.incomplete/<download_id>`.
     pub fn temp_dir(&self, download_id: &str) -> PathBuf {
         self.root.join(INCOMPLETE_DIR).join(download_id)
+    }
+
+    /// Stops the yt-dlp a crashed worker left running for download `download_id` (found by
+    /// its pid file, and only if it still is that download's yt-dlp), then removes the
+    /// download's partial files. For downloads that will not run again (e.g. cancelled while
+    /// no worker ran); a download that runs again gets the same from [`YtDlp::spawn`].
+    pub fn reap(&self, download_id: &str) {
+        if validate_job_id(download_id).is_err() {
+            return;
+        }
+        let temp_dir = self.temp_dir(download_id);
+        stop_orphan(&self.pid_file(download_id), &temp_dir);
+        let _ = std::fs::remove_dir_all(&temp_dir);
     }
 
     /// `<root>/.incomplete/<download id>.pid`: the process id of the download's running
@@ -499,6 +515,10 @@ impl YtDlp {
         }
         args.push("--merge-output-format".into());
         args.push(job.container.clone());
+        if let Some(max) = job.max_downloads {
+            args.push("--max-downloads".into());
+            args.push(max.to_string());
+        }
         args.push(
             if job.playlist {
                 "--yes-playlist"
@@ -1208,6 +1228,7 @@ mod tests {
             playlist: true,
             max_height: Some(720),
             container: "mp4".into(),
+            max_downloads: Some(200),
         };
         let args = y.download_args(&job).unwrap();
         let pos = |a: &str| args.iter().position(|x| x == a).unwrap();
@@ -1222,6 +1243,7 @@ mod tests {
         );
         assert!(args.contains(&"temp:/srv/videos/.incomplete/0193-abc".to_owned()));
         assert!(args.contains(&"--yes-playlist".to_owned()));
+        assert_eq!(args[pos("--max-downloads") + 1], "200");
         assert_eq!(&args[args.len() - 2..], ["--", "-https://x"]);
         assert_eq!(format_spec(None), "bv*+ba/b");
         let bad = DownloadJob {

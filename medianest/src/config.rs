@@ -245,9 +245,8 @@ impl Default for AuthSettings {
     }
 }
 
-/// Validated settings of `medianest serve`.
-/// YouTube download settings (issue 4).
-#[derive(Debug, Clone)]
+/// YouTube download settings (issue 4). `Debug` leaves the webhook secret out.
+#[derive(Clone)]
 pub struct DownloadSettings {
     /// The library root; `None` turns downloads off (routes answer 503, sagas idle).
     pub dir: Option<std::path::PathBuf>,
@@ -271,6 +270,24 @@ pub struct DownloadSettings {
     pub scan_retry: medianest_workers::RetryPolicy,
     /// Timeout of one hop of the URL check.
     pub url_check_timeout: Duration,
+}
+
+impl std::fmt::Debug for DownloadSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownloadSettings")
+            .field("dir", &self.dir)
+            .field("ytdlp", &self.ytdlp)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("limit_per_hour", &self.limit_per_hour)
+            .field("max_playlist_items", &self.max_playlist_items)
+            .field("plex_library", &self.plex_library)
+            .field("plex_dir", &self.plex_dir)
+            .field(
+                "plex_webhook_secret",
+                &self.plex_webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for DownloadSettings {
@@ -344,6 +361,7 @@ fn download_settings(args: &ServeArgs) -> Result<DownloadSettings, ConfigError> 
         max_playlist_items: u32::try_from(max_items).unwrap_or(u32::MAX),
         downloader: medianest_workers::DownloaderConfig {
             concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
+            max_items: u32::try_from(max_items).unwrap_or(u32::MAX),
             ..Default::default()
         },
         plex_library,
@@ -356,6 +374,7 @@ fn download_settings(args: &ServeArgs) -> Result<DownloadSettings, ConfigError> 
     })
 }
 
+/// Validated settings of `medianest serve`.
 #[derive(Clone)]
 pub struct Settings {
     /// PostgreSQL URL.

@@ -19,7 +19,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::{wait_for_position, QueryState};
+use crate::{page_limit, paginate, wait_for_position, QueryState};
 
 /// Largest page size.
 pub const MAX_LIMIT: i64 = 100;
@@ -209,10 +209,7 @@ pub(crate) async fn list(
         .map(str::parse::<MediaType>)
         .transpose()
         .map_err(ApiError::malformed)?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::malformed("limit must be between 1 and 100"));
-    }
+    let limit = page_limit(params.limit)?;
     // Non-admins only ever list their own requests.
     let requested_by = if caller.is_admin() {
         params.requested_by
@@ -226,15 +223,10 @@ pub(crate) async fn list(
         requested_by,
         before: params.cursor,
     };
-    let mut rows = requests::list(&state.pool, &filter, limit + 1)
+    let rows = requests::list(&state.pool, &filter, limit + 1)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| row.id)
-    } else {
-        None
-    };
+    let (rows, next_cursor) = paginate(rows, limit, |row| row.id);
     Ok(Json(RequestPage {
         items: rows.iter().map(RequestView::from).collect(),
         next_cursor,

@@ -21,7 +21,6 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::requests::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::{wait_for_position, QueryState};
 
 /// The routes of this module.
@@ -323,10 +322,7 @@ pub(crate) async fn list_users(
     if !caller.is_admin() {
         return Err(ApiError::forbidden("only admins may list users"));
     }
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::malformed("limit must be between 1 and 100"));
-    }
+    let limit = crate::page_limit(params.limit)?;
     wait_for_position(&state, users::NAME, params.min_position, &headers).await?;
     let rows = users::list(&state.pool, params.cursor, limit + 1)
         .await

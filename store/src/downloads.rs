@@ -11,7 +11,7 @@
 //!   cost nothing).
 //!
 //! Both are kept with the `download_ledger` table, written under a per-user advisory lock
-//! before the download's events. A row whose download was never written (a crash between
+//! (held until the download's events are written) before the download's events. A row whose download was never written (a crash between
 //! the two) stops counting after a short grace; a row left active by a crash after the
 //! download ended is healed when it is next met (its download is loaded and, if it ended,
 //! the row is released).
@@ -22,7 +22,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use medianest_domain::download::{Download, DownloadCommand, DownloadError, DownloadServices};
 use medianest_domain::Actor;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 use crate::executor::{CommandExecutor, Committed, ExecuteError};
@@ -112,8 +113,8 @@ impl Downloads {
     ) -> Result<(), DownloadCommandError> {
         let url = self.check_url(url).map_err(ExecuteError::Rejected)?;
         let limited = !requested_by.is_admin();
-        self.claim(id, requested_by.id.as_str(), &url, limited, false)
-            .await
+        let mut lock = UserLock::acquire(&self.pool, requested_by.id.as_str()).await?;
+        self.claim(&mut lock, id, &url, limited, false).await
     }
 
     /// The current state and version of download `id` (version 0: no such download).
@@ -126,6 +127,11 @@ impl Downloads {
 
     /// Executes `command` on download `id` (`Queue` creates it).
     ///
+    /// A `Queue` or a `Retry` holds the user's lock from the ledger check until its events
+    /// are written, and the release of an ended download takes the same lock and re-reads
+    /// the download, so a cancel, a retry and a queue of the same URL cannot interleave into
+    /// two active downloads or an active download the ledger calls ended.
+    ///
     /// # Errors
     /// [`DownloadCommandError::Duplicate`] when a `Queue` or `Retry` meets an active download
     /// of the same URL for the same user; [`DownloadCommandError::LimitExceeded`] when a
@@ -137,7 +143,7 @@ impl Downloads {
         expected_version: Option<i64>,
         metadata: &EventMetadata,
     ) -> Result<Committed<Download>, DownloadCommandError> {
-        let mut claimed = false;
+        let mut lock = None;
         match &command {
             DownloadCommand::Queue {
                 requested_by, url, ..
@@ -146,9 +152,9 @@ impl Downloads {
                 // refused here, before the ledger is touched.
                 let url = self.check_url(url).map_err(ExecuteError::Rejected)?;
                 let limited = !requested_by.is_admin();
-                self.claim(id, requested_by.id.as_str(), &url, limited, true)
-                    .await?;
-                claimed = true;
+                let mut held = UserLock::acquire(&self.pool, requested_by.id.as_str()).await?;
+                self.claim(&mut held, id, &url, limited, true).await?;
+                lock = Some(held);
             }
             DownloadCommand::Retry { .. } => {
                 let (current, _) = self.load(id).await?;
@@ -157,8 +163,9 @@ impl Downloads {
                     (ended, current.requested_by(), current.url())
                 {
                     // A retry is not a new download: it does not count against the limit.
-                    self.claim(id, owner.as_str(), url, false, true).await?;
-                    claimed = true;
+                    let mut held = UserLock::acquire(&self.pool, owner.as_str()).await?;
+                    self.claim(&mut held, id, url, false, true).await?;
+                    lock = Some(held);
                 }
             }
             _ => {}
@@ -167,41 +174,44 @@ impl Downloads {
             .executor
             .execute(&id.to_string(), command, expected_version, metadata)
             .await;
-        match &result {
-            Ok(committed) => {
+        // The events are written (or refused): ledger upkeep failures are logged, not
+        // answered, and heal when the row is next met.
+        let upkeep = match (&result, lock) {
+            (Ok(committed), held) => {
                 if committed.aggregate.status().is_some_and(|s| !is_active(s)) {
-                    self.release(id).await?;
+                    self.release(id, held).await
+                } else {
+                    Ok(())
                 }
             }
-            Err(_) if claimed => self.undo_claim(id).await?,
-            Err(_) => {}
+            (Err(_), Some(held)) => self.undo_claim(id, held).await,
+            (Err(_), None) => Ok(()),
+        };
+        if let Err(error) = upkeep {
+            tracing::warn!(%id, %error, "download ledger not updated; it heals when next met");
         }
         Ok(result?)
     }
 
-    /// Checks the one-active-URL rule (and, when `limited`, the per-user limit) for `user`
-    /// and, when `record`, records `id` as active in the ledger, under a per-user lock.
+    /// Checks the one-active-URL rule (and, when `limited`, the per-user limit) for the
+    /// user of `lock` and, when `record`, records `id` as active in the ledger.
     async fn claim(
         &self,
+        lock: &mut UserLock,
         id: Uuid,
-        user: &str,
         url: &str,
         limited: bool,
         record: bool,
     ) -> Result<(), DownloadCommandError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))")
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
+        let user = lock.user.clone();
         let holders: Vec<Uuid> = sqlx::query_scalar(
             "SELECT download_id FROM download_ledger
               WHERE user_id = $1 AND url = $2 AND active AND download_id <> $3",
         )
-        .bind(user)
+        .bind(&user)
         .bind(url)
         .bind(id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *lock.conn)
         .await?;
         for holder in holders {
             if self.still_active(holder).await? {
@@ -209,7 +219,7 @@ impl Downloads {
             }
             sqlx::query("UPDATE download_ledger SET active = false WHERE download_id = $1")
                 .bind(holder)
-                .execute(&mut *tx)
+                .execute(&mut *lock.conn)
                 .await?;
         }
         if let (true, Some(limit)) = (limited, self.limit_per_hour) {
@@ -221,10 +231,10 @@ impl Downloads {
                                      AND e.aggregate_id = l.download_id::text))
                   ORDER BY l.queued_at",
             )
-            .bind(user)
+            .bind(&user)
             .bind(LIMIT_WINDOW.as_secs_f64())
             .bind(UNWRITTEN_GRACE.as_secs_f64())
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *lock.conn)
             .await?;
             if let Some(next_slot_at) = next_slot(limit, &counted) {
                 return Err(DownloadCommandError::LimitExceeded {
@@ -234,19 +244,17 @@ impl Downloads {
                 });
             }
         }
-        if !record {
-            return Ok(()); // the transaction rolls back: nothing changes
+        if record {
+            sqlx::query(
+                "INSERT INTO download_ledger (download_id, user_id, url) VALUES ($1, $2, $3)
+                 ON CONFLICT (download_id) DO UPDATE SET active = true",
+            )
+            .bind(id)
+            .bind(&user)
+            .bind(url)
+            .execute(&mut *lock.conn)
+            .await?;
         }
-        sqlx::query(
-            "INSERT INTO download_ledger (download_id, user_id, url) VALUES ($1, $2, $3)
-             ON CONFLICT (download_id) DO UPDATE SET active = true",
-        )
-        .bind(id)
-        .bind(user)
-        .bind(url)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -273,29 +281,70 @@ impl Downloads {
         })
     }
 
-    /// After a refused command: a never-written download's row is removed (it neither
-    /// counts nor holds its URL); an existing one goes back to what its status says.
-    async fn undo_claim(&self, id: Uuid) -> Result<(), DownloadCommandError> {
+    /// After a refused `Queue` or `Retry`: a never-written download's row is removed (it
+    /// neither counts nor holds its URL); an existing one goes back to what its status says.
+    async fn undo_claim(&self, id: Uuid, lock: UserLock) -> Result<(), DownloadCommandError> {
         let (current, _) = self.load(id).await?;
-        match current.status() {
+        if current.status().is_none() {
+            sqlx::query("DELETE FROM download_ledger WHERE download_id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
+        self.release(id, Some(lock)).await
+    }
+
+    /// Marks `id` ended in the ledger, under its user's lock (`held`, or taken here), if the
+    /// download — read again under the lock — has ended.
+    async fn release(&self, id: Uuid, held: Option<UserLock>) -> Result<(), DownloadCommandError> {
+        let mut lock = match held {
+            Some(lock) => lock,
             None => {
-                sqlx::query("DELETE FROM download_ledger WHERE download_id = $1")
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
+                let user: Option<String> = sqlx::query_scalar(
+                    "SELECT user_id FROM download_ledger WHERE download_id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(user) = user else {
+                    return Ok(());
+                };
+                UserLock::acquire(&self.pool, &user).await?
             }
-            Some(status) if !is_active(status) => self.release(id).await?,
-            Some(_) => {}
+        };
+        let (current, _) = self.load(id).await?;
+        if current.status().is_some_and(|s| !is_active(s)) {
+            sqlx::query(
+                "UPDATE download_ledger SET active = false WHERE download_id = $1 AND active",
+            )
+            .bind(id)
+            .execute(&mut *lock.conn)
+            .await?;
         }
         Ok(())
     }
+}
 
-    async fn release(&self, id: Uuid) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE download_ledger SET active = false WHERE download_id = $1 AND active")
-            .bind(id)
-            .execute(&self.pool)
+/// A user's ledger lock: a session advisory lock on a connection of its own, which is closed
+/// (so the lock released) when this is dropped — also when a request is abandoned midway.
+struct UserLock {
+    conn: PoolConnection<Postgres>,
+    user: String,
+}
+
+impl UserLock {
+    async fn acquire(pool: &PgPool, user: &str) -> Result<Self, sqlx::Error> {
+        let mut conn = pool.acquire().await?;
+        conn.close_on_drop();
+        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 11))")
+            .bind(user)
+            .execute(&mut *conn)
             .await?;
-        Ok(())
+        Ok(Self {
+            conn,
+            user: user.to_string(),
+        })
     }
 }
 

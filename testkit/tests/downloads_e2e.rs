@@ -651,7 +651,27 @@ async fn a_plex_library_new_webhook_marks_the_matching_request_available() {
         "5013",
         &["tmdb://604"],
     );
-    let response = pms(&app).send_webhook(&url, &payload, None).await;
+    // With a poster as large as real ones (300 KiB) after the payload part.
+    let boundary = "------------------------d41d8cd98f00b204";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"payload\"\r\n\r\n{payload}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"thumb\"; filename=\"image.jpg\"\r\n\
+         Content-Type: image/jpeg\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend(std::iter::repeat_n(0xa5u8, 300 * 1024));
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let response = app
+        .http
+        .post(&url)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 202);
     app.wait_for_status(other_id, "available", Duration::from_secs(10))
         .await;

@@ -53,6 +53,7 @@ fn job(url: String, playlist: bool) -> DownloadJob {
         playlist,
         max_height: Some(1080),
         container: "mp4".to_owned(),
+        max_downloads: None,
     }
 }
 
@@ -174,6 +175,25 @@ async fn feed_downloads_every_item_into_the_playlist_folder() {
     for (guid, _, _) in THREE {
         assert!(archive.iter().any(|l| l.ends_with(guid)), "{archive:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stops_early_at_its_download_cap() {
+    let server = three_item_feed().await;
+    let root = TempRoot::new();
+    let yt = runner(&root);
+    let job = DownloadJob {
+        max_downloads: Some(2),
+        ..job(server.feed_url("three"), true)
+    };
+    let (events, outcome) = run_to_end(yt.spawn(&job).expect("spawn yt-dlp")).await;
+    assert_eq!(
+        outcome,
+        Ok(Finished::StoppedEarly),
+        "exit 101 is a fine stop"
+    );
+    assert_eq!(done_items(&events).len(), 2, "{events:#?}");
+    assert_eq!(archive_lines(&yt).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,24 +15,30 @@
 //!   `<prefix>.progress.download.<id>`, at most one message per
 //!   [`DownloaderConfig::progress_interval`] (1 s) per download; shape in docs/events.md.
 //! - **Cancel.** While yt-dlp runs, the aggregate is polled every
-//!   [`DownloaderConfig::cancel_poll`]; once it says `cancelled`, the process group is killed
-//!   and the attempt's temp dir (the partial files) removed. Nothing else is recorded.
+//!   [`DownloaderConfig::cancel_poll`]; once it no longer runs this attempt (`cancelled`, or
+//!   retried into a new one), the process group is killed and the attempt's temp dir (the
+//!   partial files) removed. Every report is written with `If-Match` on the version the saga
+//!   last wrote, so a stale run can never report into a newer attempt.
+//! - **Playlist cap at run time.** A playlist run downloads at most
+//!   [`DownloaderConfig::max_items`] files (`--max-downloads`), however the playlist grew.
 //! - **Crash safety.** yt-dlp writes into `<root>/.incomplete/<id>/` and moves finished
 //!   files into place; a new attempt wipes that dir first, and the shared download archive
 //!   makes files already in place be skipped, so a restart never leaves a partial file or a
 //!   duplicate. On shutdown the running processes are killed and their downloads left
 //!   `running`, to be restarted by the next start.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use medianest_domain::download::{DownloadCommand, DownloadKind, DownloadStatus};
-use medianest_integrations::ytdlp::{DownloadJob, Finished, RunEvent, YtDlp, YtDlpError};
+use medianest_domain::download::{Download, DownloadCommand, DownloadKind, DownloadStatus};
+use medianest_integrations::ytdlp::{
+    DownloadJob, Finished, RunEvent, YtDlp, YtDlpError, INCOMPLETE_DIR,
+};
 use medianest_nats::{EventFeed, Subjects};
-use medianest_store::downloads::Downloads;
+use medianest_store::downloads::{DownloadCommandError, Downloads};
 use medianest_store::lock::InstanceLock;
-use medianest_store::EventMetadata;
+use medianest_store::{Committed, EventMetadata, ExecuteError};
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Semaphore};
@@ -41,6 +47,7 @@ use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
 use crate::consumer::consume;
+use crate::RetryPolicy;
 
 /// The consumer name (and instance lock).
 pub const NAME: &str = "saga-downloader";
@@ -55,6 +62,12 @@ pub struct DownloaderConfig {
     pub progress_interval: Duration,
     /// How often a running download checks whether it was cancelled (default 500 ms).
     pub cancel_poll: Duration,
+    /// The most files one run of a playlist downloads (yt-dlp `--max-downloads`), whatever
+    /// the playlist grew to since it was queued (default 200, the playlist cap).
+    pub max_items: u32,
+    /// Retries of the saga's writes through store failures (default 5 attempts, 200 ms
+    /// doubling to 5 s).
+    pub store_retry: RetryPolicy,
 }
 
 impl Default for DownloaderConfig {
@@ -63,6 +76,12 @@ impl Default for DownloaderConfig {
             concurrency: 2,
             progress_interval: Duration::from_secs(1),
             cancel_poll: Duration::from_millis(500),
+            max_items: 200,
+            store_retry: RetryPolicy {
+                attempts: 5,
+                min_delay: Duration::from_millis(200),
+                max_delay: Duration::from_secs(5),
+            },
         }
     }
 }
@@ -110,22 +129,28 @@ impl Downloader {
     }
 
     /// Runs until `shutdown` (then kills running yt-dlp processes and returns once they are
-    /// gone). Waits for the instance lock first.
+    /// gone). Waits for the instance lock first (retrying through database outages).
     pub async fn run(&self, shutdown: CancellationToken) {
-        let lock = tokio::select! {
-            lock = InstanceLock::acquire(&self.pool, NAME, Duration::from_secs(2)) => lock,
-            () = shutdown.cancelled() => return,
-        };
-        let lock = match lock {
-            Ok(lock) => lock,
-            Err(error) => {
-                warn!(%error, "downloader cannot take its instance lock");
-                return;
+        let lock = loop {
+            let lock = tokio::select! {
+                lock = InstanceLock::acquire(&self.pool, NAME, Duration::from_secs(2)) => lock,
+                () = shutdown.cancelled() => return,
+            };
+            match lock {
+                Ok(lock) => break lock,
+                Err(error) => {
+                    warn!(%error, "downloader cannot take its instance lock; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                }
             }
         };
         let (queue, work) = mpsc::unbounded_channel::<(Uuid, Cause)>();
         match self.active_downloads().await {
             Ok(ids) => {
+                self.reap_orphans(&ids);
                 for id in ids {
                     let cause = Cause {
                         id: format!("recovery:{id}"),
@@ -136,7 +161,7 @@ impl Downloader {
             }
             Err(error) => warn!(%error, "cannot list active downloads"),
         }
-        let dispatcher = self.clone().dispatch(work, shutdown.clone());
+        let dispatcher = self.clone().dispatch(work, queue.clone(), shutdown.clone());
         let feed = async move {
             consume(
                 self.feed.as_ref(),
@@ -157,7 +182,6 @@ impl Downloader {
                 },
             )
             .await;
-            drop(queue);
         };
         // One future: if this task is aborted, the running downloads are dropped with it
         // (and their yt-dlp process groups killed).
@@ -174,14 +198,37 @@ impl Downloader {
         .await
     }
 
-    /// Runs queued downloads, at most `concurrency` at once, each once at a time.
+    /// Kills the yt-dlp left behind by a crashed worker for a download that is no longer
+    /// active (cancelled meanwhile), and removes its partial files. Active downloads are
+    /// handled when they restart.
+    fn reap_orphans(&self, active: &[Uuid]) {
+        let Ok(entries) = std::fs::read_dir(self.ytdlp.downloads_root().join(INCOMPLETE_DIR))
+        else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".pid") else {
+                continue;
+            };
+            if id.parse::<Uuid>().is_ok_and(|id| !active.contains(&id)) {
+                self.ytdlp.reap(id);
+            }
+        }
+    }
+
+    /// Runs queued downloads, at most `concurrency` at once, each once at a time; a download
+    /// queued again while it runs (a cancel and a retry in quick succession) runs again once
+    /// the current run has ended.
     async fn dispatch(
         self,
         mut work: mpsc::UnboundedReceiver<(Uuid, Cause)>,
+        requeue: mpsc::UnboundedSender<(Uuid, Cause)>,
         shutdown: CancellationToken,
     ) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-        let in_flight = Arc::new(Mutex::new(HashSet::new()));
+        // Waiting or running downloads, with a cause when they must run once more.
+        let in_flight: Arc<Mutex<HashMap<Uuid, Option<Cause>>>> = Arc::default();
         let mut running = tokio::task::JoinSet::new();
         loop {
             let next = tokio::select! {
@@ -191,12 +238,13 @@ impl Downloader {
             let Some((id, cause)) = next else {
                 break;
             };
-            if !in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(id)
             {
-                continue; // already waiting or running
+                let mut in_flight = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(again) = in_flight.get_mut(&id) {
+                    *again = Some(cause);
+                    continue;
+                }
+                in_flight.insert(id, None);
             }
             let permit = tokio::select! {
                 permit = slots.clone().acquire_owned() => permit,
@@ -208,13 +256,18 @@ impl Downloader {
             let this = self.clone();
             let in_flight = in_flight.clone();
             let shutdown = shutdown.clone();
+            let requeue = requeue.clone();
             running.spawn(async move {
                 this.download(id, cause, shutdown).await;
-                in_flight
+                let again = in_flight
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&id);
+                    .remove(&id)
+                    .flatten();
                 drop(permit);
+                if let Some(cause) = again {
+                    let _ = requeue.send((id, cause));
+                }
             });
             while running.try_join_next().is_some() {}
         }
@@ -222,6 +275,10 @@ impl Downloader {
     }
 
     /// One attempt of download `id`, if it is still queued (or running: a restart).
+    ///
+    /// Every report of the attempt is written with the version the saga last wrote as
+    /// `If-Match`, so a cancel or retry in between makes it stop instead of reporting into a
+    /// newer attempt.
     #[instrument(skip(self, cause, shutdown), fields(cause = %cause.id))]
     async fn download(&self, id: Uuid, cause: Cause, shutdown: CancellationToken) {
         let metadata = EventMetadata::caused_by(WORKER, &cause.id, cause.correlation.as_deref());
@@ -244,18 +301,17 @@ impl Downloader {
         else {
             return;
         };
-        let started = match self
-            .downloads
-            .execute(id, DownloadCommand::Start, None, &metadata)
+        let Some(started) = self
+            .report(id, DownloadCommand::Start, None, &metadata)
             .await
-        {
-            Ok(started) => started,
-            Err(error) => {
-                warn!(%error, "cannot record the start");
-                return;
-            }
+        else {
+            return;
         };
-        let attempt = started.aggregate.attempt();
+        let attempt = Attempt {
+            id,
+            number: started.aggregate.attempt(),
+            version: started.version,
+        };
         metrics::counter!("medianest_downloads_started_total").increment(1);
         let job = DownloadJob {
             id: id.to_string(),
@@ -263,17 +319,18 @@ impl Downloader {
             playlist: kind == DownloadKind::Playlist,
             max_height: quality.max_height(),
             container: container.as_str().to_string(),
+            max_downloads: (kind == DownloadKind::Playlist).then_some(self.config.max_items),
         };
-        let outcome = match self.ytdlp.spawn(&job) {
-            Ok(running) => self.follow(id, running, &metadata, &shutdown).await,
-            Err(error) => Some(Err(error)),
+        let (outcome, attempt) = match self.ytdlp.spawn(&job) {
+            Ok(running) => self.follow(attempt, running, &metadata, &shutdown).await,
+            Err(error) => (Some(Err(error)), attempt),
         };
         let command = match outcome {
-            // Cancelled or shut down: the process is gone; nothing more to record.
+            // Stopped (cancel, retry, shutdown): the process is gone; nothing to record.
             None => return,
             Some(Ok(Finished::Success | Finished::StoppedEarly)) => DownloadCommand::Complete,
             Some(Err(error)) => {
-                warn!(%error, attempt, "download failed");
+                warn!(%error, attempt = attempt.number, "download failed");
                 DownloadCommand::Fail {
                     retryable: error.is_retryable(),
                     error: failure_text(&error),
@@ -286,42 +343,80 @@ impl Downloader {
             "failed"
         };
         metrics::counter!("medianest_downloads_finished_total", "outcome" => label).increment(1);
-        if let Err(error) = self.downloads.execute(id, command, None, &metadata).await {
-            // E.g. cancelled just as yt-dlp finished: the aggregate decides.
-            warn!(%error, "outcome not recorded");
+        self.report(id, command, Some(attempt.version), &metadata)
+            .await;
+    }
+
+    /// Writes a report of the saga, retrying store failures with backoff (a lost report
+    /// would leave the download hanging). `None` when it was refused (logged): a stale
+    /// `If-Match`, or a status that no longer allows it.
+    async fn report(
+        &self,
+        id: Uuid,
+        command: DownloadCommand,
+        expected_version: Option<i64>,
+        metadata: &EventMetadata,
+    ) -> Option<Committed<Download>> {
+        let name = command.name();
+        let (outcome, _) = self
+            .config
+            .store_retry
+            .run(
+                || {
+                    self.downloads
+                        .execute(id, command.clone(), expected_version, metadata)
+                },
+                |error| {
+                    matches!(
+                        error,
+                        DownloadCommandError::Execute(
+                            ExecuteError::Store(_) | ExecuteError::Conflict
+                        )
+                    )
+                },
+            )
+            .await;
+        match outcome {
+            Ok(committed) => Some(committed),
+            Err(error) => {
+                warn!(%error, command = name, "not recorded");
+                None
+            }
         }
     }
 
     /// Follows a running yt-dlp: progress out, items recorded, cancel and shutdown obeyed.
-    /// `None` when the process was stopped (cancel or shutdown).
+    /// Answers the outcome (`None` when the process was stopped) and the attempt as last
+    /// written.
     async fn follow(
         &self,
-        id: Uuid,
+        mut attempt: Attempt,
         mut running: medianest_integrations::ytdlp::RunningDownload,
         metadata: &EventMetadata,
         shutdown: &CancellationToken,
-    ) -> Option<Result<Finished, YtDlpError>> {
+    ) -> (Option<Result<Finished, YtDlpError>>, Attempt) {
+        let id = attempt.id;
         let subject = self.subjects.progress("download", &id.to_string());
         let mut last_published: Option<Instant> = None;
         let mut items_completed = 0u32;
         let mut current_item: (Option<u32>, Option<u32>) = (None, None);
-        let mut poll = tokio::time::interval(self.config.cancel_poll);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Watches the aggregate in its own task, so `next_event` is never dropped mid-line.
+        let superseded = CancellationToken::new();
+        let _watcher = AbortOnDrop(tokio::spawn(
+            self.clone().watch(attempt, superseded.clone()),
+        ));
         loop {
             let event = tokio::select! {
                 event = running.next_event() => event,
-                _ = poll.tick() => {
-                    if self.is_cancelled(id).await {
-                        info!("cancelled: stopping yt-dlp");
-                        stop(running).await;
-                        return None;
-                    }
-                    continue;
+                () = superseded.cancelled() => {
+                    info!("cancelled or retried: stopping yt-dlp");
+                    stop(running).await;
+                    return (None, attempt);
                 }
                 () = shutdown.cancelled() => {
                     info!("shutting down: stopping yt-dlp; the download restarts with the next start");
                     stop(running).await;
-                    return None;
+                    return (None, attempt);
                 }
             };
             match event {
@@ -363,23 +458,57 @@ impl Downloader {
                         index: item.index,
                         total: item.total,
                     };
-                    if let Err(error) = self.downloads.execute(id, command, None, metadata).await {
-                        warn!(%error, "item not recorded");
+                    match self
+                        .report(id, command, Some(attempt.version), metadata)
+                        .await
+                    {
+                        Some(committed) => attempt.version = committed.version,
+                        None => {
+                            // Cancelled or retried meanwhile: this attempt is over.
+                            stop(running).await;
+                            return (None, attempt);
+                        }
                     }
                 }
             }
         }
-        Some(running.wait().await)
+        (Some(running.wait().await), attempt)
     }
 
-    async fn is_cancelled(&self, id: Uuid) -> bool {
-        match self.downloads.load(id).await {
-            Ok((download, _)) => download.status() == Some(DownloadStatus::Cancelled),
-            Err(error) => {
-                warn!(%error, "cannot check for a cancel");
-                false
+    /// Cancels `superseded` once the aggregate no longer runs `attempt` (cancelled, or
+    /// retried into a new attempt), checking every `cancel_poll`.
+    async fn watch(self, attempt: Attempt, superseded: CancellationToken) {
+        loop {
+            tokio::time::sleep(self.config.cancel_poll).await;
+            match self.downloads.load(attempt.id).await {
+                Ok((download, _)) => {
+                    if download.status() != Some(DownloadStatus::Running)
+                        || download.attempt() != attempt.number
+                    {
+                        superseded.cancel();
+                        return;
+                    }
+                }
+                Err(error) => warn!(%error, "cannot check for a cancel"),
             }
         }
+    }
+}
+
+/// The attempt a run reports into: its number and the version the saga last wrote.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    id: Uuid,
+    number: u32,
+    version: i64,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
