@@ -480,7 +480,10 @@ async fn a_worker_crash_mid_download_is_retried_cleanly_without_a_duplicate_file
 
     app.crash_and_restart().await;
 
-    let view = wait_for_download(&app, &id, Duration::from_secs(90), status_is("completed")).await;
+    let view = wait_for_download(&app, &id, Duration::from_secs(90), |v| {
+        v["status"] == "completed" && !v["library_scan"].is_null()
+    })
+    .await;
     assert_eq!(view["attempt"], 2, "{view}");
     let root = root(&app);
     assert_eq!(
