@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use sqlx::{FromRow, PgConnection, PgExecutor, QueryBuilder};
 use uuid::Uuid;
 
-use crate::runner::{finish_row_update, row_update};
+use crate::runner::{finish_row_update, public_event, row_update};
 use crate::{Projection, ProjectionError};
 
 /// The `downloads` projection.
@@ -38,16 +38,7 @@ impl Projection for DownloadsProjection {
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
-        let undecodable = |reason: String| ProjectionError::Undecodable {
-            id: event.event.id.clone(),
-            reason,
-        };
-        let id: Uuid = event
-            .aggregate_id()
-            .parse()
-            .map_err(|e: uuid::Error| undecodable(e.to_string()))?;
-        let decoded = download_event(event.event_type(), event.data())
-            .map_err(|e| undecodable(e.to_string()))?;
+        let (id, decoded) = public_event(event, download_event)?;
         let (sequence, position, time) =
             (event.event.sequence, event.cursor.position, event.time());
         if let DownloadEvent::Queued {

@@ -169,6 +169,28 @@ impl ProjectionRunner {
     }
 }
 
+/// Decodes a JetStream-fed event from its public form with `decode` (e.g.
+/// `medianest_domain::public::download_event`), and its aggregate id as a UUID.
+///
+/// # Errors
+/// [`ProjectionError::Undecodable`] when the id or the data does not decode.
+pub(crate) fn public_event<E>(
+    event: &FeedEvent,
+    decode: fn(&str, &serde_json::Value) -> Result<E, serde_json::Error>,
+) -> Result<(uuid::Uuid, E), ProjectionError> {
+    let undecodable = |reason: String| ProjectionError::Undecodable {
+        id: event.event.id.clone(),
+        reason,
+    };
+    let id = event
+        .aggregate_id()
+        .parse()
+        .map_err(|e: uuid::Error| undecodable(e.to_string()))?;
+    let decoded =
+        decode(event.event_type(), event.data()).map_err(|e| undecodable(e.to_string()))?;
+    Ok((id, decoded))
+}
+
 /// Starts `UPDATE <table> SET version = <sequence>, updated_at = <time>, last_position =
 /// <position>` for a read model whose rows carry their aggregate version; the caller pushes
 /// `, column = value` pairs, then [`finish_row_update`].
