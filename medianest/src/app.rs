@@ -26,18 +26,15 @@ use medianest_integrations::ytdlp::{YtDlp, YtDlpConfig};
 use medianest_nats::{
     EventFeed, JetStreamFeed, LogFeed, ProgressBoard, Relay, StreamSettings, Subjects,
 };
-use medianest_projections::downloads::DownloadsProjection;
-use medianest_projections::requests::RequestsProjection;
-use medianest_projections::sessions::SessionsProjection;
-use medianest_projections::users::UsersProjection;
-use medianest_projections::{Projection, ProjectionRunner};
+use medianest_projections::ProjectionRunner;
 use medianest_query_api::QueryState;
 use medianest_store::accounts::UserAccounts;
 use medianest_store::downloads::Downloads;
 use medianest_store::media_requests::MediaRequests;
 use medianest_store::sessions::UserSessions;
 use medianest_workers::{
-    Downloader, OverseerrForwarder, OverseerrReconciler, PlexScanner, ScanTarget, SessionExpirer,
+    CircuitBreaker, Downloader, OverseerrForwarder, OverseerrReconciler, PlexScanner, ScanTarget,
+    Service, SessionExpirer,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +42,9 @@ use tracing::{error, info};
 use utoipa::OpenApi;
 
 use crate::config::{AuthSettings, Role, Settings};
+
+/// How often the projection lag on `/metrics` is sampled.
+const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long shutdown waits for in-flight work.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -181,13 +181,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     if settings.runs(Role::Workers) {
         // `users` and `sessions` keep private fields, so they read the PostgreSQL log.
         let log_feed: Arc<dyn EventFeed> = Arc::new(LogFeed::new(pool.clone()));
-        let projections: [(Arc<dyn EventFeed>, Arc<dyn Projection>); 4] = [
-            (feed.clone(), Arc::new(RequestsProjection)),
-            (feed.clone(), Arc::new(DownloadsProjection)),
-            (log_feed.clone(), Arc::new(UsersProjection)),
-            (log_feed, Arc::new(SessionsProjection)),
-        ];
-        for (source, projection) in projections {
+        for projection in medianest_projections::all() {
+            let source = if projection.reads_private_fields() {
+                log_feed.clone()
+            } else {
+                feed.clone()
+            };
             let name = projection.name();
             let runner = ProjectionRunner::new(pool.clone(), source, projection);
             let token = shutdown.clone();
@@ -204,14 +203,21 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         );
         let token = shutdown.clone();
         tasks.spawn(async move { expirer.run(token).await });
+        // One circuit breaker per external service, shared by the sagas that call it; each
+        // reports its state to `service_health` (the dashboard shows it).
+        let breaker = |service| {
+            Arc::new(CircuitBreaker::new(service, settings.breaker).with_health_table(pool.clone()))
+        };
         match &overseerr {
             Some(client) => {
+                let overseerr_breaker = breaker(Service::Overseerr);
                 let forwarder = OverseerrForwarder::new(
                     requests.clone(),
                     client.clone(),
                     feed.clone(),
                     settings.forward_retry,
-                );
+                )
+                .with_breaker(overseerr_breaker.clone());
                 let token = shutdown.clone();
                 tasks.spawn(async move { forwarder.run(token).await });
                 let reconciler = OverseerrReconciler::new(
@@ -219,7 +225,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                     requests.clone(),
                     client.clone(),
                     settings.reconcile_interval,
-                );
+                )
+                .with_breaker(overseerr_breaker);
                 let token = shutdown.clone();
                 tasks.spawn(async move { reconciler.run(token).await });
             }
@@ -235,7 +242,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                     subjects.clone(),
                     pool.clone(),
                     settings.downloads.downloader,
-                );
+                )
+                .with_breaker(breaker(Service::YtDlp));
                 let token = shutdown.clone();
                 tasks.spawn(async move { downloader.run(token).await });
                 match pms_client(&settings)? {
@@ -253,7 +261,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                                     .unwrap_or_else(|| ytdlp.downloads_root().to_path_buf()),
                             },
                             settings.downloads.scan_retry,
-                        );
+                        )
+                        .with_breaker(breaker(Service::Plex));
                         let token = shutdown.clone();
                         tasks.spawn(async move { scanner.run(token).await });
                     }
@@ -281,6 +290,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             .merge(medianest_http::metrics::router(
                 medianest_http::metrics::install(),
             ));
+        // Projection lag and throughput on /metrics, read from the checkpoints (so they cover
+        // the workers wherever they run).
+        let monitor = medianest_projections::status::LagMonitor::new(
+            pool.clone(),
+            medianest_projections::all(),
+            LAG_SAMPLE_INTERVAL,
+        );
+        let token = shutdown.clone();
+        tasks.spawn(async move { monitor.run(token).await });
         if settings.runs(Role::CommandApi) {
             router = router.merge(medianest_command_api::router(CommandState {
                 pool: pool.clone(),
@@ -331,12 +349,24 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                     .follow(client, progress_subjects, "download", token)
                     .await;
             });
+            // The live stream's one log tail; its streams end on shutdown, so open SSE
+            // connections do not hold up the graceful shutdown of the HTTP server.
+            let hub = medianest_query_api::stream::StreamHub::new(
+                pool.clone(),
+                Some(board.clone()),
+                shutdown.clone(),
+                medianest_query_api::stream::HubSettings::default(),
+            )
+            .await
+            .context("starting the live stream")?;
+            tasks.spawn(hub.clone().run());
             router = router.merge(medianest_query_api::router(QueryState {
                 pool: pool.clone(),
                 authenticator,
                 min_position_wait: settings.min_position_wait,
                 default_quotas: settings.auth.default_quotas,
                 download_progress: Some(board),
+                stream: Some(hub),
             }));
         }
         let mut document = utoipa::openapi::OpenApi::default();

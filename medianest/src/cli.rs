@@ -1,7 +1,11 @@
-//! The command line: `medianest serve`, `medianest migrate` and `medianest users create`.
+//! The command line: `medianest serve`, `medianest migrate`, `medianest users create`, and
+//! the admin commands over the log and read models (`projections status`, `replay`,
+//! `events tail|show`; see [`crate::admin`]).
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration, usage or input,
-//! 3 the account already exists (`users create`).
+//! 3 the account already exists (`users create`), a dry run found differences (`replay
+//! --dry-run`) or there is nothing to show (`events show`), 4 another replay of the
+//! projection is running.
 
 use std::process::ExitCode;
 
@@ -35,6 +39,15 @@ enum Command {
     /// Manage local accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Inspect the projections (read models).
+    #[command(subcommand)]
+    Projections(crate::admin::ProjectionsCommand),
+    /// Rebuild read models from the event log (shadow tables swapped in atomically), or
+    /// re-publish a range of the log to NATS.
+    Replay(Box<crate::admin::ReplayArgs>),
+    /// Read the event log.
+    #[command(subcommand)]
+    Events(crate::admin::EventsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,12 +84,20 @@ enum UsersCommand {
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+    if matches!(cli.command, Command::Serve(_) | Command::Migrate { .. }) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,sqlx=warn".into());
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    } else {
+        // The admin commands print their results (and JSON) on standard output: logs go to
+        // standard error, warnings only unless RUST_LOG says otherwise.
+        let filter =
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -96,6 +117,9 @@ pub fn main() -> ExitCode {
             runtime.block_on(serve(settings))
         }
         Command::Migrate { database_url } => runtime.block_on(migrate(&database_url)),
+        Command::Projections(command) => runtime.block_on(crate::admin::projections(command)),
+        Command::Replay(args) => runtime.block_on(crate::admin::replay(*args)),
+        Command::Events(command) => runtime.block_on(crate::admin::events(command)),
         Command::Users(UsersCommand::Create {
             username,
             email,
@@ -178,7 +202,8 @@ async fn serve(settings: Settings) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -148,6 +148,13 @@ pub struct ServeArgs {
     /// Secret last path segment of the Plex webhook URL; the webhook is refused without it.
     #[arg(long, env = "MEDIANEST_PLEX_WEBHOOK_SECRET", hide_env_values = true)]
     pub plex_webhook_secret: Option<String>,
+    /// Transient failures in a row (5xx, timeouts, connection errors) that open the circuit
+    /// breaker of an external service (Overseerr, Plex, yt-dlp).
+    #[arg(long, env = "MEDIANEST_BREAKER_FAILURES", default_value = "5")]
+    pub breaker_failures: String,
+    /// Seconds an open circuit breaker holds calls back before one trial call.
+    #[arg(long, env = "MEDIANEST_BREAKER_COOLDOWN_SECS", default_value = "30")]
+    pub breaker_cooldown_secs: String,
 }
 
 /// A configuration value that cannot be used.
@@ -413,6 +420,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// YouTube downloads, the Plex scanner and the Plex webhook.
     pub downloads: DownloadSettings,
+    /// The circuit breakers of Overseerr, Plex and yt-dlp.
+    pub breaker: medianest_workers::BreakerConfig,
 }
 
 impl std::fmt::Debug for Settings {
@@ -629,6 +638,17 @@ impl Settings {
             ));
         }
         let wait = number("MEDIANEST_MIN_POSITION_WAIT_MS", &args.min_position_wait_ms)?;
+        let breaker = medianest_workers::BreakerConfig {
+            failure_threshold: u32::try_from(positive(
+                "MEDIANEST_BREAKER_FAILURES",
+                &args.breaker_failures,
+            )?)
+            .unwrap_or(u32::MAX),
+            cool_down: Duration::from_secs(positive(
+                "MEDIANEST_BREAKER_COOLDOWN_SECS",
+                &args.breaker_cooldown_secs,
+            )?),
+        };
         let roles = if args.roles.is_empty() {
             vec![Role::CommandApi, Role::QueryApi, Role::Workers, Role::Relay]
         } else {
@@ -653,6 +673,7 @@ impl Settings {
             consumer_ack_wait: Duration::from_secs(30),
             auth,
             downloads,
+            breaker,
         })
     }
 

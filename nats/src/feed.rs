@@ -36,6 +36,8 @@ pub enum FeedError {
 
 /// How a [`FeedEvent`] is acknowledged.
 enum Acker {
+    /// Nothing to acknowledge (an event read for a replay).
+    None,
     JetStream(Box<jetstream::Message>),
     Log {
         pool: PgPool,
@@ -66,6 +68,22 @@ impl std::fmt::Debug for FeedEvent {
 }
 
 impl FeedEvent {
+    /// The event as a feed would deliver it, read straight from the log (for replays):
+    /// public envelope plus the stored payload; acknowledging it does nothing.
+    ///
+    /// # Errors
+    /// [`FeedError::Malformed`] when the event has no public form.
+    pub fn from_stored(event: &medianest_store::StoredEvent) -> Result<Self, FeedError> {
+        let envelope =
+            CloudEvent::from_stored(event).map_err(|e| FeedError::Malformed(e.to_string()))?;
+        Ok(Self {
+            cursor: event.cursor(),
+            event: envelope,
+            stored_payload: Some(event.payload.clone()),
+            acker: Acker::None,
+        })
+    }
+
     /// The aggregate type, e.g. `media_request`.
     pub fn aggregate_type(&self) -> &str {
         self.event.kind().map(|(a, _)| a).unwrap_or_default()
@@ -98,6 +116,7 @@ impl FeedEvent {
     /// [`FeedError`] when the ack could not be sent.
     pub async fn ack(self) -> Result<(), FeedError> {
         match self.acker {
+            Acker::None => Ok(()),
             Acker::JetStream(message) => message
                 .ack()
                 .await

@@ -171,34 +171,74 @@ impl Relay {
     }
 
     /// Publishes a batch and waits for every ack.
-    async fn publish_batch(&self, batch: &[StoredEvent]) -> Result<(), async_nats::Error> {
-        let mut acks = Vec::with_capacity(batch.len());
-        for event in batch {
-            let envelope = match CloudEvent::from_stored(event) {
-                Ok(envelope) => envelope,
-                Err(error) => {
-                    // A newer version's event: not ours to publish; keep going.
-                    warn!(%error, event = %event.event_id(), "event has no public form; skipped");
-                    continue;
-                }
-            };
-            let body = Bytes::from(serde_json::to_vec(&envelope)?);
-            let subject = self.subjects.event(
-                &event.aggregate_type,
-                &event.aggregate_id,
-                &event.event_type,
-            );
-            acks.push(
-                self.js
-                    .publish_with_headers(subject, headers(event), body)
-                    .await?,
-            );
-        }
-        for ack in acks {
-            ack.await?;
-        }
-        Ok(())
+    async fn publish_batch(&self, batch: &[StoredEvent]) -> Result<Published, async_nats::Error> {
+        publish(&self.js, &self.subjects, batch).await
     }
+}
+
+/// What [`publish`] did with a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Published {
+    /// Events the stream stored.
+    pub stored: u64,
+    /// Events the stream already had within its duplicate window (same `Nats-Msg-Id`): not
+    /// stored again, though core-NATS subscribers of the subject still received them.
+    pub duplicates: u64,
+    /// Events without a public form (a newer version's): not published.
+    pub skipped: u64,
+}
+
+impl Published {
+    /// Adds another batch's counts.
+    pub fn add(&mut self, other: Published) {
+        self.stored += other.stored;
+        self.duplicates += other.duplicates;
+        self.skipped += other.skipped;
+    }
+}
+
+/// Publishes stored events to JetStream exactly as the relay does (same subjects, CloudEvent
+/// envelopes, headers and `Nats-Msg-Id`), and waits for every ack. Used by the relay and by
+/// `medianest replay --to-nats`.
+///
+/// # Errors
+/// The NATS error of a publish or an ack.
+pub async fn publish(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    batch: &[StoredEvent],
+) -> Result<Published, async_nats::Error> {
+    let mut outcome = Published::default();
+    let mut acks = Vec::with_capacity(batch.len());
+    for event in batch {
+        let envelope = match CloudEvent::from_stored(event) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                // A newer version's event: not ours to publish; keep going.
+                warn!(%error, event = %event.event_id(), "event has no public form; skipped");
+                outcome.skipped += 1;
+                continue;
+            }
+        };
+        let body = Bytes::from(serde_json::to_vec(&envelope)?);
+        let subject = subjects.event(
+            &event.aggregate_type,
+            &event.aggregate_id,
+            &event.event_type,
+        );
+        acks.push(
+            js.publish_with_headers(subject, headers(event), body)
+                .await?,
+        );
+    }
+    for ack in acks {
+        if ack.await?.duplicate {
+            outcome.duplicates += 1;
+        } else {
+            outcome.stored += 1;
+        }
+    }
+    Ok(outcome)
 }
 
 /// `medianest_relay_position{relay}`: the global position the relay has published up to.

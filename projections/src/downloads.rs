@@ -37,6 +37,10 @@ impl Projection for DownloadsProjection {
         &["download"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["downloads"]
+    }
+
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
         let (id, decoded) = public_event(event, download_event)?;
         let (sequence, position, time) =

@@ -7,10 +7,35 @@
 //! `requests` and `downloads` are fed from JetStream (public event forms); `users` and `sessions` keep
 //! private fields (e-mails, token hashes, IPs) and are fed from the PostgreSQL log.
 
+pub mod dashboard;
 pub mod downloads;
+pub mod replay;
 pub mod requests;
 pub mod runner;
+pub mod search;
 pub mod sessions;
+pub mod status;
 pub mod users;
 
+use std::sync::Arc;
+
 pub use runner::{Projection, ProjectionError, ProjectionRunner};
+
+/// Every projection of MediaNest, in the order they are listed (`projections status`) and
+/// replayed (`replay --all`).
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(requests::RequestsProjection),
+        Arc::new(search::SearchProjection),
+        Arc::new(downloads::DownloadsProjection),
+        Arc::new(users::UsersProjection),
+        Arc::new(sessions::SessionsProjection),
+        Arc::new(dashboard::DashboardProjection),
+    ]
+}
+
+/// The projection called `name` (`requests`, `request_search`, `downloads`, `users`,
+/// `sessions`, `dashboard`).
+pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
+    all().into_iter().find(|p| p.name() == name)
+}

@@ -34,6 +34,10 @@ impl Projection for RequestsProjection {
         &["media_request"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["requests"]
+    }
+
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
         let (id, decoded) = public_event(event, media_request_event)?;
         let (sequence, position, time) =

@@ -44,6 +44,17 @@ pub trait Projection: Send + Sync + 'static {
     /// The aggregate types whose events change the read model.
     fn aggregate_types(&self) -> &'static [&'static str];
 
+    /// The tables the projection owns, in the `public` schema. A replay rebuilds them as
+    /// shadow copies (`CREATE TABLE … (LIKE … INCLUDING ALL)`) in a schema of its own and
+    /// swaps them in; the projection's SQL must therefore name its tables unqualified.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Whether the read model keeps private fields (e-mails, token hashes, IPs), so it must be
+    /// fed from the PostgreSQL log (`LogFeed`) rather than the public events on JetStream.
+    fn reads_private_fields(&self) -> bool {
+        false
+    }
+
     /// Applies one event inside the runner's transaction.
     ///
     /// # Errors

@@ -34,6 +34,14 @@ impl Projection for SessionsProjection {
         &["user_session"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["sessions"]
+    }
+
+    fn reads_private_fields(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
         let (id, decoded) = stored_event::<UserSessionEvent>(event)?;
         let (sequence, position, time) =

@@ -55,6 +55,14 @@ impl Projection for UsersProjection {
         &["user_account"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["users"]
+    }
+
+    fn reads_private_fields(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
         let (id, decoded) = stored_event::<UserAccountEvent>(event)?;
         let (sequence, position, time) =

@@ -7,8 +7,11 @@
 //! it waits, at most [`QueryState::min_position_wait`], until the projection has passed that
 //! global position, then answers 503 with `Retry-After` rather than stale data.
 
+pub mod dashboard;
 pub mod downloads;
 pub mod requests;
+pub mod search;
+pub mod stream;
 pub mod users;
 
 use std::sync::Arc;
@@ -35,6 +38,8 @@ pub struct QueryState {
     pub default_quotas: Quotas,
     /// The latest progress of running downloads; `None` shows none.
     pub download_progress: Option<Arc<medianest_nats::ProgressBoard>>,
+    /// The live stream's log tail (`GET /api/v1/stream`); `None` answers that route 503.
+    pub stream: Option<Arc<stream::StreamHub>>,
 }
 
 impl HasAuthenticator for QueryState {
@@ -53,7 +58,10 @@ impl HasAuthenticator for QueryState {
     downloads::detail,
     users::me,
     users::my_sessions,
-    users::list_users
+    users::list_users,
+    dashboard::show,
+    search::search,
+    stream::stream
 ))]
 pub struct QueryApiDoc;
 
@@ -63,6 +71,9 @@ pub fn router(state: QueryState) -> Router {
         .merge(requests::router())
         .merge(downloads::router())
         .merge(users::router())
+        .merge(search::router())
+        .merge(dashboard::router())
+        .merge(stream::router())
         .with_state(state)
 }
 

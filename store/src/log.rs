@@ -96,11 +96,26 @@ pub async fn read_after<'e>(
     limit: i64,
     aggregate_type: Option<&str>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
+    let types: Vec<String> = aggregate_type.into_iter().map(str::to_string).collect();
+    read_after_types(db, after, limit, &types).await
+}
+
+/// Reads up to `limit` committed events after `after`, in log order, of the given aggregate
+/// types (all types when `aggregate_types` is empty).
+///
+/// # Errors
+/// The database error.
+pub async fn read_after_types<'e>(
+    db: impl PgExecutor<'e>,
+    after: Cursor,
+    limit: i64,
+    aggregate_types: &[String],
+) -> Result<Vec<StoredEvent>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM events
           WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2)
             AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-            AND ($4::text IS NULL OR aggregate_type = $4)
+            AND (cardinality($4::text[]) = 0 OR aggregate_type = ANY($4))
           ORDER BY tx_id, global_position
           LIMIT $3"
     );
@@ -108,9 +123,110 @@ pub async fn read_after<'e>(
         .bind(after.tx_id)
         .bind(after.position)
         .bind(limit)
+        .bind(aggregate_types)
+        .fetch_all(db)
+        .await?)
+}
+
+/// Committed events in the global-position range `from..=to` (`to` open when `None`), in log
+/// order, optionally of one aggregate type, at most `limit` after `after` (page with the
+/// cursor of the last one returned).
+///
+/// # Errors
+/// The database error.
+pub async fn read_range<'e>(
+    db: impl PgExecutor<'e>,
+    from: i64,
+    to: Option<i64>,
+    aggregate_type: Option<&str>,
+    after: Cursor,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events
+          WHERE global_position >= $1 AND ($2::bigint IS NULL OR global_position <= $2)
+            AND ($3::text IS NULL OR aggregate_type = $3)
+            AND (tx_id, global_position) > ($4::bigint::text::xid8, $5)
+            AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY tx_id, global_position
+          LIMIT $6"
+    );
+    Ok(sqlx::query_as::<_, StoredEvent>(&sql)
+        .bind(from)
+        .bind(to)
+        .bind(aggregate_type)
+        .bind(after.tx_id)
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(db)
+        .await?)
+}
+
+/// The last `limit` committed events (in log order), optionally of one aggregate type.
+///
+/// # Errors
+/// The database error.
+pub async fn read_last<'e>(
+    db: impl PgExecutor<'e>,
+    limit: i64,
+    aggregate_type: Option<&str>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT * FROM (
+           SELECT {COLUMNS} FROM events
+            WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+              AND ($2::text IS NULL OR aggregate_type = $2)
+            ORDER BY tx_id DESC, global_position DESC
+            LIMIT $1) last
+          ORDER BY tx_id, position"
+    );
+    Ok(sqlx::query_as::<_, StoredEvent>(&sql)
+        .bind(limit)
         .bind(aggregate_type)
         .fetch_all(db)
         .await?)
+}
+
+/// How far a reader at `after` is behind the log: the number of committed events after it,
+/// and when the oldest of them was recorded (`None` when it is at the head).
+///
+/// # Errors
+/// The database error.
+pub async fn backlog<'e>(
+    db: impl PgExecutor<'e>,
+    after: Cursor,
+) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT count(*), min(recorded_at) FROM events
+          WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2)
+            AND tx_id < pg_snapshot_xmin(pg_current_snapshot())",
+    )
+    .bind(after.tx_id)
+    .bind(after.position)
+    .fetch_one(db)
+    .await?)
+}
+
+/// The number of events in the log between two cursors (`after` excluded, `upto` included).
+///
+/// # Errors
+/// The database error.
+pub async fn count_between<'e>(
+    db: impl PgExecutor<'e>,
+    after: Cursor,
+    upto: Cursor,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM events
+          WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2)
+            AND (tx_id, global_position) <= ($3::bigint::text::xid8, $4)",
+    )
+    .bind(after.tx_id)
+    .bind(after.position)
+    .bind(upto.tx_id)
+    .bind(upto.position)
+    .fetch_one(db)
+    .await?)
 }
 
 /// The events of one aggregate, in sequence order (its history).

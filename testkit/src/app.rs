@@ -175,6 +175,9 @@ pub struct TestOptions {
     pub download_concurrency: usize,
     /// The Plex library title MediaNest scans (default [`PLEX_LIBRARY`], the simulator's).
     pub plex_library: String,
+    /// The circuit breakers of Overseerr, Plex and yt-dlp (default: open after 5 transient
+    /// failures in a row, for 500 ms, so tests of outages do not wait the production 30 s).
+    pub breaker: medianest_workers::BreakerConfig,
 }
 
 impl Default for TestOptions {
@@ -201,6 +204,10 @@ impl Default for TestOptions {
             playlist_max_items: 10,
             download_concurrency: 2,
             plex_library: PLEX_LIBRARY.to_string(),
+            breaker: medianest_workers::BreakerConfig {
+                failure_threshold: 5,
+                cool_down: Duration::from_millis(500),
+            },
         }
     }
 }
@@ -351,6 +358,7 @@ impl TestApp {
             consumer_ack_wait: Duration::from_secs(1),
             auth,
             downloads,
+            breaker: options.breaker,
         };
         let nats = medianest_nats::connect(&settings.nats_url)
             .await

@@ -26,6 +26,12 @@
 //!   makes files already in place be skipped, so a restart never leaves a partial file or a
 //!   duplicate. On shutdown the running processes are killed and their downloads left
 //!   `running`, to be restarted by the next start.
+//! - **Circuit breaker.** yt-dlp runs go through the yt-dlp breaker ([`crate::breaker`]):
+//!   a run whose failure is transient (network errors, 5xx, 429, timeouts — what
+//!   `YtDlpError::is_retryable` says) counts towards opening it, a permanent one (a missing
+//!   video, a 4xx) does not. While it is open, downloads wait `queued` for the trial time
+//!   instead of starting (each failed run is still recorded as before); half-open, one
+//!   download runs as the trial and its outcome decides.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
+use crate::breaker::{BreakerConfig, CircuitBreaker, Service};
 use crate::consumer::consume;
 use crate::RetryPolicy;
 
@@ -103,6 +110,7 @@ pub struct Downloader {
     subjects: Subjects,
     pool: PgPool,
     config: DownloaderConfig,
+    breaker: Arc<CircuitBreaker>,
 }
 
 impl Downloader {
@@ -125,7 +133,19 @@ impl Downloader {
             subjects,
             pool,
             config,
+            breaker: Arc::new(CircuitBreaker::new(
+                Service::YtDlp,
+                BreakerConfig::default(),
+            )),
         }
+    }
+
+    /// Runs yt-dlp through `breaker` instead of a breaker of its own with the default
+    /// settings.
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+        self.breaker = breaker;
+        self
     }
 
     /// Runs until `shutdown` (then kills running yt-dlp processes and returns once they are
@@ -301,6 +321,11 @@ impl Downloader {
         else {
             return;
         };
+        // While the breaker is open the download stays queued; on shutdown the next start
+        // picks it up again (it is in the ledger).
+        let Some(permit) = self.breaker.acquire(&shutdown).await else {
+            return;
+        };
         let Some(started) = self
             .report(id, DownloadCommand::Start, None, &metadata)
             .await
@@ -325,6 +350,20 @@ impl Downloader {
             Ok(running) => self.follow(attempt, running, &metadata, &shutdown).await,
             Err(error) => (Some(Err(error)), attempt),
         };
+        match &outcome {
+            // Stopped: no verdict on the service (the permit is dropped).
+            None => drop(permit),
+            Some(Ok(_)) => {
+                permit.succeeded();
+            }
+            Some(Err(error)) if error.is_retryable() => {
+                permit.failed(&failure_text(error));
+            }
+            // A permanent failure (a missing video, a 4xx): the sites answered.
+            Some(Err(_)) => {
+                permit.answered();
+            }
+        }
         let command = match outcome {
             // Stopped (cancel, retry, shutdown): the process is gone; nothing to record.
             None => return,

@@ -8,6 +8,11 @@
 //! redelivery by Overseerr's 409 "already exists", which the saga turns into the existing
 //! Overseerr request's id. Transient failures (5xx, timeouts, connection errors) are retried
 //! with exponential backoff and jitter; 4xx answers are not.
+//!
+//! Calls go through Overseerr's circuit breaker ([`crate::breaker`]): while it is open the
+//! forwarder waits for the trial time instead of calling, and failures that keep it open use
+//! up no attempt, so an Overseerr outage delays forwarding instead of failing requests. A
+//! shutdown during that wait leaves the event unacknowledged, to be delivered again.
 
 use std::sync::Arc;
 
@@ -22,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
+use crate::breaker::{BreakerConfig, CircuitBreaker, Guarded, Handled, Service};
 use crate::consumer::consume;
 use crate::RetryPolicy;
 
@@ -36,6 +42,7 @@ pub struct OverseerrForwarder {
     client: OverseerrClient,
     feed: Arc<dyn EventFeed>,
     retry: RetryPolicy,
+    breaker: Arc<CircuitBreaker>,
 }
 
 impl OverseerrForwarder {
@@ -51,7 +58,19 @@ impl OverseerrForwarder {
             client,
             feed,
             retry,
+            breaker: Arc::new(CircuitBreaker::new(
+                Service::Overseerr,
+                BreakerConfig::default(),
+            )),
         }
+    }
+
+    /// Calls Overseerr through `breaker` (shared with the reconciler) instead of a breaker
+    /// of its own with the default settings.
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+        self.breaker = breaker;
+        self
     }
 
     /// Consumes media-request events until `shutdown`; the event in hand is finished first.
@@ -59,63 +78,99 @@ impl OverseerrForwarder {
     /// # Errors
     /// Never returns an error: feed failures are logged and retried.
     pub async fn run(&self, shutdown: CancellationToken) {
-        consume(
+        let abandoned = CancellationToken::new();
+        let consuming = consume(
             self.feed.as_ref(),
             NAME,
             &["media_request"],
             &shutdown,
-            |event| async move {
-                if matches!(event.event_type(), "approved" | "retried") {
-                    self.forward(&event).await;
+            |event| {
+                let (shutdown, abandoned) = (shutdown.clone(), abandoned.clone());
+                async move {
+                    if matches!(event.event_type(), "approved" | "retried")
+                        && self.forward_until(&event, &shutdown).await == Handled::Stopped
+                    {
+                        // Never finish the event, so it is not acknowledged: the select
+                        // below drops it, and the next start receives it again.
+                        abandoned.cancel();
+                        std::future::pending::<()>().await;
+                    }
+                    event
                 }
-                event
             },
-        )
-        .await;
+        );
+        tokio::select! {
+            () = consuming => {}
+            () = abandoned.cancelled() => {
+                info!("stopped while Overseerr's circuit breaker was open; the event will be redelivered");
+            }
+        }
     }
 
     /// Forwards the request of `event` if it is still waiting to be forwarded.
-    #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
     pub async fn forward(&self, event: &FeedEvent) {
+        self.forward_until(event, &CancellationToken::new()).await;
+    }
+
+    /// [`forward`](Self::forward), giving up (and answering [`Handled::Stopped`]) when
+    /// `shutdown` comes while Overseerr's breaker holds the call back.
+    #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
+    pub async fn forward_until(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Handled {
         let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
             warn!("event with a malformed aggregate id");
-            return;
+            return Handled::Finished;
         };
         let current = match self.requests.load(id).await {
             Ok((current, _)) => current,
             Err(error) => {
                 warn!(%error, "cannot load the request");
-                return;
+                return Handled::Finished;
             }
         };
         if current.status() != Some(RequestStatus::Approved) {
             info!(status = ?current.status(), "not waiting to be forwarded; nothing to do");
-            return;
+            return Handled::Finished;
         }
         let Some(body) = create_request(&current) else {
-            return;
+            return Handled::Finished;
         };
         let (outcome, attempts) = self
             .retry
             .run(
-                || self.client.create_request(&body),
-                OverseerrError::is_retryable,
+                || {
+                    self.breaker.call(
+                        shutdown,
+                        || self.client.create_request(&body),
+                        OverseerrError::is_retryable,
+                    )
+                },
+                |error| error.is_transient(OverseerrError::is_retryable),
             )
             .await;
         let outcome = match outcome {
-            Err(OverseerrError::AlreadyExists { message }) => {
+            Ok(created) => Ok(created),
+            Err(Guarded::Stopped) => return Handled::Stopped,
+            Err(Guarded::Failed(OverseerrError::AlreadyExists { message })) => {
                 info!(%message, "Overseerr already has this request; finding it");
                 match self
-                    .client
-                    .find_request(body.media_type, body.media_id, body.is_4k)
+                    .breaker
+                    .call(
+                        shutdown,
+                        || {
+                            self.client
+                                .find_request(body.media_type, body.media_id, body.is_4k)
+                        },
+                        OverseerrError::is_retryable,
+                    )
                     .await
                 {
                     Ok(Some(existing)) => Ok(existing),
                     Ok(None) => Err(OverseerrError::AlreadyExists { message }),
-                    Err(error) => Err(error),
+                    Err(Guarded::Stopped) => return Handled::Stopped,
+                    Err(Guarded::Failed(error)) => Err(error),
                 }
             }
-            other => other,
+            Err(Guarded::Failed(error)) => Err(error),
         };
         let label = if outcome.is_ok() {
             "forwarded"
@@ -145,6 +200,7 @@ impl OverseerrForwarder {
             // E.g. cancelled while the call was in flight: the aggregate decides.
             warn!(%error, "outcome not recorded");
         }
+        Handled::Finished
     }
 }
 

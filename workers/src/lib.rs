@@ -8,7 +8,11 @@
 //! - [`downloader::Downloader`]: `queued`/`retried` downloads → yt-dlp runs, progress on
 //!   core NATS, items and outcome recorded.
 //! - [`scanner::PlexScanner`]: `completed` downloads → a Plex library section scan.
+//!
+//! Each external service has a [`breaker::CircuitBreaker`] shared by the sagas that call it;
+//! while it is open they wait instead of calling, and its state goes to `service_health`.
 
+pub mod breaker;
 mod consumer;
 pub mod downloader;
 pub mod forwarder;
@@ -17,6 +21,7 @@ pub mod retry;
 pub mod scanner;
 pub mod session_expirer;
 
+pub use breaker::{BreakerConfig, CircuitBreaker, Service};
 pub use downloader::{Downloader, DownloaderConfig};
 pub use forwarder::OverseerrForwarder;
 pub use reconciler::OverseerrReconciler;

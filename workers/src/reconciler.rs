@@ -6,6 +6,10 @@
 //! available (5) → `RecordAvailable`; processing (3), partially available (4) or an approved
 //! request → `RecordProcessing`. A request Overseerr no longer has (404) → `RecordFailed`.
 //! Commands that are already reflected write nothing, so polling is idempotent.
+//!
+//! Polls go through Overseerr's circuit breaker (shared with the forwarder): while it is
+//! open a pass ends early without calling (the next pass tries again), and 5xx, timeouts and
+//! connection errors count towards opening it (a 404 does not: Overseerr answered).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +25,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, instrument, warn};
 use uuid::Uuid;
+
+use crate::breaker::{BreakerConfig, CircuitBreaker, Service};
 
 const WORKER: &str = "overseerr-reconciler";
 
@@ -39,6 +45,7 @@ pub struct OverseerrReconciler {
     client: OverseerrClient,
     interval: Duration,
     batch: i64,
+    breaker: Arc<CircuitBreaker>,
 }
 
 impl OverseerrReconciler {
@@ -55,7 +62,19 @@ impl OverseerrReconciler {
             client,
             interval,
             batch: 200,
+            breaker: Arc::new(CircuitBreaker::new(
+                Service::Overseerr,
+                BreakerConfig::default(),
+            )),
         }
+    }
+
+    /// Calls Overseerr through `breaker` (shared with the forwarder) instead of a breaker
+    /// of its own with the default settings.
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+        self.breaker = breaker;
+        self
     }
 
     /// Polls until `shutdown`; a pass in progress is finished first.
@@ -87,7 +106,13 @@ impl OverseerrReconciler {
             else {
                 continue;
             };
-            let command = match self.client.get_request(overseerr_id).await {
+            let Ok(permit) = self.breaker.try_acquire() else {
+                debug!("Overseerr's circuit breaker is open: the rest waits for the next pass");
+                break;
+            };
+            let polled = self.client.get_request(overseerr_id).await;
+            permit.record(&polled, OverseerrError::is_retryable);
+            let command = match polled {
                 Ok(request) => command_for(&request),
                 Err(OverseerrError::Status { status: 404, .. }) => {
                     Some(MediaRequestCommand::RecordFailed {

@@ -11,6 +11,10 @@
 //! folders has the whole root scanned. A completed download with no new files (everything
 //! was in the archive) needs no scan and records nothing. Exactly once in effect: the
 //! aggregate is loaded first and a recorded outcome ends the matter.
+//!
+//! Calls go through Plex's circuit breaker ([`crate::breaker`]): while it is open the
+//! scanner waits for the trial time instead of calling (failures that keep it open use up no
+//! attempt), and a shutdown during that wait leaves the event to be delivered again.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
+use crate::breaker::{BreakerConfig, CircuitBreaker, Guarded, Handled, Service};
 use crate::consumer::consume;
 use crate::RetryPolicy;
 
@@ -51,6 +56,7 @@ pub struct PlexScanner {
     feed: Arc<dyn EventFeed>,
     target: ScanTarget,
     retry: RetryPolicy,
+    breaker: Arc<CircuitBreaker>,
 }
 
 impl PlexScanner {
@@ -68,48 +74,77 @@ impl PlexScanner {
             feed,
             target,
             retry,
+            breaker: Arc::new(CircuitBreaker::new(Service::Plex, BreakerConfig::default())),
         }
+    }
+
+    /// Calls Plex through `breaker` instead of a breaker of its own with the default
+    /// settings.
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+        self.breaker = breaker;
+        self
     }
 
     /// Consumes download events until `shutdown`.
     pub async fn run(&self, shutdown: CancellationToken) {
-        consume(
+        let abandoned = CancellationToken::new();
+        let consuming = consume(
             self.feed.as_ref(),
             NAME,
             &["download"],
             &shutdown,
-            |event| async move {
-                if event.event_type() == "completed" {
-                    self.scan(&event).await;
+            |event| {
+                let (shutdown, abandoned) = (shutdown.clone(), abandoned.clone());
+                async move {
+                    if event.event_type() == "completed"
+                        && self.scan_until(&event, &shutdown).await == Handled::Stopped
+                    {
+                        // Never finish the event, so it is not acknowledged: the select
+                        // below drops it, and the next start receives it again.
+                        abandoned.cancel();
+                        std::future::pending::<()>().await;
+                    }
+                    event
                 }
-                event
             },
-        )
-        .await;
+        );
+        tokio::select! {
+            () = consuming => {}
+            () = abandoned.cancelled() => {
+                info!("stopped while Plex's circuit breaker was open; the event will be redelivered");
+            }
+        }
     }
 
     /// Asks Plex to scan the folder of the download of `event`, unless already recorded.
-    #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
     pub async fn scan(&self, event: &FeedEvent) {
+        self.scan_until(event, &CancellationToken::new()).await;
+    }
+
+    /// [`scan`](Self::scan), giving up (and answering [`Handled::Stopped`]) when `shutdown`
+    /// comes while Plex's breaker holds the call back.
+    #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
+    pub async fn scan_until(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Handled {
         let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
             warn!("event with a malformed aggregate id");
-            return;
+            return Handled::Finished;
         };
         let download = match self.downloads.load(id).await {
             Ok((download, _)) => download,
             Err(error) => {
                 warn!(%error, "cannot load the download");
-                return;
+                return Handled::Finished;
             }
         };
         if download.status() != Some(DownloadStatus::Completed) || download.library_scan_recorded()
         {
-            return;
+            return Handled::Finished;
         }
         let path = match download.folders().as_slice() {
             [] => {
                 info!("no new files: nothing to scan");
-                return;
+                return Handled::Finished;
             }
             [folder] => self.target.plex_root.join(folder),
             _ => self.target.plex_root.clone(),
@@ -117,8 +152,22 @@ impl PlexScanner {
         let path = path.to_string_lossy().into_owned();
         let (outcome, attempts) = self
             .retry
-            .run(|| self.request_scan(&path), PlexError::is_retryable)
+            .run(
+                || {
+                    self.breaker.call(
+                        shutdown,
+                        || self.request_scan(&path),
+                        PlexError::is_retryable,
+                    )
+                },
+                |error| error.is_transient(PlexError::is_retryable),
+            )
             .await;
+        let outcome = match outcome {
+            Ok(section_id) => Ok(section_id),
+            Err(Guarded::Stopped) => return Handled::Stopped,
+            Err(Guarded::Failed(error)) => Err(error),
+        };
         let label = if outcome.is_ok() {
             "requested"
         } else {
@@ -142,6 +191,7 @@ impl PlexScanner {
         if let Err(error) = self.downloads.execute(id, command, None, &metadata).await {
             warn!(%error, "scan outcome not recorded");
         }
+        Handled::Finished
     }
 
     /// Finds the section and asks it to scan `path`; answers the section's key.

@@ -1,0 +1,501 @@
+//! Replays: rebuilding a projection's read model from the PostgreSQL log into shadow tables
+//! and swapping them in atomically (DESIGN.md §5; `medianest replay`).
+//!
+//! A rebuild of projection `p`:
+//! 1. takes the advisory lock `replay:<p>` (one replay of a projection at a time;
+//!    [`ReplayError::Busy`] otherwise);
+//! 2. creates the schema `replay_<p>` with an empty copy of each of `p`'s tables
+//!    (`CREATE TABLE replay_<p>.t (LIKE public.t INCLUDING ALL)`);
+//! 3. applies every event of `p`'s aggregate types, in log order, in batches of one
+//!    transaction each, with `SET LOCAL search_path = replay_<p>, public` so the projection's
+//!    unqualified SQL writes the shadow tables. Meanwhile the query API keeps reading, and the
+//!    live projection keeps writing, the old tables;
+//! 4. swaps (unless it is a dry run), in one transaction: locks the live checkpoint row
+//!    (`projection-<p>`; the live runner waits on it), applies what was committed since,
+//!    moves the old tables out and the shadow ones into `public`, gives the new tables the
+//!    old index names, and sets the checkpoint to the later of the shadow's cursor and the
+//!    live one. Every event of `p`'s types behind that checkpoint is in the new tables, and
+//!    the live runner skips what the checkpoint covers: no gap, no double count.
+//!
+//! A dry run compares the rebuilt tables with the live ones row by row (`EXCEPT ALL` both
+//! ways) and drops them. A crash at any step leaves the live tables as they were: the shadow
+//! schema is dropped by the next replay.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use medianest_nats::FeedEvent;
+use medianest_store::lock::InstanceLock;
+use medianest_store::{checkpoint, log, Cursor};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use tracing::warn;
+
+use crate::{Projection, ProjectionError};
+
+/// Why a replay failed. Nothing of the live read model has changed in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// Another replay of the same projection holds its lock.
+    #[error("another replay of {0} is running")]
+    Busy(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] medianest_store::StoreError),
+    /// The projection could not apply an event for a reason other than an undecodable event.
+    #[error("applying {event}: {error}")]
+    Apply {
+        /// The event's id.
+        event: String,
+        /// What failed.
+        error: ProjectionError,
+    },
+    /// The live checkpoint is ahead of what the rebuild could read (should not happen: it
+    /// would be a gap, so the swap is refused).
+    #[error("the live checkpoint {live:?} is past the rebuilt cursor {rebuilt:?}")]
+    Behind {
+        /// The live checkpoint.
+        live: Cursor,
+        /// The rebuild's cursor.
+        rebuilt: Cursor,
+    },
+}
+
+/// How a replay runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayOptions {
+    /// Events per read and per transaction (default 1000).
+    pub batch_size: i64,
+    /// Rebuild and compare, but do not swap.
+    pub dry_run: bool,
+    /// The longest wait for the tables' locks during the swap, per try (default 10 s; three
+    /// tries). Queries hold the tables only briefly, so this bounds how long the live
+    /// projection and readers may be held up.
+    pub lock_timeout: Duration,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 1000,
+            dry_run: false,
+            lock_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Progress of a rebuild, for progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayProgress {
+    /// Events read so far.
+    pub read: u64,
+    /// Events of the projection's aggregate types in the log when the rebuild started.
+    pub total: u64,
+}
+
+/// One table compared after a dry run (or after a swap, against the retired table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableComparison {
+    /// The table.
+    pub table: String,
+    /// Rows in the live table.
+    pub live_rows: i64,
+    /// Rows in the rebuilt table.
+    pub rebuilt_rows: i64,
+    /// Live rows with no identical rebuilt row.
+    pub only_live: i64,
+    /// Rebuilt rows with no identical live row.
+    pub only_rebuilt: i64,
+}
+
+impl TableComparison {
+    /// Whether both tables hold the same rows.
+    pub fn identical(&self) -> bool {
+        self.only_live == 0 && self.only_rebuilt == 0
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    /// The projection.
+    pub projection: String,
+    /// Events read from the log and handed to the projection.
+    pub events: u64,
+    /// Events skipped as undecodable (logged).
+    pub skipped: u64,
+    /// The rebuild's cursor at the end.
+    pub cursor: Cursor,
+    /// Whether the rebuilt tables replaced the live ones.
+    pub swapped: bool,
+    /// The checkpoint the live projection continues from (after a swap).
+    pub checkpoint: Option<Cursor>,
+    /// Row-by-row comparison of rebuilt and live tables (dry runs), or of new and retired
+    /// tables (swaps: what the replay changed).
+    pub tables: Vec<TableComparison>,
+    /// Wall-clock time, in seconds.
+    pub seconds: f64,
+}
+
+impl ReplayReport {
+    /// Whether every compared table was identical.
+    pub fn identical(&self) -> bool {
+        self.tables.iter().all(TableComparison::identical)
+    }
+}
+
+/// A replay of one projection.
+pub struct Replay {
+    pool: PgPool,
+    projection: Arc<dyn Projection>,
+    options: ReplayOptions,
+}
+
+impl Replay {
+    /// A replay of `projection` on `pool`'s log and read models.
+    pub fn new(pool: PgPool, projection: Arc<dyn Projection>, options: ReplayOptions) -> Self {
+        Self {
+            pool,
+            projection,
+            options,
+        }
+    }
+
+    fn shadow_schema(&self) -> String {
+        format!("replay_{}", self.projection.name())
+    }
+
+    fn retired_schema(&self) -> String {
+        format!("replay_{}_retired", self.projection.name())
+    }
+
+    fn types(&self) -> Vec<String> {
+        self.projection
+            .aggregate_types()
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
+    }
+
+    /// Rebuilds the read model; swaps it in unless [`ReplayOptions::dry_run`]. `progress` is
+    /// called after every batch.
+    ///
+    /// # Errors
+    /// [`ReplayError`]; the live read model is unchanged by a failed replay.
+    pub async fn run(
+        &self,
+        progress: &(dyn Fn(ReplayProgress) + Send + Sync),
+    ) -> Result<ReplayReport, ReplayError> {
+        let started = Instant::now();
+        let name = self.projection.name();
+        let Some(lock) = InstanceLock::try_acquire(&self.pool, &format!("replay:{name}")).await?
+        else {
+            return Err(ReplayError::Busy(name.to_string()));
+        };
+        let result = self.rebuild_and_finish(progress, started).await;
+        let cleanup = self.drop_schemas().await;
+        drop(lock);
+        let report = result?;
+        cleanup?;
+        Ok(report)
+    }
+
+    async fn rebuild_and_finish(
+        &self,
+        progress: &(dyn Fn(ReplayProgress) + Send + Sync),
+        started: Instant,
+    ) -> Result<ReplayReport, ReplayError> {
+        self.drop_schemas().await?;
+        self.create_shadow().await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = ANY($1)")
+                .bind(self.types())
+                .fetch_one(&self.pool)
+                .await?;
+        let total = u64::try_from(total).unwrap_or(0);
+        let mut state = Rebuilt::default();
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let applied = self.apply_batch(&mut tx, &mut state).await?;
+            tx.commit().await?;
+            progress(ReplayProgress {
+                read: state.events,
+                total: total.max(state.events),
+            });
+            if applied == 0 {
+                break;
+            }
+        }
+        let name = self.projection.name();
+        if self.options.dry_run {
+            let tables = self.compare("public", &self.shadow_schema()).await?;
+            return Ok(ReplayReport {
+                projection: name.to_string(),
+                events: state.events,
+                skipped: state.skipped,
+                cursor: state.cursor,
+                swapped: false,
+                checkpoint: None,
+                tables,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+        let mut tries = 0;
+        let checkpoint = loop {
+            tries += 1;
+            match self.swap(&mut state).await {
+                Ok(checkpoint) => break checkpoint,
+                // 55P03: lock_not_available (lock_timeout): readers held a table; try again.
+                Err(ReplayError::Database(sqlx::Error::Database(e)))
+                    if e.code().as_deref() == Some("55P03") && tries < 3 =>
+                {
+                    warn!(
+                        projection = name,
+                        "swap could not lock the tables; retrying"
+                    );
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        progress(ReplayProgress {
+            read: state.events,
+            total: total.max(state.events),
+        });
+        let tables = self.compare(&self.retired_schema(), "public").await?;
+        Ok(ReplayReport {
+            projection: name.to_string(),
+            events: state.events,
+            skipped: state.skipped,
+            cursor: state.cursor,
+            swapped: true,
+            checkpoint: Some(checkpoint),
+            tables,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Reads the next batch after the rebuild's cursor and applies it to the shadow tables
+    /// in `tx`; answers how many events were read.
+    async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        state: &mut Rebuilt,
+    ) -> Result<usize, ReplayError> {
+        let batch = log::read_after_types(
+            &mut *tx,
+            state.cursor,
+            self.options.batch_size,
+            &self.types(),
+        )
+        .await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        sqlx::query(&format!(
+            "SELECT set_config('search_path', '{}, public', true)",
+            self.shadow_schema()
+        ))
+        .execute(&mut *tx)
+        .await?;
+        for stored in &batch {
+            state.events += 1;
+            state.cursor = stored.cursor();
+            let event = match FeedEvent::from_stored(stored) {
+                Ok(event) => event,
+                Err(error) => {
+                    warn!(%error, event = %stored.event_id(), "no public form; skipped");
+                    state.skipped += 1;
+                    continue;
+                }
+            };
+            match self.projection.apply(&mut *tx, &event).await {
+                Ok(()) => {}
+                Err(ProjectionError::Undecodable { id, reason }) => {
+                    warn!(%id, %reason, "skipping undecodable event");
+                    state.skipped += 1;
+                }
+                Err(error) => {
+                    return Err(ReplayError::Apply {
+                        event: stored.event_id(),
+                        error,
+                    })
+                }
+            }
+        }
+        sqlx::query("SELECT set_config('search_path', 'public', true)")
+            .execute(&mut *tx)
+            .await?;
+        Ok(batch.len())
+    }
+
+    /// The atomic swap; answers the checkpoint the live projection continues from. On
+    /// failure nothing was committed, and `state` is back where it was.
+    async fn swap(&self, state: &mut Rebuilt) -> Result<Cursor, ReplayError> {
+        let before = *state;
+        let result = self.try_swap(state).await;
+        if result.is_err() {
+            *state = before;
+        }
+        result
+    }
+
+    async fn try_swap(&self, state: &mut Rebuilt) -> Result<Cursor, ReplayError> {
+        let name = format!("projection-{}", self.projection.name());
+        let (shadow, retired) = (self.shadow_schema(), self.retired_schema());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "SET LOCAL lock_timeout = '{}ms'",
+            self.options.lock_timeout.as_millis()
+        ))
+        .execute(&mut *tx)
+        .await?;
+        // The live runner applies each event holding this row: from here on it waits.
+        let live = checkpoint::load_for_update(&mut tx, &name).await?;
+        while self.apply_batch(&mut tx, state).await? > 0 {}
+        if state.cursor < live
+            && self
+                .reaches_types_after(&mut tx, state.cursor, live)
+                .await?
+        {
+            return Err(ReplayError::Behind {
+                live,
+                rebuilt: state.cursor,
+            });
+        }
+        sqlx::query(&format!("CREATE SCHEMA {retired}"))
+            .execute(&mut *tx)
+            .await?;
+        for table in self.projection.tables() {
+            sqlx::query(&format!("ALTER TABLE public.{table} SET SCHEMA {retired}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!("ALTER TABLE {shadow}.{table} SET SCHEMA public"))
+                .execute(&mut *tx)
+                .await?;
+            rename_indexes(&mut tx, table, &retired).await?;
+        }
+        let continue_from = state.cursor.max(live);
+        checkpoint::save(&mut *tx, &name, continue_from).await?;
+        tx.commit().await?;
+        Ok(continue_from)
+    }
+
+    /// Whether an event of the projection's types lies in `(after, upto]`.
+    async fn reaches_types_after(
+        &self,
+        tx: &mut PgConnection,
+        after: Cursor,
+        upto: Cursor,
+    ) -> Result<bool, ReplayError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events
+              WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2)
+                AND (tx_id, global_position) <= ($3::bigint::text::xid8, $4)
+                AND aggregate_type = ANY($5))",
+        )
+        .bind(after.tx_id)
+        .bind(after.position)
+        .bind(upto.tx_id)
+        .bind(upto.position)
+        .bind(self.types())
+        .fetch_one(&mut *tx)
+        .await?)
+    }
+
+    async fn create_shadow(&self) -> Result<(), ReplayError> {
+        let shadow = self.shadow_schema();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("CREATE SCHEMA {shadow}"))
+            .execute(&mut *tx)
+            .await?;
+        for table in self.projection.tables() {
+            sqlx::query(&format!(
+                "CREATE TABLE {shadow}.{table} (LIKE public.{table} INCLUDING ALL)"
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn drop_schemas(&self) -> Result<(), ReplayError> {
+        for schema in [self.shadow_schema(), self.retired_schema()] {
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Compares each table of `left` (reported as live) with the same table in `right`
+    /// (reported as rebuilt), row by row.
+    async fn compare(&self, left: &str, right: &str) -> Result<Vec<TableComparison>, ReplayError> {
+        let mut tables = Vec::new();
+        for table in self.projection.tables() {
+            let (live_rows, rebuilt_rows, only_live, only_rebuilt): (i64, i64, i64, i64) =
+                sqlx::query_as(&format!(
+                    "SELECT (SELECT count(*) FROM {left}.{table}),
+                            (SELECT count(*) FROM {right}.{table}),
+                            (SELECT count(*) FROM (TABLE {left}.{table}
+                                EXCEPT ALL TABLE {right}.{table}) a),
+                            (SELECT count(*) FROM (TABLE {right}.{table}
+                                EXCEPT ALL TABLE {left}.{table}) b)"
+                ))
+                .fetch_one(&self.pool)
+                .await?;
+            tables.push(TableComparison {
+                table: table.to_string(),
+                live_rows,
+                rebuilt_rows,
+                only_live,
+                only_rebuilt,
+            });
+        }
+        Ok(tables)
+    }
+}
+
+/// Where a rebuild is.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rebuilt {
+    cursor: Cursor,
+    events: u64,
+    skipped: u64,
+}
+
+/// Gives the indexes of `public.<table>` (just swapped in) the names of the matching indexes
+/// of `<retired>.<table>` (the migrations' names), matched by definition.
+async fn rename_indexes(
+    tx: &mut PgConnection,
+    table: &str,
+    retired: &str,
+) -> Result<(), sqlx::Error> {
+    // The definition after " USING ", e.g. `btree (status, id DESC)`, plus any predicate.
+    let renames: Vec<(String, String)> = sqlx::query_as(
+        "WITH defs AS (
+           SELECT n.nspname AS schema, c.relname AS name, i.indisunique AS is_unique,
+                  split_part(pg_get_indexdef(c.oid), ' USING ', 2) AS def
+             FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indexrelid
+             JOIN pg_class t ON t.oid = i.indrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE t.relname = $1 AND n.nspname IN ('public', $2))
+         SELECT new.name, old.name FROM defs new JOIN defs old
+           ON old.def = new.def AND old.is_unique = new.is_unique
+          WHERE new.schema = 'public' AND old.schema = $2 AND new.name <> old.name",
+    )
+    .bind(table)
+    .bind(retired)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (new, old) in renames {
+        sqlx::query(&format!("ALTER INDEX public.\"{new}\" RENAME TO \"{old}\""))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}

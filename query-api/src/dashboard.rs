@@ -1,0 +1,348 @@
+//! `GET /api/v1/dashboard` (issue 5): requests by status and media type, the per-day series of
+//! the last 30 UTC days, time from submitted to available, download totals, top requesters,
+//! and the health of Overseerr, Plex and yt-dlp as the sagas' circuit breakers report it.
+//!
+//! Visibility: an admin sees everyone's figures and the top requesters (`scope: "all"`); a
+//! user sees the slice of their own requests and downloads (`scope: "own"`, no top
+//! requesters). An admin may ask for their own slice with `?scope=own`; a user asking for
+//! `scope=all` is answered 403. Everyone sees the services' states (as Overseerr shows its
+//! status to everyone); only admins see the last error, which may name internal addresses.
+//!
+//! The figures come from the `dashboard` read model (and `min_position` waits for it); the
+//! services from the `service_health` table the workers write (process state, not events).
+//! Everything is read in one `REPEATABLE READ` transaction, so the figures agree.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use medianest_domain::download::DownloadStatus;
+use medianest_domain::media_request::{MediaType, RequestStatus};
+use medianest_http::openapi::Problem;
+use medianest_http::{ApiError, Caller, Query};
+use medianest_projections::dashboard::{self, Summary};
+use medianest_store::checkpoint;
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use utoipa::ToSchema;
+
+use crate::{wait_for_position, QueryState};
+
+/// The external services whose health the dashboard shows, in this order.
+pub const SERVICES: [&str; 3] = ["overseerr", "plex", "ytdlp"];
+
+/// The routes of this module.
+pub fn router() -> Router<QueryState> {
+    Router::new().route("/api/v1/dashboard", get(show))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DashboardParams {
+    /// `all` (admins; their default) or `own` (everyone else's default).
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    min_position: Option<i64>,
+}
+
+/// Request counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RequestStats {
+    /// Every request in scope.
+    total: i64,
+    /// Requests per wire status; every status is present (0 when none).
+    by_status: BTreeMap<String, i64>,
+    /// Requests per media type (`movie`, `tv`); both present.
+    by_media_type: BTreeMap<String, i64>,
+}
+
+/// Time from a request's submission to its availability, over the requests in scope that
+/// became available (all time).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TimeToAvailableView {
+    /// Median, in seconds; `null` without samples.
+    median_seconds: Option<f64>,
+    /// 90th percentile, in seconds; `null` without samples.
+    p90_seconds: Option<f64>,
+    /// How many available requests the figures are computed over.
+    samples: i64,
+}
+
+/// Download totals.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DownloadStats {
+    /// Every download in scope.
+    total: i64,
+    /// Downloads per status (`queued`, `running`, `completed`, `failed`, `cancelled`); every
+    /// status is present.
+    by_status: BTreeMap<String, i64>,
+    /// Bytes of the files the downloads' current attempts put in the library.
+    bytes: i64,
+    /// Files the downloads' current attempts put in the library.
+    items: i64,
+}
+
+/// One UTC day of the series.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DayView {
+    /// The UTC day, `YYYY-MM-DD`.
+    date: NaiveDate,
+    /// Requests submitted that day.
+    requests: i64,
+    /// Requests that became available that day.
+    available: i64,
+    /// Downloads queued that day.
+    downloads: i64,
+    /// Downloads completed that day.
+    downloads_completed: i64,
+}
+
+/// A user among the top requesters.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RequesterView {
+    /// The user id.
+    user_id: String,
+    /// The username (`null` while the users read model has not caught up).
+    username: Option<String>,
+    /// Requests submitted, all time.
+    requests: i64,
+}
+
+/// The health of an external service, as the workers' circuit breaker for it reports it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ServiceView {
+    /// `overseerr`, `plex` or `ytdlp`.
+    service: String,
+    /// `closed` (calls go through), `open` (the service is failing: calls are held back
+    /// until the cool-down ends), `half_open` (one trial call decides) or `unknown` (no
+    /// worker has reported on it: not configured, or the workers have not started).
+    state: String,
+    /// When the breaker entered this state (or its worker started).
+    since: Option<DateTime<Utc>>,
+    /// Transient failures (5xx, timeouts, connection errors) in a row.
+    consecutive_failures: i32,
+    /// The last transient failure's message (admins only; `null` for users).
+    last_error: Option<String>,
+    /// When the last transient failure happened.
+    last_failure_at: Option<DateTime<Utc>>,
+    /// When the service last answered a call.
+    last_success_at: Option<DateTime<Utc>>,
+    /// When the breaker last opened.
+    opened_at: Option<DateTime<Utc>>,
+    /// When the row was last written.
+    updated_at: Option<DateTime<Utc>>,
+}
+
+/// The dashboard.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DashboardView {
+    /// `all` (everyone's figures, for admins) or `own` (the caller's requests and downloads).
+    scope: String,
+    /// When the figures were computed.
+    generated_at: DateTime<Utc>,
+    /// Global position of the last event the figures reflect (pass as `min_position`).
+    position: i64,
+    requests: RequestStats,
+    time_to_available: TimeToAvailableView,
+    downloads: DownloadStats,
+    /// The last 30 UTC days, oldest first, today last; days without activity are zeros.
+    per_day: Vec<DayView>,
+    /// The 10 users with the most requests, most first (admins, `scope=all` only; absent
+    /// otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_requesters: Option<Vec<RequesterView>>,
+    /// Overseerr, Plex and yt-dlp, in that order.
+    services: Vec<ServiceView>,
+}
+
+#[derive(Debug, FromRow)]
+struct HealthRow {
+    service: String,
+    state: String,
+    consecutive_failures: i32,
+    last_error: Option<String>,
+    last_failure_at: Option<DateTime<Utc>>,
+    last_success_at: Option<DateTime<Utc>>,
+    opened_at: Option<DateTime<Utc>>,
+    state_since: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The dashboard: everyone's figures for admins, the caller's own slice for users.
+#[utoipa::path(
+    get,
+    path = "/api/v1/dashboard",
+    tag = "dashboard",
+    params(
+        ("scope" = Option<String>, Query, description = "`all` (admins only; their default) or `own` (users' default)"),
+        ("min_position" = Option<i64>, Query, description = "wait until the dashboard read model has this position"),
+    ),
+    responses(
+        (status = 200, body = DashboardView),
+        (status = 400, description = "unknown parameter or bad value", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`scope=all` asked by a user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "min_position not reached in time", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn show(
+    State(state): State<QueryState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    Query(params): Query<DashboardParams>,
+) -> Result<Json<DashboardView>, ApiError> {
+    let all = match params.scope.as_deref() {
+        None => caller.is_admin(),
+        Some("all") if caller.is_admin() => true,
+        Some("all") => {
+            return Err(ApiError::forbidden(
+                "only admins see everyone's figures; use scope=own",
+            ))
+        }
+        Some("own") => false,
+        Some(other) => {
+            return Err(ApiError::malformed(format!(
+                "scope must be all or own, not `{other}`"
+            )))
+        }
+    };
+    wait_for_position(&state, dashboard::NAME, params.min_position, &headers).await?;
+    let internal = |e: &dyn std::fmt::Display| ApiError::internal(e);
+    let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| internal(&e))?;
+    let own = caller.id.to_string();
+    let requested_by = (!all).then_some(own.as_str());
+    let summary = dashboard::summary(&mut tx, requested_by, all)
+        .await
+        .map_err(|e| internal(&e))?;
+    let position = checkpoint::load(&mut *tx, &format!("projection-{}", dashboard::NAME))
+        .await
+        .map_err(|e| internal(&e))?
+        .position;
+    let health: Vec<HealthRow> = sqlx::query_as("SELECT * FROM service_health")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| internal(&e))?;
+    tx.commit().await.map_err(|e| internal(&e))?;
+    Ok(Json(view(
+        summary,
+        all,
+        position,
+        &health,
+        caller.is_admin(),
+    )))
+}
+
+fn view(
+    summary: Summary,
+    all: bool,
+    position: i64,
+    health: &[HealthRow],
+    admin: bool,
+) -> DashboardView {
+    let mut by_status: BTreeMap<String, i64> = RequestStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect();
+    by_status.extend(summary.requests_by_status.iter().cloned());
+    let mut by_media_type: BTreeMap<String, i64> = [MediaType::Movie, MediaType::Tv]
+        .iter()
+        .map(|t| (t.as_str().to_string(), 0))
+        .collect();
+    by_media_type.extend(summary.requests_by_media_type.iter().cloned());
+    let mut downloads_by_status: BTreeMap<String, i64> = [
+        DownloadStatus::Queued,
+        DownloadStatus::Running,
+        DownloadStatus::Completed,
+        DownloadStatus::Failed,
+        DownloadStatus::Cancelled,
+    ]
+    .iter()
+    .map(|s| (s.as_str().to_string(), 0))
+    .collect();
+    downloads_by_status.extend(
+        summary
+            .downloads_by_status
+            .iter()
+            .map(|d| (d.status.clone(), d.count)),
+    );
+    let services = SERVICES
+        .iter()
+        .map(
+            |service| match health.iter().find(|h| h.service == *service) {
+                Some(row) => ServiceView {
+                    service: row.service.clone(),
+                    state: row.state.clone(),
+                    since: Some(row.state_since),
+                    consecutive_failures: row.consecutive_failures,
+                    last_error: row.last_error.clone().filter(|_| admin),
+                    last_failure_at: row.last_failure_at,
+                    last_success_at: row.last_success_at,
+                    opened_at: row.opened_at,
+                    updated_at: Some(row.updated_at),
+                },
+                None => ServiceView {
+                    service: (*service).to_string(),
+                    state: "unknown".to_string(),
+                    since: None,
+                    consecutive_failures: 0,
+                    last_error: None,
+                    last_failure_at: None,
+                    last_success_at: None,
+                    opened_at: None,
+                    updated_at: None,
+                },
+            },
+        )
+        .collect();
+    DashboardView {
+        scope: if all { "all" } else { "own" }.to_string(),
+        generated_at: summary.generated_at.unwrap_or_else(Utc::now),
+        position,
+        requests: RequestStats {
+            total: summary.requests_by_status.iter().map(|(_, n)| n).sum(),
+            by_status,
+            by_media_type,
+        },
+        time_to_available: TimeToAvailableView {
+            median_seconds: summary.time_to_available.median_seconds,
+            p90_seconds: summary.time_to_available.p90_seconds,
+            samples: summary.time_to_available.samples,
+        },
+        downloads: DownloadStats {
+            total: summary.downloads_by_status.iter().map(|d| d.count).sum(),
+            by_status: downloads_by_status,
+            bytes: summary.downloads_by_status.iter().map(|d| d.bytes).sum(),
+            items: summary.downloads_by_status.iter().map(|d| d.items).sum(),
+        },
+        per_day: summary
+            .per_day
+            .iter()
+            .map(|d| DayView {
+                date: d.day,
+                requests: d.requests,
+                available: d.available,
+                downloads: d.downloads,
+                downloads_completed: d.downloads_completed,
+            })
+            .collect(),
+        top_requesters: summary.top_requesters.map(|rows| {
+            rows.into_iter()
+                .map(|r| RequesterView {
+                    user_id: r.user_id,
+                    username: r.username,
+                    requests: r.requests,
+                })
+                .collect()
+        }),
+        services,
+    }
+}

@@ -1,0 +1,177 @@
+//! `GET /api/v1/search`: typo-tolerant, ranked search over media requests (title, year,
+//! requester's username) from the `request_search` read model.
+//!
+//! Visibility: the same as the request list — admins search every request, other users
+//! only their own.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use medianest_domain::media_request::{MediaType, RequestStatus};
+use medianest_http::openapi::Problem;
+use medianest_http::{ApiError, Caller, Query};
+use medianest_projections::search::{self, SearchQuery};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{page_limit, wait_for_position, QueryState};
+
+/// Longest `q`, in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
+
+/// The routes of this module.
+pub fn router() -> Router<QueryState> {
+    Router::new().route("/api/v1/search", get(search))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SearchParams {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    min_position: Option<i64>,
+}
+
+/// One matching request.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SearchHit {
+    /// Request id.
+    id: Uuid,
+    /// Title.
+    title: String,
+    /// Release year.
+    year: Option<i32>,
+    /// `movie` or `tv`.
+    media_type: String,
+    /// `pending`, `approved`, `declined`, `cancelled`, `forwarded`, `processing`,
+    /// `partially_available`, `available` or `failed`.
+    status: String,
+    /// Requester's user id.
+    requested_by: String,
+    /// Requester's current username (`null` when the account is unknown).
+    requester: Option<String>,
+    /// When the request was submitted.
+    created_at: DateTime<Utc>,
+    /// Global position of the last event of the request the result reflects.
+    position: i64,
+    /// Relevance, higher is better, rounded to 4 decimals: 1 for an exact title, 0 to 2 for
+    /// the title's trigram similarity, the full-text rank (`ts_rank`, usually below 1), 0 to 0.5 for the
+    /// requester's similarity, 1 for a year named in `q`. An exact title scores above 3.
+    /// Only meaningful within one answer.
+    score: f64,
+}
+
+impl From<search::SearchHit> for SearchHit {
+    fn from(hit: search::SearchHit) -> Self {
+        let row = hit.row;
+        Self {
+            id: row.id,
+            title: row.title,
+            year: row.year,
+            media_type: row.media_type,
+            status: row.status,
+            requested_by: row.requested_by,
+            requester: row.requester,
+            created_at: row.created_at,
+            position: row.last_position,
+            score: hit.score,
+        }
+    }
+}
+
+/// The answer of a search.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SearchResults {
+    /// `q` as searched (surrounding whitespace removed).
+    query: String,
+    /// Best first; ties newest first.
+    results: Vec<SearchHit>,
+}
+
+/// `q`, trimmed: present, not blank, at most [`MAX_QUERY_CHARS`] characters, no control
+/// characters.
+fn search_text(q: Option<&str>) -> Result<&str, ApiError> {
+    let q = q.ok_or_else(|| ApiError::malformed("q is required"))?;
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::malformed(format!(
+            "q must be at most {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    if q.chars().any(char::is_control) {
+        return Err(ApiError::malformed("q must not contain control characters"));
+    }
+    let q = q.trim();
+    if q.is_empty() {
+        return Err(ApiError::malformed("q must not be empty"));
+    }
+    Ok(q)
+}
+
+/// Searches requests by title, year and requester, typo-tolerant, best first
+/// (non-admins: their own).
+#[utoipa::path(
+    get,
+    path = "/api/v1/search",
+    tag = "search",
+    params(
+        ("q" = String, Query, description = "search text, 1 to 200 characters: words of the title or the requester's username (typos tolerated), 4-digit years; web-search syntax (\"quoted phrase\", or, -word) for the full-text part"),
+        ("status" = Option<String>, Query, description = "only this status"),
+        ("media_type" = Option<String>, Query, description = "movie or tv"),
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 25"),
+        ("min_position" = Option<i64>, Query, description = "wait until the read model has this position"),
+    ),
+    responses(
+        (status = 200, body = SearchResults),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "min_position not reached in time", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn search(
+    State(state): State<QueryState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    Query(params): Query<SearchParams>,
+) -> Result<Json<SearchResults>, ApiError> {
+    let text = search_text(params.q.as_deref())?.to_string();
+    let status = params
+        .status
+        .as_deref()
+        .map(str::parse::<RequestStatus>)
+        .transpose()
+        .map_err(ApiError::malformed)?;
+    let media_type = params
+        .media_type
+        .as_deref()
+        .map(str::parse::<MediaType>)
+        .transpose()
+        .map_err(ApiError::malformed)?;
+    let limit = page_limit(params.limit)?;
+    // Non-admins only ever find their own requests.
+    let requested_by = (!caller.is_admin()).then(|| caller.id.to_string());
+    wait_for_position(&state, search::NAME, params.min_position, &headers).await?;
+    let query = SearchQuery {
+        text,
+        status,
+        media_type,
+        requested_by,
+    };
+    let hits = search::search(&state.pool, &query, limit)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(SearchResults {
+        query: query.text,
+        results: hits.into_iter().map(SearchHit::from).collect(),
+    }))
+}

@@ -1,0 +1,339 @@
+//! Replays (DESIGN.md §5; issue 5): every read model equals what a full replay of the log
+//! produces, row by row; a replay swapped in while commands keep arriving ends with the rows
+//! of an uninterrupted run, with no gap and no double count; one replay of a projection runs
+//! at a time; a damaged read model is repaired by a replay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use medianest_projections::replay::{Replay, ReplayError, ReplayOptions, ReplayReport};
+use medianest_projections::Projection;
+use medianest_store::lock::InstanceLock;
+use medianest_testkit::app::TestApp;
+use medianest_testkit::history::{projections_caught_up, scripted, submit_as};
+
+async fn dry_run(app: &TestApp, projection: Arc<dyn Projection>) -> ReplayReport {
+    Replay::new(
+        app.pool.clone(),
+        projection,
+        ReplayOptions {
+            dry_run: true,
+            ..ReplayOptions::default()
+        },
+    )
+    .run(&|_| {})
+    .await
+    .expect("a dry run")
+}
+
+fn assert_identical(report: &ReplayReport) {
+    for table in &report.tables {
+        assert!(
+            table.identical(),
+            "{}.{} differs from its replay: {table:?}",
+            report.projection,
+            table.table
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_read_model_matches_a_full_replay_row_by_row() {
+    let app = TestApp::spawn().await;
+    let history = scripted(&app).await;
+    projections_caught_up(&app).await;
+
+    for projection in medianest_projections::all() {
+        let report = dry_run(&app, projection.clone()).await;
+        assert!(!report.swapped);
+        assert_eq!(report.tables.len(), projection.tables().len());
+        assert_identical(&report);
+    }
+    // The comparison is not vacuous: the tables hold the history.
+    let rows = |table: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(rows("requests").await, history.requests.len() as i64);
+    assert_eq!(rows("downloads").await, history.downloads.len() as i64);
+    assert_eq!(rows("users").await, 3, "the harness's admin, alice and bob");
+    assert!(rows("sessions").await >= 3);
+    // A dry run leaves nothing behind.
+    let schemas: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'replay_%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("schemas");
+    assert_eq!(schemas, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_damaged_read_model_is_found_by_a_dry_run_and_repaired_by_a_replay() {
+    let app = TestApp::spawn().await;
+    let history = scripted(&app).await;
+    projections_caught_up(&app).await;
+    let matrix: uuid::Uuid = history.requests[0].parse().expect("a uuid");
+    sqlx::query("UPDATE requests SET title = 'Teh Matrix', status = 'pending' WHERE id = $1")
+        .bind(matrix)
+        .execute(&app.pool)
+        .await
+        .expect("damage");
+    sqlx::query("DELETE FROM downloads WHERE id = $1")
+        .bind(history.downloads[1])
+        .execute(&app.pool)
+        .await
+        .expect("damage");
+
+    let requests = medianest_projections::by_name("requests").expect("requests");
+    let report = dry_run(&app, requests.clone()).await;
+    assert_eq!(report.tables[0].only_live, 1);
+    assert_eq!(report.tables[0].only_rebuilt, 1);
+    // The dry run changed nothing.
+    let title: String = sqlx::query_scalar("SELECT title FROM requests WHERE id = $1")
+        .bind(matrix)
+        .fetch_one(&app.pool)
+        .await
+        .expect("title");
+    assert_eq!(title, "Teh Matrix");
+
+    for name in ["requests", "downloads"] {
+        let projection = medianest_projections::by_name(name).expect("a projection");
+        let report = Replay::new(app.pool.clone(), projection, ReplayOptions::default())
+            .run(&|_| {})
+            .await
+            .expect("a replay");
+        assert!(report.swapped);
+        assert!(!report.identical(), "the replay changed the damaged rows");
+    }
+    let (title, status): (String, String) =
+        sqlx::query_as("SELECT title, status FROM requests WHERE id = $1")
+            .bind(matrix)
+            .fetch_one(&app.pool)
+            .await
+            .expect("row");
+    assert_eq!(
+        (title.as_str(), status.as_str()),
+        ("The Matrix", "available")
+    );
+    let cancelled: String = sqlx::query_scalar("SELECT status FROM downloads WHERE id = $1")
+        .bind(history.downloads[1])
+        .fetch_one(&app.pool)
+        .await
+        .expect("the deleted row is back");
+    assert_eq!(cancelled, "cancelled");
+    // The query API serves the swapped table.
+    let detail: serde_json::Value = app
+        .get(&format!("/api/v1/requests/{matrix}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(detail["media"]["title"], "The Matrix");
+    // The swapped tables keep the migrations' index names.
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'requests'
+          ORDER BY indexname",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("indexes");
+    assert_eq!(
+        indexes,
+        [
+            "requests_media_idx",
+            "requests_overseerr_idx",
+            "requests_pkey",
+            "requests_requested_by_idx",
+            "requests_status_idx"
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_replay_while_commands_arrive_ends_with_the_rows_of_an_uninterrupted_run() {
+    let app = Arc::new(TestApp::spawn().await);
+    let history = scripted(&app).await;
+    // alice signed out at the end of the history.
+    let alice = app.sign_in_user("carol").await;
+    let writer = {
+        let (app, alice) = (app.clone(), alice.clone());
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..40u32 {
+                let submitted = submit_as(&app, &alice, 10_000 + n, &format!("Film {n}")).await;
+                ids.push(submitted["id"].as_str().expect("an id").to_string());
+                if n % 3 == 0 {
+                    let approved = app
+                        .post_empty(&format!("/api/v1/requests/{}/approve", ids[ids.len() - 1]))
+                        .await;
+                    assert_eq!(approved.status(), 200);
+                }
+            }
+            ids
+        })
+    };
+    // Small batches: the rebuild spans many transactions while the commands arrive.
+    let options = ReplayOptions {
+        batch_size: 3,
+        ..ReplayOptions::default()
+    };
+    let mut swaps = 0;
+    while !writer.is_finished() || swaps == 0 {
+        for name in ["requests", "users", "sessions"] {
+            let projection = medianest_projections::by_name(name).expect("a projection");
+            let report = Replay::new(app.pool.clone(), projection, options)
+                .run(&|_| {})
+                .await
+                .expect("a replay");
+            assert!(report.swapped);
+        }
+        swaps += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        swaps >= 2,
+        "the replays overlapped the commands ({swaps} rounds)"
+    );
+    let written = writer.await.expect("the writer");
+    projections_caught_up(&app).await;
+
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM requests")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(count as usize, history.requests.len() + written.len());
+    for name in ["requests", "users", "sessions"] {
+        let projection = medianest_projections::by_name(name).expect("a projection");
+        assert_identical(&dry_run(&app, projection).await);
+    }
+    // The live projection went on applying after the swaps: a new request shows up.
+    let late = submit_as(&app, &alice, 20_000, "After the replay").await;
+    let detail = app
+        .get(&format!(
+            "/api/v1/requests/{}?min_position={}",
+            late["id"].as_str().expect("an id"),
+            late["position"]
+        ))
+        .await;
+    assert_eq!(detail.status(), 200);
+    Arc::try_unwrap(app)
+        .ok()
+        .expect("the only handle")
+        .stop()
+        .await;
+}
+
+#[tokio::test]
+async fn one_replay_of_a_projection_runs_at_a_time() {
+    let app = TestApp::spawn().await;
+    let held = InstanceLock::try_acquire(&app.pool, "replay:requests")
+        .await
+        .expect("a connection")
+        .expect("the lock is free");
+    let requests = medianest_projections::by_name("requests").expect("requests");
+    let refused = Replay::new(app.pool.clone(), requests.clone(), ReplayOptions::default())
+        .run(&|_| {})
+        .await;
+    assert!(
+        matches!(refused, Err(ReplayError::Busy(ref name)) if name == "requests"),
+        "{refused:?}"
+    );
+    held.release().await.expect("released");
+    let report = Replay::new(app.pool.clone(), requests, ReplayOptions::default())
+        .run(&|_| {})
+        .await
+        .expect("runs once the lock is free");
+    assert!(report.swapped);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn status_measures_how_far_a_projection_is_behind_the_log() {
+    let (_url, pool) = medianest_testkit::app::fresh_database().await;
+    let requests = medianest_store::media_requests::MediaRequests::new(
+        pool.clone(),
+        medianest_domain::media_request::MediaRequestServices::default(),
+    );
+    let admin = medianest_domain::Actor::admin(uuid::Uuid::now_v7());
+    requests
+        .execute(
+            uuid::Uuid::now_v7(),
+            medianest_domain::media_request::MediaRequestCommand::Submit {
+                requested_by: admin,
+                media: medianest_domain::media_request::Media {
+                    media_type: medianest_domain::media_request::MediaType::Movie,
+                    tmdb_id: medianest_domain::media_request::TmdbId::new(603).expect("id"),
+                    tvdb_id: None,
+                    title: "The Matrix".to_string(),
+                    year: Some(1999),
+                },
+                seasons: None,
+                is_4k: false,
+                note: None,
+            },
+            None,
+            &medianest_store::EventMetadata::default(),
+        )
+        .await
+        .expect("submitted and auto-approved");
+    let projection = medianest_projections::by_name("requests").expect("requests");
+    let status = |pool: sqlx::PgPool, projection: Arc<dyn Projection>| async move {
+        medianest_projections::status::status(&pool, &[projection])
+            .await
+            .expect("status")
+            .remove(0)
+    };
+    let behind = status(pool.clone(), projection.clone()).await;
+    assert_eq!(behind.projection, "requests");
+    assert_eq!(behind.lag_events, 2, "submitted and approved");
+    assert_eq!(behind.head, 2);
+    assert!(behind.lag_seconds >= 0.0);
+    assert_eq!(behind.checkpoint, medianest_store::Cursor::default());
+
+    let last = medianest_store::log::read_last(&pool, 1, None)
+        .await
+        .expect("the last event")[0]
+        .cursor();
+    medianest_store::checkpoint::save(&pool, "projection-requests", last)
+        .await
+        .expect("saved");
+    let caught_up = status(pool.clone(), projection).await;
+    assert_eq!(caught_up.lag_events, 0);
+    assert_eq!(caught_up.lag_seconds, 0.0);
+    assert_eq!(caught_up.checkpoint, last);
+}
+
+#[tokio::test]
+async fn projection_lag_and_throughput_are_on_metrics() {
+    let app = TestApp::spawn().await;
+    app.submit_movie(603, "The Matrix").await;
+    let metrics = medianest_testkit::app::eventually(
+        "projection gauges on /metrics",
+        Duration::from_secs(20),
+        || async {
+            let text = app.get("/metrics").await.text().await.ok()?;
+            let complete = medianest_projections::all().iter().all(|p| {
+                ["lag_events", "lag_seconds", "events_per_second"]
+                    .iter()
+                    .all(|gauge| {
+                        text.contains(&format!(
+                            "medianest_projection_{gauge}{{projection=\"{}\"}}",
+                            p.name()
+                        ))
+                    })
+            });
+            complete.then_some(text)
+        },
+    )
+    .await;
+    assert!(metrics.contains("# TYPE medianest_projection_lag_events gauge"));
+    app.stop().await;
+}
