@@ -145,13 +145,18 @@ pub enum EventsCommand {
     },
 }
 
-async fn connect(db: &DatabaseArgs) -> Result<PgPool, ExitCode> {
+/// Connects; `migrate` applies pending migrations first (commands that write read models).
+/// Read-only commands leave the schema alone: they need no DDL rights, and work against a
+/// database a newer version has migrated.
+async fn connect(db: &DatabaseArgs, migrate: bool) -> Result<PgPool, ExitCode> {
     let pool = medianest_store::connect(&db.database_url, 4)
         .await
         .map_err(|e| failure(&format!("MEDIANEST_DATABASE_URL: {e}")))?;
-    medianest_store::migrate(&pool)
-        .await
-        .map_err(|e| failure(&format!("applying migrations: {e}")))?;
+    if migrate {
+        medianest_store::migrate(&pool)
+            .await
+            .map_err(|e| failure(&format!("applying migrations: {e}")))?;
+    }
     Ok(pool)
 }
 
@@ -195,7 +200,7 @@ fn progress_bar(total: u64, json: bool, what: &str) -> ProgressBar {
 /// `medianest projections status`.
 pub async fn projections(command: ProjectionsCommand) -> ExitCode {
     let ProjectionsCommand::Status { json, db } = command;
-    let pool = match connect(&db).await {
+    let pool = match connect(&db, false).await {
         Ok(pool) => pool,
         Err(code) => return code,
     };
@@ -248,7 +253,7 @@ pub async fn replay(args: ReplayArgs) -> ExitCode {
             return usage("--to must not be below --from");
         }
     }
-    let pool = match connect(&args.db).await {
+    let pool = match connect(&args.db, !args.to_nats).await {
         Ok(pool) => pool,
         Err(code) => return code,
     };
@@ -261,6 +266,7 @@ pub async fn replay(args: ReplayArgs) -> ExitCode {
         ..ReplayOptions::default()
     };
     let mut reports = Vec::new();
+    let mut stopped = None;
     for projection in selected {
         let bar = progress_bar(0, args.json, projection.name());
         let replay = Replay::new(pool.clone(), projection.clone(), options);
@@ -278,15 +284,26 @@ pub async fn replay(args: ReplayArgs) -> ExitCode {
                 }
                 reports.push(report);
             }
-            Err(ReplayError::Busy(name)) => {
-                eprintln!("error: another replay of {name} is running");
-                return ExitCode::from(EXIT_BUSY);
+            Err(error) => {
+                // What was replayed before stays replayed: report it, then stop.
+                let code = match error {
+                    ReplayError::Busy(_) => EXIT_BUSY,
+                    _ => EXIT_FAILURE,
+                };
+                eprintln!("error: replaying {}: {error}", projection.name());
+                stopped = Some((projection.name(), error.to_string(), code));
+                break;
             }
-            Err(e) => return failure(&format!("replaying {}: {e}", projection.name())),
         }
     }
     if args.json {
-        print_json(&json!({ "dry_run": args.dry_run, "replays": reports }));
+        let failed = stopped
+            .as_ref()
+            .map(|(name, error, _)| json!({ "projection": name, "error": error }));
+        print_json(&json!({ "dry_run": args.dry_run, "replays": reports, "failed": failed }));
+    }
+    if let Some((_, _, code)) = stopped {
+        return ExitCode::from(code);
     }
     if args.dry_run && !reports.iter().all(ReplayReport::identical) {
         return ExitCode::from(EXIT_NO);
@@ -356,6 +373,7 @@ async fn republish(pool: &PgPool, args: &ReplayArgs) -> ExitCode {
     let bar = progress_bar(u64::try_from(total).unwrap_or(0), args.json, "to NATS");
     let mut outcome = Published::default();
     let (mut cursor, mut first, mut last) = (Cursor::default(), None, None);
+    let (mut read, mut waited) = (0i64, 0u32);
     loop {
         let batch = match log::read_range(
             pool,
@@ -370,7 +388,17 @@ async fn republish(pool: &PgPool, args: &ReplayArgs) -> ExitCode {
             Ok(batch) => batch,
             Err(e) => return failure(&e.to_string()),
         };
-        let Some(tail) = batch.last() else { break };
+        let Some(tail) = batch.last() else {
+            // Events of the range still behind the transaction fence (an open transaction
+            // elsewhere) are waited for, at most 30 s: stopping short would skip them.
+            if read < total && waited < 150 {
+                waited += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+            break;
+        };
+        read += batch.len() as i64;
         cursor = tail.cursor();
         first = first.or(batch.first().map(|e| e.position));
         last = Some(tail.position);
@@ -383,6 +411,12 @@ async fn republish(pool: &PgPool, args: &ReplayArgs) -> ExitCode {
     bar.finish_and_clear();
     if let Err(e) = client.flush().await {
         return failure(&format!("flushing NATS: {e}"));
+    }
+    if read < total {
+        return failure(&format!(
+            "only {read} of the {total} events of the range could be read: a transaction has \
+             held the log's fence for 30 s; run the command again"
+        ));
     }
     if args.json {
         print_json(&json!({
@@ -411,7 +445,7 @@ pub async fn events(command: EventsCommand) -> ExitCode {
             json,
             db,
         } => {
-            let pool = match connect(&db).await {
+            let pool = match connect(&db, false).await {
                 Ok(pool) => pool,
                 Err(code) => return code,
             };
@@ -423,7 +457,7 @@ pub async fn events(command: EventsCommand) -> ExitCode {
             json,
             db,
         } => {
-            let pool = match connect(&db).await {
+            let pool = match connect(&db, false).await {
                 Ok(pool) => pool,
                 Err(code) => return code,
             };
@@ -452,6 +486,12 @@ async fn tail(
     lines: i64,
     json: bool,
 ) -> ExitCode {
+    // Where following starts is read first: an event committed while the last ones are
+    // read is then either printed or followed, never neither.
+    let newest = match log::read_last(pool, 1, None).await {
+        Ok(newest) => newest.last().map(StoredEvent::cursor).unwrap_or_default(),
+        Err(e) => return failure(&e.to_string()),
+    };
     let last = match log::read_last(pool, lines, aggregate_type.as_deref()).await {
         Ok(last) => last,
         Err(e) => return failure(&e.to_string()),
@@ -465,11 +505,11 @@ async fn tail(
     if !follow {
         return ExitCode::from(EXIT_OK);
     }
-    // Follow from the newest event of any type, so nothing written since is missed.
-    let start = match log::read_last(pool, 1, None).await {
-        Ok(newest) => newest.last().map(StoredEvent::cursor).unwrap_or_default(),
-        Err(e) => return failure(&e.to_string()),
-    };
+    let start = last
+        .last()
+        .map(StoredEvent::cursor)
+        .unwrap_or_default()
+        .max(newest);
     let mut tail = LogTail::new(pool.clone(), start).aggregate_type(aggregate_type);
     loop {
         let batch = tokio::select! {

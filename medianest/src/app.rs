@@ -188,9 +188,19 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 feed.clone()
             };
             let name = projection.name();
-            let runner = ProjectionRunner::new(pool.clone(), source, projection);
-            let token = shutdown.clone();
+            let runner = ProjectionRunner::new(pool.clone(), source, projection.clone());
+            let (token, db) = (shutdown.clone(), pool.clone());
             tasks.spawn(async move {
+                // A read model added by an upgrade is built from the whole log first.
+                match medianest_projections::replay::bootstrap(&db, projection).await {
+                    Ok(Some(report)) => info!(
+                        projection = name,
+                        events = report.events,
+                        "built the new read model from the event log"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => error!(error = %e, projection = name, "cannot build the read model from the log; starting from the feed"),
+                }
                 if let Err(e) = runner.run(token).await {
                     error!(error = %e, projection = name, "projection stopped");
                 }

@@ -17,8 +17,13 @@
 //!    live one. Every event of `p`'s types behind that checkpoint is in the new tables, and
 //!    the live runner skips what the checkpoint covers: no gap, no double count.
 //!
-//! A dry run compares the rebuilt tables with the live ones row by row (`EXCEPT ALL` both
-//! ways) and drops them. A crash at any step leaves the live tables as they were: the shadow
+//! A dry run never rebuilds past the live checkpoint; holding that checkpoint row, it catches
+//! up to it and compares the rebuilt tables with the live ones row by row (`EXCEPT ALL` both
+//! ways), so both reflect the same events even while commands arrive; then it drops them.
+//!
+//! [`bootstrap`] runs a replay for a projection that has never run while the log already has
+//! events (a read model added by an upgrade), so it does not start from what JetStream still
+//! retains. A crash at any step leaves the live tables as they were: the shadow
 //! schema is dropped by the next replay.
 
 use std::sync::Arc;
@@ -32,6 +37,9 @@ use sqlx::{PgConnection, PgPool};
 use tracing::warn;
 
 use crate::{Projection, ProjectionError};
+
+/// How often the swap tries to lock the tables.
+const SWAP_TRIES: u32 = 10;
 
 /// Why a replay failed. Nothing of the live read model has changed in any of these cases.
 #[derive(Debug, thiserror::Error)]
@@ -71,9 +79,9 @@ pub struct ReplayOptions {
     pub batch_size: i64,
     /// Rebuild and compare, but do not swap.
     pub dry_run: bool,
-    /// The longest wait for the tables' locks during the swap, per try (default 10 s; three
-    /// tries). Queries hold the tables only briefly, so this bounds how long the live
-    /// projection and readers may be held up.
+    /// The longest wait for the tables' locks during the swap, per try (default 1 s; ten
+    /// tries, with a growing pause between them). Queries that arrive while the swap waits
+    /// queue behind it, so this bounds how long readers and the live projection are held up.
     pub lock_timeout: Duration,
 }
 
@@ -82,7 +90,7 @@ impl Default for ReplayOptions {
         Self {
             batch_size: 1000,
             dry_run: false,
-            lock_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -196,11 +204,16 @@ impl Replay {
             return Err(ReplayError::Busy(name.to_string()));
         };
         let result = self.rebuild_and_finish(progress, started).await;
-        let cleanup = self.drop_schemas().await;
-        drop(lock);
-        let report = result?;
-        cleanup?;
-        Ok(report)
+        if let Err(error) = self.drop_schemas().await {
+            // The outcome stands; the next replay drops what is left.
+            warn!(%error, projection = name, "cannot drop the replay's schemas");
+        }
+        // Unlocked explicitly: closing the connection would free it only once the server
+        // notices, and a replay right after would find the projection busy.
+        if let Err(error) = lock.release().await {
+            warn!(%error, projection = name, "cannot release the replay lock; it goes with its connection");
+        }
+        result
     }
 
     async fn rebuild_and_finish(
@@ -217,9 +230,17 @@ impl Replay {
                 .await?;
         let total = u64::try_from(total).unwrap_or(0);
         let mut state = Rebuilt::default();
+        let checkpoint_name = format!("projection-{}", self.projection.name());
         loop {
+            // A dry run compares with the live tables at the live checkpoint, so the rebuild
+            // never passes it (it only moves forward, and is caught up to under its lock).
+            let upto = if self.options.dry_run {
+                Some(checkpoint::load(&self.pool, &checkpoint_name).await?)
+            } else {
+                None
+            };
             let mut tx = self.pool.begin().await?;
-            let applied = self.apply_batch(&mut tx, &mut state).await?;
+            let applied = self.apply_batch(&mut tx, &mut state, upto).await?;
             tx.commit().await?;
             progress(ReplayProgress {
                 read: state.events,
@@ -231,7 +252,7 @@ impl Replay {
         }
         let name = self.projection.name();
         if self.options.dry_run {
-            let tables = self.compare("public", &self.shadow_schema()).await?;
+            let tables = self.compare_at_checkpoint(&mut state).await?;
             return Ok(ReplayReport {
                 projection: name.to_string(),
                 events: state.events,
@@ -248,14 +269,16 @@ impl Replay {
             tries += 1;
             match self.swap(&mut state).await {
                 Ok(checkpoint) => break checkpoint,
-                // 55P03: lock_not_available (lock_timeout): readers held a table; try again.
+                // 55P03 lock_not_available (lock_timeout): a query held a table. Queries queue
+                // behind the swap's lock request, so it gives up quickly and tries again.
                 Err(ReplayError::Database(sqlx::Error::Database(e)))
-                    if e.code().as_deref() == Some("55P03") && tries < 3 =>
+                    if e.code().as_deref() == Some("55P03") && tries < SWAP_TRIES =>
                 {
                     warn!(
                         projection = name,
                         "swap could not lock the tables; retrying"
                     );
+                    tokio::time::sleep(Duration::from_millis(200) * tries).await;
                 }
                 Err(error) => return Err(error),
             }
@@ -264,7 +287,20 @@ impl Replay {
             read: state.events,
             total: total.max(state.events),
         });
-        let tables = self.compare(&self.retired_schema(), "public").await?;
+        // What the replay changed. The swap is committed: a failure here only loses the report.
+        let tables = match self.pool.acquire().await {
+            Ok(mut conn) => self
+                .compare(&mut conn, &self.retired_schema(), "public")
+                .await
+                .unwrap_or_else(|error| {
+                    warn!(%error, projection = name, "cannot compare the swapped tables");
+                    Vec::new()
+                }),
+            Err(error) => {
+                warn!(%error, projection = name, "cannot compare the swapped tables");
+                Vec::new()
+            }
+        };
         Ok(ReplayReport {
             projection: name.to_string(),
             events: state.events,
@@ -277,20 +313,24 @@ impl Replay {
         })
     }
 
-    /// Reads the next batch after the rebuild's cursor and applies it to the shadow tables
-    /// in `tx`; answers how many events were read.
+    /// Reads the next batch after the rebuild's cursor (not past `upto`) and applies it to
+    /// the shadow tables in `tx`; answers how many events were read.
     async fn apply_batch(
         &self,
         tx: &mut PgConnection,
         state: &mut Rebuilt,
+        upto: Option<Cursor>,
     ) -> Result<usize, ReplayError> {
-        let batch = log::read_after_types(
+        let mut batch = log::read_after_types(
             &mut *tx,
             state.cursor,
             self.options.batch_size,
             &self.types(),
         )
         .await?;
+        if let Some(upto) = upto {
+            batch.retain(|event| event.cursor() <= upto);
+        }
         if batch.is_empty() {
             return Ok(0);
         }
@@ -354,7 +394,7 @@ impl Replay {
         .await?;
         // The live runner applies each event holding this row: from here on it waits.
         let live = checkpoint::load_for_update(&mut tx, &name).await?;
-        while self.apply_batch(&mut tx, state).await? > 0 {}
+        while self.apply_batch(&mut tx, state, None).await? > 0 {}
         if state.cursor < live
             && self
                 .reaches_types_after(&mut tx, state.cursor, live)
@@ -417,6 +457,21 @@ impl Replay {
             ))
             .execute(&mut *tx)
             .await?;
+            // The swapped-in table must belong to whoever owns the live one (the role `serve`
+            // and the migrations run as), whoever runs the replay.
+            let owner: String = sqlx::query_scalar(
+                "SELECT tableowner::text FROM pg_tables
+                  WHERE schemaname = 'public' AND tablename = $1",
+            )
+            .bind(table)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(&format!(
+                "ALTER TABLE {shadow}.{table} OWNER TO \"{}\"",
+                owner.replace('"', "\"\"")
+            ))
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -431,9 +486,32 @@ impl Replay {
         Ok(())
     }
 
+    /// Catches the shadow tables up to the live checkpoint while holding it (the live
+    /// projection waits), so both sides reflect the same events, and compares them; the
+    /// catch-up is rolled back.
+    async fn compare_at_checkpoint(
+        &self,
+        state: &mut Rebuilt,
+    ) -> Result<Vec<TableComparison>, ReplayError> {
+        let name = format!("projection-{}", self.projection.name());
+        let mut tx = self.pool.begin().await?;
+        let live = checkpoint::load_for_update(&mut tx, &name).await?;
+        while self.apply_batch(&mut tx, state, Some(live)).await? > 0 {}
+        let tables = self
+            .compare(&mut tx, "public", &self.shadow_schema())
+            .await?;
+        tx.rollback().await?;
+        Ok(tables)
+    }
+
     /// Compares each table of `left` (reported as live) with the same table in `right`
     /// (reported as rebuilt), row by row.
-    async fn compare(&self, left: &str, right: &str) -> Result<Vec<TableComparison>, ReplayError> {
+    async fn compare(
+        &self,
+        db: &mut PgConnection,
+        left: &str,
+        right: &str,
+    ) -> Result<Vec<TableComparison>, ReplayError> {
         let mut tables = Vec::new();
         for table in self.projection.tables() {
             let (live_rows, rebuilt_rows, only_live, only_rebuilt): (i64, i64, i64, i64) =
@@ -445,7 +523,7 @@ impl Replay {
                             (SELECT count(*) FROM (TABLE {right}.{table}
                                 EXCEPT ALL TABLE {left}.{table}) b)"
                 ))
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *db)
                 .await?;
             tables.push(TableComparison {
                 table: table.to_string(),
@@ -457,6 +535,45 @@ impl Replay {
         }
         Ok(tables)
     }
+}
+
+/// Builds `projection`'s read model from the log when it has never run (no checkpoint) but
+/// the log already holds events of its aggregate types: a read model added by an upgrade
+/// would otherwise start from what JetStream still retains (30 days). Answers the replay's
+/// report, or `None` when there was nothing to do.
+///
+/// # Errors
+/// [`ReplayError`]; [`ReplayError::Busy`] when another process is doing it.
+pub async fn bootstrap(
+    pool: &PgPool,
+    projection: Arc<dyn Projection>,
+) -> Result<Option<ReplayReport>, ReplayError> {
+    let name = format!("projection-{}", projection.name());
+    let started: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM checkpoints WHERE name = $1)")
+            .bind(&name)
+            .fetch_one(pool)
+            .await?;
+    if started {
+        return Ok(None);
+    }
+    let types: Vec<String> = projection
+        .aggregate_types()
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    let history: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = ANY($1))")
+            .bind(types)
+            .fetch_one(pool)
+            .await?;
+    if !history {
+        return Ok(None);
+    }
+    Replay::new(pool.clone(), projection, ReplayOptions::default())
+        .run(&|_| {})
+        .await
+        .map(Some)
 }
 
 /// Where a rebuild is.

@@ -53,10 +53,8 @@ pub async fn status(
                 .bind(&name)
                 .fetch_optional(pool)
                 .await?;
-        let (lag_events, oldest) = log::backlog(pool, checkpoint).await?;
-        let lag_seconds = oldest
-            .map(|oldest| (Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0)
-            .unwrap_or(0.0);
+        let (lag_events, lag_seconds) = log::backlog(pool, checkpoint).await?;
+        let lag_seconds = lag_seconds.max(0.0);
         statuses.push(ProjectionStatus {
             projection: projection.name().to_string(),
             checkpoint,

@@ -4,11 +4,13 @@
 //! own media requests and downloads, and the progress messages of their own downloads;
 //! admins receive every public event and all progress. Frames:
 //!
+//! - first, always, the opening frame: `event: ready`, `id: <position of the start cursor>`,
+//!   `data: {"position": <the same>}` (see **Resume**);
 //! - an event: `id: <global position>`, `event: <CloudEvents type>` (e.g.
 //!   `medianest.media_request.approved.v1`), `data: <the CloudEvent JSON>`;
 //! - progress: `event: progress`, `data: <the progress message JSON>` (with `download_id`),
 //!   and no `id`, so it does not move the client's `Last-Event-ID`;
-//! - a `:` comment every 15 s as keep-alive.
+//! - a `:` comment every 15 s as keep-alive (no `id`).
 //!
 //! **Resume.** `Last-Event-ID` (what `EventSource` sends when it reconnects) or, for a first
 //! connect that cannot set headers, `?last_event_id=`; the header wins when both are given.
@@ -20,6 +22,17 @@
 //! after the connect (and possibly a few committed just before it, while an older
 //! transaction still held the fence back).
 //!
+//! The opening `ready` frame carries the id of where the stream starts: the resume position,
+//! or, at the head, the global position of the last event behind the fence (`0` when there
+//! is none). The log is ordered by `(tx_id, global_position)`, so that is the start cursor's
+//! own position, not the largest position written; [`log::cursor_of`] maps it back to the
+//! same cursor. So a client that loses the connection before any event it may see still
+//! reconnects with a `Last-Event-ID` and misses nothing committed in between. Ids move
+//! only with the frames that carry one (`ready` and the events the caller sees); keep-alives
+//! are comments, so after a long stretch of events the caller may not see, a reconnect
+//! resumes from the last id received and the catch-up reads past them again (correct, just
+//! more work).
+//!
 //! **Design.** One [`StreamHub`] per process tails the PostgreSQL global log (one tail, not
 //! one per client), resolves the owner of each event (`requested_by` of the aggregate's
 //! first event, kept in a bounded cache) and broadcasts `(cursor, owner, frame)` in log
@@ -30,6 +43,13 @@
 //! last read, so catch-up and broadcast overlap or meet, never leave a gap, and the cursor
 //! check drops the overlap. A client that falls behind the broadcast buffer
 //! (`RecvError::Lagged`) catches up from the database again from its last cursor.
+//!
+//! A catch-up stops as soon as the connection is gone (checked between batches and while
+//! waiting for the database), and a user's catch-up reads only the aggregate types users
+//! may see (`media_request`, `download`), so an abandoned resume from `0` does not go on
+//! scanning the log. Since it then skips the events that end a stream (of `user_session`
+//! and `user_account`), a user's catch-up ends by looking those up directly: any of them
+//! committed after the stream opened ends it.
 //!
 //! **Sessions.** A stream ends when the caller's session is revoked or expires, or the
 //! account is disabled or changes role (events committed after the stream opened), when a
@@ -83,6 +103,9 @@ pub const CLIENTS_GAUGE: &str = "medianest_sse_clients";
 /// The `medianest_sse_lagged_total` counter: how often a stream fell behind the broadcast
 /// and caught up from the database.
 pub const LAGGED_COUNTER: &str = "medianest_sse_lagged_total";
+
+/// The event name of the opening frame of every stream.
+pub const READY_EVENT: &str = "ready";
 
 /// Problem slug of a `Last-Event-ID` that names no event.
 pub const UNKNOWN_LAST_EVENT_ID: &str = "unknown-last-event-id";
@@ -190,6 +213,11 @@ impl StreamHub {
             shutdown,
             settings,
         }))
+    }
+
+    /// How many streams are open (their tasks still running).
+    pub fn streams(&self) -> usize {
+        self.events.receiver_count()
     }
 
     /// Tails the log and relays progress until shutdown. Run it once.
@@ -390,6 +418,15 @@ impl StreamHub {
     }
 }
 
+/// The opening frame of a stream that starts after `start`: its id is `start`'s own
+/// position (`0` for the start of the log), which [`resume_point`] maps back to `start`.
+fn ready_frame(start: Cursor) -> Event {
+    Event::default()
+        .id(start.position.to_string())
+        .event(READY_EVENT)
+        .data(serde_json::json!({ "position": start.position }).to_string())
+}
+
 /// The SSE frame of a stored event; `None` when it has no public form (skipped, as the
 /// relay skips it).
 fn event_frame(event: &StoredEvent) -> Option<Event> {
@@ -571,7 +608,7 @@ fn parse_position(raw: &str) -> Result<i64, ApiError> {
         ("last_event_id" = Option<i64>, Query, description = "the same, for a first connect that cannot set headers (the header wins)"),
     ),
     responses(
-        (status = 200, content_type = "text/event-stream", body = String, description = "events (`id` = global position, `event` = CloudEvents type, `data` = CloudEvent JSON) and `progress` frames (no `id`) until the session ends or the server shuts down"),
+        (status = 200, content_type = "text/event-stream", body = String, description = "first a `ready` frame (`id` = the position the stream starts after, `data` = `{\"position\": …}`), then events (`id` = global position, `event` = CloudEvents type, `data` = CloudEvent JSON) and `progress` frames (no `id`) until the session ends or the server shuts down"),
         (status = 400, description = "malformed-request or unknown-last-event-id", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "the stream is not enabled in this process", body = Problem, content_type = "application/problem+json"),
@@ -696,6 +733,10 @@ impl Client {
             .max(Duration::from_millis(100));
         let mut check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The opening frame, so that `Last-Event-ID` is set before any event arrives.
+        if !self.send(&frames, ready_frame(cursor)).await {
+            return;
+        }
         if !self.catch_up(&mut cursor, &frames).await {
             return;
         }
@@ -754,11 +795,25 @@ impl Client {
     }
 
     /// Sends every visible event after `cursor` that is behind the fence now, advancing
-    /// `cursor` over invisible ones too. False when the stream must end.
+    /// `cursor` over invisible ones too. False when the stream must end (including when the
+    /// connection is gone: the catch-up stops there rather than read on).
+    ///
+    /// A user's catch-up reads only the [`OWNED`] aggregate types; `cursor` then stops at the
+    /// last event of those types, which is as good since the others are invisible to them.
     async fn catch_up(&self, cursor: &mut Cursor, frames: &mpsc::Sender<Event>) -> bool {
+        let admin = self.viewer.actor.is_admin();
+        let types: Vec<String> = if admin {
+            Vec::new() // all types
+        } else {
+            OWNED.iter().map(|t| (*t).to_string()).collect()
+        };
         loop {
+            if frames.is_closed() {
+                return false;
+            }
             let batch = tokio::select! {
-                batch = log::read_after(&self.hub.pool, *cursor, CATCH_UP_BATCH, None) => batch,
+                batch = log::read_after_types(&self.hub.pool, *cursor, CATCH_UP_BATCH, &types) => batch,
+                () = frames.closed() => return false,
                 () = self.hub.shutdown.cancelled() => return false,
             };
             let batch = match batch {
@@ -769,12 +824,17 @@ impl Client {
                 }
             };
             if batch.is_empty() {
-                return true;
+                break;
             }
-            let owners = if self.viewer.actor.is_admin() {
+            let owners = if admin {
                 vec![None; batch.len()]
             } else {
-                match self.hub.owners_of(&batch).await {
+                let owners = tokio::select! {
+                    owners = self.hub.owners_of(&batch) => owners,
+                    () = frames.closed() => return false,
+                    () = self.hub.shutdown.cancelled() => return false,
+                };
+                match owners {
                     Ok(owners) => owners,
                     Err(error) => {
                         warn!(%error, "live stream: catch-up failed; ending the stream");
@@ -803,6 +863,46 @@ impl Client {
                 }
             }
         }
+        if admin {
+            // Read every type: the loop above has judged every event up to `cursor`.
+            return true;
+        }
+        let ended = tokio::select! {
+            ended = self.ended_since_connect() => ended,
+            () = frames.closed() => return false,
+            () = self.hub.shutdown.cancelled() => return false,
+        };
+        match ended {
+            Ok(ended) => !ended,
+            Err(error) => {
+                warn!(%error, "live stream: catch-up failed; ending the stream");
+                false
+            }
+        }
+    }
+
+    /// Whether an event that ends this stream (see [`Viewer::ended_by`]) was committed after
+    /// it opened. A user's catch-up does not read those events (other aggregate types), and
+    /// the broadcast skips whatever lies at or below the catch-up's cursor (or came before
+    /// the subscription), so they are looked up here: by the aggregates' primary key, a few
+    /// rows.
+    async fn ended_since_connect(&self) -> Result<bool, StoreError> {
+        let session = self.viewer.session_id.map(|id| id.to_string());
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id, event_type FROM events
+              WHERE ((aggregate_type = 'user_session' AND aggregate_id = $1)
+                  OR (aggregate_type = 'user_account' AND aggregate_id = $2))
+                AND (tx_id, global_position) > ($3::bigint::text::xid8, $4)",
+        )
+        .bind(session)
+        .bind(self.viewer.actor.id.as_str())
+        .bind(self.connected_at.tx_id)
+        .bind(self.connected_at.position)
+        .fetch_all(&self.hub.pool)
+        .await?;
+        Ok(rows.iter().any(|(aggregate_type, aggregate_id, kind)| {
+            self.viewer.ended_by(aggregate_type, aggregate_id, kind)
+        }))
     }
 
     /// False when the connection is gone or shutdown began.

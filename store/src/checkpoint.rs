@@ -43,7 +43,9 @@ pub async fn load_for_update(
     Ok(Cursor { tx_id, position })
 }
 
-/// Stores `cursor` as the checkpoint of `name`.
+/// Stores `cursor` as the checkpoint of `name`, unless the checkpoint is already past it:
+/// a checkpoint never moves back (a late ack of an event a replay's swap already covers must
+/// not undo the swap's checkpoint).
 ///
 /// # Errors
 /// The database error.
@@ -55,7 +57,8 @@ pub async fn save<'e>(
     sqlx::query(
         "INSERT INTO checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, now())
          ON CONFLICT (name) DO UPDATE
-           SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position, updated_at = now()",
+           SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position, updated_at = now()
+         WHERE (checkpoints.tx_id, checkpoints.position) < (EXCLUDED.tx_id, EXCLUDED.position)",
     )
     .bind(name)
     .bind(cursor.tx_id)

@@ -188,16 +188,16 @@ pub async fn read_last<'e>(
 }
 
 /// How far a reader at `after` is behind the log: the number of committed events after it,
-/// and when the oldest of them was recorded (`None` when it is at the head).
+/// and the age in seconds (by the database's clock) of the oldest of them (0 when it is at
+/// the head).
 ///
 /// # Errors
 /// The database error.
-pub async fn backlog<'e>(
-    db: impl PgExecutor<'e>,
-    after: Cursor,
-) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+pub async fn backlog<'e>(db: impl PgExecutor<'e>, after: Cursor) -> Result<(i64, f64), StoreError> {
     Ok(sqlx::query_as(
-        "SELECT count(*), min(recorded_at) FROM events
+        "SELECT count(*),
+                coalesce(extract(epoch FROM now() - min(recorded_at))::float8, 0)
+           FROM events
           WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2)
             AND tx_id < pg_snapshot_xmin(pg_current_snapshot())",
     )

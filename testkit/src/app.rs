@@ -582,6 +582,43 @@ impl TestApp {
         response.json().await.expect("a JSON answer")
     }
 
+    /// Waits (at most 30 s) until request `id` has been forwarded to Overseerr, and answers
+    /// its Overseerr request id.
+    ///
+    /// # Panics
+    /// When it is not forwarded in time.
+    pub async fn forwarded(&self, id: &str) -> u64 {
+        eventually(
+            "the Overseerr request id",
+            Duration::from_secs(30),
+            || async {
+                let detail: Value = self
+                    .get(&format!("/api/v1/requests/{id}"))
+                    .await
+                    .json()
+                    .await
+                    .ok()?;
+                detail["overseerr_request_id"].as_u64()
+            },
+        )
+        .await
+    }
+
+    /// `GET /api/openapi.json` (no authentication), parsed.
+    ///
+    /// # Panics
+    /// When it is not served as JSON.
+    pub async fn openapi_document(&self) -> Value {
+        self.http
+            .get(self.url("/api/openapi.json"))
+            .send()
+            .await
+            .expect("GET reaches the app")
+            .json()
+            .await
+            .expect("a JSON document")
+    }
+
     /// Polls `GET /api/v1/requests/{id}` until its status is `status` (at most `timeout`),
     /// returning the detail.
     ///

@@ -15,7 +15,7 @@ use medianest_store::EventMetadata;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::{eventually, TestApp, TestUser, WEBHOOK_SECRET};
+use crate::app::{TestApp, TestUser, WEBHOOK_SECRET};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -96,16 +96,7 @@ pub async fn scripted(app: &TestApp) -> History {
     )
     .await;
     assert_eq!(cancelled.status(), 200);
-    let overseerr_id = eventually("the forward to Overseerr", WAIT, || async {
-        let detail: Value = app
-            .get(&format!("/api/v1/requests/{}", requests[0]))
-            .await
-            .json()
-            .await
-            .ok()?;
-        detail["overseerr_request_id"].as_u64()
-    })
-    .await;
+    let overseerr_id = app.forwarded(&requests[0]).await;
     let webhook = app
         .sim()
         .send_webhook(

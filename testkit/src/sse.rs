@@ -2,6 +2,9 @@
 //! with a bearer token (and optionally `Last-Event-ID`), and parses frames as the
 //! WHATWG EventSource does (`id`, `event`, `data` joined with newlines, `retry`, `:`
 //! comments; a blank line ends a frame; `\n`, `\r\n` and `\r` end lines).
+//!
+//! Every stream opens with a `ready` frame whose id is where it starts
+//! ([`SseStream::ready`] reads it).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -9,6 +12,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::app::TestApp;
+
+/// The event name of the opening frame of every stream.
+pub const READY: &str = "ready";
 
 /// One dispatched frame.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,6 +43,11 @@ impl SseFrame {
     /// The event name, `message` when the frame had none (as EventSource names it).
     pub fn event_name(&self) -> &str {
         self.event.as_deref().unwrap_or("message")
+    }
+
+    /// Whether this is the opening `ready` frame.
+    pub fn is_ready(&self) -> bool {
+        self.event.as_deref() == Some(READY)
     }
 }
 
@@ -241,6 +252,28 @@ impl SseStream {
         timeout: Duration,
     ) -> Result<Option<SseFrame>, tokio::time::error::Elapsed> {
         tokio::time::timeout(timeout, self.next()).await
+    }
+
+    /// Reads the opening `ready` frame and answers its id (the position the stream starts
+    /// after; `0`: the start of the log).
+    ///
+    /// # Panics
+    /// When the first frame does not come within 20 s, is not `ready`, or its id and its
+    /// `data.position` are not the same integer.
+    pub async fn ready(&mut self) -> i64 {
+        let frame = self
+            .next_within(Duration::from_secs(20))
+            .await
+            .expect("the ready frame comes at once")
+            .expect("the stream opens with a frame");
+        assert!(frame.is_ready(), "the first frame is `ready`: {frame:#?}");
+        let position = frame.position().expect("`ready` has an integer id");
+        assert_eq!(
+            frame.json()["position"].as_i64(),
+            Some(position),
+            "`ready` data names its id: {frame:#?}"
+        );
+        position
     }
 
     /// Reads frames until `done` holds for one (returned with everything before it), at

@@ -56,19 +56,6 @@ async fn submit_and_approve(app: &TestApp, tmdb_id: u32, title: &str) -> String 
     id
 }
 
-async fn forwarded(app: &TestApp, id: &str) -> u64 {
-    eventually("the Overseerr request id", WAIT, || async {
-        let detail: Value = app
-            .get(&format!("/api/v1/requests/{id}"))
-            .await
-            .json()
-            .await
-            .ok()?;
-        detail["overseerr_request_id"].as_u64()
-    })
-    .await
-}
-
 fn create_calls(app: &TestApp) -> usize {
     app.sim()
         .received()
@@ -124,7 +111,7 @@ async fn an_overseerr_outage_opens_the_breaker_and_the_request_waits_to_be_forwa
     // Overseerr comes back: after the cool-down the trial call forwards the request.
     app.sim().set_down(false);
     let started = Instant::now();
-    forwarded(&app, &id).await;
+    app.forwarded(&id).await;
     assert!(started.elapsed() < Duration::from_secs(10));
     let health = wait_for_overseerr_state(&app, "closed").await;
     assert_eq!(health["consecutive_failures"], 0, "{health}");
@@ -165,7 +152,7 @@ async fn four_hundreds_do_not_open_the_breaker() {
     let id = submit_and_approve(&app, 14, "American Beauty").await;
     app.wait_for_status(&id, "failed", WAIT).await;
     let next = submit_and_approve(&app, 15, "Citizen Kane").await;
-    forwarded(&app, &next).await;
+    app.forwarded(&next).await;
     assert_eq!(
         wait_for_overseerr_state(&app, "closed").await["state"],
         "closed"
@@ -190,7 +177,7 @@ async fn a_shutdown_while_the_breaker_holds_a_request_back_is_quick_and_loses_no
         started.elapsed()
     );
     // The new process has a closed breaker and gets the unacknowledged event again.
-    forwarded(&app, &id).await;
+    app.forwarded(&id).await;
     assert_eq!(app.sim().requests().len(), 1);
     assert_eq!(
         event_types(&app, &id).await,

@@ -44,20 +44,6 @@ async fn submit_movie(app: &TestApp, user: &TestUser, tmdb_id: u32, title: &str)
         .to_string()
 }
 
-/// Waits until the request has an Overseerr id (forwarded), answering it.
-async fn forwarded(app: &TestApp, id: &str) -> u64 {
-    eventually("the Overseerr request id", WAIT, || async {
-        let detail: Value = app
-            .get(&format!("/api/v1/requests/{id}"))
-            .await
-            .json()
-            .await
-            .ok()?;
-        detail["overseerr_request_id"].as_u64()
-    })
-    .await
-}
-
 async fn wait_for_download(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
     eventually("the download's state", Duration::from_secs(60), || async {
         let view: Value = app
@@ -231,7 +217,7 @@ async fn the_dashboard_shows_exact_figures_to_admins_and_each_user_their_own_sli
     .await;
 
     // The Matrix becomes available through Overseerr's webhook, Fight Club through Plex's.
-    let overseerr_id = forwarded(&app, &matrix).await;
+    let overseerr_id = app.forwarded(&matrix).await;
     let webhook = app
         .sim()
         .send_webhook(
@@ -243,8 +229,8 @@ async fn the_dashboard_shows_exact_figures_to_admins_and_each_user_their_own_sli
         .await
         .expect("webhook sent");
     assert_eq!(webhook.status(), 202);
-    forwarded(&app, &reloaded).await;
-    forwarded(&app, &fight_club).await;
+    app.forwarded(&reloaded).await;
+    app.forwarded(&fight_club).await;
     let payload =
         PmsSim::library_new_payload("movie", "Fight Club", Some(1999), "6001", &["tmdb://550"]);
     let pms = app.pms.as_ref().expect("a PMS simulator");
@@ -595,15 +581,7 @@ async fn the_dashboard_refuses_strangers_and_unknown_parameters() {
     );
 
     // The OpenAPI document describes the route and its answer.
-    let document: Value = app
-        .http
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value = app.openapi_document().await;
     let operation = &document["paths"]["/api/v1/dashboard"]["get"];
     assert!(operation["responses"]["200"].is_object(), "{operation}");
     assert!(

@@ -36,6 +36,25 @@ async fn read_all(pool: &PgPool, cursor: &mut Cursor) -> Vec<medianest_store::St
     batch
 }
 
+/// [`read_all`] until `expected` events have been read (at most 10 s): the fence is
+/// server-wide, so a transaction of a test running beside this one (in another database)
+/// can hold it back for a moment after a commit.
+async fn read_settled(
+    pool: &PgPool,
+    cursor: &mut Cursor,
+    expected: usize,
+) -> Vec<medianest_store::StoredEvent> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut events = Vec::new();
+    loop {
+        events.extend(read_all(pool, cursor).await);
+        if events.len() >= expected || tokio::time::Instant::now() >= deadline {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn transactions_committing_out_of_order_lose_nothing_and_repeat_nothing() {
     let (_, pool) = fresh_database().await;
@@ -53,7 +72,7 @@ async fn transactions_committing_out_of_order_lose_nothing_and_repeat_nothing() 
     // or A's event, whose position is smaller than B's, would be skipped for ever.
     assert!(read_all(&pool, &mut cursor).await.is_empty());
     a.commit().await.expect("commit A");
-    let batch = read_all(&pool, &mut cursor).await;
+    let batch = read_settled(&pool, &mut cursor, 2).await;
     assert_eq!(ids(&batch), ["a", "b"], "both, in transaction order");
     assert!(
         read_all(&pool, &mut cursor).await.is_empty(),
@@ -67,7 +86,7 @@ async fn transactions_committing_out_of_order_lose_nothing_and_repeat_nothing() 
     let mut d = pool.begin().await.expect("begin D");
     insert_event(&mut d, "d", 1).await;
     d.commit().await.expect("commit D");
-    assert_eq!(ids(&read_all(&pool, &mut cursor).await), ["d"]);
+    assert_eq!(ids(&read_settled(&pool, &mut cursor, 1).await), ["d"]);
 }
 
 #[tokio::test]
@@ -94,5 +113,40 @@ async fn the_tail_wakes_up_for_new_events_and_resumes_from_a_checkpoint() {
     let resumed = checkpoint::load(&pool, "reader").await.expect("load");
     assert_eq!(resumed, cursor);
     let mut cursor = resumed;
-    assert_eq!(ids(&read_all(&pool, &mut cursor).await), ["y"]);
+    assert_eq!(ids(&read_settled(&pool, &mut cursor, 1).await), ["y"]);
+}
+
+#[tokio::test]
+async fn a_checkpoint_never_moves_back() {
+    let (_url, pool) = fresh_database().await;
+    let ahead = Cursor {
+        tx_id: 900,
+        position: 12,
+    };
+    checkpoint::save(&pool, "reader", ahead)
+        .await
+        .expect("save");
+    // A late ack of an earlier event (a replay's swap moved the checkpoint past it).
+    let behind = Cursor {
+        tx_id: 800,
+        position: 7,
+    };
+    checkpoint::save(&pool, "reader", behind)
+        .await
+        .expect("save");
+    assert_eq!(
+        checkpoint::load(&pool, "reader").await.expect("load"),
+        ahead
+    );
+    let later = Cursor {
+        tx_id: 901,
+        position: 13,
+    };
+    checkpoint::save(&pool, "reader", later)
+        .await
+        .expect("save");
+    assert_eq!(
+        checkpoint::load(&pool, "reader").await.expect("load"),
+        later
+    );
 }

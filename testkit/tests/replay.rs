@@ -12,6 +12,35 @@ use medianest_store::lock::InstanceLock;
 use medianest_testkit::app::TestApp;
 use medianest_testkit::history::{projections_caught_up, scripted, submit_as};
 
+/// An admin's movie request written through the store (no app): submitted and
+/// auto-approved, two events.
+async fn a_movie_request(pool: &sqlx::PgPool) -> uuid::Uuid {
+    use medianest_domain::media_request::{Media, MediaRequestCommand, MediaType, TmdbId};
+    let requests = medianest_store::media_requests::MediaRequests::new(
+        pool.clone(),
+        medianest_domain::media_request::MediaRequestServices::default(),
+    );
+    let id = uuid::Uuid::now_v7();
+    let submit = MediaRequestCommand::Submit {
+        requested_by: medianest_domain::Actor::admin(uuid::Uuid::now_v7()),
+        media: Media {
+            media_type: MediaType::Movie,
+            tmdb_id: TmdbId::new(603).expect("id"),
+            tvdb_id: None,
+            title: "The Matrix".to_string(),
+            year: Some(1999),
+        },
+        seasons: None,
+        is_4k: false,
+        note: None,
+    };
+    requests
+        .execute(id, submit, None, &medianest_store::EventMetadata::default())
+        .await
+        .expect("submitted and auto-approved");
+    id
+}
+
 async fn dry_run(app: &TestApp, projection: Arc<dyn Projection>) -> ReplayReport {
     Replay::new(
         app.pool.clone(),
@@ -189,11 +218,21 @@ async fn a_replay_while_commands_arrive_ends_with_the_rows_of_an_uninterrupted_r
     while !writer.is_finished() || swaps == 0 {
         for name in ["requests", "users", "sessions"] {
             let projection = medianest_projections::by_name(name).expect("a projection");
-            let report = Replay::new(app.pool.clone(), projection, options)
+            let report = Replay::new(app.pool.clone(), projection.clone(), options)
                 .run(&|_| {})
                 .await
                 .expect("a replay");
             assert!(report.swapped);
+            // A dry run compares at the live checkpoint: exact even while commands arrive.
+            let dry = ReplayOptions {
+                dry_run: true,
+                ..options
+            };
+            let report = Replay::new(app.pool.clone(), projection, dry)
+                .run(&|_| {})
+                .await
+                .expect("a dry run");
+            assert_identical(&report);
         }
         swaps += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -258,32 +297,7 @@ async fn one_replay_of_a_projection_runs_at_a_time() {
 #[tokio::test]
 async fn status_measures_how_far_a_projection_is_behind_the_log() {
     let (_url, pool) = medianest_testkit::app::fresh_database().await;
-    let requests = medianest_store::media_requests::MediaRequests::new(
-        pool.clone(),
-        medianest_domain::media_request::MediaRequestServices::default(),
-    );
-    let admin = medianest_domain::Actor::admin(uuid::Uuid::now_v7());
-    requests
-        .execute(
-            uuid::Uuid::now_v7(),
-            medianest_domain::media_request::MediaRequestCommand::Submit {
-                requested_by: admin,
-                media: medianest_domain::media_request::Media {
-                    media_type: medianest_domain::media_request::MediaType::Movie,
-                    tmdb_id: medianest_domain::media_request::TmdbId::new(603).expect("id"),
-                    tvdb_id: None,
-                    title: "The Matrix".to_string(),
-                    year: Some(1999),
-                },
-                seasons: None,
-                is_4k: false,
-                note: None,
-            },
-            None,
-            &medianest_store::EventMetadata::default(),
-        )
-        .await
-        .expect("submitted and auto-approved");
+    a_movie_request(&pool).await;
     let projection = medianest_projections::by_name("requests").expect("requests");
     let status = |pool: sqlx::PgPool, projection: Arc<dyn Projection>| async move {
         medianest_projections::status::status(&pool, &[projection])
@@ -336,4 +350,37 @@ async fn projection_lag_and_throughput_are_on_metrics() {
     .await;
     assert!(metrics.contains("# TYPE medianest_projection_lag_events gauge"));
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_projection_that_never_ran_is_built_from_the_whole_log_first() {
+    let (_url, pool) = medianest_testkit::app::fresh_database().await;
+    let id = a_movie_request(&pool).await;
+    let search = medianest_projections::by_name("request_search").expect("search");
+    let built = medianest_projections::replay::bootstrap(&pool, search.clone())
+        .await
+        .expect("bootstrap")
+        .expect("built from the log");
+    assert_eq!(built.events, 2, "submitted and approved");
+    let title: String = sqlx::query_scalar("SELECT title FROM request_search WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .expect("the request is searchable");
+    assert_eq!(title, "The Matrix");
+    let checkpoint = medianest_store::checkpoint::load(&pool, "projection-request_search")
+        .await
+        .expect("checkpoint");
+    assert_eq!(checkpoint.position, 2);
+    // Once it has a checkpoint, it is not built again.
+    assert!(medianest_projections::replay::bootstrap(&pool, search)
+        .await
+        .expect("bootstrap")
+        .is_none());
+    // Nor is a projection whose aggregate types have no events yet.
+    let downloads = medianest_projections::by_name("downloads").expect("downloads");
+    assert!(medianest_projections::replay::bootstrap(&pool, downloads)
+        .await
+        .expect("bootstrap")
+        .is_none());
 }

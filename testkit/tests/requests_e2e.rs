@@ -19,21 +19,6 @@ fn event_types(history: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Waits for the forwarder's outcome and returns the Overseerr request id (the reconciler
-/// may already have moved the request on to `processing`).
-async fn forwarded(app: &TestApp, id: &str) -> u64 {
-    eventually("the Overseerr request id", WAIT, || async {
-        let detail: Value = app
-            .get(&format!("/api/v1/requests/{id}"))
-            .await
-            .json()
-            .await
-            .ok()?;
-        detail["overseerr_request_id"].as_u64()
-    })
-    .await
-}
-
 async fn submit_and_approve(app: &TestApp, tmdb_id: u32, title: &str) -> String {
     let submitted = app.submit_movie(tmdb_id, title).await;
     let id = submitted["id"].as_str().expect("an id").to_string();
@@ -87,7 +72,7 @@ async fn a_request_travels_from_http_through_overseerr_to_available() {
     assert_eq!(approved["version"], 2);
     assert_eq!(approved["status"], "approved");
 
-    let overseerr_id = forwarded(&app, &id).await;
+    let overseerr_id = app.forwarded(&id).await;
     assert_eq!(
         create_calls(&app),
         vec![json!({"mediaType": "movie", "mediaId": 603, "is4k": false})]
@@ -229,7 +214,7 @@ async fn a_request_is_forwarded_once_after_overseerr_comes_back() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     app.sim().set_down(false);
 
-    forwarded(&app, &id).await;
+    app.forwarded(&id).await;
     assert_eq!(
         app.sim().requests().len(),
         1,
@@ -273,7 +258,7 @@ async fn a_4xx_from_overseerr_fails_the_request_without_retrying() {
         .post_empty(&format!("/api/v1/requests/{id}/retry"))
         .await;
     assert_eq!(retried.status(), 200);
-    forwarded(&app, &id).await;
+    app.forwarded(&id).await;
     app.stop().await;
 }
 
@@ -285,7 +270,7 @@ async fn a_lost_webhook_is_made_up_for_by_the_reconciler() {
     })
     .await;
     let id = submit_and_approve(&app, 27205, "Inception").await;
-    let overseerr_id = forwarded(&app, &id).await;
+    let overseerr_id = app.forwarded(&id).await;
     // Overseerr makes the media available but its webhook never arrives.
     app.sim()
         .set_media_status(overseerr_id, 5)
@@ -364,7 +349,7 @@ async fn a_crash_mid_flow_loses_nothing_and_applies_nothing_twice() {
     // And a graceful restart in the middle of the flow.
     app.restart().await;
     for id in &ids {
-        forwarded(&app, id).await;
+        app.forwarded(id).await;
     }
     assert_eq!(
         app.sim().requests().len(),
@@ -444,15 +429,7 @@ async fn health_readiness_metrics_and_the_openapi_document_are_served() {
         "requests are labelled by route template"
     );
 
-    let document: Value = app
-        .http
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .expect("openapi")
-        .json()
-        .await
-        .expect("json");
+    let document: Value = app.openapi_document().await;
     assert!(document["openapi"]
         .as_str()
         .is_some_and(|v| v.starts_with("3.")));

@@ -462,15 +462,7 @@ async fn search_needs_a_session() {
 #[tokio::test]
 async fn the_openapi_document_describes_search() {
     let app = spawn_quiet().await;
-    let document: Value = app
-        .http
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .expect("openapi")
-        .json()
-        .await
-        .expect("json");
+    let document: Value = app.openapi_document().await;
     let operation = &document["paths"][SEARCH]["get"];
     assert!(operation.is_object(), "OpenAPI lacks GET {SEARCH}");
     let params: Vec<&str> = operation["parameters"]

@@ -96,6 +96,7 @@ async fn an_admin_receives_the_events_of_a_submit_and_approve_in_order() {
     let app = quiet_app().await;
     let mut stream = SseStream::open(&app, app.admin_token(), None).await;
     assert_eq!(stream.headers()["cache-control"], "no-cache");
+    stream.ready().await;
 
     let (id, submitted) = submit_as(&app, app.admin_token(), 603, "The Matrix").await;
     let approved = approve(&app, &id).await;
@@ -145,6 +146,8 @@ async fn users_receive_only_the_events_of_their_own_requests() {
     let bob = app.sign_in_user("bob").await;
     let mut alices_stream = SseStream::open(&app, &alice.token, None).await;
     let mut bobs_stream = SseStream::open(&app, &bob.token, None).await;
+    alices_stream.ready().await;
+    bobs_stream.ready().await;
 
     let (bobs, _) = submit_as(&app, &bob.token, 11, "Bob's film").await;
     let (alices, _) = submit_as(&app, &alice.token, 12, "Alice's film").await;
@@ -188,6 +191,7 @@ async fn a_reconnect_with_last_event_id_receives_every_later_event_exactly_once(
     let app = quiet_app().await;
     let admin = app.admin_token().to_string();
     let mut first = SseStream::open(&app, &admin, None).await;
+    first.ready().await;
     let (r1, _) = submit_as(&app, &admin, 1, "One").await;
     let (r2, _) = submit_as(&app, &admin, 2, "Two").await;
     let before = first
@@ -218,6 +222,11 @@ async fn a_reconnect_with_last_event_id_receives_every_later_event_exactly_once(
     };
     tokio::time::sleep(Duration::from_millis(30)).await;
     let mut second = SseStream::open(&app, &admin, Some(&last.to_string())).await;
+    assert_eq!(
+        second.ready().await,
+        last,
+        "`ready` names the resume position"
+    );
     writer.await.unwrap();
     approve(&app, &r2).await;
     let (marker, marker_position) = submit_as(&app, &admin, 999, "Marker").await;
@@ -250,6 +259,7 @@ async fn the_query_parameter_resumes_too_and_the_header_wins_over_it() {
     let response =
         SseStream::request(&app, &admin, &format!("?last_event_id={submitted}"), None).await;
     let mut stream = SseStream::new(response);
+    assert_eq!(stream.ready().await, submitted);
     let frames = stream.until(WAIT, |f| f.position() == Some(approved)).await;
     assert_eq!(
         ids(&frames),
@@ -265,6 +275,7 @@ async fn the_query_parameter_resumes_too_and_the_header_wins_over_it() {
     )
     .await;
     let mut stream = SseStream::new(response);
+    assert_eq!(stream.ready().await, submitted, "the header wins");
     let first = stream.next_within(WAIT).await.unwrap().unwrap();
     assert_eq!(
         first.position(),
@@ -274,6 +285,7 @@ async fn the_query_parameter_resumes_too_and_the_header_wins_over_it() {
     // 0: from the start of the log.
     let response = SseStream::request(&app, &admin, "?last_event_id=0", None).await;
     let mut stream = SseStream::new(response);
+    assert_eq!(stream.ready().await, 0);
     let frames = stream.until(WAIT, |f| f.position() == Some(approved)).await;
     assert_eq!(
         ids(&frames),
@@ -293,6 +305,9 @@ async fn download_progress_reaches_its_owner_and_admins_but_no_other_user() {
     let mut alices_stream = SseStream::open(&app, &alice.token, None).await;
     let mut bobs_stream = SseStream::open(&app, &bob.token, None).await;
     let mut admins_stream = SseStream::open(&app, app.admin_token(), None).await;
+    for stream in [&mut alices_stream, &mut bobs_stream, &mut admins_stream] {
+        stream.ready().await;
+    }
 
     let media = MediaServer::start().await;
     media.add_slow_video("steady", 640 * 1024, 16 * 1024, Duration::from_millis(100));
@@ -390,15 +405,7 @@ async fn the_stream_needs_a_session() {
     let response = SseStream::request(&app, "mn_not-a-session", "", None).await;
     assert_problem("unknown token", response, 401, "unauthenticated").await;
 
-    let document: Value = app
-        .http
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value = app.openapi_document().await;
     let operation = &document["paths"]["/api/v1/stream"]["get"];
     assert!(
         operation["responses"]["200"]["content"]["text/event-stream"].is_object(),
@@ -453,6 +460,7 @@ async fn signing_out_ends_the_stream() {
     let app = quiet_app().await;
     let alice = app.sign_in_user("alice").await;
     let mut stream = SseStream::open(&app, &alice.token, None).await;
+    stream.ready().await;
     let response = app
         .request_as(&alice.token, reqwest::Method::POST, "/api/v1/auth/logout")
         .send()
@@ -460,7 +468,7 @@ async fn signing_out_ends_the_stream() {
         .unwrap();
     assert_eq!(response.status(), 204);
     let end = stream.next_within(WAIT).await.expect("the stream ends");
-    assert_eq!(end, None, "no frame, just the end");
+    assert_eq!(end, None, "no frame after `ready`, just the end");
     let response = SseStream::request(&app, &alice.token, "", None).await;
     assert_problem("after logout", response, 401, "unauthenticated").await;
 }
@@ -469,6 +477,7 @@ async fn signing_out_ends_the_stream() {
 async fn shutdown_ends_open_streams_without_waiting_for_the_grace_period() {
     let app = quiet_app().await;
     let mut stream = SseStream::open(&app, app.admin_token(), None).await;
+    stream.ready().await;
     // Past its catch-up: the stream is live.
     let (id, _) = submit_as(&app, app.admin_token(), 603, "The Matrix").await;
     stream
@@ -549,6 +558,77 @@ fn lagged_total(metrics: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
+/// The query API with its own [`StreamHub`] on a database of the test's own, with [`Tokens`]
+/// as the authenticator: for tests that write the log directly.
+struct Server {
+    hub: Arc<StreamHub>,
+    url: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(pool: &PgPool, tokens: Arc<Tokens>, settings: HubSettings) -> Self {
+        let shutdown = CancellationToken::new();
+        let hub = StreamHub::new(pool.clone(), None, shutdown.clone(), settings)
+            .await
+            .unwrap();
+        tokio::spawn(hub.clone().run());
+        let router = medianest_query_api::router(QueryState {
+            pool: pool.clone(),
+            authenticator: tokens,
+            min_position_wait: Duration::from_secs(1),
+            default_quotas: Default::default(),
+            download_progress: None,
+            stream: Some(hub.clone()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/v1/stream", listener.local_addr().unwrap());
+        let task = {
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await
+                    .unwrap();
+            })
+        };
+        Self {
+            hub,
+            url,
+            http: reqwest::Client::new(),
+            shutdown,
+            task,
+        }
+    }
+
+    /// Opens the stream as `token` (`admin`, `alice`, `bob`).
+    async fn open(&self, token: &str, last_event_id: Option<&str>) -> SseStream {
+        SseStream::new(SseStream::request_url(&self.http, &self.url, token, last_event_id).await)
+    }
+
+    /// Waits until no stream task is left (at most `WAIT`); false when some still run.
+    async fn streams_end(&self) -> bool {
+        let deadline = Instant::now() + WAIT;
+        while self.hub.streams() > 0 {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("open streams end on shutdown")
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn clients_that_fall_behind_the_broadcast_catch_up_from_the_database_exactly_once() {
     const REQUESTS: i64 = 3000;
@@ -562,51 +642,27 @@ async fn clients_that_fall_behind_the_broadcast_catch_up_from_the_database_exact
     // Submitted before the hub starts: their owners are not in its cache.
     write_requests(&pool, &tokens, REQUESTS, false).await;
 
-    let shutdown = CancellationToken::new();
-    let hub = StreamHub::new(
-        pool.clone(),
-        None,
-        shutdown.clone(),
+    let server = Server::start(
+        &pool,
+        tokens.clone(),
         HubSettings {
             capacity: 16,
             poll_interval: Duration::from_millis(50),
             ..HubSettings::default()
         },
     )
-    .await
-    .unwrap();
-    tokio::spawn(hub.clone().run());
-    let router = medianest_query_api::router(QueryState {
-        pool: pool.clone(),
-        authenticator: tokens.clone(),
-        min_position_wait: Duration::from_secs(1),
-        default_quotas: Default::default(),
-        download_progress: None,
-        stream: Some(hub),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/v1/stream", listener.local_addr().unwrap());
-    let server = {
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
-                .unwrap();
-        })
-    };
+    .await;
     let head: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
         .fetch_one(&pool)
         .await
         .unwrap();
     // Resuming after the last event written so far (a stream without Last-Event-ID starts
     // at the transaction fence, which other databases' transactions may hold back).
-    let http = reqwest::Client::new();
     let resume = head.to_string();
-    let mut admin =
-        SseStream::new(SseStream::request_url(&http, &url, "admin", Some(&resume)).await);
-    let mut alice =
-        SseStream::new(SseStream::request_url(&http, &url, "alice", Some(&resume)).await);
+    let mut admin = server.open("admin", Some(&resume)).await;
+    let mut alice = server.open("alice", Some(&resume)).await;
+    assert_eq!(admin.ready().await, head);
+    assert_eq!(alice.ready().await, head);
 
     // A burst far larger than the broadcast buffer, while neither client reads.
     write_requests(&pool, &tokens, REQUESTS, true).await;
@@ -649,9 +705,271 @@ async fn clients_that_fall_behind_the_broadcast_catch_up_from_the_database_exact
         lagged_total(&metrics.render()) > lagged_before,
         "the clients fell behind the broadcast (the case under test)"
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), server)
+    server.stop().await;
+}
+
+/// Writes `count` submitted events of the requests `first..first + count`, all of `owner`,
+/// in one transaction; answers their positions in log order.
+async fn write_submitted<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    owner: Uuid,
+    first: i64,
+    count: i64,
+) -> Vec<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata)
+         SELECT 'media_request', '00000000-0000-7000-8000-' || lpad(i::text, 12, '0'), 1,
+                'submitted', '1.0',
+                jsonb_build_object('submitted', jsonb_build_object(
+                    'requested_by', $1::text,
+                    'media', jsonb_build_object('media_type', 'movie', 'tmdb_id', i,
+                                                'title', 'Film ' || i),
+                    'is_4k', false)),
+                '{}'::jsonb
+           FROM generate_series($2::bigint, $2::bigint + $3::bigint - 1) AS i
+         RETURNING global_position",
+    )
+    .bind(owner.to_string())
+    .bind(first)
+    .bind(count)
+    .fetch_all(db)
+    .await
+    .expect("write events")
+}
+
+/// Waits until every transaction up to `tx_id` is behind the transaction fence (readers of
+/// the log see it).
+async fn fence_passes(pool: &PgPool, tx_id: i64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let passed: bool =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint > $1")
+                .bind(tx_id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if passed {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the fence stays behind {tx_id}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_user_who_received_only_ready_resumes_from_its_id_without_losing_an_event() {
+    let app = quiet_app().await;
+    let alice = app.sign_in_user("alice").await;
+    let bob = app.sign_in_user("bob").await;
+    let mut stream = SseStream::open(&app, &alice.token, None).await;
+    let ready = stream.ready().await;
+    assert!(
+        ready > 0,
+        "the log has events (sign-ins): its head is named"
+    );
+    let more = stream.drain(Duration::from_millis(500)).await;
+    assert!(more.is_empty(), "alice has nothing to see yet: {more:#?}");
+    drop(stream);
+
+    // Committed while alice is away, before she has received any event.
+    let (hers, position) = submit_as(&app, &alice.token, 603, "The Matrix").await;
+    submit_as(&app, &bob.token, 604, "Not hers").await;
+
+    let mut stream = SseStream::open(&app, &alice.token, Some(&ready.to_string())).await;
+    assert_eq!(
+        stream.ready().await,
+        ready,
+        "the stream resumes where it was"
+    );
+    let frames = stream
+        .until(WAIT, |f| {
+            is(f, &hers, "medianest.media_request.submitted.v1")
+        })
+        .await;
+    assert_eq!(
+        ids(&frames),
+        [position],
+        "her event, and nothing before it: {frames:#?}"
+    );
+    let more = stream.drain(Duration::from_millis(500)).await;
+    assert!(more.is_empty(), "her event comes once: {more:#?}");
+
+    // Without `ready`, the reconnect (no Last-Event-ID) would have started at the head,
+    // after her event.
+    let mut fresh = SseStream::open(&app, &alice.token, None).await;
+    let head = fresh.ready().await;
+    assert!(
+        log_after(&app.pool, ready).await.contains(&head),
+        "the head moved on"
+    );
+    let more = fresh.drain(Duration::from_millis(500)).await;
+    assert!(more.is_empty(), "{more:#?}");
+}
+
+#[tokio::test]
+async fn the_ready_id_is_the_start_cursors_own_position_and_resumes_there() {
+    let (_, pool) = fresh_database().await;
+    let tokens = Arc::new(Tokens {
+        alice: Uuid::now_v7(),
+        bob: Uuid::now_v7(),
+    });
+    let server = Server::start(&pool, tokens.clone(), HubSettings::default()).await;
+
+    // An empty log: the stream starts at its start, `0`.
+    let mut empty = server.open("alice", None).await;
+    assert_eq!(empty.ready().await, 0);
+    drop(empty);
+
+    // Two transactions, the older one committing last with the higher position: the log
+    // (ordered by transaction) reads (older, p2), (younger, p1).
+    let mut older = pool.begin().await.unwrap();
+    let older_tx: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut *older)
         .await
-        .expect("open streams end on shutdown")
         .unwrap();
+    let p1 = write_submitted(&pool, tokens.alice, 1, 1).await[0];
+    let p2 = write_submitted(&mut *older, tokens.alice, 2, 1).await[0];
+    older.commit().await.unwrap();
+    assert!(p2 > p1);
+    assert_eq!(log_after(&pool, 0).await, [p2, p1], "log order");
+    let younger_tx: i64 =
+        sqlx::query_scalar("SELECT tx_id::text::bigint FROM events WHERE global_position = $1")
+            .bind(p1)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(younger_tx > older_tx);
+    fence_passes(&pool, younger_tx).await;
+
+    // Resuming from `0` (the empty log's `ready`) gets both, in log order.
+    let mut all = server.open("alice", Some("0")).await;
+    assert_eq!(all.ready().await, 0);
+    let frames = all.until(WAIT, |f| f.position() == Some(p1)).await;
+    assert_eq!(ids(&frames), [p2, p1]);
+    drop(all);
+
+    // At the head: the head is (younger, p1), so `ready` says p1, not the larger p2.
+    let mut at_head = server.open("alice", None).await;
+    assert_eq!(at_head.ready().await, p1, "the start cursor's own position");
+    let more = at_head.drain(Duration::from_millis(300)).await;
+    assert!(more.is_empty(), "nothing after the head yet: {more:#?}");
+    drop(at_head);
+
+    // A later event; resuming from p1 gets it and nothing before it (from p2 the stream
+    // would send p1 again).
+    let p3 = write_submitted(&pool, tokens.alice, 3, 1).await[0];
+    let mut resumed = server.open("alice", Some(&p1.to_string())).await;
+    assert_eq!(resumed.ready().await, p1);
+    let frames = resumed.until(WAIT, |f| f.position() == Some(p3)).await;
+    assert_eq!(ids(&frames), [p3], "exactly the event after the start");
+    let more = resumed.drain(Duration::from_millis(300)).await;
+    assert!(more.is_empty(), "{more:#?}");
+    drop(resumed);
+    server.stop().await;
+}
+
+/// Takes an `ACCESS EXCLUSIVE` lock on `events` in `lock`, then waits until another
+/// backend of this database (the stream's catch-up) waits for it.
+async fn hold_the_catch_up(pool: &PgPool, lock: &mut sqlx::PgConnection) {
+    sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no catch-up waits for the lock: it ended before (write more events)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Settings that keep the hub's own tail from reading while a test holds the log locked
+/// (it reads on NOTIFY, and the tests write nothing meanwhile but in the lock's
+/// transaction).
+fn idle_hub() -> HubSettings {
+    HubSettings {
+        poll_interval: Duration::from_secs(3600),
+        ..HubSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn a_catch_up_stops_when_the_client_is_gone() {
+    const BACKLOG: i64 = 30_000;
+    let (_, pool) = fresh_database().await;
+    let tokens = Arc::new(Tokens {
+        alice: Uuid::now_v7(),
+        bob: Uuid::now_v7(),
+    });
+    // A long log alice may see nothing of: her catch-up from `0` sends no frame.
+    write_submitted(&pool, tokens.bob, 1, BACKLOG).await;
+    let server = Server::start(&pool, tokens.clone(), idle_hub()).await;
+
+    let mut stream = server.open("alice", Some("0")).await;
+    assert_eq!(stream.ready().await, 0);
+    assert_eq!(server.hub.streams(), 1);
+    // The catch-up is under way; stop it inside a read of the log, then hang up.
+    let mut lock = pool.begin().await.unwrap();
+    hold_the_catch_up(&pool, &mut lock).await;
+    drop(stream);
+    let ended = server.streams_end().await;
+    lock.rollback().await.unwrap();
+    assert!(
+        ended,
+        "the catch-up stops when the client is gone, without reading on"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_users_catch_up_that_passes_an_ending_event_ends_the_stream() {
+    const BACKLOG: i64 = 30_000;
+    let (_, pool) = fresh_database().await;
+    let tokens = Arc::new(Tokens {
+        alice: Uuid::now_v7(),
+        bob: Uuid::now_v7(),
+    });
+    write_submitted(&pool, tokens.bob, 1, BACKLOG).await;
+    let server = Server::start(&pool, tokens.clone(), idle_hub()).await;
+
+    let mut stream = server.open("alice", Some("0")).await;
+    assert_eq!(stream.ready().await, 0);
+    // While her catch-up is held, alice's account is disabled, followed by more events
+    // (so the catch-up, which reads only requests and downloads for a user, reads past
+    // it, and the broadcast, which skips what the catch-up has passed, does not judge it).
+    let mut lock = pool.begin().await.unwrap();
+    hold_the_catch_up(&pool, &mut lock).await;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata)
+         VALUES ('user_account', $1, 2, 'disabled', '1.0',
+                 jsonb_build_object('disabled', jsonb_build_object('by', $2::text)), '{}')",
+    )
+    .bind(tokens.alice.to_string())
+    .bind(Uuid::nil().to_string())
+    .execute(&mut *lock)
+    .await
+    .unwrap();
+    write_submitted(&mut *lock, tokens.bob, BACKLOG + 1, 10).await;
+    lock.commit().await.unwrap();
+
+    let end = stream
+        .next_within(WAIT)
+        .await
+        .expect("the stream ends (the authenticator would still accept alice)");
+    assert_eq!(end, None, "no frame, just the end");
+    server.stop().await;
 }
