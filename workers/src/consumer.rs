@@ -1,5 +1,7 @@
 //! The consuming loop every saga shares: subscribe (retrying), hand each event to the saga,
-//! ack it, and resubscribe when the subscription ends, until shutdown.
+//! ack it, and resubscribe when the subscription ends, until shutdown — or until the saga
+//! gives an event back unfinished (shutdown while it waited), which then stays unacknowledged
+//! and is delivered again after a restart.
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 /// Consumes `aggregate_types` events as the durable consumer `name` until `shutdown`,
-/// calling `handle` for each and acking it afterwards (a crash before the ack redelivers
-/// it, so `handle` must be idempotent). The event in hand is finished first.
+/// calling `handle` for each and acking what it hands back (a crash before the ack
+/// redelivers it, so `handle` must be idempotent). The event in hand is finished first.
+/// When `handle` answers `None` (it stopped without finishing the event), the event is left
+/// unacknowledged and consuming stops.
 pub(crate) async fn consume<F, Fut>(
     feed: &dyn EventFeed,
     name: &str,
@@ -21,7 +25,7 @@ pub(crate) async fn consume<F, Fut>(
     mut handle: F,
 ) where
     F: FnMut(FeedEvent) -> Fut,
-    Fut: Future<Output = FeedEvent>,
+    Fut: Future<Output = Option<FeedEvent>>,
 {
     loop {
         let mut events = match feed
@@ -46,7 +50,9 @@ pub(crate) async fn consume<F, Fut>(
                 None => break,
                 Some(Err(error)) => warn!(%error, consumer = name, "feed error"),
                 Some(Ok(event)) => {
-                    let event = handle(event).await;
+                    let Some(event) = handle(event).await else {
+                        return;
+                    };
                     if let Err(error) = event.ack().await {
                         warn!(%error, consumer = name, "ack failed; the event will be redelivered");
                     }

@@ -198,7 +198,7 @@ impl Downloader {
                             let _ = queue.send((id, cause));
                         }
                     }
-                    std::future::ready(event)
+                    std::future::ready(Some(event))
                 },
             )
             .await;

@@ -78,33 +78,25 @@ impl OverseerrForwarder {
     /// # Errors
     /// Never returns an error: feed failures are logged and retried.
     pub async fn run(&self, shutdown: CancellationToken) {
-        let abandoned = CancellationToken::new();
-        let consuming = consume(
+        consume(
             self.feed.as_ref(),
             NAME,
             &["media_request"],
             &shutdown,
             |event| {
-                let (shutdown, abandoned) = (shutdown.clone(), abandoned.clone());
+                let shutdown = shutdown.clone();
                 async move {
                     if matches!(event.event_type(), "approved" | "retried")
                         && self.forward_until(&event, &shutdown).await == Handled::Stopped
                     {
-                        // Never finish the event, so it is not acknowledged: the select
-                        // below drops it, and the next start receives it again.
-                        abandoned.cancel();
-                        std::future::pending::<()>().await;
+                        info!("stopped while Overseerr's circuit breaker was open; the event will be redelivered");
+                        return None;
                     }
-                    event
+                    Some(event)
                 }
             },
-        );
-        tokio::select! {
-            () = consuming => {}
-            () = abandoned.cancelled() => {
-                info!("stopped while Overseerr's circuit breaker was open; the event will be redelivered");
-            }
-        }
+        )
+        .await;
     }
 
     /// Forwards the request of `event` if it is still waiting to be forwarded.

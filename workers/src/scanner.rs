@@ -88,33 +88,25 @@ impl PlexScanner {
 
     /// Consumes download events until `shutdown`.
     pub async fn run(&self, shutdown: CancellationToken) {
-        let abandoned = CancellationToken::new();
-        let consuming = consume(
+        consume(
             self.feed.as_ref(),
             NAME,
             &["download"],
             &shutdown,
             |event| {
-                let (shutdown, abandoned) = (shutdown.clone(), abandoned.clone());
+                let shutdown = shutdown.clone();
                 async move {
                     if event.event_type() == "completed"
                         && self.scan_until(&event, &shutdown).await == Handled::Stopped
                     {
-                        // Never finish the event, so it is not acknowledged: the select
-                        // below drops it, and the next start receives it again.
-                        abandoned.cancel();
-                        std::future::pending::<()>().await;
+                        info!("stopped while Plex's circuit breaker was open; the event will be redelivered");
+                        return None;
                     }
-                    event
+                    Some(event)
                 }
             },
-        );
-        tokio::select! {
-            () = consuming => {}
-            () = abandoned.cancelled() => {
-                info!("stopped while Plex's circuit breaker was open; the event will be redelivered");
-            }
-        }
+        )
+        .await;
     }
 
     /// Asks Plex to scan the folder of the download of `event`, unless already recorded.
