@@ -604,6 +604,28 @@ impl TestApp {
         .await
     }
 
+    /// Sends Overseerr's default-template webhook `notification` (`MEDIA_AVAILABLE`, …) for
+    /// its request `overseerr_id` to this app, with the app's secret, applying it to the
+    /// simulator first ([`OverseerrSim::send_webhook`]); answers the app's response.
+    ///
+    /// # Panics
+    /// When the app has no Overseerr simulator or the POST cannot be sent.
+    pub async fn overseerr_webhook(
+        &self,
+        notification: &str,
+        overseerr_id: u64,
+    ) -> reqwest::Response {
+        self.sim()
+            .send_webhook(
+                &self.overseerr_webhook_url(),
+                WEBHOOK_SECRET,
+                notification,
+                overseerr_id,
+            )
+            .await
+            .expect("webhook sent")
+    }
+
     /// `GET /api/openapi.json` (no authentication), parsed.
     ///
     /// # Panics

@@ -15,7 +15,7 @@ use medianest_store::EventMetadata;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::{TestApp, TestUser, WEBHOOK_SECRET};
+use crate::app::{TestApp, TestUser};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -97,16 +97,7 @@ pub async fn scripted(app: &TestApp) -> History {
     .await;
     assert_eq!(cancelled.status(), 200);
     let overseerr_id = app.forwarded(&requests[0]).await;
-    let webhook = app
-        .sim()
-        .send_webhook(
-            &app.overseerr_webhook_url(),
-            WEBHOOK_SECRET,
-            "MEDIA_AVAILABLE",
-            overseerr_id,
-        )
-        .await
-        .expect("webhook sent");
+    let webhook = app.overseerr_webhook("MEDIA_AVAILABLE", overseerr_id).await;
     assert_eq!(webhook.status(), 202);
 
     let downloads = Downloads::new(app.pool.clone(), DownloadServices::default(), None);

@@ -10,9 +10,7 @@ use medianest_nats::{FeedEvent, LogFeed};
 use medianest_projections::dashboard::DashboardProjection;
 use medianest_projections::{Projection, ProjectionRunner};
 use medianest_store::{Cursor, StoredEvent};
-use medianest_testkit::app::{
-    eventually, TestApp, TestOptions, TestUser, PLEX_WEBHOOK_SECRET, WEBHOOK_SECRET,
-};
+use medianest_testkit::app::{eventually, TestApp, TestOptions, TestUser, PLEX_WEBHOOK_SECRET};
 use medianest_testkit::media_server::{FeedItem, MediaServer};
 use medianest_testkit::plex_sim::PmsSim;
 use reqwest::Method;
@@ -218,16 +216,7 @@ async fn the_dashboard_shows_exact_figures_to_admins_and_each_user_their_own_sli
 
     // The Matrix becomes available through Overseerr's webhook, Fight Club through Plex's.
     let overseerr_id = app.forwarded(&matrix).await;
-    let webhook = app
-        .sim()
-        .send_webhook(
-            &app.overseerr_webhook_url(),
-            WEBHOOK_SECRET,
-            "MEDIA_AVAILABLE",
-            overseerr_id,
-        )
-        .await
-        .expect("webhook sent");
+    let webhook = app.overseerr_webhook("MEDIA_AVAILABLE", overseerr_id).await;
     assert_eq!(webhook.status(), 202);
     app.forwarded(&reloaded).await;
     app.forwarded(&fight_club).await;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use medianest_testkit::app::{eventually, TestApp, TestOptions, WEBHOOK_SECRET};
+use medianest_testkit::app::{eventually, TestApp, TestOptions};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -99,16 +99,7 @@ async fn a_request_travels_from_http_through_overseerr_to_available() {
         .webhook_payload("MEDIA_AVAILABLE", overseerr_id)
         .expect("a payload");
     assert_eq!(payload["request"]["request_id"], overseerr_id.to_string());
-    let webhook = app
-        .sim()
-        .send_webhook(
-            &app.overseerr_webhook_url(),
-            WEBHOOK_SECRET,
-            "MEDIA_AVAILABLE",
-            overseerr_id,
-        )
-        .await
-        .expect("webhook sent");
+    let webhook = app.overseerr_webhook("MEDIA_AVAILABLE", overseerr_id).await;
     assert_eq!(webhook.status(), 202);
     let webhook: Value = webhook.json().await.expect("json");
     let detail = app
