@@ -27,14 +27,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate {
-        /// PostgreSQL URL.
-        #[arg(
-            long,
-            env = "MEDIANEST_DATABASE_URL",
-            default_value = "postgres:///medianest",
-            hide_env_values = true
-        )]
-        database_url: String,
+        #[command(flatten)]
+        db: crate::admin::DatabaseArgs,
     },
     /// Manage local accounts.
     #[command(subcommand)]
@@ -70,14 +64,8 @@ enum UsersCommand {
         /// Print the created account as JSON.
         #[arg(long)]
         json: bool,
-        /// PostgreSQL URL.
-        #[arg(
-            long,
-            env = "MEDIANEST_DATABASE_URL",
-            default_value = "postgres:///medianest",
-            hide_env_values = true
-        )]
-        database_url: String,
+        #[command(flatten)]
+        db: crate::admin::DatabaseArgs,
     },
 }
 
@@ -116,7 +104,7 @@ pub fn main() -> ExitCode {
             };
             runtime.block_on(serve(settings))
         }
-        Command::Migrate { database_url } => runtime.block_on(migrate(&database_url)),
+        Command::Migrate { db } => runtime.block_on(migrate(&db.database_url)),
         Command::Projections(command) => runtime.block_on(crate::admin::projections(command)),
         Command::Replay(args) => runtime.block_on(crate::admin::replay(*args)),
         Command::Events(command) => runtime.block_on(crate::admin::events(command)),
@@ -126,7 +114,7 @@ pub fn main() -> ExitCode {
             admin,
             password_stdin: _,
             json,
-            database_url,
+            db,
         }) => {
             let mut password = String::new();
             if let Err(e) = std::io::stdin().read_line(&mut password) {
@@ -135,7 +123,7 @@ pub fn main() -> ExitCode {
             }
             let password = password.trim_end_matches(['\r', '\n']).to_string();
             runtime.block_on(create_user(
-                &database_url,
+                &db.database_url,
                 &username,
                 email,
                 admin,

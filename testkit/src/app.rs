@@ -641,6 +641,21 @@ impl TestApp {
             .expect("a JSON document")
     }
 
+    /// Submits a movie request as the admin and approves it (with auto-approval off),
+    /// answering its id.
+    ///
+    /// # Panics
+    /// When either is refused.
+    pub async fn submit_and_approve(&self, tmdb_id: u32, title: &str) -> String {
+        let submitted = self.submit_movie(tmdb_id, title).await;
+        let id = submitted["id"].as_str().expect("an id").to_string();
+        let approved = self
+            .post_empty(&format!("/api/v1/requests/{id}/approve"))
+            .await;
+        assert_eq!(approved.status(), 200);
+        id
+    }
+
     /// Polls `GET /api/v1/requests/{id}` until its status is `status` (at most `timeout`),
     /// returning the detail.
     ///

@@ -46,16 +46,6 @@ async fn wait_for_overseerr_state(app: &TestApp, state: &str) -> Value {
     .await
 }
 
-async fn submit_and_approve(app: &TestApp, tmdb_id: u32, title: &str) -> String {
-    let submitted = app.submit_movie(tmdb_id, title).await;
-    let id = submitted["id"].as_str().expect("an id").to_string();
-    let approved = app
-        .post_empty(&format!("/api/v1/requests/{id}/approve"))
-        .await;
-    assert_eq!(approved.status(), 200);
-    id
-}
-
 fn create_calls(app: &TestApp) -> usize {
     app.sim()
         .received()
@@ -81,7 +71,7 @@ async fn an_overseerr_outage_opens_the_breaker_and_the_request_waits_to_be_forwa
     assert_eq!(health["consecutive_failures"], 0);
 
     app.sim().set_down(true);
-    let id = submit_and_approve(&app, 550, "Fight Club").await;
+    let id = app.submit_and_approve(550, "Fight Club").await;
 
     // Three connection failures in a row open the breaker; the dashboard says so.
     let health = wait_for_overseerr_state(&app, "open").await;
@@ -141,7 +131,7 @@ async fn four_hundreds_do_not_open_the_breaker() {
         (12, "Finding Nemo"),
         (13, "Forrest Gump"),
     ] {
-        ids.push(submit_and_approve(&app, tmdb_id, title).await);
+        ids.push(app.submit_and_approve(tmdb_id, title).await);
     }
     for id in &ids {
         app.wait_for_status(id, "failed", WAIT).await;
@@ -149,9 +139,9 @@ async fn four_hundreds_do_not_open_the_breaker() {
     let health = wait_for_overseerr_state(&app, "closed").await;
     assert_eq!(health["consecutive_failures"], 0, "{health}");
     // The next request goes straight through (a 400 is left from the injection).
-    let id = submit_and_approve(&app, 14, "American Beauty").await;
+    let id = app.submit_and_approve(14, "American Beauty").await;
     app.wait_for_status(&id, "failed", WAIT).await;
-    let next = submit_and_approve(&app, 15, "Citizen Kane").await;
+    let next = app.submit_and_approve(15, "Citizen Kane").await;
     app.forwarded(&next).await;
     assert_eq!(
         wait_for_overseerr_state(&app, "closed").await["state"],
@@ -164,7 +154,7 @@ async fn four_hundreds_do_not_open_the_breaker() {
 async fn a_shutdown_while_the_breaker_holds_a_request_back_is_quick_and_loses_nothing() {
     let mut app = TestApp::spawn_with(options(Duration::from_secs(3600))).await;
     app.sim().set_down(true);
-    let id = submit_and_approve(&app, 603, "The Matrix").await;
+    let id = app.submit_and_approve(603, "The Matrix").await;
     wait_for_overseerr_state(&app, "open").await;
 
     // The forwarder waits for an hour's cool-down; a graceful restart does not.

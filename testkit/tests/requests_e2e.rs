@@ -19,16 +19,6 @@ fn event_types(history: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn submit_and_approve(app: &TestApp, tmdb_id: u32, title: &str) -> String {
-    let submitted = app.submit_movie(tmdb_id, title).await;
-    let id = submitted["id"].as_str().expect("an id").to_string();
-    let approved = app
-        .post_empty(&format!("/api/v1/requests/{id}/approve"))
-        .await;
-    assert_eq!(approved.status(), 200);
-    id
-}
-
 fn create_calls(app: &TestApp) -> Vec<Value> {
     app.sim()
         .received()
@@ -196,7 +186,7 @@ async fn a_request_is_forwarded_once_after_overseerr_comes_back() {
     let app = TestApp::spawn().await;
     // First Overseerr answers 503 three times, then it is unreachable for a moment.
     app.sim().fail_next(3, 503);
-    let id = submit_and_approve(&app, 550, "Fight Club").await;
+    let id = app.submit_and_approve(550, "Fight Club").await;
     eventually("the failing calls", WAIT, || async {
         (app.sim().received().len() >= 3).then_some(())
     })
@@ -226,7 +216,7 @@ async fn a_request_is_forwarded_once_after_overseerr_comes_back() {
 async fn a_4xx_from_overseerr_fails_the_request_without_retrying() {
     let app = TestApp::spawn().await;
     app.sim().fail_next(1, 400);
-    let id = submit_and_approve(&app, 13, "Forrest Gump").await;
+    let id = app.submit_and_approve(13, "Forrest Gump").await;
     let detail = app.wait_for_status(&id, "failed", WAIT).await;
     assert!(detail["status_reason"]
         .as_str()
@@ -260,7 +250,7 @@ async fn a_lost_webhook_is_made_up_for_by_the_reconciler() {
         ..TestOptions::default()
     })
     .await;
-    let id = submit_and_approve(&app, 27205, "Inception").await;
+    let id = app.submit_and_approve(27205, "Inception").await;
     let overseerr_id = app.forwarded(&id).await;
     // Overseerr makes the media available but its webhook never arrives.
     app.sim()
@@ -331,11 +321,11 @@ async fn a_crash_mid_flow_loses_nothing_and_applies_nothing_twice() {
         (1891, "The Empire Strikes Back"),
         (1892, "Return of the Jedi"),
     ] {
-        ids.push(submit_and_approve(&app, tmdb_id, title).await);
+        ids.push(app.submit_and_approve(tmdb_id, title).await);
     }
     // Crash while the relay, projection and forwarder are at work, then come back.
     app.crash_and_restart().await;
-    let third = submit_and_approve(&app, 11, "Star Wars").await;
+    let third = app.submit_and_approve(11, "Star Wars").await;
     ids.push(third);
     // And a graceful restart in the middle of the flow.
     app.restart().await;
