@@ -38,6 +38,32 @@ pub(crate) fn problem(error: MediaRequestCommandError) -> ApiError {
             "next_slot_at",
             exceeded.next_slot_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ),
+        MediaRequestCommandError::AlreadyAvailable { rating_key, title } => ApiError::new(
+            StatusCode::CONFLICT,
+            "already-available",
+            "Already available in Plex",
+            format!("Plex already has this media: {title} (ratingKey {rating_key})"),
+        )
+        .with("plex_rating_key", rating_key)
+        .with("plex_title", title),
+        MediaRequestCommandError::SeasonsAvailable {
+            seasons,
+            rating_key,
+        } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "seasons-available",
+            "Seasons already available in Plex",
+            format!(
+                "Plex already has seasons {} of this show: request only the missing seasons",
+                seasons
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with("available_seasons", seasons)
+        .with("plex_rating_key", rating_key),
         MediaRequestCommandError::Execute(error) => execute_problem(error),
     }
 }

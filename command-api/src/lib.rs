@@ -1,11 +1,12 @@
 //! The command side over HTTP (DESIGN.md §7): media-request commands, sign-in and sign-out
 //! (local and Plex PIN), account and session management, YouTube download commands, and the
-//! Overseerr and Plex webhooks. Answers carry the aggregate `version` (also as `ETag`) and the global `position`
+//! Overseerr and Plex webhooks, and an admin's request for a full Plex library sync. Answers carry the aggregate `version` (also as `ETag`) and the global `position`
 //! of what was written, so callers can read their writes with `min_position`.
 
 pub mod downloads;
 mod errors;
 mod idempotency;
+pub mod plex_sync;
 pub mod plex_webhook;
 pub mod requests;
 pub mod signin;
@@ -70,6 +71,7 @@ impl HasAuthenticator for CommandState {
         requests::on_request,
         webhooks::overseerr,
         plex_webhook::plex,
+        plex_sync::start_full_sync,
         downloads::queue,
         downloads::on_download,
         signin::login,
@@ -109,6 +111,7 @@ pub fn router(state: CommandState) -> Router {
         .merge(users::router())
         .merge(webhooks::router())
         .merge(plex_webhook::router())
+        .merge(plex_sync::router())
         .merge(downloads::router())
         .with_state(state)
 }

@@ -7,12 +7,15 @@
 //! so the secret is the last path segment (`MEDIANEST_PLEX_WEBHOOK_SECRET`, compared in
 //! constant time).
 //!
-//! Mapping: `library.new` for a `movie` or a `show` whose `Metadata.Guid` holds a
-//! `tmdb://<id>` marks the active media requests for that title available (`source: plex`,
-//! with the item's `ratingKey`): the HD request, and the 4K request too when the item's
-//! `Media` says `videoResolution: "4k"`. Episodes and seasons carry their own guids, not the
-//! show's, and are ignored; so is every other event (`media.play`, `library.on.deck`, …),
-//! answered 204 with nothing written.
+//! Mapping: every `library.new` asks the Plex sync worker for a recently-added pass at once
+//! (`plex_sync_state.recent_requested_at`), which brings the item into the Plex library read
+//! model and updates the requests it covers — for shows, season by season. A `movie` whose
+//! `Metadata.Guid` holds a `tmdb://<id>` also marks the active media requests for that title
+//! available right away (`source: plex`, with the item's `ratingKey`): the HD request, and
+//! the 4K request too when the item's `Media` says `videoResolution: "4k"`. A `show`,
+//! `season` or `episode` is left to the sync, because the webhook does not say which
+//! seasons Plex now has. Every other event (`media.play`, `library.on.deck`, …) is answered
+//! 204 with nothing written.
 
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -23,6 +26,7 @@ use medianest_domain::media_request::{MediaRequestCommand, MediaType, Source};
 use medianest_http::auth::constant_time_eq;
 use medianest_http::openapi::Problem;
 use medianest_http::ApiError;
+use medianest_store::plex_library;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -139,6 +143,11 @@ async fn handle(
     let webhook: PlexWebhook = serde_json::from_slice(&payload).map_err(|e| {
         ApiError::malformed(format!("the payload part is not a Plex webhook JSON: {e}"))
     })?;
+    if webhook.event == "library.new" {
+        if let Err(error) = plex_library::request_recent_pass(&state.pool).await {
+            tracing::warn!(%error, "cannot ask the Plex sync for a recently-added pass");
+        }
+    }
     let Some((media_type, tmdb_id, rating_key, is_4k)) = library_new(&webhook) else {
         tracing::debug!(event = %webhook.event, "Plex webhook ignored");
         return Ok(Vec::new());
@@ -188,16 +197,16 @@ async fn payload_part(request: Request) -> Result<Vec<u8>, ApiError> {
     ))
 }
 
-/// `(media type, tmdb id, ratingKey, 4K?)` of a `library.new` for a movie or show with a
-/// `tmdb://` guid.
+/// `(media type, tmdb id, ratingKey, 4K?)` of a `library.new` for a movie with a `tmdb://`
+/// guid.
 fn library_new(webhook: &PlexWebhook) -> Option<(MediaType, i64, Option<String>, bool)> {
     if webhook.event != "library.new" {
         return None;
     }
     let metadata = webhook.metadata.as_ref()?;
+    // Shows are left to the sync, which knows their seasons.
     let media_type = match metadata.item_type.as_deref()? {
         "movie" => MediaType::Movie,
-        "show" => MediaType::Tv,
         _ => return None,
     };
     let tmdb_id = metadata.guids.iter().find_map(|g| {
@@ -235,13 +244,20 @@ mod tests {
     }
 
     #[test]
-    fn a_new_show_in_4k_is_recognised() {
-        let hook = webhook(json!({"event": "library.new", "Metadata": {"type": "show",
-            "ratingKey": 77, "Guid": [{"id": "tmdb://1399"}], "Media": [{"videoResolution": "4k"}]}}));
+    fn a_new_4k_movie_is_recognised_with_a_numeric_rating_key() {
+        let hook = webhook(json!({"event": "library.new", "Metadata": {"type": "movie",
+            "ratingKey": 77, "Guid": [{"id": "tmdb://603"}], "Media": [{"videoResolution": "4k"}]}}));
         assert_eq!(
             library_new(&hook),
-            Some((MediaType::Tv, 1399, Some("77".to_string()), true))
+            Some((MediaType::Movie, 603, Some("77".to_string()), true))
         );
+    }
+
+    #[test]
+    fn a_new_show_is_left_to_the_sync() {
+        let hook = webhook(json!({"event": "library.new", "Metadata": {"type": "show",
+            "ratingKey": 77, "Guid": [{"id": "tmdb://1399"}]}}));
+        assert_eq!(library_new(&hook), None);
     }
 
     #[test]

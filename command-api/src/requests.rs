@@ -177,9 +177,9 @@ async fn run(
         (status = 202, description = "accepted", body = CommandAnswer),
         (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "duplicate request", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "duplicate request (`duplicate-request`), or Plex already has the movie or every named season (`already-available`)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "rule violated", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "rule violated; `seasons-available` lists the named seasons Plex already has", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -8,8 +8,11 @@
 //! poll `GET /api/v2/pins/{id}` until `authToken` is set, then read the account with
 //! `GET /api/v2/user` and its servers with `GET /api/v2/resources`; and read a PMS's
 //! `MediaContainer` as JSON (`Accept: application/json`): its identity (`GET /`), its library
-//! sections (`GET /library/sections`) and, for the Plex scanner, a section scan
-//! (`GET /library/sections/{key}/refresh?path=…`).
+//! sections (`GET /library/sections`), for the Plex scanner a section scan
+//! (`GET /library/sections/{key}/refresh?path=…`), and for the library sync the content of a
+//! section, one page at a time ([`PmsClient::section_items`]:
+//! `GET /library/sections/{key}/all?type=…&includeGuids=1`, paged with
+//! `X-Plex-Container-Start`/`-Size`, optionally only what was added since a time).
 //!
 //! plex.tv publishes no machine-readable contract. The shapes follow Plex's own guide
 //! "Authenticating with Plex" (forums.plex.tv/t/609370: the PIN flow, the `app.plex.tv/auth#?`
@@ -19,8 +22,13 @@
 //! Overseerr (`src/utils/plex.ts`, `server/api/plexapi.ts`, `server/routes/settings`), and the
 //! recorded plex.tv answers of the `plex-api` crate's test mocks (`pins_new.json`,
 //! `pins_linked.json`, `resources.json`, `user_info_free.json`). The PMS library calls follow
-//! python-plexapi `plexapi/library.py` (`Library.sections()`, `LibrarySection.update(path=)`)
-//! and Overseerr's `server/api/plexapi.ts` (`getLibraries()`). plex.tv's error bodies are
+//! python-plexapi `plexapi/library.py` (`Library.sections()`, `LibrarySection.update(path=)`,
+//! `search(libtype='season')`, `totalViewSize()`; `plexapi/base.py` `fetchItems` for paging)
+//! and Overseerr's `server/api/plexapi.ts` (`getLibraries()`, `getLibraryContents()`,
+//! `getRecentlyAdded()`); the library listing's shapes also follow the community OpenAPI
+//! document `../shared/contracts/plex-media-server.yaml` (`/library/sections/{sectionId}/all`,
+//! `MediaContainerWithMetadata`, `Metadata`, `Guid`, `Media`), which PMS itself does not
+//! publish. plex.tv's error bodies are
 //! `{"errors": [{"code": <n>, "message": <text>, "status": <http status>}]}`.
 //!
 //! Invariants:
@@ -33,7 +41,8 @@
 //!   circuit breaker, and every failure is a [`PlexError`] whose
 //!   [`is_retryable`](PlexError::is_retryable) says whether trying again can help;
 //! - answers are read leniently: unknown fields are ignored, and `null` is accepted wherever a
-//!   value is optional.
+//!   value is optional; a library item that cannot be used (no `ratingKey`, not an object) is
+//!   skipped rather than failing its page, and odd external ids (`tmdb://abc`) read as none.
 
 use std::fmt;
 use std::time::Duration;
@@ -566,10 +575,190 @@ pub struct LibrarySection {
     pub locations: Vec<String>,
 }
 
+/// Plex's metadata type numbers, sent as `type=` to choose what
+/// [`PmsClient::section_items`] lists (1 movie, 2 show, 3 season, 4 episode).
+///
+/// Contract: `../shared/contracts/plex-media-server.yaml`, parameter `type` / schema
+/// `MediaType`; python-plexapi `plexapi/utils.py` `SEARCHTYPES`. A movie section has only
+/// type 1; a show section has 2, 3 and 4. Asking a section for a type it does not hold gives
+/// an empty page, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    /// `type=1`: movies (items of `type` `movie`).
+    Movie,
+    /// `type=2`: shows (`type` `show`).
+    Show,
+    /// `type=3`: seasons (`type` `season`, with `index` and `parentRatingKey`).
+    Season,
+    /// `type=4`: episodes (`type` `episode`).
+    Episode,
+}
+
+impl ItemKind {
+    /// The number sent as `type=`: 1 movie, 2 show, 3 season, 4 episode.
+    pub fn number(self) -> u8 {
+        match self {
+            ItemKind::Movie => 1,
+            ItemKind::Show => 2,
+            ItemKind::Season => 3,
+            ItemKind::Episode => 4,
+        }
+    }
+}
+
+/// What [`PmsClient::section_items`] lists: one page of one kind of item of a section.
+///
+/// A full pass asks for `start` 0, `size`, 2 × `size`, … while
+/// [`LibraryPage::has_more`] holds; a recently-added pass sets `added_since` and stops at the
+/// same point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListItems {
+    /// `type=`: which kind of item to list.
+    pub kind: ItemKind,
+    /// `X-Plex-Container-Start`: the offset of the first item wanted (0-based).
+    pub start: u64,
+    /// `X-Plex-Container-Size`: how many items at most (the page size, e.g. 200). 0 asks for
+    /// no item, only the total (python-plexapi's `totalViewSize` does that).
+    pub size: u32,
+    /// `Some(t)`: only items added after `t` (unix seconds), newest first — the filter
+    /// `addedAt>>=t` with `sort=addedAt:desc`, as Overseerr's `getRecentlyAdded` asks. Plex's
+    /// `>>=` on a date reads "is after"; an item added in the very second `t` may be left out,
+    /// so callers should overlap (Overseerr goes back 10 minutes before its last scan).
+    /// `None`: the whole section, in the server's order (title order on real servers).
+    pub added_since: Option<i64>,
+}
+
+/// One element of `MediaContainer.Metadata` in the answer to
+/// `GET /library/sections/{key}/all` ([`PmsClient::section_items`]).
+///
+/// On the wire (JSON, `Accept: application/json`, with `includeGuids=1`), a movie:
+///
+/// ```json
+/// {"ratingKey": "1234", "key": "/library/metadata/1234", "guid": "plex://movie/5d7768…",
+///  "type": "movie", "title": "The Matrix", "year": 1999, "addedAt": 1700000000,
+///  "updatedAt": 1700000000, "Media": [{"id": 1, "videoResolution": "4k", …}],
+///  "Guid": [{"id": "imdb://tt0133093"}, {"id": "tmdb://603"}]}
+/// ```
+///
+/// a show adds `childCount` (seasons) and `leafCount` (episodes); a season has `index` (its
+/// number), `parentRatingKey`, `parentTitle`, `parentGuid` and `leafCount`. Contract:
+/// `../shared/contracts/plex-media-server.yaml`, schemas `Metadata`, `Guid`, `Media`; Overseerr
+/// `server/api/plexapi.ts` (`PlexLibraryItem`, `PlexMetadata`). Everything else is ignored,
+/// `null` reads as absent, and numbers sent as strings (or ids sent as numbers) are accepted;
+/// a number that does not fit (e.g. a negative `year`) reads as `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryItem {
+    /// `ratingKey`: the item's id on this server, e.g. `"1234"` (a string on real servers, a
+    /// JSON number is accepted). Never empty: items without one are skipped.
+    pub rating_key: String,
+    /// `type`: `movie`, `show`, `season` or `episode` (empty when absent).
+    pub item_type: String,
+    /// `title` (empty when absent). A season's is e.g. `Season 1`.
+    pub title: String,
+    /// `year`: the release year (movies, shows).
+    pub year: Option<u16>,
+    /// `guid`: the agent's id of the item — `plex://movie/<24 hex>` for Plex's own agents, or
+    /// a legacy agent's `com.plexapp.agents.imdb://tt0133093?lang=en`.
+    pub guid: Option<String>,
+    /// `Guid[].id`: the external ids, e.g. `tmdb://603`, `tvdb://121361`, `imdb://tt0133093`,
+    /// in the server's order. Only sent with `includeGuids=1`, and only for items of Plex's
+    /// own agents (legacy-agent items have none).
+    pub guids: Vec<String>,
+    /// `index`: a season's number (0 for specials); an episode's number.
+    pub index: Option<u32>,
+    /// `parentRatingKey`: a season's show, an episode's season.
+    pub parent_rating_key: Option<String>,
+    /// `leafCount`: for shows and seasons, how many episodes the server has.
+    pub leaf_count: Option<u32>,
+    /// `addedAt`: when the item was added to the library (unix seconds).
+    pub added_at: Option<i64>,
+    /// `updatedAt`: when its metadata last changed (unix seconds).
+    pub updated_at: Option<i64>,
+    /// `Media[].videoResolution`, one per version of the file: `4k`, `1080`, `720`, `480`,
+    /// `sd`, … (movies and episodes; shows and seasons have no `Media`).
+    pub video_resolutions: Vec<String>,
+}
+
+impl LibraryItem {
+    /// The TMDB id of the first well-formed `tmdb://<n>` in [`guids`](Self::guids) (`n`
+    /// decimal digits only, `n > 0`, fits in a `u64`). Odd values — `tmdb://abc`, `tmdb://0`,
+    /// `tmdb://-3`, `tmdb://`, surrounding whitespace, overlong numbers — are skipped, so
+    /// `None` when no well-formed one is left. The legacy [`guid`](Self::guid) is not read.
+    pub fn tmdb_id(&self) -> Option<u64> {
+        external_id(&self.guids, "tmdb")
+    }
+
+    /// The TVDB id of the first well-formed `tvdb://<n>` in [`guids`](Self::guids), read like
+    /// [`tmdb_id`](Self::tmdb_id).
+    pub fn tvdb_id(&self) -> Option<u64> {
+        external_id(&self.guids, "tvdb")
+    }
+
+    /// Whether one of the item's versions is 4K: a [`video_resolutions`](Self::video_resolutions)
+    /// entry equal to `4k`, ignoring case (Overseerr's scanner tests `videoResolution ===
+    /// '4k'`).
+    pub fn is_4k(&self) -> bool {
+        self.video_resolutions
+            .iter()
+            .any(|resolution| resolution.eq_ignore_ascii_case("4k"))
+    }
+}
+
+/// The numeric id of the first `<scheme>://<digits>` in `guids` (scheme compared without case),
+/// with `0` and anything not made of digits only skipped.
+fn external_id(guids: &[String], scheme: &str) -> Option<u64> {
+    guids.iter().find_map(|guid| {
+        let prefix = guid.get(..scheme.len())?;
+        if !prefix.eq_ignore_ascii_case(scheme) {
+            return None;
+        }
+        let digits = guid.get(scheme.len()..)?.strip_prefix("://")?;
+        if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse::<u64>().ok().filter(|id| *id > 0)
+    })
+}
+
+/// One page of [`PmsClient::section_items`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryPage {
+    /// The page's items in the server's order (newest first with
+    /// [`ListItems::added_since`]); entries without a `ratingKey` are left out.
+    pub items: Vec<LibraryItem>,
+    /// The offset of the first item: `MediaContainer.offset`, else the
+    /// `X-Plex-Container-Start` response header, else the requested start.
+    pub start: u64,
+    /// How many items match in all: `MediaContainer.totalSize`, else the
+    /// `X-Plex-Container-Total-Size` response header; `None` when the server sent neither
+    /// (real servers send both for paged requests).
+    pub total_size: Option<u64>,
+}
+
+impl LibraryPage {
+    /// Whether a next page (at `start + size`) exists, given the `size` this page was asked
+    /// with: with a total, when `start + size < total`; without one, when the page is full
+    /// (`items.len() == size`, Overseerr's rule). Never when `size` is 0, and never when the
+    /// page holds more than `size` items — the server ignored the paging and sent everything,
+    /// so asking again would loop.
+    pub fn has_more(&self, size: u32) -> bool {
+        let size = u64::from(size);
+        let count = u64::try_from(self.items.len()).unwrap_or(u64::MAX);
+        if size == 0 || count > size {
+            return false;
+        }
+        match self.total_size {
+            Some(total) => self.start.saturating_add(size) < total,
+            None => count == size,
+        }
+    }
+}
+
 /// Client for one Plex Media Server. Cheap to clone (one shared connection pool): the
 /// server's identity ([`identity`](Self::identity)), its library sections
-/// ([`library_sections`](Self::library_sections), [`find_section`](Self::find_section)) and
-/// scans ([`refresh_section`](Self::refresh_section)).
+/// ([`library_sections`](Self::library_sections), [`find_section`](Self::find_section)), their
+/// scans ([`refresh_section`](Self::refresh_section)) and their content, page by page
+/// ([`section_items`](Self::section_items)).
 #[derive(Clone)]
 pub struct PmsClient {
     http: reqwest::Client,
@@ -749,6 +938,109 @@ impl PmsClient {
     }
 }
 
+impl PmsClient {
+    /// Lists one page of a library section's items: `GET
+    /// {base}/library/sections/{section_key}/all?type=<n>&includeGuids=1[&sort=addedAt:desc&addedAt>>=<t>]&X-Plex-Container-Start=<start>&X-Plex-Container-Size=<size>`
+    /// with `Accept: application/json` and `X-Plex-Token`, answered with
+    /// `{"MediaContainer": {"size": n, "totalSize": N, "offset": start, "librarySectionID": …,
+    /// "Metadata": [<item>, …]}}` and the headers `X-Plex-Container-Start` and
+    /// `X-Plex-Container-Total-Size` (see [`LibraryItem`], [`LibraryPage`]). The key is a path
+    /// segment and the values are form-encoded, so `sort=addedAt%3Adesc` and
+    /// `addedAt%3E%3E=<t>` go on the wire, as python-plexapi writes them.
+    ///
+    /// **Paging goes as query parameters**, `X-Plex-Container-Start`/`-Size`, as the community
+    /// spec documents them (`../shared/contracts/plex-media-server.yaml`, parameters
+    /// `X-Plex-Container-Start`/`-Size`, `in: query`). A real PMS reads them from the query
+    /// or from headers alike: python-plexapi sent them as query parameters in `fetchItems`
+    /// until 4.14 and still does on this very route (`LibrarySection.totalViewSize`,
+    /// `_loadFilters`: `…/all?…&X-Plex-Container-Start=0&X-Plex-Container-Size=0`), while its
+    /// `fetchItems` since 2023 and Overseerr (`getLibraryContents`, `getRecentlyAdded`) send
+    /// them as headers. The query form is what the spec says and shows in logs and traces.
+    ///
+    /// Recently added (`added_since`) is Overseerr's `getRecentlyAdded` query
+    /// (`server/api/plexapi.ts`: `type=…&sort=addedAt%3Adesc&addedAt>>=<seconds>`);
+    /// seasons are python-plexapi's `searchSeasons` (`type=3`). `Metadata` absent or `null`
+    /// is an empty page; entries without a `ratingKey` (or that are not objects) are skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`PlexError::Config`] without a call when `section_key` is empty;
+    /// [`PlexError::NotFound`] on 404 (no such section — PMS answers an HTML page);
+    /// [`PlexError::Unauthorized`] on 401; [`PlexError::Unavailable`] (timeout, connection
+    /// refused or dropped, 408/429/5xx); [`PlexError::Rejected`] (other 4xx, e.g. 400 for a
+    /// filter the server does not know; a refused redirect); [`PlexError::Decode`] when the
+    /// answer is not a JSON `MediaContainer` (XML, HTML, `Metadata` not an array, …).
+    #[tracing::instrument(
+        name = "pms.section_items",
+        skip(self, query),
+        fields(
+            base_url = %self.base_url,
+            kind = query.kind.number(),
+            start = query.start,
+            size = query.size,
+            recent = query.added_since.is_some(),
+        )
+    )]
+    pub async fn section_items(
+        &self,
+        section_key: &str,
+        query: &ListItems,
+    ) -> Result<LibraryPage, PlexError> {
+        let key = section_key.trim();
+        if key.is_empty() {
+            return Err(PlexError::Config(
+                "the library section key is empty".to_string(),
+            ));
+        }
+        let mut url = join(&self.base_url, ["library", "sections", key, "all"])?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs
+                .append_pair("type", &query.kind.number().to_string())
+                .append_pair("includeGuids", "1");
+            if let Some(since) = query.added_since {
+                pairs
+                    .append_pair("sort", "addedAt:desc")
+                    .append_pair("addedAt>>", &since.to_string());
+            }
+            pairs
+                .append_pair("X-Plex-Container-Start", &query.start.to_string())
+                .append_pair("X-Plex-Container-Size", &query.size.to_string());
+        }
+        let answer = send(PMS, self.http.get(url), Some(&self.token)).await?;
+        library_page(&answer, query.start)
+    }
+}
+
+/// Reads an answer of `GET /library/sections/{key}/all` asked from `requested_start`.
+fn library_page(answer: &Answer, requested_start: u64) -> Result<LibraryPage, PlexError> {
+    let container: MediaContainer<ItemsContainer> =
+        answer.success_json(PMS, "the library items")?;
+    let container = container.media_container;
+    let entries = container.metadata.unwrap_or_default();
+    let listed = entries.len();
+    let items: Vec<LibraryItem> = entries
+        .into_iter()
+        .filter_map(|entry| WireItem::deserialize(entry).ok()?.into_item())
+        .collect();
+    if items.len() < listed {
+        tracing::debug!(
+            skipped = listed - items.len(),
+            "skipped library items without a ratingKey"
+        );
+    }
+    Ok(LibraryPage {
+        items,
+        start: container
+            .offset
+            .or_else(|| answer.header_number("x-plex-container-start"))
+            .unwrap_or(requested_start),
+        total_size: container
+            .total_size
+            .or_else(|| answer.header_number("x-plex-container-total-size")),
+    })
+}
+
 /// `{"MediaContainer": …}`, the envelope of every PMS JSON answer.
 #[derive(Deserialize)]
 struct MediaContainer<T> {
@@ -775,9 +1067,73 @@ struct SectionsContainer {
     directory: Option<Vec<LibrarySection>>,
 }
 
-/// A complete answer: status and body.
+/// The fields of the `GET /library/sections/{key}/all` container that
+/// [`PmsClient::section_items`] reads. `Metadata` is absent on an empty page; its entries are
+/// read one by one so that one odd entry does not spoil the page.
+#[derive(Deserialize)]
+struct ItemsContainer {
+    #[serde(default, deserialize_with = "lenient_integer")]
+    offset: Option<u64>,
+    #[serde(rename = "totalSize", default, deserialize_with = "lenient_integer")]
+    total_size: Option<u64>,
+    #[serde(rename = "Metadata", default)]
+    metadata: Option<Vec<serde_json::Value>>,
+}
+
+/// One `Metadata` entry as sent; every field is lenient, so only a non-object fails.
+#[derive(Deserialize)]
+struct WireItem {
+    #[serde(rename = "ratingKey", default, deserialize_with = "lenient_text")]
+    rating_key: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "lenient_text")]
+    item_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient_text")]
+    title: Option<String>,
+    #[serde(default, deserialize_with = "lenient_integer")]
+    year: Option<u16>,
+    #[serde(default, deserialize_with = "lenient_text")]
+    guid: Option<String>,
+    #[serde(rename = "Guid", default, deserialize_with = "guid_ids")]
+    guids: Vec<String>,
+    #[serde(default, deserialize_with = "lenient_integer")]
+    index: Option<u32>,
+    #[serde(rename = "parentRatingKey", default, deserialize_with = "lenient_text")]
+    parent_rating_key: Option<String>,
+    #[serde(rename = "leafCount", default, deserialize_with = "lenient_integer")]
+    leaf_count: Option<u32>,
+    #[serde(rename = "addedAt", default, deserialize_with = "lenient_integer")]
+    added_at: Option<i64>,
+    #[serde(rename = "updatedAt", default, deserialize_with = "lenient_integer")]
+    updated_at: Option<i64>,
+    #[serde(rename = "Media", default, deserialize_with = "video_resolutions")]
+    video_resolutions: Vec<String>,
+}
+
+impl WireItem {
+    /// The item, or `None` without a (non-blank) `ratingKey`.
+    fn into_item(self) -> Option<LibraryItem> {
+        let rating_key = self.rating_key.filter(|key| !key.trim().is_empty())?;
+        Some(LibraryItem {
+            rating_key,
+            item_type: self.item_type.unwrap_or_default(),
+            title: self.title.unwrap_or_default(),
+            year: self.year,
+            guid: self.guid,
+            guids: self.guids,
+            index: self.index,
+            parent_rating_key: self.parent_rating_key,
+            leaf_count: self.leaf_count,
+            added_at: self.added_at,
+            updated_at: self.updated_at,
+            video_resolutions: self.video_resolutions,
+        })
+    }
+}
+
+/// A complete answer: status, headers and body.
 struct Answer {
     status: StatusCode,
+    headers: HeaderMap,
     body: Vec<u8>,
     /// The token sent with the call, scrubbed from any text taken from the body.
     secret: Option<String>,
@@ -796,6 +1152,12 @@ impl Answer {
                 redact_quoted(&err.to_string())
             ))
         })
+    }
+
+    /// Header `name` read as a non-negative integer (surrounding blanks allowed); `None` when
+    /// absent or not a number.
+    fn header_number(&self, name: &str) -> Option<u64> {
+        self.headers.get(name)?.to_str().ok()?.trim().parse().ok()
     }
 
     fn status_error(&self, service: &str) -> PlexError {
@@ -842,6 +1204,7 @@ async fn send(
         .await
         .map_err(|err| transport_error(service, &err))?;
     let status = response.status();
+    let headers = response.headers().clone();
     let body = response
         .bytes()
         .await
@@ -849,6 +1212,7 @@ async fn send(
     tracing::debug!(status = status.as_u16(), "{service} answered");
     Ok(Answer {
         status,
+        headers,
         body: body.to_vec(),
         secret: secret.map(str::to_string),
     })
@@ -1049,6 +1413,77 @@ where
     seq.end()
 }
 
+/// A string as it is, or a number as its decimal text; `null`, `""` and anything else are
+/// `None`.
+fn lenient_text<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(
+        match Option::<serde_json::Value>::deserialize(deserializer)? {
+            Some(serde_json::Value::String(text)) if !text.is_empty() => Some(text),
+            Some(serde_json::Value::Number(number)) => Some(number.to_string()),
+            _ => None,
+        },
+    )
+}
+
+/// An integer sent as a JSON number or as decimal text (blanks around allowed); `None` for
+/// `null`, fractions, other types, and values that do not fit `T`.
+fn lenient_integer<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i128>,
+{
+    let wide: Option<i128> = match Option::<serde_json::Value>::deserialize(deserializer)? {
+        Some(serde_json::Value::Number(number)) => number
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| number.as_u64().map(i128::from)),
+        Some(serde_json::Value::String(text)) => text.trim().parse().ok(),
+        _ => None,
+    };
+    Ok(wide.and_then(|wide| T::try_from(wide).ok()))
+}
+
+/// `Guid: [{"id": "tmdb://603"}, …]` as its ids; entries without a string `id` are skipped,
+/// and anything but an array (absent, `null`) is empty.
+fn guid_ids<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    array_field(deserializer, "id")
+}
+
+/// `Media: [{"videoResolution": "1080", …}, …]` as its resolutions (numbers as text);
+/// entries without one are skipped, and anything but an array is empty.
+fn video_resolutions<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    array_field(deserializer, "videoResolution")
+}
+
+/// The non-empty text (or number) `field` of each object of an array.
+fn array_field<'de, D>(deserializer: D, field: &str) -> Result<Vec<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let Some(serde_json::Value::Array(entries)) =
+        Option::<serde_json::Value>::deserialize(deserializer)?
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(entries
+        .iter()
+        .filter_map(|entry| match entry.get(field)? {
+            serde_json::Value::String(text) if !text.is_empty() => Some(text.clone()),
+            serde_json::Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        })
+        .collect())
+}
+
 /// An RFC 3339 string or epoch seconds; anything else (or unparsable) is `None`.
 fn lenient_timestamp<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
 where
@@ -1155,6 +1590,312 @@ mod tests {
         );
         let back: LibrarySection = serde_json::from_str(&text).unwrap();
         assert_eq!(back, sections[0]);
+    }
+
+    fn answer(status: u16, headers: &[(&'static str, &str)], body: &str) -> Answer {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: map,
+            body: body.as_bytes().to_vec(),
+            secret: Some("secret-token".to_string()),
+        }
+    }
+
+    fn item(rating_key: &str) -> LibraryItem {
+        LibraryItem {
+            rating_key: rating_key.to_string(),
+            item_type: String::new(),
+            title: String::new(),
+            year: None,
+            guid: None,
+            guids: Vec::new(),
+            index: None,
+            parent_rating_key: None,
+            leaf_count: None,
+            added_at: None,
+            updated_at: None,
+            video_resolutions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn item_kinds_are_plex_type_numbers() {
+        let numbers: Vec<u8> = [
+            ItemKind::Movie,
+            ItemKind::Show,
+            ItemKind::Season,
+            ItemKind::Episode,
+        ]
+        .into_iter()
+        .map(ItemKind::number)
+        .collect();
+        assert_eq!(numbers, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn library_items_read_pms_json_movies_shows_and_seasons() {
+        let page = library_page(
+            &answer(
+                200,
+                &[],
+                r#"{"MediaContainer": {"size": 3, "totalSize": 7, "offset": 4,
+                    "allowSync": true, "librarySectionID": 1, "librarySectionTitle": "Movies",
+                    "Metadata": [
+                  {"ratingKey": "1234", "key": "/library/metadata/1234",
+                   "guid": "plex://movie/5d7768ba96b655001fdc0408", "type": "movie",
+                   "title": "The Matrix", "year": 1999, "addedAt": 1700000000,
+                   "updatedAt": 1700000100, "studio": "Warner",
+                   "Media": [{"id": 1, "videoResolution": "1080", "Part": []},
+                             {"id": 2, "videoResolution": "4k"}],
+                   "Guid": [{"id": "imdb://tt0133093"}, {"id": "tmdb://603"}]},
+                  {"ratingKey": 77, "type": "show", "title": "Lost", "year": 2004,
+                   "childCount": 6, "leafCount": 121,
+                   "Guid": [{"id": "tvdb://73739"}, {"id": "tmdb://4607"}]},
+                  {"ratingKey": "78", "type": "season", "title": "Season 1", "index": 1,
+                   "parentRatingKey": "77", "parentTitle": "Lost", "leafCount": 25,
+                   "addedAt": "1700000200", "updatedAt": null}
+                ]}}"#,
+            ),
+            0,
+        )
+        .unwrap();
+
+        assert_eq!(page.start, 4);
+        assert_eq!(page.total_size, Some(7));
+        assert_eq!(
+            page.items[0],
+            LibraryItem {
+                rating_key: "1234".into(),
+                item_type: "movie".into(),
+                title: "The Matrix".into(),
+                year: Some(1999),
+                guid: Some("plex://movie/5d7768ba96b655001fdc0408".into()),
+                guids: vec!["imdb://tt0133093".into(), "tmdb://603".into()],
+                index: None,
+                parent_rating_key: None,
+                leaf_count: None,
+                added_at: Some(1_700_000_000),
+                updated_at: Some(1_700_000_100),
+                video_resolutions: vec!["1080".into(), "4k".into()],
+            }
+        );
+        assert_eq!(page.items[0].tmdb_id(), Some(603));
+        assert_eq!(page.items[0].tvdb_id(), None);
+        assert!(page.items[0].is_4k());
+
+        let show = &page.items[1];
+        assert_eq!(
+            show.rating_key, "77",
+            "a numeric ratingKey reads as its text"
+        );
+        assert_eq!(show.leaf_count, Some(121));
+        assert_eq!(show.tvdb_id(), Some(73739));
+        assert_eq!(show.tmdb_id(), Some(4607));
+        assert!(show.video_resolutions.is_empty());
+        assert!(!show.is_4k());
+
+        let season = &page.items[2];
+        assert_eq!(season.item_type, "season");
+        assert_eq!(season.index, Some(1));
+        assert_eq!(season.parent_rating_key.as_deref(), Some("77"));
+        assert_eq!(season.leaf_count, Some(25));
+        assert_eq!(
+            season.added_at,
+            Some(1_700_000_200),
+            "numbers as text are read"
+        );
+        assert_eq!(season.updated_at, None);
+        assert!(season.guids.is_empty(), "no Guid without includeGuids");
+    }
+
+    #[test]
+    fn unusable_library_entries_are_skipped_and_odd_values_read_as_absent() {
+        let page = library_page(
+            &answer(
+                200,
+                &[],
+                r#"{"MediaContainer": {"size": 6, "Metadata": [
+                  {"type": "movie", "title": "No rating key"},
+                  {"ratingKey": null, "title": "Null rating key"},
+                  {"ratingKey": "  ", "title": "Blank rating key"},
+                  "not an object",
+                  {"ratingKey": "9", "title": null, "type": null, "year": -5,
+                   "index": 1.5, "leafCount": "many", "addedAt": {"at": 1},
+                   "guid": "com.plexapp.agents.imdb://tt0133093?lang=en",
+                   "Guid": {"id": "tmdb://603"},
+                   "Media": [{"id": 1}, {"videoResolution": null},
+                             {"videoResolution": 720}, "odd"]},
+                  {"ratingKey": "10", "Guid": null, "Media": null, "year": 70000}
+                ]}}"#,
+            ),
+            40,
+        )
+        .unwrap();
+
+        let keys: Vec<&str> = page.items.iter().map(|i| i.rating_key.as_str()).collect();
+        assert_eq!(keys, vec!["9", "10"]);
+        let odd = &page.items[0];
+        assert_eq!(odd.title, "");
+        assert_eq!(odd.item_type, "");
+        assert_eq!(odd.year, None, "a negative year does not fit");
+        assert_eq!(odd.index, None, "a fraction is no index");
+        assert_eq!(odd.leaf_count, None);
+        assert_eq!(odd.added_at, None);
+        assert!(odd.guids.is_empty(), "Guid must be an array");
+        assert_eq!(odd.video_resolutions, vec!["720"]);
+        assert_eq!(
+            odd.guid.as_deref(),
+            Some("com.plexapp.agents.imdb://tt0133093?lang=en")
+        );
+        assert_eq!(odd.tmdb_id(), None, "the legacy guid is not read");
+        assert_eq!(page.items[1].year, None, "a year beyond u16 does not fit");
+        // No offset or totalSize in the body or the headers: the requested start, no total.
+        assert_eq!(page.start, 40);
+        assert_eq!(page.total_size, None);
+    }
+
+    #[test]
+    fn an_empty_container_is_an_empty_page_and_paging_headers_are_read() {
+        for body in [
+            r#"{"MediaContainer": {"size": 0}}"#,
+            r#"{"MediaContainer": {"size": 0, "Metadata": null}}"#,
+            r#"{"MediaContainer": {"size": 0, "Metadata": []}}"#,
+        ] {
+            let page = library_page(
+                &answer(
+                    200,
+                    &[
+                        ("x-plex-container-start", "200"),
+                        ("x-plex-container-total-size", " 250 "),
+                    ],
+                    body,
+                ),
+                0,
+            )
+            .unwrap();
+            assert!(page.items.is_empty(), "{body}");
+            assert_eq!(page.start, 200, "{body}");
+            assert_eq!(page.total_size, Some(250), "{body}");
+        }
+        // The body wins over the headers.
+        let page = library_page(
+            &answer(
+                200,
+                &[
+                    ("x-plex-container-start", "1"),
+                    ("x-plex-container-total-size", "junk"),
+                ],
+                r#"{"MediaContainer": {"offset": "3", "totalSize": 9}}"#,
+            ),
+            0,
+        )
+        .unwrap();
+        assert_eq!((page.start, page.total_size), (3, Some(9)));
+    }
+
+    #[test]
+    fn answers_that_are_not_a_json_media_container_are_decode_errors() {
+        for body in [
+            r#"<?xml version="1.0"?><MediaContainer size="0"></MediaContainer>"#,
+            "<html><body>secret-token</body></html>",
+            r#"{"Directory": []}"#,
+            r#"{"MediaContainer": null}"#,
+            r#"{"MediaContainer": {"Metadata": {"ratingKey": "1"}}}"#,
+            r#"[]"#,
+            "",
+        ] {
+            let err = library_page(&answer(200, &[], body), 0).unwrap_err();
+            assert!(matches!(err, PlexError::Decode(_)), "{body}: {err:?}");
+            assert!(!err.to_string().contains("secret-token"), "{err}");
+        }
+        let err = library_page(&answer(404, &[], "<html>Not Found</html>"), 0).unwrap_err();
+        assert!(matches!(err, PlexError::NotFound), "{err:?}");
+        let err = library_page(&answer(503, &[], "starting"), 0).unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+    }
+
+    #[test]
+    fn odd_external_ids_never_panic_and_read_as_none() {
+        let long = format!("tmdb://{}", "9".repeat(10_000));
+        let odd = [
+            "tmdb://abc",
+            "tmdb://0",
+            "tmdb://-3",
+            "tmdb://+3",
+            "tmdb://",
+            "tmdb:/603",
+            "tmdb:603",
+            "tmdb",
+            "",
+            " tmdb://603",
+            "tmdb://603 ",
+            "tmdb:// 603",
+            "tmdb://6 03",
+            "tmdb://603?lang=en",
+            "tmdb://18446744073709551616",
+            "tmdb://١٢٣",
+            "tmdé://603",
+            "é",
+            "themoviedb://603",
+            "imdb://tt0133093",
+            long.as_str(),
+        ];
+        for guid in odd {
+            let mut movie = item("1");
+            movie.guids = vec![guid.to_string()];
+            assert_eq!(movie.tmdb_id(), None, "{guid:?}");
+            movie.guids = vec![guid.replace("tmdb", "tvdb")];
+            assert_eq!(movie.tvdb_id(), None, "{guid:?}");
+        }
+        let mut movie = item("1");
+        movie.guids = vec![
+            "tmdb://abc".into(),
+            "TMDB://00603".into(),
+            "tvdb://18446744073709551615".into(),
+        ];
+        assert_eq!(movie.tmdb_id(), Some(603), "the first well-formed id wins");
+        assert_eq!(movie.tvdb_id(), Some(u64::MAX));
+    }
+
+    #[test]
+    fn four_k_is_any_version_whose_resolution_is_4k_in_any_case() {
+        let mut movie = item("1");
+        assert!(!movie.is_4k());
+        movie.video_resolutions = vec!["1080".into(), "sd".into(), "4K ".into()];
+        assert!(!movie.is_4k());
+        movie.video_resolutions.push("4K".into());
+        assert!(movie.is_4k());
+    }
+
+    #[test]
+    fn has_more_follows_the_total_and_else_a_full_page() {
+        let page = |start: u64, count: usize, total: Option<u64>| LibraryPage {
+            items: (0..count).map(|n| item(&n.to_string())).collect(),
+            start,
+            total_size: total,
+        };
+        // With a total: whether the next page would start before its end.
+        assert!(page(0, 2, Some(5)).has_more(2));
+        assert!(page(2, 2, Some(5)).has_more(2));
+        assert!(!page(4, 1, Some(5)).has_more(2));
+        assert!(!page(0, 2, Some(2)).has_more(2));
+        assert!(!page(0, 0, Some(0)).has_more(2));
+        // Skipped entries do not end a pass early when the total is known.
+        assert!(page(0, 1, Some(5)).has_more(2));
+        // Without a total: a full page may have a successor.
+        assert!(page(0, 2, None).has_more(2));
+        assert!(!page(0, 1, None).has_more(2));
+        assert!(!page(0, 0, None).has_more(2));
+        // A server that ignored the paging sent everything: nothing more to ask for.
+        assert!(!page(0, 5, Some(500)).has_more(2));
+        assert!(!page(0, 5, None).has_more(2));
+        // Size 0 asks for the total only.
+        assert!(!page(0, 0, Some(5)).has_more(0));
+        assert!(!page(u64::MAX, 1, Some(u64::MAX)).has_more(2));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! the process exits.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -27,14 +27,15 @@ use medianest_nats::{
     EventFeed, JetStreamFeed, LogFeed, ProgressBoard, Relay, StreamSettings, Subjects,
 };
 use medianest_projections::ProjectionRunner;
+use medianest_query_api::catalog::Catalog;
 use medianest_query_api::QueryState;
 use medianest_store::accounts::UserAccounts;
 use medianest_store::downloads::Downloads;
 use medianest_store::media_requests::MediaRequests;
 use medianest_store::sessions::UserSessions;
 use medianest_workers::{
-    CircuitBreaker, Downloader, OverseerrForwarder, OverseerrReconciler, PlexScanner, ScanTarget,
-    Service, SessionExpirer,
+    CircuitBreaker, Downloader, OverseerrForwarder, OverseerrReconciler, PlexScanner, PlexSync,
+    ScanTarget, Service, SessionExpirer,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -155,6 +156,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             settings.downloads.limit_per_hour,
         ))
     });
+    // One circuit breaker per external service, shared by everything in this process that
+    // calls it (sagas, the Plex sync, the catalogue); each reports its state to
+    // `service_health` (the dashboard shows it).
+    let breaker = |service| {
+        Arc::new(CircuitBreaker::new(service, settings.breaker).with_health_table(pool.clone()))
+    };
+    // Made on first use, so a service nothing calls is not reported.
+    let (overseerr_cell, plex_cell) = (OnceLock::new(), OnceLock::new());
+    let overseerr_breaker = || {
+        overseerr_cell
+            .get_or_init(|| breaker(Service::Overseerr))
+            .clone()
+    };
+    let plex_breaker = || plex_cell.get_or_init(|| breaker(Service::Plex)).clone();
     let feed: Arc<dyn EventFeed> = Arc::new(
         JetStreamFeed::new(js.clone(), settings.stream.clone(), subjects.clone())
             .with_ack_wait(settings.consumer_ack_wait),
@@ -213,21 +228,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         );
         let token = shutdown.clone();
         tasks.spawn(async move { expirer.run(token).await });
-        // One circuit breaker per external service, shared by the sagas that call it; each
-        // reports its state to `service_health` (the dashboard shows it).
-        let breaker = |service| {
-            Arc::new(CircuitBreaker::new(service, settings.breaker).with_health_table(pool.clone()))
-        };
         match &overseerr {
             Some(client) => {
-                let overseerr_breaker = breaker(Service::Overseerr);
                 let forwarder = OverseerrForwarder::new(
                     requests.clone(),
                     client.clone(),
                     feed.clone(),
                     settings.forward_retry,
                 )
-                .with_breaker(overseerr_breaker.clone());
+                .with_breaker(overseerr_breaker());
                 let token = shutdown.clone();
                 tasks.spawn(async move { forwarder.run(token).await });
                 let reconciler = OverseerrReconciler::new(
@@ -236,7 +245,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                     client.clone(),
                     settings.reconcile_interval,
                 )
-                .with_breaker(overseerr_breaker);
+                .with_breaker(overseerr_breaker());
                 let token = shutdown.clone();
                 tasks.spawn(async move { reconciler.run(token).await });
             }
@@ -256,7 +265,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 .with_breaker(breaker(Service::YtDlp));
                 let token = shutdown.clone();
                 tasks.spawn(async move { downloader.run(token).await });
-                match pms_client(&settings)? {
+                match pms_client(&settings, "medianest-plex-scanner")? {
                     Some(pms) => {
                         let scanner = PlexScanner::new(
                             downloads.clone(),
@@ -272,7 +281,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                             },
                             settings.downloads.scan_retry,
                         )
-                        .with_breaker(breaker(Service::Plex));
+                        .with_breaker(plex_breaker());
                         let token = shutdown.clone();
                         tasks.spawn(async move { scanner.run(token).await });
                     }
@@ -280,6 +289,25 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 }
             }
             _ => info!("MEDIANEST_DOWNLOADS_DIR not set: the downloader is idle"),
+        }
+        match (
+            &settings.plex_sync,
+            pms_client(&settings, "medianest-plex-sync")?,
+        ) {
+            (Some(config), Some(pms)) => {
+                let sync = PlexSync::new(
+                    pool.clone(),
+                    pms,
+                    requests.clone(),
+                    plex_breaker(),
+                    settings.forward_retry,
+                    config.clone(),
+                );
+                let token = shutdown.clone();
+                tasks.spawn(async move { sync.run(token).await });
+            }
+            (None, _) => info!("MEDIANEST_PLEX_SYNC is off: the Plex library is not synced"),
+            (_, None) => info!("MEDIANEST_PLEX_URL not set: the Plex library is not synced"),
         }
     }
 
@@ -377,6 +405,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 default_quotas: settings.auth.default_quotas,
                 download_progress: Some(board),
                 stream: Some(hub),
+                catalog: overseerr.as_ref().map(|client| {
+                    Arc::new(Catalog::new(
+                        client.clone(),
+                        overseerr_breaker(),
+                        settings.catalog.clone(),
+                    ))
+                }),
             }));
         }
         let mut document = utoipa::openapi::OpenApi::default();
@@ -421,12 +456,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     })
 }
 
-/// The client of the configured Plex Media Server (for the scanner), if any.
-fn pms_client(settings: &Settings) -> anyhow::Result<Option<PmsClient>> {
+/// The client of the configured Plex Media Server (for the scanner or the sync, named by
+/// `client_identifier`), if any.
+fn pms_client(settings: &Settings, client_identifier: &str) -> anyhow::Result<Option<PmsClient>> {
     let Some(plex) = &settings.auth.plex else {
         return Ok(None);
     };
-    let client = PlexClientInfo::medianest("medianest-plex-scanner".to_string());
+    let client = PlexClientInfo::medianest(client_identifier.to_string());
     PmsClient::new(PmsConfig {
         base_url: plex.url.clone(),
         token: plex.token.clone(),

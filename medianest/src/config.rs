@@ -155,6 +155,43 @@ pub struct ServeArgs {
     /// Seconds an open circuit breaker holds calls back before one trial call.
     #[arg(long, env = "MEDIANEST_BREAKER_COOLDOWN_SECS", default_value = "30")]
     pub breaker_cooldown_secs: String,
+    /// Whether the Plex library is synced into MediaNest (when a Plex Media Server is
+    /// configured): `true` or `false`.
+    #[arg(long, env = "MEDIANEST_PLEX_SYNC", default_value = "true")]
+    pub plex_sync: String,
+    /// Seconds between recently-added passes of the Plex sync.
+    #[arg(
+        long,
+        env = "MEDIANEST_PLEX_RECENT_INTERVAL_SECS",
+        default_value = "300"
+    )]
+    pub plex_recent_interval_secs: String,
+    /// Hours between full passes of the Plex sync (which also notice removals).
+    #[arg(long, env = "MEDIANEST_PLEX_FULL_INTERVAL_HOURS", default_value = "24")]
+    pub plex_full_interval_hours: String,
+    /// Comma-separated keys or titles of the Plex library sections that hold 4K copies.
+    #[arg(long, env = "MEDIANEST_PLEX_4K_SECTIONS", default_value = "")]
+    pub plex_4k_sections: String,
+    /// Seconds a catalogue search or discover list stays fresh in the cache.
+    #[arg(long, env = "MEDIANEST_CATALOG_LIST_TTL_SECS", default_value = "1800")]
+    pub catalog_list_ttl_secs: String,
+    /// Seconds a catalogue movie, show or season stays fresh in the cache.
+    #[arg(
+        long,
+        env = "MEDIANEST_CATALOG_DETAILS_TTL_SECS",
+        default_value = "21600"
+    )]
+    pub catalog_details_ttl_secs: String,
+    /// Size of the catalogue cache, in MiB of answers.
+    #[arg(long, env = "MEDIANEST_CATALOG_CACHE_MIB", default_value = "32")]
+    pub catalog_cache_mib: String,
+    /// TMDB's image base URL (posters and backdrops).
+    #[arg(
+        long,
+        env = "MEDIANEST_TMDB_IMAGE_URL",
+        default_value = "https://image.tmdb.org/t/p"
+    )]
+    pub tmdb_image_url: String,
 }
 
 /// A configuration value that cannot be used.
@@ -422,6 +459,10 @@ pub struct Settings {
     pub downloads: DownloadSettings,
     /// The circuit breakers of Overseerr, Plex and yt-dlp.
     pub breaker: medianest_workers::BreakerConfig,
+    /// The Plex library sync; `None` turns it off (it also needs a Plex Media Server).
+    pub plex_sync: Option<medianest_workers::PlexSyncConfig>,
+    /// The catalogue's cache and image URLs.
+    pub catalog: medianest_query_api::catalog::CatalogSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -477,6 +518,15 @@ fn http_url(variable: &'static str, value: &str) -> Result<reqwest::Url, ConfigE
     Ok(url)
 }
 
+/// `true`/`1`/`yes` or `false`/`0`/`no`/empty.
+fn boolean(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" | "" => Ok(false),
+        other => Err(bad(variable, format!("`{other}` is not true or false"))),
+    }
+}
+
 /// `LIMIT/DAYS` (e.g. `10/7`), or empty for none.
 fn quota(variable: &'static str, value: &str) -> Result<Option<Quota>, ConfigError> {
     let value = value.trim();
@@ -517,16 +567,7 @@ fn auth_settings(args: &ServeArgs) -> Result<AuthSettings, ConfigError> {
         }),
     };
     let ttl_hours = positive("MEDIANEST_SESSION_TTL_HOURS", &args.session_ttl_hours)?;
-    let trust_proxy = match args.trust_proxy.trim() {
-        "true" | "1" | "yes" => true,
-        "false" | "0" | "no" | "" => false,
-        other => {
-            return Err(bad(
-                "MEDIANEST_TRUST_PROXY",
-                format!("`{other}` is not true or false"),
-            ))
-        }
-    };
+    let trust_proxy = boolean("MEDIANEST_TRUST_PROXY", &args.trust_proxy)?;
     let api_rate_limit = positive("MEDIANEST_API_RATE_LIMIT", &args.api_rate_limit)?;
     Ok(AuthSettings {
         plex,
@@ -649,6 +690,46 @@ impl Settings {
                 &args.breaker_cooldown_secs,
             )?),
         };
+        let plex_sync = boolean("MEDIANEST_PLEX_SYNC", &args.plex_sync)?.then(|| {
+            Ok::<_, ConfigError>(medianest_workers::PlexSyncConfig {
+                recent_interval: Duration::from_secs(positive(
+                    "MEDIANEST_PLEX_RECENT_INTERVAL_SECS",
+                    &args.plex_recent_interval_secs,
+                )?),
+                full_interval: Duration::from_secs(
+                    positive(
+                        "MEDIANEST_PLEX_FULL_INTERVAL_HOURS",
+                        &args.plex_full_interval_hours,
+                    )?
+                    .saturating_mul(3600),
+                ),
+                sections_4k: args
+                    .plex_4k_sections
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                ..medianest_workers::PlexSyncConfig::default()
+            })
+        });
+        let plex_sync = plex_sync.transpose()?;
+        let catalog = medianest_query_api::catalog::CatalogSettings {
+            list_ttl: Duration::from_secs(positive(
+                "MEDIANEST_CATALOG_LIST_TTL_SECS",
+                &args.catalog_list_ttl_secs,
+            )?),
+            details_ttl: Duration::from_secs(positive(
+                "MEDIANEST_CATALOG_DETAILS_TTL_SECS",
+                &args.catalog_details_ttl_secs,
+            )?),
+            max_bytes: positive("MEDIANEST_CATALOG_CACHE_MIB", &args.catalog_cache_mib)?
+                .saturating_mul(1024 * 1024),
+            image_base_url: http_url("MEDIANEST_TMDB_IMAGE_URL", &args.tmdb_image_url)?
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
+            ..medianest_query_api::catalog::CatalogSettings::default()
+        };
         let roles = if args.roles.is_empty() {
             vec![Role::CommandApi, Role::QueryApi, Role::Workers, Role::Relay]
         } else {
@@ -674,6 +755,8 @@ impl Settings {
             auth,
             downloads,
             breaker,
+            plex_sync,
+            catalog,
         })
     }
 

@@ -1,12 +1,15 @@
 //! The query side over HTTP (DESIGN.md §5, §7): request lists and details from the `requests`
 //! read model, request histories from the event store, downloads (with live progress) from
 //! the `downloads` read model, and the caller's account and sessions
-//! and the admin user list from the `users` and `sessions` read models.
+//! and the admin user list from the `users` and `sessions` read models; the catalogue
+//! (search, discover lists, movie and show details through Overseerr, with MediaNest's own
+//! availability from the Plex library and `requests` read models).
 //!
 //! Every read-model endpoint honours `min_position` (query parameter or `X-Min-Position`):
 //! it waits, at most [`QueryState::min_position_wait`], until the projection has passed that
 //! global position, then answers 503 with `Retry-After` rather than stale data.
 
+pub mod catalog;
 pub mod dashboard;
 pub mod downloads;
 pub mod requests;
@@ -40,6 +43,9 @@ pub struct QueryState {
     pub download_progress: Option<Arc<medianest_nats::ProgressBoard>>,
     /// The live stream's log tail (`GET /api/v1/stream`); `None` answers that route 503.
     pub stream: Option<Arc<stream::StreamHub>>,
+    /// The catalogue's access to Overseerr (`/api/v1/catalog/*`); `None` (no Overseerr
+    /// configured) answers those routes 503.
+    pub catalog: Option<Arc<catalog::Catalog>>,
 }
 
 impl HasAuthenticator for QueryState {
@@ -61,7 +67,12 @@ impl HasAuthenticator for QueryState {
     users::list_users,
     dashboard::show,
     search::search,
-    stream::stream
+    stream::stream,
+    catalog::search,
+    catalog::discover,
+    catalog::movie,
+    catalog::tv,
+    catalog::season
 ))]
 pub struct QueryApiDoc;
 
@@ -74,6 +85,7 @@ pub fn router(state: QueryState) -> Router {
         .merge(search::router())
         .merge(dashboard::router())
         .merge(stream::router())
+        .merge(catalog::router())
         .with_state(state)
 }
 

@@ -1,6 +1,10 @@
 //! `GET /api/v1/search`: typo-tolerant, ranked search over media requests (title, year,
 //! requester's username) from the `request_search` read model.
 //!
+//! Results come by word closeness first (each word of `q` graded against the request's
+//! words: exact, prefix, one typo, two typos), then by relevance rank; the rules live with
+//! the query, in [`medianest_projections::search::search`].
+//!
 //! Visibility: the same as the request list — admins search every request, other users
 //! only their own.
 
@@ -64,10 +68,13 @@ pub(crate) struct SearchHit {
     created_at: DateTime<Utc>,
     /// Global position of the last event of the request the result reflects.
     position: i64,
-    /// Relevance, higher is better, rounded to 4 decimals: 1 for an exact title, 0 to 2 for
-    /// the title's trigram similarity, the full-text rank (`ts_rank`, usually below 1), 0 to 0.5 for the
-    /// requester's similarity, 1 for a year named in `q`. An exact title scores above 3.
-    /// Only meaningful within one answer.
+    /// Relevance, higher is better, rounded to 4 decimals. The integer part is the word
+    /// closeness: for each word of `q`, its best grade among the title's words, the
+    /// requester's name and the year (4 the same word, 3 a prefix, 2 one typo, 1 two typos,
+    /// 0 none), summed. The fraction, below 1, is the relevance rank `r` as `r / (1 + r)`,
+    /// where `r` adds 1 for an exact title, 0 to 2 for the title's trigram similarity, the
+    /// full-text rank, 0 to 0.5 for the requester's similarity and 1 for a year named in
+    /// `q`. Only meaningful within one answer.
     score: f64,
 }
 
@@ -100,7 +107,7 @@ pub(crate) struct SearchResults {
 
 /// `q`, trimmed: present, not blank, at most [`MAX_QUERY_CHARS`] characters, no control
 /// characters.
-fn search_text(q: Option<&str>) -> Result<&str, ApiError> {
+pub(crate) fn search_text(q: Option<&str>) -> Result<&str, ApiError> {
     let q = q.ok_or_else(|| ApiError::malformed("q is required"))?;
     if q.chars().count() > MAX_QUERY_CHARS {
         return Err(ApiError::malformed(format!(

@@ -6,7 +6,7 @@
 //! idempotency keys of HTTP commands; the download ledger (per-user limit, one active
 //! download per user and URL); the reservation table that keeps one active media
 //! request per media; the request-quota ledger; account identities, session tokens and
-//! password hashes; a single-instance lock for workers that must not run twice.
+//! password hashes; the Plex library read model and its sync state; a single-instance lock for workers that must not run twice.
 
 pub mod accounts;
 pub mod checkpoint;
@@ -18,6 +18,7 @@ pub mod lock;
 pub mod log;
 pub mod media_requests;
 pub mod metadata;
+pub mod plex_library;
 pub mod pool;
 pub mod sessions;
 

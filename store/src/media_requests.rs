@@ -7,6 +7,12 @@
 //! (its request never written, or already terminal) is taken over by the next submission,
 //! so the table heals itself.
 //!
+//! A submission of what Plex already has is refused before anything is reserved: the movie
+//! in the same 4K-ness, or every named season of a show ([`MediaRequestCommandError::AlreadyAvailable`]);
+//! a TV submission naming some seasons Plex has is refused with those seasons
+//! ([`MediaRequestCommandError::SeasonsAvailable`]). The rule reads the Plex library read
+//! model ([`crate::plex_library`]).
+//!
 //! Request quotas (DESIGN.md §3) are kept with the `request_quota_ledger`: every submission
 //! records a row under a per-user advisory lock after the user's counted rows in the window
 //! were checked against the quota ([`medianest_domain::quota::check`]); declined and
@@ -17,8 +23,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use medianest_domain::media_request::{
-    MediaRequest, MediaRequestCommand, MediaRequestError, MediaRequestServices, MediaType,
-    RequestStatus,
+    coverage, Coverage, Media, MediaRequest, MediaRequestCommand, MediaRequestError,
+    MediaRequestServices, MediaType, RequestStatus, Seasons,
 };
 use medianest_domain::quota::{self, QuotaExceeded};
 use medianest_domain::user_account::{Quotas, UserAccount};
@@ -27,6 +33,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::executor::{CommandExecutor, Committed, ExecuteError};
+use crate::plex_library;
 use crate::EventMetadata;
 
 /// How long a reservation without a written request is honoured (a submission in flight).
@@ -48,6 +55,24 @@ pub enum MediaRequestCommandError {
         media_type: MediaType,
         /// The quota, the count and the next free slot.
         exceeded: QuotaExceeded,
+    },
+    /// Plex already has what a `Submit` asks for: the movie (in the same 4K-ness), or every
+    /// season a TV submission names (409, naming the Plex item).
+    #[error("Plex already has this media: {title} (ratingKey {rating_key})")]
+    AlreadyAvailable {
+        /// The Plex item's `ratingKey`.
+        rating_key: String,
+        /// The Plex item's title.
+        title: String,
+    },
+    /// A TV `Submit` names seasons Plex already has, or asks for `"all"` of a show Plex has
+    /// seasons of (422, listing them, so the client asks only for the missing ones).
+    #[error("Plex already has seasons {seasons:?} of this show")]
+    SeasonsAvailable {
+        /// The seasons Plex has of those requested, sorted.
+        seasons: Vec<u32>,
+        /// The Plex item's `ratingKey`.
+        rating_key: String,
     },
     /// The aggregate or the store refused it.
     #[error(transparent)]
@@ -143,6 +168,16 @@ impl MediaRequests {
             }
             _ => None,
         };
+        if let MediaRequestCommand::Submit {
+            media,
+            seasons,
+            is_4k,
+            ..
+        } = &command
+        {
+            self.refuse_what_plex_has(media, seasons.as_ref(), *is_4k)
+                .await?;
+        }
         if let Some(key) = reserve {
             self.reserve(key, id).await?;
         }
@@ -204,6 +239,33 @@ impl MediaRequests {
             }
         }
         Ok(result?)
+    }
+
+    /// The submit rule "not what Plex already has" (issue 11), read from the Plex library read
+    /// model: nothing is reserved, counted or written for a refused submission.
+    async fn refuse_what_plex_has(
+        &self,
+        media: &Media,
+        seasons: Option<&Seasons>,
+        is_4k: bool,
+    ) -> Result<(), MediaRequestCommandError> {
+        let in_plex =
+            plex_library::find(&self.pool, media.media_type, i64::from(media.tmdb_id.get()))
+                .await?;
+        let Some(presence) = in_plex.for_4k(is_4k) else {
+            return Ok(());
+        };
+        match coverage(media.media_type, seasons, Some(&presence.seasons)) {
+            Coverage::None => Ok(()),
+            Coverage::Full => Err(MediaRequestCommandError::AlreadyAvailable {
+                rating_key: presence.rating_key.clone(),
+                title: presence.title.clone(),
+            }),
+            Coverage::Partial(seasons) => Err(MediaRequestCommandError::SeasonsAvailable {
+                seasons,
+                rating_key: presence.rating_key.clone(),
+            }),
+        }
     }
 
     /// Checks `actor`'s quota for `media_type` and records submission `id` in the ledger,
@@ -349,6 +411,56 @@ impl MediaRequests {
         .bind(tmdb_id)
         .fetch_all(&self.pool)
         .await
+    }
+}
+
+impl MediaRequests {
+    /// The requests holding a reservation for any of `keys` (media type, TMDB id), HD and
+    /// 4K, as `(request id, media type, TMDB id, is_4k)`: one query for a page of the Plex
+    /// sync.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn active_for_many(
+        &self,
+        keys: &[(MediaType, i64)],
+    ) -> Result<Vec<(Uuid, MediaType, i64, bool)>, sqlx::Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(Uuid, String, i64, bool)> = sqlx::query_as(
+            "SELECT r.request_id, r.media_type, r.tmdb_id, r.is_4k
+               FROM media_request_reservations r
+               JOIN unnest($1::text[], $2::bigint[]) AS k(media_type, tmdb_id)
+                 ON r.media_type = k.media_type AND r.tmdb_id = k.tmdb_id
+              ORDER BY r.tmdb_id, r.is_4k",
+        )
+        .bind(
+            keys.iter()
+                .map(|(t, _)| t.as_str().to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(keys.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, media_type, tmdb_id, is_4k)| {
+                Some((id, media_type.parse().ok()?, tmdb_id, is_4k))
+            })
+            .collect())
+    }
+
+    /// What Plex has of `(media_type, tmdb_id)` (the Plex library read model).
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn in_plex(
+        &self,
+        media_type: MediaType,
+        tmdb_id: i64,
+    ) -> Result<plex_library::InPlex, sqlx::Error> {
+        plex_library::find(&self.pool, media_type, tmdb_id).await
     }
 }
 

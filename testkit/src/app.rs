@@ -178,6 +178,25 @@ pub struct TestOptions {
     /// The circuit breakers of Overseerr, Plex and yt-dlp (default: open after 5 transient
     /// failures in a row, for 500 ms, so tests of outages do not wait the production 30 s).
     pub breaker: medianest_workers::BreakerConfig,
+    /// The Plex library sync (default off, so tests that count PMS calls see only their
+    /// own); [`TestOptions::quick_plex_sync`] is a setting for tests of the sync.
+    pub plex_sync: Option<medianest_workers::PlexSyncConfig>,
+    /// The catalogue's cache and retries (default: production TTLs, retries 10 ms apart).
+    pub catalog: medianest_query_api::catalog::CatalogSettings,
+}
+
+impl TestOptions {
+    /// A Plex sync that looks every 100 ms, runs a recently-added pass every 300 ms and a
+    /// full pass at start (and when asked), in pages of 50.
+    pub fn quick_plex_sync() -> medianest_workers::PlexSyncConfig {
+        medianest_workers::PlexSyncConfig {
+            recent_interval: Duration::from_millis(300),
+            full_interval: Duration::from_secs(3600),
+            tick: Duration::from_millis(100),
+            page_size: 50,
+            ..medianest_workers::PlexSyncConfig::default()
+        }
+    }
 }
 
 impl Default for TestOptions {
@@ -207,6 +226,15 @@ impl Default for TestOptions {
             breaker: medianest_workers::BreakerConfig {
                 failure_threshold: 5,
                 cool_down: Duration::from_millis(500),
+            },
+            plex_sync: None,
+            catalog: medianest_query_api::catalog::CatalogSettings {
+                retry: RetryPolicy {
+                    attempts: 2,
+                    min_delay: Duration::from_millis(10),
+                    max_delay: Duration::from_millis(10),
+                },
+                ..medianest_query_api::catalog::CatalogSettings::default()
             },
         }
     }
@@ -359,6 +387,8 @@ impl TestApp {
             auth,
             downloads,
             breaker: options.breaker,
+            plex_sync: options.plex_sync,
+            catalog: options.catalog,
         };
         let nats = medianest_nats::connect(&settings.nats_url)
             .await

@@ -1,12 +1,14 @@
 //! A faithful, in-process simulator of the Overseerr API that MediaNest calls, and of the
 //! webhooks Overseerr sends back.
 //!
-//! This module owns the simulator's HTTP server, its request/media state, its control API for
-//! tests and its webhook sender. It follows the contract, `../shared/contracts/overseerr-api.yml`
-//! (found by [`spec_path`]), and, where the spec is silent, Overseerr's source (`sct/overseerr`):
+//! This module owns the simulator's HTTP server, its request/media state, its catalogue (what
+//! TMDB knows), its control API for tests and its webhook sender. It follows the contract,
+//! `../shared/contracts/overseerr-api.yml` (found by [`spec_path`]), and, where the spec is
+//! silent, Overseerr's source (`sct/overseerr`):
 //!
 //! - **Gate** (in the order Overseerr's express middleware runs): every call is recorded
-//!   ([`OverseerrSim::received`]); the configured delay and injected failures apply; a path or
+//!   ([`OverseerrSim::received`]); the configured delay and injected answers
+//!   ([`OverseerrSim::fail_next`], [`OverseerrSim::answer_next_raw`]) apply; a path or
 //!   method outside the spec answers 404/405; no `X-Api-Key` (and no session cookie) answers
 //!   401 `{"message": "cookie 'connect.sid' required", "errors": […]}` like
 //!   express-openapi-validator; a query or JSON body that does not fit the spec answers 400
@@ -26,6 +28,27 @@
 //! - **`GET /api/v1/request/{requestId}`** (404 `{"message": "Request not found."}`) and
 //!   **`GET /api/v1/request`** (`take` default 10, `skip`, `filter`, `sort` with the source's
 //!   semantics: `added` is newest id first; `pageInfo {pages, pageSize, results, page}`).
+//! - **Catalogue** (`server/routes/{search,discover,movie,tv}.ts`, `server/models/*.ts`),
+//!   answered from a catalogue seeded with real titles — see [`OverseerrSim::start`] — and
+//!   changed with [`OverseerrSim::add_movie`], [`OverseerrSim::add_tv`] and
+//!   [`OverseerrSim::remove_catalog_item`]. Pages hold TMDB's 20 results, most popular first,
+//!   as `{page, totalPages, totalResults, results}` with `mediaType` `movie`, `tv` or
+//!   `person` on every result and `mediaInfo` where a request created media:
+//!   - **`GET /api/v1/search`**: movies, series and people whose title or name has a word
+//!     starting with each word of `query` (case-insensitive);
+//!   - **`GET /api/v1/discover/trending`** (movies, series and people, as TMDB's
+//!     `/trending/all`), **`/discover/movies`** and **`/discover/tv`** (every movie or
+//!     series), **`/discover/movies/upcoming`** and **`/discover/tv/upcoming`** (release or
+//!     first air date on or after today, UTC);
+//!   - **`GET /api/v1/movie/{movieId}`** (`MovieDetails` with `externalIds`),
+//!     **`GET /api/v1/tv/{tvId}`** (`TvDetails` with `seasons` and `externalIds.tvdbId`) and
+//!     **`GET /api/v1/tv/{tvId}/season/{seasonId}`** (`Season` with `episodes`).
+//!
+//!   Like Overseerr, an id TMDB does not know is **not a 404**: the route's catch answers 500
+//!   `{"message": "Unable to retrieve movie."}` (`series.`, `season.`); a page TMDB refuses
+//!   (outside 1..=500) is an empty page 1 for `search` and a 500 ("Unable to retrieve popular
+//!   movies.", …) for the discover lists. A non-numeric id answers the validator's 400 and is
+//!   a violation.
 //! - Other spec operations answer 501 and are recorded as violations, so a test notices that
 //!   the simulator cannot stand in for them.
 //!
@@ -45,12 +68,13 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Extension, Json, Router};
-use chrono::{SecondsFormat, Utc};
+use chrono::{Days, NaiveDate, SecondsFormat, Utc};
+use medianest_integrations::overseerr::{DiscoverList, MediaType};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -149,6 +173,101 @@ pub struct Received {
     pub body: Value,
 }
 
+/// A movie in the simulator's catalogue — what TMDB knows, and so what Overseerr's
+/// `GET /search`, `GET /discover/*` and `GET /movie/{movieId}` answer from.
+///
+/// [`Default`] and [`CatalogMovie::new`] leave everything but the essentials empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogMovie {
+    /// TMDB id (`id`).
+    pub tmdb_id: u64,
+    /// `title` (and `originalTitle`).
+    pub title: String,
+    /// `releaseDate`, `"YYYY-MM-DD"`; `None` is sent as `""`, TMDB's "unknown". A date on or
+    /// after today puts the movie in `GET /discover/movies/upcoming`.
+    pub release_date: Option<String>,
+    /// `overview`; `None` is sent as `""`, as TMDB does.
+    pub overview: Option<String>,
+    /// `posterPath`, a TMDB image path such as `"/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"`; `None`
+    /// leaves the field out (the spec's `string` is not nullable).
+    pub poster_path: Option<String>,
+    /// `backdropPath`; `None` leaves the field out.
+    pub backdrop_path: Option<String>,
+    /// `popularity`: the order of searches and lists (highest first).
+    pub popularity: f64,
+    /// `imdbId` and `externalIds.imdbId` of the details; `None` leaves `imdbId` out.
+    pub imdb_id: Option<String>,
+    /// `runtime` in minutes; `None` is sent as 0, TMDB's "unknown".
+    pub runtime: Option<u32>,
+    /// Genre names (`genres`, and `genreIds` through TMDB's genre ids; unknown names get 0).
+    pub genres: Vec<String>,
+}
+
+impl CatalogMovie {
+    /// A movie with a TMDB id, a title and a release date (`"YYYY-MM-DD"`, or `""` for none);
+    /// popularity 0 and nothing else.
+    pub fn new(tmdb_id: u64, title: &str, release_date: &str) -> Self {
+        Self {
+            tmdb_id,
+            title: title.to_string(),
+            release_date: non_empty(release_date),
+            ..Self::default()
+        }
+    }
+}
+
+/// A series in the simulator's catalogue — what `GET /search`, `GET /discover/*`,
+/// `GET /tv/{tvId}` and `GET /tv/{tvId}/season/{seasonId}` answer from.
+///
+/// Seasons are `(season_number, episode_count)`; season 0 is "Specials". Air dates are
+/// derived from `first_air_date`: season `n ≥ 1` starts `52 × (n − 1)` weeks after it
+/// (specials on it), and episode `e` airs `e − 1` weeks after its season starts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogTv {
+    /// TMDB id (`id`).
+    pub tmdb_id: u64,
+    /// TheTVDB id (`externalIds.tvdbId` of the details; `null` when `None`).
+    pub tvdb_id: Option<u64>,
+    /// `name` (and `originalName`).
+    pub name: String,
+    /// `firstAirDate`, `"YYYY-MM-DD"`; `None` is sent as `""`. A date on or after today puts
+    /// the series in `GET /discover/tv/upcoming`.
+    pub first_air_date: Option<String>,
+    /// `overview`; `None` is sent as `""`.
+    pub overview: Option<String>,
+    /// `posterPath`; `None` leaves the field out.
+    pub poster_path: Option<String>,
+    /// `backdropPath`; `None` leaves the field out.
+    pub backdrop_path: Option<String>,
+    /// `popularity`: the order of searches and lists (highest first).
+    pub popularity: f64,
+    /// `(seasonNumber, episodeCount)` of every season, in order.
+    pub seasons: Vec<(u32, u32)>,
+    /// `status` (TMDB's words: `"Returning Series"`, `"Ended"`, `"In Production"`, …);
+    /// `None` is sent as `"Returning Series"`.
+    pub status: Option<String>,
+    /// Genre names (`genres`, and `genreIds` through TMDB's genre ids; unknown names get 0).
+    pub genres: Vec<String>,
+}
+
+impl CatalogTv {
+    /// A series with a TMDB id, a name, a first air date (`"YYYY-MM-DD"`, or `""` for none)
+    /// and `(season_number, episode_count)` seasons; popularity 0 and nothing else.
+    pub fn new(tmdb_id: u64, name: &str, first_air_date: &str, seasons: Vec<(u32, u32)>) -> Self {
+        Self {
+            tmdb_id,
+            name: name.to_string(),
+            first_air_date: non_empty(first_air_date),
+            seasons,
+            ..Self::default()
+        }
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_string())
+}
+
 /// A running Overseerr simulator on `127.0.0.1` (random port). Stops when dropped.
 pub struct OverseerrSim {
     addr: SocketAddr,
@@ -174,6 +293,28 @@ impl std::fmt::Debug for OverseerrSim {
 
 impl OverseerrSim {
     /// Starts a simulator with [`SimOptions::default`].
+    ///
+    /// Every simulator starts with this catalogue (TMDB ids; "today" is the start date, UTC):
+    ///
+    /// | TMDB id | kind (TheTVDB id) | title | date | popularity |
+    /// |---|---|---|---|---|
+    /// | 603 | movie | The Matrix | 1999-03-31 | 85.3 |
+    /// | 604 | movie | The Matrix Reloaded | 2003-05-15 | 45.2 |
+    /// | 605 | movie | The Matrix Revolutions | 2003-11-05 | 40.1 |
+    /// | 624860 | movie | The Matrix Resurrections | 2021-12-16 | 60.7 |
+    /// | 31047 | movie | Matrimony (no images, overview, runtime) | `""` | 1.4 |
+    /// | 550 | movie | Fight Club | 1999-10-15 | 70.9 |
+    /// | 27205 | movie | Inception | 2010-07-15 | 95.2 |
+    /// | 216527 | movie | Avatar 4 (no images) | today + 180 days | 30.5 |
+    /// | 1399 | tv (121361) | Game of Thrones | 2011-04-17 | 350.1 |
+    /// | 1396 | tv (81189) | Breaking Bad | 2008-01-20 | 280.4 |
+    /// | 94997 | tv (371572) | House of the Dragon | 2022-08-21 | 300.2 |
+    /// | 224372 | tv (none) | A Knight of the Seven Kingdoms | today + 90 days | 25.0 |
+    /// | 6384 | person | Keanu Reeves (known for 603–605) | | 48.0 |
+    ///
+    /// Seasons (number: episodes): Game of Thrones 0 "Specials": 14, 1–6: 10 each, 7: 7,
+    /// 8: 6; Breaking Bad 1: 7, 2–4: 13 each, 5: 16; House of the Dragon 1: 10, 2: 8;
+    /// A Knight of the Seven Kingdoms 1: 6.
     ///
     /// # Panics
     ///
@@ -256,10 +397,51 @@ impl OverseerrSim {
     }
 
     /// The next `n` calls (after being recorded and delayed) answer `status` with
-    /// `{"message": "Simulated failure (HTTP <status>)"}`. Replaces an earlier injection.
+    /// `{"message": "Simulated failure (HTTP <status>)"}`. Replaces an earlier injection
+    /// (this one or [`answer_next_raw`](Self::answer_next_raw)); an invalid status is 500.
     pub fn fail_next(&self, n: usize, status: u16) {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        self.shared.lock().failures = (n > 0).then_some((n, status));
+        self.inject(n, Injection::Failure(status_or_500(status)));
+    }
+
+    /// The next `n` calls (after being recorded and delayed, before any validation) answer
+    /// `status` with exactly `body` and `Content-Type: application/json` — for malformed or
+    /// unexpected answers (`"<html>"`, `{"results": 3}`). Replaces an earlier injection (this
+    /// one or [`fail_next`](Self::fail_next)); an invalid status is 500.
+    pub fn answer_next_raw(&self, n: usize, status: u16, body: &str) {
+        self.inject(n, Injection::Raw(status_or_500(status), body.to_string()));
+    }
+
+    fn inject(&self, n: usize, injection: Injection) {
+        self.shared.lock().injection = (n > 0).then_some((n, injection));
+    }
+
+    /// Adds `movie` to the catalogue the catalogue routes answer from, replacing the movie
+    /// with the same TMDB id, if any.
+    pub fn add_movie(&self, movie: CatalogMovie) {
+        self.shared.lock().catalog.upsert_movie(movie);
+    }
+
+    /// Adds `show` to the catalogue the catalogue routes answer from, replacing the series
+    /// with the same TMDB id, if any.
+    pub fn add_tv(&self, show: CatalogTv) {
+        self.shared.lock().catalog.upsert_tv(show);
+    }
+
+    /// Removes a movie or series from the catalogue, so TMDB (and so Overseerr) no longer
+    /// knows it: its details answer 500 like an unknown id and searches and lists leave it
+    /// out. Requests and media already stored are kept. Whether there was such an item.
+    pub fn remove_catalog_item(&self, media_type: MediaType, tmdb_id: u64) -> bool {
+        self.shared.lock().catalog.remove(media_type, tmdb_id)
+    }
+
+    /// The catalogue's movies, in the order they were added.
+    pub fn catalog_movies(&self) -> Vec<CatalogMovie> {
+        self.shared.lock().catalog.movies.clone()
+    }
+
+    /// The catalogue's series, in the order they were added.
+    pub fn catalog_tv(&self) -> Vec<CatalogTv> {
+        self.shared.lock().catalog.shows.clone()
     }
 
     /// Takes the simulator down (or back up). While down, new connections are accepted and
@@ -452,9 +634,37 @@ struct SimState {
     options: SimOptions,
     received: Vec<Received>,
     violations: Vec<String>,
-    failures: Option<(usize, StatusCode)>,
+    injection: Option<(usize, Injection)>,
     delay: Duration,
     store: Store,
+    catalog: Catalog,
+}
+
+/// An answer injected for the next calls.
+#[derive(Clone)]
+enum Injection {
+    /// [`OverseerrSim::fail_next`]: `{"message": "Simulated failure (HTTP <status>)"}`.
+    Failure(StatusCode),
+    /// [`OverseerrSim::answer_next_raw`]: this body, as JSON.
+    Raw(StatusCode, String),
+}
+
+impl Injection {
+    fn answer(self) -> Response {
+        match self {
+            Injection::Failure(status) => {
+                let message = format!("Simulated failure (HTTP {})", status.as_u16());
+                json_answer(status, json!({ "message": message }))
+            }
+            Injection::Raw(status, body) => {
+                (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+            }
+        }
+    }
+}
+
+fn status_or_500(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl SimState {
@@ -463,17 +673,20 @@ impl SimState {
             options,
             received: Vec::new(),
             violations: Vec::new(),
-            failures: None,
+            injection: None,
             delay: Duration::ZERO,
             store: Store::new(),
+            catalog: Catalog::seeded(today()),
         }
     }
 
-    /// Consumes one injected failure, if any is left.
-    fn take_failure(&mut self) -> Option<StatusCode> {
-        let (left, status) = self.failures?;
-        self.failures = (left > 1).then_some((left - 1, status));
-        Some(status)
+    /// Consumes one injected answer, if any is left.
+    fn take_injection(&mut self) -> Option<Injection> {
+        let (left, injection) = self.injection.take()?;
+        if left > 1 {
+            self.injection = Some((left - 1, injection.clone()));
+        }
+        Some(injection)
     }
 }
 
@@ -928,6 +1141,35 @@ impl Store {
         })
     }
 
+    /// The `mediaInfo` Overseerr attaches to a catalogue answer for `(media_type, tmdb_id)`,
+    /// if it has a media row: lists use `Media.getRelatedMedia` (the row alone), details
+    /// `Media.getMedia` (with its `requests` and `issues`).
+    fn media_info(&self, media_type: &str, tmdb_id: u64, with_requests: bool) -> Option<Value> {
+        let media = self
+            .media
+            .iter()
+            .find(|media| media.tmdb_id == tmdb_id && media.media_type == media_type)?;
+        let mut info = self.render_media(media);
+        if let (Value::Object(fields), true) = (&mut info, with_requests) {
+            let requests: Vec<Value> = self
+                .requests
+                .iter()
+                .filter(|request| request.media_id == media.id)
+                .map(|request| {
+                    // The relation is loaded from the media's side: no `media` inside.
+                    let mut rendered = self.render_request(request);
+                    if let Value::Object(request_fields) = &mut rendered {
+                        request_fields.remove("media");
+                    }
+                    rendered
+                })
+                .collect();
+            fields.insert("requests".to_string(), Value::Array(requests));
+            fields.insert("issues".to_string(), json!([]));
+        }
+        Some(info)
+    }
+
     fn render_media(&self, media: &MediaRow) -> Value {
         json!({
             "downloadStatus": [],
@@ -1184,6 +1426,30 @@ fn router(shared: Arc<Shared>) -> Router {
         // read as a request id.
         .route("/api/v1/request/count", get(not_simulated))
         .route("/api/v1/request/{requestId}", get(get_request_handler))
+        .route("/api/v1/search", get(search_handler))
+        .route(
+            "/api/v1/discover/trending",
+            discover_route(DiscoverList::Trending),
+        )
+        .route(
+            "/api/v1/discover/movies",
+            discover_route(DiscoverList::PopularMovies),
+        )
+        .route(
+            "/api/v1/discover/tv",
+            discover_route(DiscoverList::PopularTv),
+        )
+        .route(
+            "/api/v1/discover/movies/upcoming",
+            discover_route(DiscoverList::UpcomingMovies),
+        )
+        .route(
+            "/api/v1/discover/tv/upcoming",
+            discover_route(DiscoverList::UpcomingTv),
+        )
+        .route("/api/v1/movie/{movieId}", get(movie_handler))
+        .route("/api/v1/tv/{tvId}", get(tv_handler))
+        .route("/api/v1/tv/{tvId}/season/{seasonId}", get(season_handler))
         .fallback(not_simulated)
         .method_not_allowed_fallback(not_simulated)
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), gate))
@@ -1208,7 +1474,7 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         serde_json::from_slice(&bytes).map_err(|err| err.to_string())
     };
 
-    let (delay, failure) = {
+    let (delay, injection) = {
         let mut state = shared.lock();
         state.received.push(Received {
             method: method.clone(),
@@ -1219,15 +1485,14 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
                 .clone()
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
         });
-        let failure = state.take_failure();
-        (state.delay, failure)
+        let injection = state.take_injection();
+        (state.delay, injection)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if let Some(status) = failure {
-        let message = format!("Simulated failure (HTTP {})", status.as_u16());
-        return json_answer(status, json!({ "message": message }));
+    if let Some(injection) = injection {
+        return injection.answer();
     }
 
     let violation = |problem: &str| {
@@ -1388,6 +1653,908 @@ async fn not_simulated(State(shared): State<Arc<Shared>>, request: Request) -> R
     );
     shared.lock().violations.push(line.clone());
     json_answer(StatusCode::NOT_IMPLEMENTED, json!({ "message": line }))
+}
+
+/// TMDB's page size, which Overseerr passes through for searches and discover lists.
+const CATALOG_PAGE_SIZE: usize = 20;
+
+/// The last page TMDB serves; TMDB refuses pages outside `1..=500`.
+const TMDB_MAX_PAGE: f64 = 500.0;
+
+/// TMDB's genre ids (`/genre/movie/list`, `/genre/tv/list`), for `genreIds` and `genres`.
+const TMDB_GENRES: [(&str, u32); 21] = [
+    ("Action", 28),
+    ("Adventure", 12),
+    ("Animation", 16),
+    ("Comedy", 35),
+    ("Crime", 80),
+    ("Documentary", 99),
+    ("Drama", 18),
+    ("Family", 10751),
+    ("Fantasy", 14),
+    ("History", 36),
+    ("Horror", 27),
+    ("Music", 10402),
+    ("Mystery", 9648),
+    ("Romance", 10749),
+    ("Science Fiction", 878),
+    ("Thriller", 53),
+    ("War", 10752),
+    ("Western", 37),
+    ("Action & Adventure", 10759),
+    ("Sci-Fi & Fantasy", 10765),
+    ("War & Politics", 10768),
+];
+
+/// A person of the catalogue: found by searches and trending, dropped by MediaNest.
+#[derive(Clone)]
+struct CatalogPerson {
+    id: u64,
+    name: String,
+    popularity: f64,
+    profile_path: Option<String>,
+    /// TMDB ids of the catalogue's movies the person is known for (`knownFor`).
+    known_for: Vec<u64>,
+}
+
+/// What TMDB knows, as far as the simulated catalogue routes need it.
+#[derive(Clone)]
+struct Catalog {
+    movies: Vec<CatalogMovie>,
+    shows: Vec<CatalogTv>,
+    people: Vec<CatalogPerson>,
+}
+
+/// One search or list result, before rendering.
+#[derive(Clone, Copy)]
+enum Entry<'a> {
+    Movie(&'a CatalogMovie),
+    Tv(&'a CatalogTv),
+    Person(&'a CatalogPerson),
+}
+
+impl<'a> Entry<'a> {
+    fn popularity(self) -> f64 {
+        match self {
+            Entry::Movie(movie) => movie.popularity,
+            Entry::Tv(show) => show.popularity,
+            Entry::Person(person) => person.popularity,
+        }
+    }
+
+    fn id(self) -> u64 {
+        match self {
+            Entry::Movie(movie) => movie.tmdb_id,
+            Entry::Tv(show) => show.tmdb_id,
+            Entry::Person(person) => person.id,
+        }
+    }
+
+    fn name(self) -> &'a str {
+        match self {
+            Entry::Movie(movie) => &movie.title,
+            Entry::Tv(show) => &show.name,
+            Entry::Person(person) => &person.name,
+        }
+    }
+}
+
+impl Catalog {
+    /// The default catalogue: real TMDB/TheTVDB ids and titles; the two upcoming titles are
+    /// dated relative to `today` so they stay upcoming.
+    fn seeded(today: NaiveDate) -> Self {
+        let in_days = |days: u64| {
+            let date = today.checked_add_days(Days::new(days)).unwrap_or(today);
+            Some(format_date(date))
+        };
+        let text = |value: &str| Some(value.to_string());
+        let names = |list: &[&str]| list.iter().map(|name| name.to_string()).collect();
+        let matrix_sequel = names(&["Adventure", "Action", "Thriller", "Science Fiction"]);
+        let movies = vec![
+            CatalogMovie {
+                tmdb_id: 603,
+                title: "The Matrix".into(),
+                release_date: text("1999-03-31"),
+                overview: text("A computer hacker learns the true nature of his reality."),
+                poster_path: text("/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"),
+                backdrop_path: text("/ncEsesgOJDNrTUED89hYbA117wo.jpg"),
+                popularity: 85.3,
+                imdb_id: text("tt0133093"),
+                runtime: Some(136),
+                genres: names(&["Action", "Science Fiction"]),
+            },
+            CatalogMovie {
+                tmdb_id: 604,
+                title: "The Matrix Reloaded".into(),
+                release_date: text("2003-05-15"),
+                overview: text("Neo and the rebels fight to save Zion from the machines."),
+                poster_path: text("/9TGHDvWrqKBzwDxDodHYXEmOE6J.jpg"),
+                backdrop_path: text("/pdVHUsb2eEz9ALNTr6wfRJe5xVa.jpg"),
+                popularity: 45.2,
+                imdb_id: text("tt0234215"),
+                runtime: Some(138),
+                genres: matrix_sequel.clone(),
+            },
+            CatalogMovie {
+                tmdb_id: 605,
+                title: "The Matrix Revolutions".into(),
+                release_date: text("2003-11-05"),
+                overview: text("Zion defends itself against the invasion of the machines."),
+                poster_path: text("/fgm8OZ7o4G1G1I9EeGcb85Noe6L.jpg"),
+                backdrop_path: text("/533xAMhhVyjTy8hwMUFEt5TuDfR.jpg"),
+                popularity: 40.1,
+                imdb_id: text("tt0242653"),
+                runtime: Some(129),
+                genres: matrix_sequel,
+            },
+            CatalogMovie {
+                tmdb_id: 624860,
+                title: "The Matrix Resurrections".into(),
+                release_date: text("2021-12-16"),
+                overview: text("Plagued by strange memories, Neo finds himself back inside."),
+                poster_path: text("/8c4a8kE7PizaGQQnditMmI1xbRp.jpg"),
+                backdrop_path: text("/hv7o3VgfsairBoQFAawgaQ4cR1m.jpg"),
+                popularity: 60.7,
+                imdb_id: text("tt10838180"),
+                runtime: Some(148),
+                genres: names(&["Science Fiction", "Action", "Adventure"]),
+            },
+            // An obscure title as TMDB has many: no date (`""`), overview, images or runtime.
+            CatalogMovie {
+                popularity: 1.4,
+                genres: names(&["Comedy"]),
+                ..CatalogMovie::new(31047, "Matrimony", "")
+            },
+            CatalogMovie {
+                tmdb_id: 550,
+                title: "Fight Club".into(),
+                release_date: text("1999-10-15"),
+                overview: text("An insomniac and a soap salesman start an underground club."),
+                poster_path: text("/pB8BM7pdSp6B6Ih7QZ4DrQ3PmJK.jpg"),
+                backdrop_path: text("/hZkgoQYus5vegHoetLkCJzb17zJ.jpg"),
+                popularity: 70.9,
+                imdb_id: text("tt0137523"),
+                runtime: Some(139),
+                genres: names(&["Drama"]),
+            },
+            CatalogMovie {
+                tmdb_id: 27205,
+                title: "Inception".into(),
+                release_date: text("2010-07-15"),
+                overview: text("A thief who steals secrets through dreams is offered a way home."),
+                poster_path: text("/oYuLEt3zVCKq57qu2F8dT7NIa6f.jpg"),
+                backdrop_path: text("/8ZTVqvKDQ8emSGUEMjsS4yHAwrp.jpg"),
+                popularity: 95.2,
+                imdb_id: text("tt1375666"),
+                runtime: Some(148),
+                genres: names(&["Action", "Science Fiction", "Adventure"]),
+            },
+            // Unreleased: no images, IMDb id or runtime yet.
+            CatalogMovie {
+                release_date: in_days(180),
+                popularity: 30.5,
+                genres: names(&["Action", "Adventure", "Science Fiction", "Fantasy"]),
+                ..CatalogMovie::new(216527, "Avatar 4", "")
+            },
+        ];
+
+        let westeros = names(&["Sci-Fi & Fantasy", "Drama", "Action & Adventure"]);
+        let shows = vec![
+            CatalogTv {
+                tmdb_id: 1399,
+                tvdb_id: Some(121361),
+                name: "Game of Thrones".into(),
+                first_air_date: text("2011-04-17"),
+                overview: text("Seven noble families fight for control of Westeros."),
+                poster_path: text("/1XS1oqL89opfnbLl8WnZY1O1uJx.jpg"),
+                backdrop_path: text("/2OMB0ynKlyIenMJWI2Dy9IWT4c.jpg"),
+                popularity: 350.1,
+                seasons: [(0, 14)]
+                    .into_iter()
+                    .chain((1..=6).map(|season| (season, 10)))
+                    .chain([(7, 7), (8, 6)])
+                    .collect(),
+                status: text("Ended"),
+                genres: westeros.clone(),
+            },
+            CatalogTv {
+                tmdb_id: 1396,
+                tvdb_id: Some(81189),
+                name: "Breaking Bad".into(),
+                first_air_date: text("2008-01-20"),
+                overview: text("A chemistry teacher turns to making crystal meth."),
+                poster_path: text("/ggFHVNu6YYI5L9pCfOacjizRGt.jpg"),
+                backdrop_path: text("/tsRy63Mu5cu8etL1X7ZLyf7UP1M.jpg"),
+                popularity: 280.4,
+                seasons: vec![(1, 7), (2, 13), (3, 13), (4, 13), (5, 16)],
+                status: text("Ended"),
+                genres: names(&["Drama", "Crime"]),
+            },
+            CatalogTv {
+                tmdb_id: 94997,
+                tvdb_id: Some(371572),
+                name: "House of the Dragon".into(),
+                first_air_date: text("2022-08-21"),
+                overview: text("The Targaryen dynasty, 172 years before Daenerys."),
+                poster_path: text("/z2yahl2uefxDCl0nogcRBstwruJ.jpg"),
+                backdrop_path: text("/etj8E2o0Bud0HkONVQPjyCkIvpv.jpg"),
+                popularity: 300.2,
+                seasons: vec![(1, 10), (2, 8)],
+                status: text("Returning Series"),
+                genres: westeros.clone(),
+            },
+            // Not aired yet: no TheTVDB id or images.
+            CatalogTv {
+                first_air_date: in_days(90),
+                popularity: 25.0,
+                status: text("In Production"),
+                genres: westeros,
+                ..CatalogTv::new(224372, "A Knight of the Seven Kingdoms", "", vec![(1, 6)])
+            },
+        ];
+
+        Self {
+            movies,
+            shows,
+            people: vec![CatalogPerson {
+                id: 6384,
+                name: "Keanu Reeves".to_string(),
+                popularity: 48.0,
+                profile_path: Some("/4D0PpNI0kmP58hgrwGC3wCjxhnm.jpg".to_string()),
+                known_for: vec![603, 604, 605],
+            }],
+        }
+    }
+
+    fn upsert_movie(&mut self, movie: CatalogMovie) {
+        match self
+            .movies
+            .iter_mut()
+            .find(|known| known.tmdb_id == movie.tmdb_id)
+        {
+            Some(known) => *known = movie,
+            None => self.movies.push(movie),
+        }
+    }
+
+    fn upsert_tv(&mut self, show: CatalogTv) {
+        match self
+            .shows
+            .iter_mut()
+            .find(|known| known.tmdb_id == show.tmdb_id)
+        {
+            Some(known) => *known = show,
+            None => self.shows.push(show),
+        }
+    }
+
+    fn remove(&mut self, media_type: MediaType, tmdb_id: u64) -> bool {
+        let before = self.movies.len() + self.shows.len();
+        match media_type {
+            MediaType::Movie => self.movies.retain(|movie| movie.tmdb_id != tmdb_id),
+            MediaType::Tv => self.shows.retain(|show| show.tmdb_id != tmdb_id),
+        }
+        self.movies.len() + self.shows.len() < before
+    }
+
+    fn movie(&self, tmdb_id: u64) -> Option<&CatalogMovie> {
+        self.movies.iter().find(|movie| movie.tmdb_id == tmdb_id)
+    }
+
+    fn show(&self, tmdb_id: u64) -> Option<&CatalogTv> {
+        self.shows.iter().find(|show| show.tmdb_id == tmdb_id)
+    }
+
+    fn entries(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.movies
+            .iter()
+            .map(Entry::Movie)
+            .chain(self.shows.iter().map(Entry::Tv))
+            .chain(self.people.iter().map(Entry::Person))
+    }
+
+    /// TMDB's `/search/multi`, simplified: every word of the query (case-insensitive,
+    /// split at anything but letters and digits) starts a word of the title or name; movies,
+    /// series and people, most popular first. A query without words finds nothing.
+    fn search(&self, query: &str) -> Vec<Entry<'_>> {
+        let wanted = words(query);
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let mut found: Vec<Entry<'_>> = self
+            .entries()
+            .filter(|entry| {
+                let have = words(entry.name());
+                wanted
+                    .iter()
+                    .all(|word| have.iter().any(|known| known.starts_with(word.as_str())))
+            })
+            .collect();
+        by_popularity(&mut found);
+        found
+    }
+
+    /// The entries of a discover list, most popular first: trending is everything (TMDB's
+    /// `/trending/all` has people too), popular is every movie or series, upcoming those
+    /// released or first aired on or after `today` (Overseerr's `primaryReleaseDateGte` /
+    /// `firstAirDateGte` of `server/routes/discover.ts`).
+    fn discover(&self, list: DiscoverList, today: NaiveDate) -> Vec<Entry<'_>> {
+        let upcoming =
+            |date: &Option<String>| parse_date(date.as_deref()).is_some_and(|date| date >= today);
+        let mut found: Vec<Entry<'_>> = match list {
+            DiscoverList::Trending => self.entries().collect(),
+            DiscoverList::PopularMovies => self.movies.iter().map(Entry::Movie).collect(),
+            DiscoverList::PopularTv => self.shows.iter().map(Entry::Tv).collect(),
+            DiscoverList::UpcomingMovies => self
+                .movies
+                .iter()
+                .filter(|movie| upcoming(&movie.release_date))
+                .map(Entry::Movie)
+                .collect(),
+            DiscoverList::UpcomingTv => self
+                .shows
+                .iter()
+                .filter(|show| upcoming(&show.first_air_date))
+                .map(Entry::Tv)
+                .collect(),
+        };
+        by_popularity(&mut found);
+        found
+    }
+}
+
+fn by_popularity(entries: &mut [Entry<'_>]) {
+    entries.sort_by(|a, b| {
+        b.popularity()
+            .total_cmp(&a.popularity())
+            .then(a.id().cmp(&b.id()))
+    });
+}
+
+/// Lower-case words: runs of letters and digits.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+fn parse_date(date: Option<&str>) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(date?, "%Y-%m-%d").ok()
+}
+
+fn format_date(date: NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
+}
+
+/// The simulator's "today" (UTC; Overseerr uses its server's local date).
+fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+fn genres_json(genres: &[String]) -> (Value, Value) {
+    let ids: Vec<u32> = genres.iter().map(|name| genre_id(name)).collect();
+    let named: Vec<Value> = genres
+        .iter()
+        .zip(&ids)
+        .map(|(name, id)| json!({ "id": id, "name": name }))
+        .collect();
+    (json!(ids), Value::Array(named))
+}
+
+fn genre_id(name: &str) -> u32 {
+    TMDB_GENRES
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map_or(0, |(_, id)| *id)
+}
+
+/// Adds the fields that have a value: Overseerr sends TMDB's `null`s, but the spec types
+/// these as non-nullable strings (or as `MediaInfo`), so the simulator leaves them out.
+fn with_optional(
+    mut value: Value,
+    fields: impl IntoIterator<Item = (&'static str, Option<Value>)>,
+) -> Value {
+    if let Value::Object(object) = &mut value {
+        for (name, field) in fields {
+            if let Some(field) = field {
+                object.insert(name.to_string(), field);
+            }
+        }
+    }
+    value
+}
+
+fn optional_text(text: &Option<String>) -> Option<Value> {
+    text.as_ref().map(|text| Value::String(text.clone()))
+}
+
+/// `mapMovieResult` of `server/models/Search.ts`.
+fn movie_result(movie: &CatalogMovie, media_info: Option<Value>) -> Value {
+    let (genre_ids, _) = genres_json(&movie.genres);
+    with_optional(
+        json!({
+            "id": movie.tmdb_id,
+            "mediaType": "movie",
+            "adult": false,
+            "genreIds": genre_ids,
+            "originalLanguage": "en",
+            "originalTitle": movie.title,
+            "overview": movie.overview.clone().unwrap_or_default(),
+            "popularity": movie.popularity,
+            "releaseDate": movie.release_date.clone().unwrap_or_default(),
+            "title": movie.title,
+            "video": false,
+            "voteAverage": 0.0,
+            "voteCount": 0,
+        }),
+        [
+            ("backdropPath", optional_text(&movie.backdrop_path)),
+            ("posterPath", optional_text(&movie.poster_path)),
+            ("mediaInfo", media_info),
+        ],
+    )
+}
+
+/// `mapTvResult` of `server/models/Search.ts`.
+fn tv_result(show: &CatalogTv, media_info: Option<Value>) -> Value {
+    let (genre_ids, _) = genres_json(&show.genres);
+    with_optional(
+        json!({
+            "id": show.tmdb_id,
+            "firstAirDate": show.first_air_date.clone().unwrap_or_default(),
+            "genreIds": genre_ids,
+            "mediaType": "tv",
+            "name": show.name,
+            "originCountry": ["US"],
+            "originalLanguage": "en",
+            "originalName": show.name,
+            "overview": show.overview.clone().unwrap_or_default(),
+            "popularity": show.popularity,
+            "voteAverage": 0.0,
+            "voteCount": 0,
+        }),
+        [
+            ("backdropPath", optional_text(&show.backdrop_path)),
+            ("posterPath", optional_text(&show.poster_path)),
+            ("mediaInfo", media_info),
+        ],
+    )
+}
+
+/// `mapPersonResult` of `server/models/Search.ts`; `knownFor` holds the catalogue's movies
+/// (without `mediaInfo`, as Overseerr maps them).
+fn person_result(person: &CatalogPerson, catalog: &Catalog) -> Value {
+    let known_for: Vec<Value> = person
+        .known_for
+        .iter()
+        .filter_map(|tmdb_id| catalog.movie(*tmdb_id))
+        .map(|movie| movie_result(movie, None))
+        .collect();
+    with_optional(
+        json!({
+            "id": person.id,
+            "name": person.name,
+            "popularity": person.popularity,
+            "adult": false,
+            "mediaType": "person",
+            "knownFor": known_for,
+        }),
+        [("profilePath", optional_text(&person.profile_path))],
+    )
+}
+
+/// One page of `entries` as `GET /search` and `GET /discover/*` answer it.
+fn catalog_page(entries: &[Entry<'_>], page: usize, catalog: &Catalog, store: &Store) -> Value {
+    let results: Vec<Value> = entries
+        .iter()
+        .skip(page.saturating_sub(1).saturating_mul(CATALOG_PAGE_SIZE))
+        .take(CATALOG_PAGE_SIZE)
+        .map(|entry| match *entry {
+            Entry::Movie(movie) => {
+                movie_result(movie, store.media_info("movie", movie.tmdb_id, false))
+            }
+            Entry::Tv(show) => tv_result(show, store.media_info("tv", show.tmdb_id, false)),
+            Entry::Person(person) => person_result(person, catalog),
+        })
+        .collect();
+    json!({
+        "page": page,
+        "totalPages": entries.len().div_ceil(CATALOG_PAGE_SIZE).max(1),
+        "totalResults": entries.len(),
+        "results": results,
+    })
+}
+
+/// `mapMovieDetails` of `server/models/Movie.ts`.
+fn movie_details(movie: &CatalogMovie, media_info: Option<Value>, today: NaiveDate) -> Value {
+    let (_, genres) = genres_json(&movie.genres);
+    let released = parse_date(movie.release_date.as_deref()).is_none_or(|date| date <= today);
+    let mut details = with_optional(
+        json!({
+            "id": movie.tmdb_id,
+            "adult": false,
+            "budget": 0,
+            "genres": genres,
+            "relatedVideos": [],
+            "originalLanguage": "en",
+            "originalTitle": movie.title,
+            "popularity": movie.popularity,
+            "productionCompanies": [],
+            "productionCountries": [],
+            "releaseDate": movie.release_date.clone().unwrap_or_default(),
+            "releases": { "results": [] },
+            "revenue": 0,
+            "spokenLanguages": [],
+            "status": if released { "Released" } else { "Post Production" },
+            "title": movie.title,
+            "video": false,
+            "voteAverage": 0.0,
+            "voteCount": 0,
+            "homepage": "",
+            "overview": movie.overview.clone().unwrap_or_default(),
+            "runtime": movie.runtime.unwrap_or(0),
+            "tagline": "",
+            "credits": { "cast": [], "crew": [] },
+            // TMDB's movie external ids have no TheTVDB, TVRage or Freebase ids.
+            "externalIds": {
+                "imdbId": movie.imdb_id,
+                "facebookId": null,
+                "instagramId": null,
+                "twitterId": null,
+            },
+            "watchProviders": [],
+            "keywords": [],
+        }),
+        [
+            ("backdropPath", optional_text(&movie.backdrop_path)),
+            ("posterPath", optional_text(&movie.poster_path)),
+            ("mediaInfo", media_info),
+        ],
+    );
+    if let (Value::Object(fields), Some(imdb_id)) = (&mut details, &movie.imdb_id) {
+        fields.insert("imdbId".to_string(), Value::String(imdb_id.clone()));
+    }
+    details
+}
+
+/// When season `season_number` of `show` starts (see [`CatalogTv`]).
+fn season_start(show: &CatalogTv, season_number: u32) -> Option<NaiveDate> {
+    let first = parse_date(show.first_air_date.as_deref())?;
+    first.checked_add_days(Days::new(364 * u64::from(season_number.saturating_sub(1))))
+}
+
+fn episode_air_date(season_start: Option<NaiveDate>, episode_number: u32) -> Option<NaiveDate> {
+    season_start?.checked_add_days(Days::new(7 * u64::from(episode_number.saturating_sub(1))))
+}
+
+fn season_name(season_number: u32) -> String {
+    if season_number == 0 {
+        "Specials".to_string()
+    } else {
+        format!("Season {season_number}")
+    }
+}
+
+/// TMDB-like ids for seasons and episodes, derived so they are stable.
+fn season_id(show: &CatalogTv, season_number: u32) -> u64 {
+    show.tmdb_id * 1_000 + u64::from(season_number)
+}
+
+/// `mapSeasonResult` of `server/models/Tv.ts` (a season of `TvDetails.seasons`).
+fn season_summary(show: &CatalogTv, season_number: u32, episode_count: u32) -> Value {
+    json!({
+        "airDate": season_start(show, season_number).map(format_date),
+        "episodeCount": episode_count,
+        "id": season_id(show, season_number),
+        "name": season_name(season_number),
+        "overview": "",
+        "seasonNumber": season_number,
+    })
+}
+
+/// `mapTvDetails` of `server/models/Tv.ts`.
+fn tv_details(show: &CatalogTv, media_info: Option<Value>, today: NaiveDate) -> Value {
+    let (_, genres) = genres_json(&show.genres);
+    let status = show
+        .status
+        .clone()
+        .unwrap_or_else(|| "Returning Series".to_string());
+    let regular = || show.seasons.iter().filter(|(number, _)| *number > 0);
+    let last_aired = show
+        .seasons
+        .iter()
+        .flat_map(|(number, count)| {
+            let start = season_start(show, *number);
+            (1..=*count).filter_map(move |episode| episode_air_date(start, episode))
+        })
+        .filter(|date| *date <= today)
+        .max();
+    let seasons: Vec<Value> = show
+        .seasons
+        .iter()
+        .map(|(number, count)| season_summary(show, *number, *count))
+        .collect();
+    let mut details = with_optional(
+        json!({
+            "createdBy": [],
+            "episodeRunTime": [],
+            "firstAirDate": show.first_air_date.clone().unwrap_or_default(),
+            "genres": genres,
+            "relatedVideos": [],
+            "homepage": "",
+            "id": show.tmdb_id,
+            "inProduction": status != "Ended" && status != "Canceled",
+            "languages": ["en"],
+            "name": show.name,
+            "networks": [],
+            "numberOfEpisodes": regular().map(|(_, count)| count).sum::<u32>(),
+            // Overseerr's name; the spec misspells it `numberOfSeason`.
+            "numberOfSeasons": regular().count(),
+            "originCountry": ["US"],
+            "originalLanguage": "en",
+            "originalName": show.name,
+            "tagline": "",
+            "overview": show.overview.clone().unwrap_or_default(),
+            "popularity": show.popularity,
+            "productionCompanies": [],
+            "productionCountries": [],
+            "contentRatings": { "results": [] },
+            "spokenLanguages": [],
+            "seasons": seasons,
+            "status": status,
+            "type": "Scripted",
+            "voteAverage": 0.0,
+            "voteCount": 0,
+            "credits": { "cast": [], "crew": [] },
+            "externalIds": {
+                "facebookId": null,
+                "freebaseId": null,
+                "freebaseMid": null,
+                "imdbId": null,
+                "instagramId": null,
+                "tvdbId": show.tvdb_id,
+                "tvrageId": null,
+                "twitterId": null,
+            },
+            "keywords": [],
+            "watchProviders": [],
+        }),
+        [
+            ("backdropPath", optional_text(&show.backdrop_path)),
+            ("posterPath", optional_text(&show.poster_path)),
+            ("mediaInfo", media_info),
+        ],
+    );
+    if let (Value::Object(fields), Some(date)) = (&mut details, last_aired) {
+        fields.insert("lastAirDate".to_string(), Value::String(format_date(date)));
+    }
+    details
+}
+
+/// `mapSeasonWithEpisodes` of `server/models/Tv.ts`, or `None` for a season the series
+/// does not have.
+fn season_details(show: &CatalogTv, season_number: u32) -> Option<Value> {
+    let (_, episode_count) = show
+        .seasons
+        .iter()
+        .find(|(number, _)| *number == season_number)?;
+    let start = season_start(show, season_number);
+    let id = season_id(show, season_number);
+    let episodes: Vec<Value> = (1..=*episode_count)
+        .map(|episode| {
+            // No `voteCount`: Overseerr reads TMDB's `vote_count` as `vote_cuont`.
+            json!({
+                "id": id * 1_000 + u64::from(episode),
+                "airDate": episode_air_date(start, episode).map(format_date),
+                "episodeNumber": episode,
+                "name": format!("Episode {episode}"),
+                "overview": "",
+                "productionCode": "",
+                "seasonNumber": season_number,
+                "showId": show.tmdb_id,
+                "voteAverage": 0.0,
+                "stillPath": null,
+            })
+        })
+        .collect();
+    Some(json!({
+        "airDate": start.map(format_date),
+        "episodes": episodes,
+        // TMDB's season external ids: TheTVDB's season id (unknown here), TVRage, Freebase.
+        "externalIds": {
+            "freebaseMid": null,
+            "freebaseId": null,
+            "tvdbId": null,
+            "tvrageId": null,
+        },
+        "id": id,
+        "name": season_name(season_number),
+        "overview": "",
+        "seasonNumber": season_number,
+    }))
+}
+
+/// The `page` of a catalogue call as TMDB takes it: absent is 1 (Overseerr's web UI always
+/// sends it); `None` when TMDB refuses it (not a whole number in `1..=500`).
+fn tmdb_page(query: &[(String, String)]) -> Option<usize> {
+    let Some((_, raw)) = query.iter().find(|(name, _)| name == "page") else {
+        return Some(1);
+    };
+    let page = raw.parse::<f64>().ok()?;
+    (page.fract() == 0.0 && (1.0..=TMDB_MAX_PAGE).contains(&page)).then_some(page as usize)
+}
+
+/// Numeric path parameters, `(name, raw)`, as express-openapi-validator checks them
+/// (`type: number`): `Err` with the problems when one is not a number; `None` for a number
+/// that is no TMDB id (TMDB then knows nothing).
+fn path_numbers<const N: usize>(
+    params: [(&str, &str); N],
+) -> Result<[Option<u64>; N], Vec<String>> {
+    let problems: Vec<String> = params
+        .iter()
+        .filter(|(_, raw)| !raw.parse::<f64>().is_ok_and(f64::is_finite))
+        .map(|(name, _)| format!("params/{name}: must be number"))
+        .collect();
+    if problems.is_empty() {
+        Ok(params.map(|(_, raw)| raw.parse::<u64>().ok()))
+    } else {
+        Err(problems)
+    }
+}
+
+/// The validator's 400 for bad path parameters, recorded as a violation.
+fn refuse_path(shared: &Shared, uri: &Uri, problems: &[String]) -> Response {
+    let mut state = shared.lock();
+    for problem in problems {
+        state
+            .violations
+            .push(format!("GET {}: {problem}", uri.path()));
+    }
+    validator_answer(StatusCode::BAD_REQUEST, uri.path(), problems)
+}
+
+/// `GET /search` (`server/routes/search.ts`): TMDB's `/search/multi` through
+/// `mapSearchResults`. Overseerr's `searchMulti` swallows TMDB errors (a refused page) into
+/// an empty page 1. The `tmdb:`/`imdb:`/`tvdb:` id look-ups of `server/lib/search.ts` are not
+/// simulated.
+async fn search_handler(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let Some(page) = tmdb_page(&query) else {
+        return json_answer(
+            StatusCode::OK,
+            json!({ "page": 1, "totalPages": 1, "totalResults": 0, "results": [] }),
+        );
+    };
+    let text = query
+        .iter()
+        .find(|(name, _)| name == "query")
+        .map_or("", |(_, value)| value.as_str());
+    let state = shared.lock();
+    let found = state.catalog.search(text);
+    json_answer(
+        StatusCode::OK,
+        catalog_page(&found, page, &state.catalog, &state.store),
+    )
+}
+
+/// A `GET /discover/*` route (`server/routes/discover.ts`) for `list`.
+fn discover_route(list: DiscoverList) -> MethodRouter<Arc<Shared>> {
+    get(move |state, query| discover_handler(list, state, query))
+}
+
+async fn discover_handler(
+    list: DiscoverList,
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let Some(page) = tmdb_page(&query) else {
+        // TMDB refuses the page; the route's catch answers 500 with its message.
+        let message = match list {
+            DiscoverList::Trending => "Unable to retrieve trending items.",
+            DiscoverList::PopularMovies => "Unable to retrieve popular movies.",
+            DiscoverList::PopularTv => "Unable to retrieve popular series.",
+            DiscoverList::UpcomingMovies => "Unable to retrieve upcoming movies.",
+            DiscoverList::UpcomingTv => "Unable to retrieve upcoming series.",
+        };
+        return json_answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "message": message }),
+        );
+    };
+    let state = shared.lock();
+    let found = state.catalog.discover(list, today());
+    let mut answer = catalog_page(&found, page, &state.catalog, &state.store);
+    if let (Value::Object(fields), DiscoverList::PopularMovies | DiscoverList::PopularTv) =
+        (&mut answer, list)
+    {
+        // The keyword details of a `keywords` filter, which MediaNest never sends.
+        fields.insert("keywords".to_string(), json!([]));
+    }
+    json_answer(StatusCode::OK, answer)
+}
+
+/// `GET /movie/{movieId}` (`server/routes/movie.ts`): an id TMDB does not know is a 500
+/// `{"message": "Unable to retrieve movie."}`.
+async fn movie_handler(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    Path(movie_id): Path<String>,
+) -> Response {
+    let [id] = match path_numbers([("movieId", &movie_id)]) {
+        Ok(ids) => ids,
+        Err(problems) => return refuse_path(&shared, &uri, &problems),
+    };
+    let state = shared.lock();
+    match id.and_then(|id| state.catalog.movie(id)) {
+        Some(movie) => json_answer(
+            StatusCode::OK,
+            movie_details(
+                movie,
+                state.store.media_info("movie", movie.tmdb_id, true),
+                today(),
+            ),
+        ),
+        None => json_answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "message": "Unable to retrieve movie." }),
+        ),
+    }
+}
+
+/// `GET /tv/{tvId}` (`server/routes/tv.ts`): an id TMDB does not know is a 500
+/// `{"message": "Unable to retrieve series."}`.
+async fn tv_handler(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    Path(tv_id): Path<String>,
+) -> Response {
+    let [id] = match path_numbers([("tvId", &tv_id)]) {
+        Ok(ids) => ids,
+        Err(problems) => return refuse_path(&shared, &uri, &problems),
+    };
+    let state = shared.lock();
+    match id.and_then(|id| state.catalog.show(id)) {
+        Some(show) => json_answer(
+            StatusCode::OK,
+            tv_details(
+                show,
+                state.store.media_info("tv", show.tmdb_id, true),
+                today(),
+            ),
+        ),
+        None => json_answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "message": "Unable to retrieve series." }),
+        ),
+    }
+}
+
+/// `GET /tv/{tvId}/season/{seasonId}` (`server/routes/tv.ts`): an unknown series or season
+/// is a 500 `{"message": "Unable to retrieve season."}`.
+async fn season_handler(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    Path((tv_id, season_id)): Path<(String, String)>,
+) -> Response {
+    let [tv_id, season_number] = match path_numbers([("tvId", &tv_id), ("seasonId", &season_id)]) {
+        Ok(ids) => ids,
+        Err(problems) => return refuse_path(&shared, &uri, &problems),
+    };
+    let state = shared.lock();
+    let season = tv_id
+        .and_then(|id| state.catalog.show(id))
+        .zip(season_number.and_then(|number| u32::try_from(number).ok()))
+        .and_then(|(show, number)| season_details(show, number));
+    match season {
+        Some(season) => json_answer(StatusCode::OK, season),
+        None => json_answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "message": "Unable to retrieve season." }),
+        ),
+    }
 }
 
 /// Accepts connections, except while the simulator is down: then they are closed unanswered.

@@ -1,6 +1,6 @@
 //! Faithful, in-process simulators of plex.tv (PIN sign-in, the account, its servers) and of a
-//! Plex Media Server (its identity, library sections, section scans, and the webhooks it
-//! sends), for MediaNest's Plex clients and the flows built on them.
+//! Plex Media Server (its identity, library sections, their content, section scans, and the
+//! webhooks it sends), for MediaNest's Plex clients and the flows built on them.
 //!
 //! This module owns both simulators' HTTP servers, their state and their control API for
 //! tests. They follow the Plex contract of `../shared/DESIGN.md` §6 and, since plex.tv
@@ -51,7 +51,69 @@
 //!   empty body for a known section and records the key and the decoded path
 //!   ([`PmsSim::refreshes`]); an unknown key gets the HTML 404 page; the next refreshes can be
 //!   made to fail ([`PmsSim::fail_refreshes`]);
+//! - `GET /library/sections/{key}/all` (token required) lists a section's content, filled
+//!   with [`PmsSim::add_movie`], [`PmsSim::add_movies_bulk`], [`PmsSim::add_show`] and
+//!   [`PmsSim::add_season`] (which also adds its episodes), emptied with
+//!   [`PmsSim::remove_item`]. Rating keys are numbers handed out in order, unique on the
+//!   server. The query, as PMS reads it:
+//!   - `type=1|2|3|4` (movie, show, season, episode; absent: the section's own type, 1 or 2);
+//!     a type the section does not hold (or 5–9) lists nothing; a non-number is a 400;
+//!   - `includeGuids=1` adds `Guid: [{"id": "tmdb://603"}, …]` to movies and shows of Plex's
+//!     own agents (legacy-agent items — [`SimMovie::legacy`] — never have one; seasons and
+//!     episodes carry none here);
+//!   - `sort=addedAt|updatedAt|titleSort|title[:asc|:desc]` (first field of a list; another
+//!     field is a 400); the default order is PMS's title order (`titleSort`: without a
+//!     leading article; seasons and episodes by their show's title, then number);
+//!   - date filters `addedAt>>=<unix seconds>` (strictly after) and `addedAt<<=` (before),
+//!     the same for `updatedAt`, percent-encoded or not (`addedAt%3E%3E=`); another operator
+//!     on those fields is a 400; other parameters (`includeMeta`, …) change nothing;
+//!   - paging: `X-Plex-Container-Start`/`-Size` as query parameters or as request headers
+//!     (the query wins); without a size, everything from the start; size 0 lists nothing but
+//!     still counts.
+//!
+//!   The answer is `{"MediaContainer": {"size", "allowSync", "art", "identifier",
+//!   "librarySectionID" (a number), "librarySectionTitle", "librarySectionUUID",
+//!   "mediaTagPrefix", "mediaTagVersion", "thumb", "title1", "title2", "viewGroup",
+//!   "viewMode", "Metadata": […]}}`; a paged request also gets `totalSize` and `offset` in
+//!   the container and the response headers `X-Plex-Container-Start` and
+//!   `X-Plex-Container-Total-Size`; an empty page leaves `Metadata` out. Items: a movie has
+//!   `ratingKey` (a string), `key`, `guid` (`plex://movie/<24 hex>`, or
+//!   `com.plexapp.agents.imdb://tt…?lang=en` for a legacy agent), `type`, `title`,
+//!   `titleSort` (when it differs), `year`, `summary`, `thumb`, `art`, `duration`,
+//!   `addedAt`, `updatedAt` and `Media: [{"id", "videoResolution", "width", "height",
+//!   "videoCodec", …, "Part": [{"id", "key", "file", "size", …}]}]`; a show has no `Media`
+//!   but `childCount` (seasons) and `leafCount` (episodes); a season has `index`,
+//!   `parentRatingKey`, `parentKey`, `parentGuid`, `parentTitle` and `leafCount`; an episode
+//!   has `index`, `parentIndex`, `parent*`, `grandparent*` and `Media`. An unknown section
+//!   gets the HTML 404 page; the next listings can be made to fail with a status or a
+//!   dropped connection ([`PmsSim::fail_library_calls`]); [`PmsSim::library_calls`] counts
+//!   them. In XML (without `Accept: application/json`) items are `<Metadata>` elements where
+//!   PMS writes `<Video>`/`<Directory>`: MediaNest reads JSON only;
 //! - anything else answers PMS's HTML 404 page.
+//!
+//! The library listing follows the community OpenAPI 3.1 document
+//! `../shared/contracts/plex-media-server.yaml` (path `/library/sections/{sectionId}/all`,
+//! schemas `MediaContainerWithMetadata`, `Metadata`, `Media`, `Part`, `Guid`; see
+//! [`pms_spec_path`]) and, where it is silent or differs, what the real server does for
+//! python-plexapi (`plexapi/library.py`, `plexapi/base.py` `fetchItems`) and Overseerr
+//! (`server/api/plexapi.ts`):
+//! - the spec has `X-Plex-Container-Start`/`-Size` only as query parameters; a real PMS
+//!   reads them from headers too (Overseerr and python-plexapi's `fetchItems` since 4.14
+//!   send headers), so the simulator takes both;
+//! - the spec says both "if not specified, all items will be returned" and "by default this
+//!   is 50" for `X-Plex-Container-Size`; a real PMS returns the whole section, as here;
+//! - the spec calls `totalSize`, `offset` and the two response headers "provided on all
+//!   MediaContainer objects"; a real PMS adds them for paged requests (python-plexapi falls
+//!   back to `size` when `totalSize` is missing), as here;
+//! - field filters such as `addedAt>>=` appear in the spec only in the prose of the
+//!   `mediaQuery` parameter, whose schema (`MediaQuery`, `additionalProperties: false`)
+//!   admits only `type`, `sourceType`, `sort`, `group` and `limit`; a real PMS takes
+//!   `<field><operator>=<value>` (Overseerr's `getRecentlyAdded`, python-plexapi's
+//!   `_validateFilterField`, which writes `addedAt%3E%3E=`). Whether `>>=` ("is after") includes
+//!   the very second is not documented; the simulator excludes it, the stricter reading;
+//! - the spec's `Guid.id` pattern `^(imdb|tmdb|tvdb)://.+$` is kept by the simulator for
+//!   its ready-made items, but any text given in [`SimMovie::guids`] is sent as is, so
+//!   clients can be tested against odd ids.
 //!
 //! The webhook side: [`PmsSim::library_new_payload`] (and [`PmsSim::library_new_event`], with
 //! this server's identity) builds Plex's documented `library.new` payload,
@@ -61,12 +123,14 @@
 //!
 //! **Extending [`PmsSim`]**: add authenticated routes in `pms_protected_routes` (they get the
 //! token check of `pms_require_token`) and public ones in `pms_public_routes`; keep state in
-//! `PmsState` (behind `PmsShared::lock`); render answers with `media_container`, which handles
+//! `PmsState` (behind `PmsShared::lock`; library items in `PmsState::items`, rendered by
+//! `PmsState::render_item`); render answers with `media_container`, which handles
 //! the JSON/XML choice of `Accept` and renders arrays of objects (e.g. `"Directory": [...]`)
 //! as child elements.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -99,6 +163,41 @@ const PLAIN_CODE_LEN: usize = 4;
 
 /// The first pin id handed out (plex.tv's ids are large integers).
 const FIRST_PIN_ID: u64 = 308_667_301;
+
+/// The first library rating key a [`PmsSim`] hands out.
+const FIRST_RATING_KEY: u64 = 101;
+
+/// Environment variable that overrides where the community PMS spec is read from.
+pub const PMS_SPEC_PATH_ENV: &str = "MEDIANEST_PLEX_SPEC";
+
+/// Where the PMS spec lives relative to the folder that holds the checkout.
+const PMS_SPEC_FROM_PARENT: &str = "shared/contracts/plex-media-server.yaml";
+
+/// The path of the community OpenAPI 3.1 document of PMS, `plex-media-server.yaml`.
+///
+/// In order: `$MEDIANEST_PLEX_SPEC`; `shared/contracts/plex-media-server.yaml` beside the
+/// checkout this crate was built from (`<checkout>/../shared`); the same relative path under
+/// the nearest ancestor of the current directory that has it.
+pub fn pms_spec_path() -> PathBuf {
+    if let Some(path) = std::env::var_os(PMS_SPEC_PATH_ENV) {
+        return PathBuf::from(path);
+    }
+    let beside_checkout = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/contracts/plex-media-server.yaml"
+    ));
+    if beside_checkout.is_file() {
+        return beside_checkout;
+    }
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            cwd.ancestors()
+                .map(|dir| dir.join(PMS_SPEC_FROM_PARENT))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or(beside_checkout)
+}
 
 /// One call a simulator received, as it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -898,6 +997,12 @@ struct PmsState {
     refreshes: Vec<(String, Option<String>)>,
     /// Injected failures of the next refresh calls.
     refresh_failures: Option<(usize, StatusCode)>,
+    /// Library items (movies, shows, seasons, episodes of every section) by rating key.
+    items: BTreeMap<u64, SimItem>,
+    /// The next rating key handed out (one sequence for the whole server, as in PMS).
+    next_rating_key: u64,
+    /// Injected failures of the next library listings.
+    library_failures: Option<(usize, PmsFault)>,
 }
 
 /// A library section of the [`PmsSim`].
@@ -987,6 +1092,716 @@ fn fnv1a(text: &str) -> u64 {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Plex Media Server: library content
+// ---------------------------------------------------------------------------------------------
+
+/// A movie to put in a movie section of a [`PmsSim`] ([`PmsSim::add_movie`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimMovie {
+    /// `title`, e.g. `The Matrix`.
+    pub title: String,
+    /// `year` (left out of the answer when `None`).
+    pub year: Option<u16>,
+    /// `Guid[].id`, e.g. `["imdb://tt0133093", "tmdb://603"]`, sent as given (odd values
+    /// too). Empty: an item of a legacy agent, whose `guid` is
+    /// `com.plexapp.agents.imdb://tt<7 digits>?lang=en` and which has no `Guid` at all;
+    /// otherwise `guid` is Plex's own `plex://movie/<24 hex>`.
+    pub guids: Vec<String>,
+    /// `Media[0].videoResolution`: `1080`, `4k`, `720`, `sd`, …
+    pub video_resolution: String,
+    /// `addedAt` in unix seconds; `None`: when it is added.
+    pub added_at: Option<i64>,
+}
+
+impl SimMovie {
+    /// A 1080p movie of Plex's movie agent with ids `imdb://tt<tmdb_id as 7 digits>` and
+    /// `tmdb://<tmdb_id>`, added now.
+    pub fn new(title: &str, year: u16, tmdb_id: u64) -> Self {
+        Self {
+            title: title.to_string(),
+            year: Some(year),
+            guids: vec![
+                format!("imdb://tt{:07}", tmdb_id % 10_000_000),
+                format!("tmdb://{tmdb_id}"),
+            ],
+            video_resolution: "1080".to_string(),
+            added_at: None,
+        }
+    }
+
+    /// A 1080p movie matched by a legacy agent: no `Guid`, a `com.plexapp.agents.imdb://`
+    /// `guid`.
+    pub fn legacy(title: &str, year: u16) -> Self {
+        Self {
+            guids: Vec::new(),
+            ..Self::new(title, year, 0)
+        }
+    }
+
+    /// The same movie with `videoResolution` `resolution`, e.g. `4k`.
+    pub fn with_resolution(mut self, resolution: &str) -> Self {
+        self.video_resolution = resolution.to_string();
+        self
+    }
+
+    /// The same movie, added at `added_at` (unix seconds).
+    pub fn with_added_at(mut self, added_at: i64) -> Self {
+        self.added_at = Some(added_at);
+        self
+    }
+}
+
+/// A show to put in a show section of a [`PmsSim`] ([`PmsSim::add_show`]); its seasons come
+/// with [`PmsSim::add_season`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimShow {
+    /// `title`, e.g. `Lost`.
+    pub title: String,
+    /// `year` of the first air date (left out when `None`).
+    pub year: Option<u16>,
+    /// `Guid[].id`, e.g. `["imdb://tt0411008", "tmdb://4607", "tvdb://73739"]`, sent as
+    /// given. Empty: a legacy-agent show (`guid` `com.plexapp.agents.thetvdb://<n>?lang=en`,
+    /// no `Guid`); otherwise `guid` is `plex://show/<24 hex>`.
+    pub guids: Vec<String>,
+    /// `videoResolution` of its episodes' `Media` (shows and seasons have no `Media`).
+    pub video_resolution: String,
+    /// `addedAt` in unix seconds; `None`: when it is added.
+    pub added_at: Option<i64>,
+}
+
+impl SimShow {
+    /// A show of Plex's TV agent with ids `imdb://tt<tvdb_id as 7 digits>`,
+    /// `tmdb://<tmdb_id>` and `tvdb://<tvdb_id>`, 1080p episodes, added now.
+    pub fn new(title: &str, year: u16, tmdb_id: u64, tvdb_id: u64) -> Self {
+        Self {
+            title: title.to_string(),
+            year: Some(year),
+            guids: vec![
+                format!("imdb://tt{:07}", tvdb_id % 10_000_000),
+                format!("tmdb://{tmdb_id}"),
+                format!("tvdb://{tvdb_id}"),
+            ],
+            video_resolution: "1080".to_string(),
+            added_at: None,
+        }
+    }
+
+    /// A show matched by the legacy TheTVDB agent: no `Guid`.
+    pub fn legacy(title: &str, year: u16) -> Self {
+        Self {
+            guids: Vec::new(),
+            ..Self::new(title, year, 0, 0)
+        }
+    }
+
+    /// The same show with episodes in `resolution`, e.g. `4k`.
+    pub fn with_resolution(mut self, resolution: &str) -> Self {
+        self.video_resolution = resolution.to_string();
+        self
+    }
+
+    /// The same show, added at `added_at` (unix seconds).
+    pub fn with_added_at(mut self, added_at: i64) -> Self {
+        self.added_at = Some(added_at);
+        self
+    }
+}
+
+/// How an injected library failure ([`PmsSim::fail_library_calls`]) answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PmsFault {
+    /// PMS's HTML error page with this status, e.g. 500 or 503 (a server that is starting).
+    Status(u16),
+    /// A 200 whose body breaks off: the connection is dropped after the headers.
+    DropConnection,
+}
+
+/// The four metadata types a video library holds (`type=` 1 to 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SimKind {
+    Movie,
+    Show,
+    Season,
+    Episode,
+}
+
+impl SimKind {
+    fn from_number(number: u8) -> Option<Self> {
+        match number {
+            1 => Some(SimKind::Movie),
+            2 => Some(SimKind::Show),
+            3 => Some(SimKind::Season),
+            4 => Some(SimKind::Episode),
+            _ => None,
+        }
+    }
+
+    /// The item's `type`.
+    fn name(self) -> &'static str {
+        match self {
+            SimKind::Movie => "movie",
+            SimKind::Show => "show",
+            SimKind::Season => "season",
+            SimKind::Episode => "episode",
+        }
+    }
+
+    /// The container's `title2` for a listing of this kind.
+    fn all_title(self) -> &'static str {
+        match self {
+            SimKind::Movie => "All Movies",
+            SimKind::Show => "All Shows",
+            SimKind::Season => "All Seasons",
+            SimKind::Episode => "All Episodes",
+        }
+    }
+}
+
+/// One metadata item of the simulated library.
+struct SimItem {
+    rating_key: u64,
+    section_key: String,
+    kind: SimKind,
+    /// A season's show, an episode's season.
+    parent: Option<u64>,
+    /// An episode's show.
+    grandparent: Option<u64>,
+    /// A season's or an episode's number.
+    index: Option<u32>,
+    title: String,
+    /// The title without a leading article ([`title_sort`]).
+    title_sort: String,
+    /// `title_sort` lower-cased: what the default order compares.
+    sort_key: String,
+    year: Option<u16>,
+    guids: Vec<String>,
+    video_resolution: String,
+    added_at: i64,
+    updated_at: i64,
+}
+
+/// `title` without a leading `The `, `A ` or `An ` (any case): Plex's English `titleSort`.
+fn title_sort(title: &str) -> String {
+    let title = title.trim();
+    ["the ", "a ", "an "]
+        .iter()
+        .find_map(|article| {
+            let head = title.get(..article.len())?;
+            head.eq_ignore_ascii_case(article)
+                .then(|| title[article.len()..].trim_start())
+        })
+        .unwrap_or(title)
+        .to_string()
+}
+
+/// Width and height of a `videoResolution`.
+fn frame_size(resolution: &str) -> (u32, u32) {
+    match resolution.to_ascii_lowercase().as_str() {
+        "4k" => (3840, 2160),
+        "720" => (1280, 720),
+        "576" => (720, 576),
+        "480" | "sd" => (720, 480),
+        _ => (1920, 1080),
+    }
+}
+
+/// A field the simulator sorts or filters library items on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ItemField {
+    AddedAt,
+    UpdatedAt,
+}
+
+impl ItemField {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "addedAt" => Some(ItemField::AddedAt),
+            "updatedAt" => Some(ItemField::UpdatedAt),
+            _ => None,
+        }
+    }
+
+    fn of(self, item: &SimItem) -> i64 {
+        match self {
+            ItemField::AddedAt => item.added_at,
+            ItemField::UpdatedAt => item.updated_at,
+        }
+    }
+}
+
+/// The order of a listing: `sort=<field>[:desc]`, or the default (title order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ItemOrder {
+    Title { descending: bool },
+    Date { field: ItemField, descending: bool },
+}
+
+/// A `GET /library/sections/{key}/all` request, read from its query and headers.
+struct ItemsQuery {
+    /// `type=`; `None`: the section's own type.
+    kind: Option<u8>,
+    include_guids: bool,
+    order: ItemOrder,
+    /// `field>>=t` (after: `true`) and `field<<=t` (before: `false`) filters.
+    date_filters: Vec<(ItemField, bool, i64)>,
+    start: Option<u64>,
+    size: Option<u64>,
+}
+
+impl ItemsQuery {
+    /// Reads the query parameters (names and values decoded) and, for the container
+    /// parameters, the headers. `Err` with the reason for PMS's 400.
+    fn parse(params: &[(String, String)], headers: &HeaderMap) -> Result<Self, String> {
+        let mut query = ItemsQuery {
+            kind: None,
+            include_guids: false,
+            order: ItemOrder::Title { descending: false },
+            date_filters: Vec::new(),
+            start: None,
+            size: None,
+        };
+        for (name, value) in params {
+            match name.as_str() {
+                "type" => {
+                    query.kind = Some(
+                        value
+                            .trim()
+                            .parse()
+                            .map_err(|_| format!("type={value} is not a number"))?,
+                    );
+                }
+                "includeGuids" => query.include_guids = value.trim() == "1",
+                "sort" => query.order = parse_sort(value)?,
+                _ if name.eq_ignore_ascii_case("x-plex-container-start") => {
+                    query.start = Some(parse_count(name, value)?);
+                }
+                _ if name.eq_ignore_ascii_case("x-plex-container-size") => {
+                    query.size = Some(parse_count(name, value)?);
+                }
+                _ => {
+                    let field_name = name.trim_end_matches(['>', '<', '=', '!']);
+                    let Some(field) = ItemField::parse(field_name) else {
+                        // includeMeta, includeCollections, X-Plex-Token, … change nothing here.
+                        continue;
+                    };
+                    let after = match &name[field_name.len()..] {
+                        ">>" => true,
+                        "<<" => false,
+                        operator => {
+                            return Err(format!("the operator {operator}= is not one for dates"))
+                        }
+                    };
+                    let at = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("{name}={value} is not unix seconds"))?;
+                    query.date_filters.push((field, after, at));
+                }
+            }
+        }
+        for (name, slot) in [
+            ("x-plex-container-start", &mut query.start),
+            ("x-plex-container-size", &mut query.size),
+        ] {
+            if slot.is_none() {
+                if let Some(value) = header_str(headers, name) {
+                    *slot = Some(parse_count(name, value)?);
+                }
+            }
+        }
+        Ok(query)
+    }
+
+    /// Whether the caller asked for a page (then PMS adds `totalSize` and `offset`).
+    fn is_paged(&self) -> bool {
+        self.start.is_some() || self.size.is_some()
+    }
+
+    fn keeps(&self, item: &SimItem) -> bool {
+        self.date_filters.iter().all(|(field, after, at)| {
+            let value = field.of(item);
+            if *after {
+                value > *at
+            } else {
+                value < *at
+            }
+        })
+    }
+}
+
+fn parse_count(name: &str, value: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{name}={value} is not a count"))
+}
+
+/// `sort=<field>[:asc|:desc][,…]`; only the first field counts.
+fn parse_sort(value: &str) -> Result<ItemOrder, String> {
+    let first = value.split(',').next().unwrap_or_default().trim();
+    let (field, direction) = first.split_once(':').unwrap_or((first, "asc"));
+    let descending = match direction {
+        "asc" => false,
+        "desc" => true,
+        other => return Err(format!("unknown sort direction {other}")),
+    };
+    match field {
+        "titleSort" | "title" => Ok(ItemOrder::Title { descending }),
+        _ => ItemField::parse(field)
+            .map(|field| ItemOrder::Date { field, descending })
+            .ok_or_else(|| format!("unknown sort field {field}")),
+    }
+}
+
+/// What a new library item is given; the rest ([`SimItem`]'s keys and links) the state adds.
+struct ItemFields {
+    title: String,
+    year: Option<u16>,
+    guids: Vec<String>,
+    video_resolution: String,
+    added_at: i64,
+}
+
+impl ItemFields {
+    /// A movie's fields, added now unless it says when.
+    fn movie(movie: SimMovie) -> Self {
+        Self {
+            added_at: movie.added_at.unwrap_or_else(|| Utc::now().timestamp()),
+            title: movie.title,
+            year: movie.year,
+            guids: movie.guids,
+            video_resolution: movie.video_resolution,
+        }
+    }
+
+    /// A show's fields, added now unless it says when.
+    fn show(show: SimShow) -> Self {
+        Self {
+            added_at: show.added_at.unwrap_or_else(|| Utc::now().timestamp()),
+            title: show.title,
+            year: show.year,
+            guids: show.guids,
+            video_resolution: show.video_resolution,
+        }
+    }
+
+    /// A season's or an episode's fields: no year, no external ids.
+    fn child(title: String, video_resolution: &str, added_at: i64) -> Self {
+        Self {
+            title,
+            year: None,
+            guids: Vec::new(),
+            video_resolution: video_resolution.to_string(),
+            added_at,
+        }
+    }
+}
+
+/// Seasons and episodes of a show, episodes of a season.
+#[derive(Default, Clone, Copy)]
+struct ChildCounts {
+    children: u32,
+    leaves: u32,
+}
+
+impl PmsState {
+    fn take_library_failure(&mut self) -> Option<PmsFault> {
+        let (left, fault) = self.library_failures.as_mut()?;
+        let fault = *fault;
+        *left -= 1;
+        if *left == 0 {
+            self.library_failures = None;
+        }
+        Some(fault)
+    }
+
+    fn section(&self, key: &str) -> Option<&SimSection> {
+        self.sections.iter().find(|section| section.key == key)
+    }
+
+    fn next_rating_key(&mut self) -> u64 {
+        let key = self.next_rating_key;
+        self.next_rating_key += 1;
+        key
+    }
+
+    /// Adds an item of `kind` to `section_key`, which must be a section whose type holds it,
+    /// and returns its new rating key.
+    fn insert(&mut self, section_key: &str, kind: SimKind, fields: ItemFields) -> u64 {
+        let ItemFields {
+            title,
+            year,
+            guids,
+            video_resolution,
+            added_at,
+        } = fields;
+        let section = self
+            .section(section_key)
+            .unwrap_or_else(|| panic!("the PMS simulator has no section {section_key}"));
+        let wanted = if kind == SimKind::Movie {
+            "movie"
+        } else {
+            "show"
+        };
+        assert_eq!(
+            section.section_type,
+            wanted,
+            "section {section_key} is a {} library and cannot hold a {}",
+            section.section_type,
+            kind.name()
+        );
+        let rating_key = self.next_rating_key();
+        self.items.insert(
+            rating_key,
+            SimItem {
+                rating_key,
+                section_key: section_key.to_string(),
+                kind,
+                parent: None,
+                grandparent: None,
+                index: None,
+                title_sort: title_sort(&title),
+                sort_key: title_sort(&title).to_lowercase(),
+                title,
+                year,
+                guids,
+                video_resolution,
+                added_at,
+                updated_at: added_at,
+            },
+        );
+        rating_key
+    }
+
+    /// Seasons and episodes per show, episodes per season.
+    fn child_counts(&self) -> BTreeMap<u64, ChildCounts> {
+        let mut counts = BTreeMap::<u64, ChildCounts>::new();
+        for item in self.items.values() {
+            match item.kind {
+                SimKind::Season => {
+                    if let Some(show) = item.parent {
+                        counts.entry(show).or_default().children += 1;
+                    }
+                }
+                SimKind::Episode => {
+                    for ancestor in [item.parent, item.grandparent].into_iter().flatten() {
+                        counts.entry(ancestor).or_default().leaves += 1;
+                    }
+                }
+                SimKind::Movie | SimKind::Show => {}
+            }
+        }
+        counts
+    }
+
+    /// The show an item belongs to (itself for a show).
+    fn show_of<'a>(&'a self, item: &'a SimItem) -> &'a SimItem {
+        let show = match item.kind {
+            SimKind::Season => item.parent,
+            SimKind::Episode => item.grandparent,
+            SimKind::Movie | SimKind::Show => None,
+        };
+        show.and_then(|key| self.items.get(&key)).unwrap_or(item)
+    }
+
+    /// The items of `section` of `kind` that `query` keeps, in its order.
+    fn listing(&self, section: &SimSection, kind: SimKind, query: &ItemsQuery) -> Vec<&SimItem> {
+        let mut items: Vec<&SimItem> = self
+            .items
+            .values()
+            .filter(|item| {
+                item.kind == kind && item.section_key == section.key && query.keeps(item)
+            })
+            .collect();
+        match query.order {
+            ItemOrder::Title { descending } if matches!(kind, SimKind::Movie | SimKind::Show) => {
+                items.sort_by(|a, b| {
+                    let order = (&a.sort_key, a.rating_key).cmp(&(&b.sort_key, b.rating_key));
+                    if descending {
+                        order.reverse()
+                    } else {
+                        order
+                    }
+                });
+            }
+            ItemOrder::Title { descending } => {
+                // Seasons and episodes in their show's title order, then by number.
+                let mut keyed: Vec<_> = items
+                    .into_iter()
+                    .map(|item| {
+                        let show = self.show_of(item);
+                        let season = match item.kind {
+                            SimKind::Season => item.index,
+                            SimKind::Episode => {
+                                item.parent.and_then(|key| self.items.get(&key)?.index)
+                            }
+                            SimKind::Movie | SimKind::Show => None,
+                        };
+                        let episode = (item.kind == SimKind::Episode).then_some(item.index);
+                        ((&show.sort_key, season, episode, item.rating_key), item)
+                    })
+                    .collect();
+                keyed.sort_by(|(a, _), (b, _)| if descending { b.cmp(a) } else { a.cmp(b) });
+                items = keyed.into_iter().map(|(_, item)| item).collect();
+            }
+            ItemOrder::Date { field, descending } => {
+                items.sort_by_key(|item| (field.of(item), item.rating_key));
+                if descending {
+                    items.reverse();
+                }
+            }
+        }
+        items
+    }
+
+    /// An item as an element of `MediaContainer.Metadata`, as PMS renders it.
+    fn render_item(
+        &self,
+        item: &SimItem,
+        include_guids: bool,
+        counts: &BTreeMap<u64, ChildCounts>,
+    ) -> Value {
+        let key = item.rating_key;
+        let show = self.show_of(item);
+        let legacy = show.guids.is_empty();
+        let guid = |item: &SimItem| -> String {
+            if !legacy {
+                return plex_guid(item.kind.name(), &item.rating_key.to_string());
+            }
+            match item.kind {
+                SimKind::Movie => format!(
+                    "com.plexapp.agents.imdb://tt{:07}?lang=en",
+                    item.rating_key % 10_000_000
+                ),
+                SimKind::Show => {
+                    format!("com.plexapp.agents.thetvdb://{}?lang=en", item.rating_key)
+                }
+                SimKind::Season => format!(
+                    "com.plexapp.agents.thetvdb://{}/{}?lang=en",
+                    show.rating_key,
+                    item.index.unwrap_or_default()
+                ),
+                SimKind::Episode => format!(
+                    "com.plexapp.agents.thetvdb://{}/{}?lang=en",
+                    show.rating_key, item.rating_key
+                ),
+            }
+        };
+        let counts = counts.get(&key).copied().unwrap_or_default();
+        let mut fields = json!({
+            "ratingKey": key.to_string(),
+            "key": match item.kind {
+                SimKind::Show | SimKind::Season => format!("/library/metadata/{key}/children"),
+                SimKind::Movie | SimKind::Episode => format!("/library/metadata/{key}"),
+            },
+            "guid": guid(item),
+            "type": item.kind.name(),
+            "title": item.title,
+            "summary": "",
+            "thumb": format!("/library/metadata/{key}/thumb/{}", item.updated_at),
+            "addedAt": item.added_at,
+            "updatedAt": item.updated_at,
+        });
+        let extra = match item.kind {
+            SimKind::Movie => json!({
+                "studio": "MediaNest Pictures",
+                "contentRating": "PG-13",
+                "art": format!("/library/metadata/{key}/art/{}", item.updated_at),
+                "duration": 7_200_000,
+                "Media": [self.render_media(item)],
+            }),
+            SimKind::Show => json!({
+                "index": 1,
+                "art": format!("/library/metadata/{key}/art/{}", item.updated_at),
+                "childCount": counts.children,
+                "leafCount": counts.leaves,
+                "viewedLeafCount": 0,
+            }),
+            SimKind::Season => json!({
+                "parentRatingKey": show.rating_key.to_string(),
+                "parentKey": format!("/library/metadata/{}", show.rating_key),
+                "parentGuid": guid(show),
+                "parentTitle": show.title,
+                "parentThumb": format!("/library/metadata/{}/thumb/{}", show.rating_key, show.updated_at),
+                "index": item.index,
+                "leafCount": counts.leaves,
+                "viewedLeafCount": 0,
+            }),
+            SimKind::Episode => {
+                let season = item.parent.and_then(|parent| self.items.get(&parent));
+                json!({
+                    "parentRatingKey": item.parent.map(|parent| parent.to_string()),
+                    "parentKey": item.parent.map(|parent| format!("/library/metadata/{parent}")),
+                    "parentGuid": season.map(guid),
+                    "parentTitle": season.map(|season| season.title.clone()),
+                    "parentIndex": season.and_then(|season| season.index),
+                    "grandparentRatingKey": show.rating_key.to_string(),
+                    "grandparentKey": format!("/library/metadata/{}", show.rating_key),
+                    "grandparentGuid": guid(show),
+                    "grandparentTitle": show.title,
+                    "index": item.index,
+                    "duration": 2_700_000,
+                    "Media": [self.render_media(item)],
+                })
+            }
+        };
+        if let (Value::Object(fields), Value::Object(extra)) = (&mut fields, extra) {
+            fields.extend(extra.into_iter().filter(|(_, value)| !value.is_null()));
+        }
+        if let Some(year) = item
+            .year
+            .or(show.year)
+            .filter(|_| item.kind != SimKind::Season)
+        {
+            fields["year"] = json!(year);
+        }
+        if item.title_sort != item.title {
+            fields["titleSort"] = json!(item.title_sort);
+        }
+        // Only items of Plex's own agents carry external ids, and only with includeGuids=1.
+        if include_guids && !item.guids.is_empty() {
+            let ids: Vec<Value> = item.guids.iter().map(|id| json!({ "id": id })).collect();
+            fields["Guid"] = Value::Array(ids);
+        }
+        fields
+    }
+
+    /// One `Media` element (one version of the file) with its `Part`.
+    fn render_media(&self, item: &SimItem) -> Value {
+        let (width, height) = frame_size(&item.video_resolution);
+        let media_id = item.rating_key * 10;
+        let folder = self
+            .section(&item.section_key)
+            .and_then(|section| section.locations.first())
+            .map_or("/data", |(_, path)| path.as_str());
+        json!({
+            "id": media_id,
+            "duration": 7_200_000,
+            "bitrate": if width >= 3840 { 40_000 } else { 8_000 },
+            "width": width,
+            "height": height,
+            "aspectRatio": 1.78,
+            "audioChannels": 6,
+            "audioCodec": "eac3",
+            "videoCodec": if width >= 3840 { "hevc" } else { "h264" },
+            "videoResolution": item.video_resolution,
+            "container": "mkv",
+            "videoFrameRate": "24p",
+            "videoProfile": "main",
+            "Part": [{
+                "id": media_id,
+                "key": format!("/library/parts/{media_id}/{}/file.mkv", item.added_at),
+                "duration": 7_200_000,
+                "file": format!("{folder}/{}/{}.mkv", item.title, item.rating_key),
+                "size": 4_000_000_000_u64,
+                "container": "mkv",
+                "videoProfile": "main",
+            }],
+        })
+    }
+}
+
 impl PmsSim {
     /// Starts a server with `machine_identifier` that accepts `token` as `X-Plex-Token`.
     ///
@@ -1005,6 +1820,9 @@ impl PmsSim {
                 next_location_id: 1,
                 refreshes: Vec::new(),
                 refresh_failures: None,
+                items: BTreeMap::new(),
+                next_rating_key: FIRST_RATING_KEY,
+                library_failures: None,
             }),
         });
         let app = pms_public_routes()
@@ -1145,6 +1963,156 @@ impl PmsSim {
     pub fn fail_refreshes(&self, n: usize, status: u16) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         self.shared.lock().refresh_failures = (n > 0).then_some((n, status));
+    }
+
+    /// Adds a movie to movie section `section_key` and returns its `ratingKey` (unique on the
+    /// server, numeric, handed out in order).
+    ///
+    /// # Panics
+    ///
+    /// When there is no such section, or it is not a `movie` section.
+    pub fn add_movie(&self, section_key: &str, movie: SimMovie) -> String {
+        self.shared
+            .lock()
+            .insert(section_key, SimKind::Movie, ItemFields::movie(movie))
+            .to_string()
+    }
+
+    /// Adds `count` movies to movie section `section_key` at once (fast enough for tens of
+    /// thousands): `Bulk Movie 00001`, … with years 1950–2024, `tmdb://<first_tmdb_id + i>`
+    /// and the matching `imdb://tt…` ([`SimMovie::new`]), every tenth in `4k`, added one
+    /// second apart in the order of their numbers, ending a day ago.
+    ///
+    /// # Panics
+    ///
+    /// As [`add_movie`](Self::add_movie).
+    pub fn add_movies_bulk(&self, section_key: &str, count: usize, first_tmdb_id: u64) {
+        let count_seconds = i64::try_from(count).unwrap_or(i64::MAX);
+        let first_added = Utc::now().timestamp() - 86_400 - count_seconds;
+        let mut state = self.shared.lock();
+        for (n, offset) in (0..count).zip(0_i64..) {
+            let year = 1950 + u16::try_from(n % 75).unwrap_or_default();
+            let movie = SimMovie::new(
+                &format!("Bulk Movie {:05}", n + 1),
+                year,
+                first_tmdb_id + u64::try_from(n).unwrap_or_default(),
+            );
+            let resolution = if n % 10 == 9 { "4k" } else { "1080" };
+            let movie = movie
+                .with_resolution(resolution)
+                .with_added_at(first_added + offset);
+            state.insert(section_key, SimKind::Movie, ItemFields::movie(movie));
+        }
+    }
+
+    /// Adds a show to show section `section_key` and returns its `ratingKey`. It has no
+    /// seasons until [`add_season`](Self::add_season).
+    ///
+    /// # Panics
+    ///
+    /// When there is no such section, or it is not a `show` section.
+    pub fn add_show(&self, section_key: &str, show: SimShow) -> String {
+        self.shared
+            .lock()
+            .insert(section_key, SimKind::Show, ItemFields::show(show))
+            .to_string()
+    }
+
+    /// Adds season `index` (0 for specials) with `episodes` episodes (`Episode 1`, …, in the
+    /// show's resolution) to the show `show_rating_key`, all added now, and returns the
+    /// season's `ratingKey`. The show's `childCount` and `leafCount` grow accordingly.
+    ///
+    /// # Panics
+    ///
+    /// When `show_rating_key` is not a show of this server.
+    pub fn add_season(&self, show_rating_key: &str, index: u32, episodes: u32) -> String {
+        let mut state = self.shared.lock();
+        let show = show_rating_key
+            .parse::<u64>()
+            .ok()
+            .and_then(|key| state.items.get(&key))
+            .filter(|item| item.kind == SimKind::Show)
+            .unwrap_or_else(|| panic!("the PMS simulator has no show {show_rating_key}"));
+        let (show_key, section_key, resolution) = (
+            show.rating_key,
+            show.section_key.clone(),
+            show.video_resolution.clone(),
+        );
+        let now = Utc::now().timestamp();
+        let title = if index == 0 {
+            "Specials".to_string()
+        } else {
+            format!("Season {index}")
+        };
+        let season = state.insert(
+            &section_key,
+            SimKind::Season,
+            ItemFields::child(title, &resolution, now),
+        );
+        if let Some(item) = state.items.get_mut(&season) {
+            item.parent = Some(show_key);
+            item.index = Some(index);
+        }
+        for number in 1..=episodes {
+            let episode = state.insert(
+                &section_key,
+                SimKind::Episode,
+                ItemFields::child(format!("Episode {number}"), &resolution, now),
+            );
+            if let Some(item) = state.items.get_mut(&episode) {
+                item.parent = Some(season);
+                item.grandparent = Some(show_key);
+                item.index = Some(number);
+            }
+        }
+        season.to_string()
+    }
+
+    /// Removes the item `rating_key` — with a show its seasons and episodes, with a season
+    /// its episodes — as deleting it in Plex does. An unknown key changes nothing.
+    pub fn remove_item(&self, rating_key: &str) {
+        let Ok(key) = rating_key.parse::<u64>() else {
+            return;
+        };
+        self.shared.lock().items.retain(|_, item| {
+            item.rating_key != key && item.parent != Some(key) && item.grandparent != Some(key)
+        });
+    }
+
+    /// Sets the `addedAt` (and, when older, `updatedAt`) of item `rating_key` to `added_at`
+    /// (unix seconds), e.g. to age a season for a recently-added test.
+    ///
+    /// # Panics
+    ///
+    /// When there is no such item.
+    pub fn set_added_at(&self, rating_key: &str, added_at: i64) {
+        let mut state = self.shared.lock();
+        let item = rating_key
+            .parse::<u64>()
+            .ok()
+            .and_then(|key| state.items.get_mut(&key))
+            .unwrap_or_else(|| panic!("the PMS simulator has no item {rating_key}"));
+        item.added_at = added_at;
+        item.updated_at = item.updated_at.max(added_at);
+    }
+
+    /// How many `GET /library/sections/{key}/all` calls the server received (whatever their
+    /// answer), e.g. to count the pages of a sync pass.
+    pub fn library_calls(&self) -> usize {
+        self.received()
+            .iter()
+            .filter(|request| {
+                let path = request.path.split('?').next().unwrap_or_default();
+                let segments: Vec<&str> = path.split('/').collect();
+                matches!(segments.as_slice(), ["", "library", "sections", _, "all"])
+            })
+            .count()
+    }
+
+    /// The next `n` library listings (`GET /library/sections/{key}/all` with a valid token,
+    /// whatever their section) fail with `fault`. Replaces an earlier injection.
+    pub fn fail_library_calls(&self, n: usize, fault: PmsFault) {
+        self.shared.lock().library_failures = (n > 0).then_some((n, fault));
     }
 
     /// A `library.new` webhook payload as this server sends it: [`Self::library_new_payload`]
@@ -1409,6 +2377,7 @@ fn pms_protected_routes() -> Router<Arc<PmsShared>> {
         .route("/", get(pms_root))
         .route("/library/sections", get(pms_sections))
         .route("/library/sections/{key}/refresh", get(pms_refresh))
+        .route("/library/sections/{key}/all", get(pms_section_items))
 }
 
 /// PMS answers a missing or wrong token with an HTML 401 page.
@@ -1585,6 +2554,128 @@ async fn pms_refresh(
     section.scanned_at = Utc::now().timestamp();
     state.refreshes.push((key, path));
     StatusCode::OK.into_response()
+}
+
+/// `GET /library/sections/{key}/all`: one page of a section's items, see the module
+/// documentation.
+async fn pms_section_items(
+    State(shared): State<Arc<PmsShared>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let mut state = shared.lock();
+    if let Some(fault) = state.take_library_failure() {
+        return match fault {
+            PmsFault::Status(status) => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                pms_html(status, status.canonical_reason().unwrap_or("Error"))
+            }
+            PmsFault::DropConnection => dropped_connection(),
+        };
+    }
+    let Some(section) = state.section(&key) else {
+        return pms_html(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let query = Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .map_err(|err| err.to_string())
+        .and_then(|Query(params)| ItemsQuery::parse(&params, &headers));
+    let query = match query {
+        Ok(query) => query,
+        Err(reason) => {
+            tracing::debug!(%reason, "the PMS simulator refuses a library listing");
+            return pms_html(StatusCode::BAD_REQUEST, "Bad Request");
+        }
+    };
+    let default_kind = if section.section_type == "show" {
+        SimKind::Show
+    } else {
+        SimKind::Movie
+    };
+    let kind = match query.kind {
+        None => Some(default_kind),
+        Some(number) => SimKind::from_number(number),
+    };
+    let listing = kind.map_or_else(Vec::new, |kind| state.listing(section, kind, &query));
+    let total = listing.len();
+    let start = query
+        .start
+        .map_or(0, |start| usize::try_from(start).unwrap_or(usize::MAX));
+    let size = query.size.map_or(usize::MAX, |size| {
+        usize::try_from(size).unwrap_or(usize::MAX)
+    });
+    let counts = if matches!(kind, Some(SimKind::Show | SimKind::Season)) {
+        state.child_counts()
+    } else {
+        BTreeMap::new()
+    };
+    let metadata: Vec<Value> = listing
+        .iter()
+        .skip(start)
+        .take(size)
+        .map(|item| state.render_item(item, query.include_guids, &counts))
+        .collect();
+
+    let shown_kind = kind.unwrap_or(default_kind);
+    let (art, thumb) = if default_kind == SimKind::Show {
+        ("/:/resources/show-fanart.jpg", "/:/resources/show.png")
+    } else {
+        ("/:/resources/movie-fanart.jpg", "/:/resources/movie.png")
+    };
+    let mut container = json!({
+        "size": metadata.len(),
+        "allowSync": true,
+        "art": art,
+        "identifier": "com.plexapp.plugins.library",
+        "librarySectionID": section.key.parse::<u64>().map_or_else(|_| json!(section.key), |id| json!(id)),
+        "librarySectionTitle": section.title,
+        "librarySectionUUID": section.uuid,
+        "mediaTagPrefix": "/system/bundle/media/flags/",
+        "mediaTagVersion": 1_700_000_000,
+        "thumb": thumb,
+        "title1": section.title,
+        "title2": shown_kind.all_title(),
+        "viewGroup": shown_kind.name(),
+        "viewMode": 65_592,
+    });
+    if query.is_paged() {
+        container["totalSize"] = json!(total);
+        container["offset"] = json!(start);
+    }
+    // Like PMS, an empty page leaves `Metadata` out.
+    if !metadata.is_empty() {
+        container["Metadata"] = Value::Array(metadata);
+    }
+    drop(state);
+    let mut response = media_container(&headers, container);
+    if query.is_paged() {
+        for (name, value) in [
+            ("x-plex-container-start", start.to_string()),
+            ("x-plex-container-total-size", total.to_string()),
+        ] {
+            if let Ok(value) = header::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+}
+
+/// A 200 whose body breaks off after the headers: the client sees the connection drop.
+fn dropped_connection() -> Response {
+    let broken = futures::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "the PMS simulator drops the connection",
+        ))
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(broken),
+    )
+        .into_response()
 }
 
 /// Answers `container` (the object inside `MediaContainer`) the way PMS does: JSON

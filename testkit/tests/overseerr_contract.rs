@@ -8,10 +8,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use medianest_integrations::overseerr::{
-    media_status, request_status, CreateRequest, MediaType, OverseerrClient, OverseerrConfig,
-    OverseerrError, Seasons,
+    media_status, request_status, CatalogItem, CatalogPage, CreateRequest, DiscoverList, MediaType,
+    OverseerrClient, OverseerrConfig, OverseerrError, Seasons,
 };
-use medianest_testkit::overseerr_sim::{OverseerrSim, SimOptions};
+use medianest_testkit::overseerr_sim::{CatalogMovie, CatalogTv, OverseerrSim, SimOptions};
 use serde_json::{json, Value};
 
 fn client_with(sim: &OverseerrSim, api_key: &str, timeout: Duration) -> OverseerrClient {
@@ -595,4 +595,502 @@ async fn webhook_payloads_can_be_inspected_without_changing_the_simulator() {
     assert!(sim.webhook_payload("ISSUE_CREATED", created.id).is_err());
     let read = client.get_request(created.id).await.unwrap();
     assert_eq!(read.status, request_status::APPROVED);
+}
+
+// ---------------------------------------------------------------------------------------
+// The catalogue: search, discover lists, movie/tv/season details.
+// ---------------------------------------------------------------------------------------
+
+fn titles(page: &CatalogPage) -> Vec<&str> {
+    page.results
+        .iter()
+        .map(|item| item.title.as_str())
+        .collect()
+}
+
+/// A raw GET on the simulator with the API key, answered as (status, JSON body).
+async fn get_json(sim: &OverseerrSim, path_and_query: &str) -> (u16, Value) {
+    let answer = reqwest::Client::new()
+        .get(format!("{}/api/v1{path_and_query}", sim.base_url()))
+        .header("X-Api-Key", sim.api_key())
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap())
+}
+
+fn assert_status_error(err: OverseerrError, status: u16, message: &str) {
+    match err {
+        OverseerrError::Status {
+            status: got,
+            message: Some(got_message),
+        } if got == status => assert_eq!(got_message, message),
+        other => panic!("expected HTTP {status} {message:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_catalogue_answer_matches_the_spec_response_schemas() {
+    let sim = OverseerrSim::start().await;
+    // Requests create media rows, which Overseerr attaches as `mediaInfo`.
+    let client = client(&sim);
+    client.create_request(&movie(603)).await.unwrap();
+    client
+        .create_request(&series(1399, Seasons::List(vec![1])))
+        .await
+        .unwrap();
+    let calls = [
+        ("/search", "/search?query=matri&page=1"),
+        ("/search", "/search?query=keanu%20reeves&page=1"),
+        ("/search", "/search?query=nothing%20like%20this&page=1"),
+        ("/discover/trending", "/discover/trending?page=1"),
+        ("/discover/movies", "/discover/movies?page=1"),
+        ("/discover/tv", "/discover/tv?page=1"),
+        (
+            "/discover/movies/upcoming",
+            "/discover/movies/upcoming?page=1",
+        ),
+        ("/discover/tv/upcoming", "/discover/tv/upcoming?page=1"),
+        ("/movie/{movieId}", "/movie/603"),
+        ("/movie/{movieId}", "/movie/31047"),
+        ("/movie/{movieId}", "/movie/216527"),
+        ("/tv/{tvId}", "/tv/1399"),
+        ("/tv/{tvId}", "/tv/224372"),
+        ("/tv/{tvId}/season/{seasonId}", "/tv/1399/season/0"),
+        ("/tv/{tvId}/season/{seasonId}", "/tv/1396/season/5"),
+    ];
+
+    for (template, path) in calls {
+        let (status, body) = get_json(&sim, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(
+            sim.spec()
+                .validate_response_body("GET", template, 200, &body),
+            Ok(()),
+            "{path}"
+        );
+    }
+    let (_, details) = get_json(&sim, "/movie/603").await;
+    assert_eq!(details["mediaInfo"]["tmdbId"], 603);
+    assert_eq!(details["mediaInfo"]["requests"][0]["id"], 1);
+    let (_, search) = get_json(&sim, "/search?query=keanu&page=1").await;
+    assert_eq!(search["results"][0]["mediaType"], "person");
+    assert_eq!(search["results"][0]["knownFor"][0]["title"], "The Matrix");
+    assert_no_violations(&sim);
+}
+
+#[tokio::test]
+async fn a_search_finds_movies_and_series_by_word_most_popular_first_and_drops_people() {
+    let sim = OverseerrSim::start().await;
+    let client = client(&sim);
+
+    let matrix = client.search("matrix", 1).await.unwrap();
+    let matri = client.search("MATRI", 1).await.unwrap();
+    let keanu = client.search("keanu", 1).await.unwrap();
+    let thrones = client.search("game of", 1).await.unwrap();
+
+    assert_eq!(
+        titles(&matrix),
+        [
+            "The Matrix",
+            "The Matrix Resurrections",
+            "The Matrix Reloaded",
+            "The Matrix Revolutions"
+        ]
+    );
+    assert_eq!(
+        (matrix.page, matrix.total_pages, matrix.total_results),
+        (1, 1, 4)
+    );
+    assert_eq!(
+        matrix.results[0],
+        CatalogItem {
+            media_type: MediaType::Movie,
+            tmdb_id: 603,
+            tvdb_id: None,
+            title: "The Matrix".into(),
+            year: Some(1999),
+            overview: matrix.results[0].overview.clone(),
+            poster_path: Some("/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg".into()),
+            backdrop_path: matrix.results[0].backdrop_path.clone(),
+        }
+    );
+    let matrimony = matri.results.last().unwrap();
+    assert_eq!(
+        (matrimony.title.as_str(), matrimony.tmdb_id),
+        ("Matrimony", 31047)
+    );
+    assert_eq!(
+        (matrimony.year, &matrimony.overview, &matrimony.poster_path),
+        (None, &None, &None),
+        "TMDB's empty date and absent images are None"
+    );
+    assert!(keanu.results.is_empty(), "people are dropped");
+    assert_eq!(keanu.total_results, 1, "but still counted by Overseerr");
+    assert_eq!(titles(&thrones), ["Game of Thrones"]);
+    assert_eq!(thrones.results[0].media_type, MediaType::Tv);
+    assert_eq!(
+        thrones.results[0].tvdb_id, None,
+        "lists carry no TheTVDB id"
+    );
+    assert_no_violations(&sim);
+}
+
+#[tokio::test]
+async fn searches_are_paged_twenty_results_at_a_time() {
+    let sim = OverseerrSim::start().await;
+    for n in 1..=25u32 {
+        sim.add_movie(CatalogMovie {
+            popularity: f64::from(n) / 100.0,
+            ..CatalogMovie::new(
+                900_000 + u64::from(n),
+                &format!("Matrix Fan Film {n}"),
+                "2020-01-01",
+            )
+        });
+    }
+    let client = client(&sim);
+
+    let first = client.search("matrix", 1).await.unwrap();
+    let second = client.search("matrix", 2).await.unwrap();
+    let beyond = client.search("matrix", 3).await.unwrap();
+
+    assert_eq!(first.results.len(), 20);
+    assert_eq!((first.total_pages, first.total_results), (2, 29));
+    assert_eq!((second.page, second.results.len()), (2, 9));
+    assert_eq!(second.results.last().unwrap().title, "Matrix Fan Film 1");
+    assert!(beyond.results.is_empty());
+    assert_no_violations(&sim);
+}
+
+#[tokio::test]
+async fn each_discover_list_calls_its_route_and_holds_its_kind() {
+    let sim = OverseerrSim::start().await;
+    let client = client(&sim);
+
+    let mut pages = Vec::new();
+    for list in DiscoverList::ALL {
+        pages.push(client.discover(list, 1).await.unwrap());
+    }
+
+    let [trending, movies, tv, upcoming_movies, upcoming_tv] = &pages[..] else {
+        unreachable!("five lists")
+    };
+    assert_eq!(
+        titles(trending)[..4],
+        [
+            "Game of Thrones",
+            "House of the Dragon",
+            "Breaking Bad",
+            "Inception"
+        ]
+    );
+    assert_eq!(trending.results.len(), 12, "Keanu Reeves is dropped");
+    assert_eq!(trending.total_results, 13);
+    assert_eq!(movies.results.len(), 8);
+    assert!(movies
+        .results
+        .iter()
+        .all(|item| item.media_type == MediaType::Movie));
+    assert_eq!(
+        titles(tv),
+        [
+            "Game of Thrones",
+            "House of the Dragon",
+            "Breaking Bad",
+            "A Knight of the Seven Kingdoms"
+        ]
+    );
+    assert!(tv
+        .results
+        .iter()
+        .all(|item| item.media_type == MediaType::Tv));
+    assert_eq!(titles(upcoming_movies), ["Avatar 4"]);
+    assert!(upcoming_movies.results[0].year.is_some());
+    assert_eq!(titles(upcoming_tv), ["A Knight of the Seven Kingdoms"]);
+    let paths: Vec<String> = sim
+        .received()
+        .into_iter()
+        .map(|call| format!("{}?{}", call.path, call.query.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/discover/trending?page=1",
+            "/api/v1/discover/movies?page=1",
+            "/api/v1/discover/tv?page=1",
+            "/api/v1/discover/movies/upcoming?page=1",
+            "/api/v1/discover/tv/upcoming?page=1",
+        ]
+    );
+    assert_no_violations(&sim);
+}
+
+#[tokio::test]
+async fn movie_series_and_season_details_are_decoded() {
+    let sim = OverseerrSim::start().await;
+    let client = client(&sim);
+
+    let matrix = client.movie(603).await.unwrap();
+    let matrimony = client.movie(31047).await.unwrap();
+    let thrones = client.tv(1399).await.unwrap();
+    let knight = client.tv(224372).await.unwrap();
+    let specials = client.season(1399, 0).await.unwrap();
+    let finale = client.season(1396, 5).await.unwrap();
+
+    assert_eq!(matrix.item.title, "The Matrix");
+    assert_eq!(matrix.item.year, Some(1999));
+    assert_eq!(matrix.imdb_id.as_deref(), Some("tt0133093"));
+    assert_eq!(matrix.runtime, Some(136));
+    assert_eq!(matrix.release_date.as_deref(), Some("1999-03-31"));
+    assert_eq!(matrix.genres, ["Action", "Science Fiction"]);
+    assert_eq!(
+        (matrimony.imdb_id, matrimony.runtime, matrimony.release_date),
+        (None, None, None)
+    );
+    assert_eq!(thrones.item.tvdb_id, Some(121361));
+    assert_eq!(thrones.item.year, Some(2011));
+    assert_eq!(thrones.status.as_deref(), Some("Ended"));
+    let numbers: Vec<(u32, u32)> = thrones
+        .seasons
+        .iter()
+        .map(|season| (season.season_number, season.episode_count))
+        .collect();
+    assert_eq!(
+        numbers,
+        [
+            (0, 14),
+            (1, 10),
+            (2, 10),
+            (3, 10),
+            (4, 10),
+            (5, 10),
+            (6, 10),
+            (7, 7),
+            (8, 6)
+        ]
+    );
+    assert_eq!(thrones.seasons[0].name.as_deref(), Some("Specials"));
+    assert_eq!(thrones.seasons[1].air_date.as_deref(), Some("2011-04-17"));
+    assert_eq!(knight.item.tvdb_id, None);
+    assert_eq!(specials.season_number, 0);
+    assert_eq!(specials.episodes.len(), 14);
+    assert_eq!(finale.name.as_deref(), Some("Season 5"));
+    assert_eq!(
+        finale
+            .episodes
+            .iter()
+            .map(|episode| episode.episode_number)
+            .collect::<Vec<_>>(),
+        (1..=16).collect::<Vec<_>>()
+    );
+    assert_no_violations(&sim);
+}
+
+#[tokio::test]
+async fn unknown_ids_are_the_500_that_overseerr_answers_not_a_404() {
+    let sim = OverseerrSim::start().await;
+    let client = client(&sim);
+
+    let movie = client.movie(999_999_999).await.unwrap_err();
+    let show = client.tv(603).await.unwrap_err();
+    let season = client.season(1399, 9).await.unwrap_err();
+    let season_of_unknown = client.season(42, 1).await.unwrap_err();
+
+    assert_status_error(movie, 500, "Unable to retrieve movie.");
+    assert_status_error(show, 500, "Unable to retrieve series.");
+    assert_status_error(season, 500, "Unable to retrieve season.");
+    assert_status_error(season_of_unknown, 500, "Unable to retrieve season.");
+    assert_no_violations(&sim);
+}
+
+#[tokio::test]
+async fn titles_added_or_removed_in_the_simulator_are_found_or_unknown() {
+    let sim = OverseerrSim::start().await;
+    let client = client(&sim);
+    sim.add_movie(CatalogMovie {
+        popularity: 99.0,
+        poster_path: Some("/bladerunner.jpg".into()),
+        runtime: Some(117),
+        genres: vec!["Science Fiction".into()],
+        ..CatalogMovie::new(78, "Blade Runner", "1982-06-25")
+    });
+    sim.add_tv(CatalogTv {
+        tvdb_id: Some(75760),
+        ..CatalogTv::new(
+            1418,
+            "The Big Bang Theory",
+            "2007-09-24",
+            vec![(1, 17), (2, 23)],
+        )
+    });
+
+    assert!(sim.remove_catalog_item(MediaType::Movie, 603));
+    assert!(!sim.remove_catalog_item(MediaType::Tv, 603));
+    let movie_ids: Vec<u64> = sim.catalog_movies().iter().map(|m| m.tmdb_id).collect();
+    assert!(
+        movie_ids.contains(&78) && !movie_ids.contains(&603),
+        "{movie_ids:?}"
+    );
+    assert_eq!(sim.catalog_tv().last().map(|show| show.tmdb_id), Some(1418));
+
+    let blade_runner = client.movie(78).await.unwrap();
+    assert_eq!(
+        (blade_runner.item.year, blade_runner.runtime),
+        (Some(1982), Some(117))
+    );
+    assert_eq!(client.tv(1418).await.unwrap().item.tvdb_id, Some(75760));
+    assert_eq!(client.season(1418, 2).await.unwrap().episodes.len(), 23);
+    assert_eq!(
+        titles(&client.search("blade", 1).await.unwrap()),
+        ["Blade Runner"]
+    );
+    let matrix = client.search("the matrix", 1).await.unwrap();
+    assert!(!matrix.results.iter().any(|item| item.tmdb_id == 603));
+    assert_status_error(
+        client.movie(603).await.unwrap_err(),
+        500,
+        "Unable to retrieve movie.",
+    );
+    assert_no_violations(&sim);
+}
+
+#[tokio::test]
+async fn malformed_catalogue_answers_are_decode_errors_and_are_recorded() {
+    let sim = OverseerrSim::start().await;
+    let client = client(&sim);
+
+    sim.answer_next_raw(1, 200, "<html>Overseerr is starting</html>");
+    let not_json = client.search("matrix", 1).await.unwrap_err();
+    sim.answer_next_raw(1, 200, r#"{"page": 1, "results": 3}"#);
+    let not_an_array = client
+        .discover(DiscoverList::Trending, 1)
+        .await
+        .unwrap_err();
+    sim.answer_next_raw(
+        2,
+        200,
+        r#"{"page": 1, "results": [{"mediaType": "movie", "title": "No id"}]}"#,
+    );
+    let no_id = client
+        .discover(DiscoverList::PopularMovies, 1)
+        .await
+        .unwrap_err();
+    let no_id_in_search = client.search("x", 1).await.unwrap_err();
+    sim.answer_next_raw(1, 200, r#"{"id": 603, "imdbId": "tt0133093"}"#);
+    let no_title = client.movie(603).await.unwrap_err();
+    sim.answer_next_raw(
+        1,
+        200,
+        r#"{"id": 1399, "name": "GoT", "seasons": [{"name": "S1"}]}"#,
+    );
+    let no_season_number = client.tv(1399).await.unwrap_err();
+    let recovered = client.movie(603).await.unwrap();
+
+    for err in [
+        not_json,
+        not_an_array,
+        no_id,
+        no_id_in_search,
+        no_title,
+        no_season_number,
+    ] {
+        assert!(matches!(err, OverseerrError::Decode(_)), "{err:?}");
+        assert!(!err.is_retryable());
+    }
+    assert_eq!(recovered.item.tmdb_id, 603);
+    assert_eq!(sim.received().len(), 7);
+    assert_no_violations(&sim);
+}
+
+#[tokio::test]
+async fn an_injected_raw_error_answer_keeps_its_status_and_message() {
+    let sim = OverseerrSim::start().await;
+    sim.answer_next_raw(1, 503, r#"{"message": "TMDB is down"}"#);
+
+    let err = client(&sim).tv(1399).await.unwrap_err();
+
+    assert!(err.is_retryable());
+    assert_status_error(err, 503, "TMDB is down");
+}
+
+#[tokio::test]
+async fn a_hostile_search_query_arrives_at_overseerr_verbatim() {
+    let sim = OverseerrSim::start().await;
+    let mut query = String::from("Tom & Jerry #1 100% \"quoted\" 'single' déjà vu 東京 a+b=c?/\\;");
+    while query.chars().count() < 200 {
+        query.push('é');
+    }
+
+    let page = client(&sim).search(&query, 3).await.unwrap();
+
+    assert!(page.results.is_empty());
+    let received = sim.received();
+    let call = received.last().unwrap();
+    assert_eq!(call.path, "/api/v1/search");
+    let url = reqwest::Url::parse(&format!(
+        "http://sim/?{}",
+        call.query.clone().unwrap_or_default()
+    ))
+    .unwrap();
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    assert_eq!(
+        pairs,
+        [
+            ("query".to_string(), query.clone()),
+            ("page".to_string(), "3".to_string())
+        ]
+    );
+    assert_no_violations(&sim);
+}
+
+#[tokio::test]
+async fn a_page_tmdb_refuses_is_an_empty_search_and_a_500_discover_list() {
+    let sim = OverseerrSim::start().await;
+    let client = client(&sim);
+
+    let search = client.search("matrix", 501).await.unwrap();
+    let discover = client
+        .discover(DiscoverList::PopularMovies, 0)
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        (search.page, search.total_pages, search.total_results),
+        (1, 1, 0)
+    );
+    assert!(search.results.is_empty());
+    assert_status_error(discover, 500, "Unable to retrieve popular movies.");
+    assert_no_violations(&sim);
+}
+
+#[tokio::test]
+async fn a_non_numeric_id_is_refused_by_the_validator_and_is_a_violation() {
+    let sim = OverseerrSim::start().await;
+
+    let (status, body) = get_json(&sim, "/movie/the-matrix").await;
+
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("movieId")),
+        "{body}"
+    );
+    assert_eq!(
+        sim.violations(),
+        ["GET /api/v1/movie/the-matrix: params/movieId: must be number"]
+    );
+}
+
+#[tokio::test]
+async fn catalogue_routes_outside_medianests_use_are_still_not_simulated() {
+    let sim = OverseerrSim::start().await;
+
+    let (keyword, _) = get_json(&sim, "/search/keyword?query=matrix").await;
+    let (similar, _) = get_json(&sim, "/movie/603/similar").await;
+
+    assert_eq!((keyword, similar), (501, 501));
+    assert_eq!(sim.violations().len(), 2, "{:?}", sim.violations());
 }

@@ -6,9 +6,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use medianest_integrations::plex::{
-    PlexClientInfo, PlexError, PlexPin, PlexTvClient, PlexTvConfig, PmsClient, PmsConfig,
+    ItemKind, LibraryItem, LibraryPage, ListItems, PlexClientInfo, PlexError, PlexPin,
+    PlexTvClient, PlexTvConfig, PmsClient, PmsConfig,
 };
-use medianest_testkit::plex_sim::{PlexTvSim, PmsSim, SimAccount, PMS_VERSION};
+use medianest_testkit::openapi::{Direction, OpenApiSpec};
+use medianest_testkit::plex_sim::{
+    pms_spec_path, PlexTvSim, PmsFault, PmsSim, SimAccount, SimMovie, SimShow, PMS_VERSION,
+};
 use serde_json::Value;
 
 const CLIENT_ID: &str = "medianest-contract-test-0001";
@@ -1118,4 +1122,785 @@ async fn send_webhook_posts_multipart_as_pms_does() {
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[0].header("content-type"), Some("application/json"));
     server.abort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// PMS library content: `GET /library/sections/{key}/all`, paged, for the library sync.
+// ---------------------------------------------------------------------------------------------
+
+fn list(kind: ItemKind, start: u64, size: u32) -> ListItems {
+    ListItems {
+        kind,
+        start,
+        size,
+        added_since: None,
+    }
+}
+
+/// Every page of `query`'s listing, asked the way the sync worker does: from `query.start`
+/// in steps of `query.size` while [`LibraryPage::has_more`].
+async fn every_page(client: &PmsClient, section: &str, query: ListItems) -> Vec<LibraryPage> {
+    let mut query = query;
+    let mut pages = Vec::new();
+    loop {
+        let page = client.section_items(section, &query).await.unwrap();
+        let more = page.has_more(query.size);
+        pages.push(page);
+        if !more {
+            return pages;
+        }
+        query.start += u64::from(query.size);
+        assert!(pages.len() < 10_000, "the paging never ends");
+    }
+}
+
+fn flatten(pages: &[LibraryPage]) -> Vec<LibraryItem> {
+    pages.iter().flat_map(|page| page.items.clone()).collect()
+}
+
+/// The decoded query pairs of a received request.
+fn query_pairs(path: &str) -> Vec<(String, String)> {
+    let url = reqwest::Url::parse(&format!("http://sim{path}")).unwrap();
+    url.query_pairs()
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
+
+fn query_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// A raw JSON call to the simulator: status, headers and body.
+async fn raw_pms(
+    pms: &PmsSim,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new()
+        .get(format!("{}{path_and_query}", pms.base_url()))
+        .header("X-Plex-Token", PMS_TOKEN)
+        .header("Accept", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, body)
+}
+
+fn header_u64(headers: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.parse().ok()
+}
+
+/// A PMS with a movie section "1" and a show section "2" (see [`pms_with_libraries`]) holding
+/// a few movies and two shows with seasons. Returns the rating keys of the shows.
+async fn pms_with_content() -> (PmsSim, String, String) {
+    let pms = pms_with_libraries().await;
+    pms.add_movie(
+        "1",
+        SimMovie::new("The Matrix", 1999, 603).with_resolution("4k"),
+    );
+    pms.add_movie("1", SimMovie::new("Alien", 1979, 348));
+    pms.add_movie("1", SimMovie::new("Zodiac", 2007, 1949));
+    pms.add_movie("1", SimMovie::legacy("Brazil", 1985));
+    let lost = pms.add_show("2", SimShow::new("Lost", 2004, 4607, 73739));
+    pms.add_season(&lost, 1, 25);
+    pms.add_season(&lost, 2, 24);
+    let office = pms.add_show("2", SimShow::new("The Office", 2005, 2316, 73244));
+    pms.add_season(&office, 0, 3);
+    pms.add_season(&office, 1, 6);
+    (pms, lost, office)
+}
+
+#[tokio::test]
+async fn paging_through_a_section_in_small_pages_returns_every_item_once_in_title_order() {
+    let pms = pms_with_libraries().await;
+    for n in 1..=23_u64 {
+        pms.add_movie(
+            "1",
+            SimMovie::new(&format!("The Movie {n:02}"), 2000, 1000 + n),
+        );
+    }
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    let pages = every_page(&client, "1", list(ItemKind::Movie, 0, 5)).await;
+
+    assert_eq!(pages.len(), 5, "23 items in pages of 5");
+    assert_eq!(pms.library_calls(), 5);
+    let starts: Vec<u64> = pages.iter().map(|page| page.start).collect();
+    assert_eq!(starts, vec![0, 5, 10, 15, 20]);
+    assert!(pages.iter().all(|page| page.total_size == Some(23)));
+    let items = flatten(&pages);
+    let titles: Vec<&str> = items.iter().map(|item| item.title.as_str()).collect();
+    let expected: Vec<String> = (1..=23).map(|n| format!("The Movie {n:02}")).collect();
+    assert_eq!(titles, expected, "every item once, in title order");
+    let mut keys: Vec<&str> = items.iter().map(|item| item.rating_key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 23, "rating keys are unique");
+    assert!(items.iter().all(|item| item.item_type == "movie"));
+    assert_eq!(items[0].tmdb_id(), Some(1001));
+    assert_eq!(items[0].year, Some(2000));
+    assert!(items[0].added_at.is_some());
+
+    // On the wire: the section path, type, includeGuids and the paging as query parameters,
+    // with the token and the identification headers.
+    for (request, start) in pms.received().iter().zip([0, 5, 10, 15, 20]) {
+        assert!(
+            request.path.starts_with("/library/sections/1/all?"),
+            "{}",
+            request.path
+        );
+        let pairs = query_pairs(&request.path);
+        assert_eq!(query_value(&pairs, "type"), Some("1"));
+        assert_eq!(query_value(&pairs, "includeGuids"), Some("1"));
+        assert_eq!(
+            query_value(&pairs, "X-Plex-Container-Start"),
+            Some(start.to_string().as_str())
+        );
+        assert_eq!(query_value(&pairs, "X-Plex-Container-Size"), Some("5"));
+        assert_eq!(query_value(&pairs, "sort"), None);
+        assert_identification_headers(&request.headers);
+        assert_eq!(request.header("x-plex-token"), Some(PMS_TOKEN));
+    }
+}
+
+#[tokio::test]
+async fn the_simulator_pages_by_query_parameters_or_headers_like_pms() {
+    let (pms, _, _) = pms_with_content().await;
+
+    let (status, headers, by_query) = raw_pms(
+        &pms,
+        "/library/sections/1/all?X-Plex-Container-Start=1&X-Plex-Container-Size=2",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, header_headers, by_headers) = raw_pms(
+        &pms,
+        "/library/sections/1/all",
+        &[
+            ("X-Plex-Container-Start", "1"),
+            ("X-Plex-Container-Size", "2"),
+        ],
+    )
+    .await;
+    assert_eq!(by_query, by_headers);
+    for headers in [&headers, &header_headers] {
+        assert_eq!(header_u64(headers, "x-plex-container-start"), Some(1));
+        assert_eq!(header_u64(headers, "x-plex-container-total-size"), Some(4));
+    }
+    let container = &by_query["MediaContainer"];
+    assert_eq!(container["size"], 2);
+    assert_eq!(container["totalSize"], 4);
+    assert_eq!(container["offset"], 1);
+    assert_eq!(container["librarySectionID"], 1);
+    assert_eq!(container["librarySectionTitle"], "Movies");
+    assert_eq!(container["Metadata"].as_array().unwrap().len(), 2);
+
+    // Without paging: the whole section (default type: movies), and no paging fields.
+    let (_, headers, whole) = raw_pms(&pms, "/library/sections/1/all", &[]).await;
+    let container = &whole["MediaContainer"];
+    assert_eq!(container["size"], 4);
+    assert!(container.get("totalSize").is_none(), "{container}");
+    assert!(headers.get("x-plex-container-total-size").is_none());
+    let titles: Vec<&str> = container["Metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, vec!["Alien", "Brazil", "The Matrix", "Zodiac"]);
+
+    // Past the end: an empty page without `Metadata`, still with the total.
+    let (_, _, past) = raw_pms(
+        &pms,
+        "/library/sections/1/all?X-Plex-Container-Start=10&X-Plex-Container-Size=5",
+        &[],
+    )
+    .await;
+    assert_eq!(past["MediaContainer"]["size"], 0);
+    assert_eq!(past["MediaContainer"]["totalSize"], 4);
+    assert!(past["MediaContainer"].get("Metadata").is_none());
+
+    // Size 0 asks for the total only (python-plexapi's totalViewSize).
+    let (_, _, count) = raw_pms(
+        &pms,
+        "/library/sections/2/all?type=3&X-Plex-Container-Start=0&X-Plex-Container-Size=0",
+        &[],
+    )
+    .await;
+    assert_eq!(count["MediaContainer"]["totalSize"], 4);
+    assert!(count["MediaContainer"].get("Metadata").is_none());
+}
+
+#[tokio::test]
+async fn include_guids_adds_the_external_ids_and_without_it_there_are_none() {
+    let (pms, _, _) = pms_with_content().await;
+
+    let (_, _, with) = raw_pms(&pms, "/library/sections/1/all?includeGuids=1", &[]).await;
+    let (_, _, without) = raw_pms(&pms, "/library/sections/1/all", &[]).await;
+    let find = |body: &Value, title: &str| -> Value {
+        body["MediaContainer"]["Metadata"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["title"] == title)
+            .cloned()
+            .unwrap()
+    };
+    let matrix = find(&with, "The Matrix");
+    assert_eq!(
+        matrix["Guid"],
+        serde_json::json!([{"id": "imdb://tt0000603"}, {"id": "tmdb://603"}])
+    );
+    assert!(matrix["guid"]
+        .as_str()
+        .unwrap()
+        .starts_with("plex://movie/"));
+    assert_eq!(matrix["Media"][0]["videoResolution"], "4k");
+    assert!(find(&without, "The Matrix").get("Guid").is_none());
+    // A legacy-agent item has no Guid even when asked for.
+    let brazil = find(&with, "Brazil");
+    assert!(brazil.get("Guid").is_none(), "{brazil}");
+    assert!(brazil["guid"]
+        .as_str()
+        .unwrap()
+        .starts_with("com.plexapp.agents.imdb://tt"));
+
+    // The client always asks with includeGuids=1.
+    let client = pms_client(&pms, PMS_TOKEN);
+    let items = client
+        .section_items("1", &list(ItemKind::Movie, 0, 50))
+        .await
+        .unwrap()
+        .items;
+    let matrix = items
+        .iter()
+        .find(|item| item.title == "The Matrix")
+        .unwrap();
+    assert_eq!(matrix.guids, vec!["imdb://tt0000603", "tmdb://603"]);
+    assert_eq!(matrix.tmdb_id(), Some(603));
+    assert!(matrix.is_4k());
+    let alien = items.iter().find(|item| item.title == "Alien").unwrap();
+    assert!(!alien.is_4k());
+    assert_eq!(alien.video_resolutions, vec!["1080"]);
+    let brazil = items.iter().find(|item| item.title == "Brazil").unwrap();
+    assert!(brazil.guids.is_empty());
+    assert_eq!(brazil.tmdb_id(), None);
+    assert!(brazil
+        .guid
+        .as_deref()
+        .unwrap()
+        .starts_with("com.plexapp.agents.imdb://"));
+}
+
+#[tokio::test]
+async fn shows_and_seasons_carry_their_counts_parents_and_numbers() {
+    let (pms, lost, office) = pms_with_content().await;
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    let shows = flatten(&every_page(&client, "2", list(ItemKind::Show, 0, 200)).await);
+    let summary: Vec<_> = shows
+        .iter()
+        .map(|show| {
+            (
+                show.title.as_str(),
+                show.leaf_count,
+                show.tmdb_id(),
+                show.tvdb_id(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("Lost", Some(49), Some(4607), Some(73739)),
+            ("The Office", Some(9), Some(2316), Some(73244)),
+        ]
+    );
+    assert!(shows.iter().all(|show| show.item_type == "show"));
+
+    // Seasons: type=3, in pages of 3 — each with its show and number.
+    let pages = every_page(&client, "2", list(ItemKind::Season, 0, 3)).await;
+    assert_eq!(pages.len(), 2);
+    let seasons: Vec<_> = flatten(&pages)
+        .into_iter()
+        .map(|season| {
+            assert_eq!(season.item_type, "season");
+            (
+                season.title,
+                season.parent_rating_key,
+                season.index,
+                season.leaf_count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seasons,
+        vec![
+            (
+                "Season 1".to_string(),
+                Some(lost.clone()),
+                Some(1),
+                Some(25)
+            ),
+            (
+                "Season 2".to_string(),
+                Some(lost.clone()),
+                Some(2),
+                Some(24)
+            ),
+            (
+                "Specials".to_string(),
+                Some(office.clone()),
+                Some(0),
+                Some(3)
+            ),
+            (
+                "Season 1".to_string(),
+                Some(office.clone()),
+                Some(1),
+                Some(6)
+            ),
+        ]
+    );
+    let pairs = query_pairs(&pms.received().last().unwrap().path);
+    assert_eq!(query_value(&pairs, "type"), Some("3"));
+
+    // The raw season has PMS's parent fields; the raw show its child count.
+    let (_, _, raw) = raw_pms(&pms, "/library/sections/2/all?type=3", &[]).await;
+    let season = &raw["MediaContainer"]["Metadata"][0];
+    assert_eq!(season["parentTitle"], "Lost");
+    assert!(season["parentGuid"]
+        .as_str()
+        .unwrap()
+        .starts_with("plex://show/"));
+    assert_eq!(raw["MediaContainer"]["viewGroup"], "season");
+    let (_, _, raw) = raw_pms(&pms, "/library/sections/2/all", &[]).await;
+    assert_eq!(raw["MediaContainer"]["Metadata"][0]["childCount"], 2);
+
+    // Episodes: type=4.
+    let episodes = flatten(&every_page(&client, "2", list(ItemKind::Episode, 0, 20)).await);
+    assert_eq!(episodes.len(), 58);
+    assert!(episodes.iter().all(|episode| episode.item_type == "episode"
+        && episode.parent_rating_key.is_some()
+        && episode.video_resolutions == ["1080"]));
+
+    // A movie section holds no seasons: an empty page, not an error.
+    let page = client
+        .section_items("1", &list(ItemKind::Season, 0, 50))
+        .await
+        .unwrap();
+    assert!(page.items.is_empty());
+    assert_eq!(page.total_size, Some(0));
+    assert!(!page.has_more(50));
+}
+
+#[tokio::test]
+async fn recently_added_lists_only_newer_items_newest_first_and_stops_at_the_last_page() {
+    let pms = pms_with_libraries().await;
+    let now = Utc::now().timestamp();
+    let since = now - 3_600;
+    for (n, age) in [
+        (1, 7_200),
+        (2, 60),
+        (3, 3_600),
+        (4, 10),
+        (5, 86_400),
+        (6, 600),
+        (7, 3_599),
+    ] {
+        pms.add_movie(
+            "1",
+            SimMovie::new(&format!("Movie {n}"), 2020, n).with_added_at(now - age),
+        );
+    }
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    let query = ListItems {
+        kind: ItemKind::Movie,
+        start: 0,
+        size: 2,
+        added_since: Some(since),
+    };
+    let pages = every_page(&client, "1", query).await;
+
+    let titles: Vec<String> = flatten(&pages).into_iter().map(|item| item.title).collect();
+    // "Movie 3", added exactly at `since`, is not after it.
+    assert_eq!(titles, vec!["Movie 4", "Movie 2", "Movie 6", "Movie 7"]);
+    assert_eq!(pages.len(), 2, "the last page ends the pass");
+    assert_eq!(pms.library_calls(), 2);
+    let added: Vec<i64> = flatten(&pages)
+        .iter()
+        .map(|item| item.added_at.unwrap())
+        .collect();
+    assert!(added.windows(2).all(|pair| pair[0] >= pair[1]), "{added:?}");
+
+    // On the wire: Overseerr's filter and sort, form-encoded as python-plexapi writes them.
+    let request = &pms.received()[0];
+    assert!(
+        request
+            .path
+            .contains(&format!("sort=addedAt%3Adesc&addedAt%3E%3E={since}")),
+        "{}",
+        request.path
+    );
+    let pairs = query_pairs(&request.path);
+    assert_eq!(
+        query_value(&pairs, "addedAt>>"),
+        Some(since.to_string().as_str())
+    );
+
+    // Overseerr's own spelling reaches the simulator the same way.
+    let (_, _, raw) = raw_pms(
+        &pms,
+        &format!("/library/sections/1/all?type=1&sort=addedAt%3Adesc&addedAt>>={since}"),
+        &[],
+    )
+    .await;
+    assert_eq!(raw["MediaContainer"]["size"], 4);
+    assert_eq!(raw["MediaContainer"]["Metadata"][0]["title"], "Movie 4");
+}
+
+#[tokio::test]
+async fn recently_added_seasons_are_the_seasons_added_since() {
+    let (pms, lost, office) = pms_with_content().await;
+    let now = Utc::now().timestamp();
+    // Every season so far is a day old; a new one arrives now.
+    for season in flatten(
+        &every_page(
+            &pms_client(&pms, PMS_TOKEN),
+            "2",
+            list(ItemKind::Season, 0, 50),
+        )
+        .await,
+    ) {
+        pms.set_added_at(&season.rating_key, now - 86_400);
+    }
+    let fresh = pms.add_season(&lost, 3, 23);
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    let seasons = flatten(
+        &every_page(
+            &client,
+            "2",
+            ListItems {
+                kind: ItemKind::Season,
+                start: 0,
+                size: 50,
+                added_since: Some(now - 3_600),
+            },
+        )
+        .await,
+    );
+
+    assert_eq!(seasons.len(), 1, "{seasons:?}");
+    assert_eq!(seasons[0].rating_key, fresh);
+    assert_eq!(seasons[0].parent_rating_key.as_deref(), Some(lost.as_str()));
+    assert_eq!(seasons[0].index, Some(3));
+    assert_eq!(seasons[0].leaf_count, Some(23));
+    assert_ne!(fresh, office);
+}
+
+#[tokio::test]
+async fn removed_items_disappear_from_the_listing_with_their_seasons() {
+    let (pms, lost, _) = pms_with_content().await;
+    let client = pms_client(&pms, PMS_TOKEN);
+    let movies = flatten(&every_page(&client, "1", list(ItemKind::Movie, 0, 50)).await);
+    let alien = movies.iter().find(|item| item.title == "Alien").unwrap();
+
+    pms.remove_item(&alien.rating_key);
+    pms.remove_item(&lost);
+    pms.remove_item("no-such-item");
+
+    let movies = flatten(&every_page(&client, "1", list(ItemKind::Movie, 0, 50)).await);
+    assert_eq!(movies.len(), 3);
+    assert!(movies.iter().all(|item| item.title != "Alien"));
+    let shows = flatten(&every_page(&client, "2", list(ItemKind::Show, 0, 50)).await);
+    let titles: Vec<&str> = shows.iter().map(|show| show.title.as_str()).collect();
+    assert_eq!(titles, vec!["The Office"]);
+    let seasons = flatten(&every_page(&client, "2", list(ItemKind::Season, 0, 50)).await);
+    assert_eq!(seasons.len(), 2);
+    assert!(seasons
+        .iter()
+        .all(|season| season.parent_rating_key.as_deref() != Some(lost.as_str())));
+    let episodes = flatten(&every_page(&client, "2", list(ItemKind::Episode, 0, 50)).await);
+    assert_eq!(episodes.len(), 9);
+}
+
+#[tokio::test]
+async fn odd_guids_reach_the_client_without_harm_and_give_no_ids() {
+    let pms = pms_with_libraries().await;
+    let long = format!("tmdb://{}", "7".repeat(5_000));
+    let odd = [
+        "tmdb://abc",
+        "tmdb://0",
+        "tmdb://-3",
+        "tmdb://",
+        " tmdb://603",
+        "tmdb://603 ",
+        long.as_str(),
+        "tvdb://x1",
+        "imdb://",
+    ];
+    let movie = SimMovie {
+        guids: odd.iter().map(|guid| guid.to_string()).collect(),
+        ..SimMovie::new("Odd", 2001, 1)
+    };
+    pms.add_movie("1", movie);
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    let items = client
+        .section_items("1", &list(ItemKind::Movie, 0, 10))
+        .await
+        .unwrap()
+        .items;
+
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].guids, odd, "the ids arrive as sent");
+    assert_eq!(items[0].tmdb_id(), None);
+    assert_eq!(items[0].tvdb_id(), None);
+}
+
+#[tokio::test]
+async fn an_unknown_section_is_not_found_a_wrong_token_unauthorized_and_a_bad_filter_rejected() {
+    let (pms, _, _) = pms_with_content().await;
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    let err = client
+        .section_items("99", &list(ItemKind::Movie, 0, 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PlexError::NotFound), "{err:?}");
+    assert!(!err.is_retryable());
+
+    let err = pms_client(&pms, "wrong-token")
+        .section_items("1", &list(ItemKind::Movie, 0, 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PlexError::Unauthorized), "{err:?}");
+
+    let err = client
+        .section_items("  ", &list(ItemKind::Movie, 0, 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PlexError::Config(_)), "{err:?}");
+    assert_eq!(
+        pms.library_calls(),
+        2,
+        "an empty key is refused without a call"
+    );
+
+    // PMS answers its HTML pages; the simulator refuses filters it does not know with 400.
+    let (status, headers, body) = raw_pms(&pms, "/library/sections/99/all", &[]).await;
+    assert_eq!(status, 404);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(body.as_str().unwrap().contains("404 Not Found"));
+    let (status, _, _) = raw_pms(&pms, "/library/sections/1/all?addedAt>=5", &[]).await;
+    assert_eq!(status, 400);
+    let (status, _, _) = raw_pms(&pms, "/library/sections/1/all?sort=rating:desc", &[]).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn injected_library_failures_are_retryable_and_then_the_listing_goes_through() {
+    let (pms, _, _) = pms_with_content().await;
+    let client = pms_client(&pms, PMS_TOKEN);
+    let query = list(ItemKind::Movie, 0, 10);
+
+    pms.fail_library_calls(2, PmsFault::Status(500));
+    for _ in 0..2 {
+        let err = client.section_items("1", &query).await.unwrap_err();
+        assert!(
+            matches!(err, PlexError::Unavailable(ref text) if text.contains("500")),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+    }
+    assert_eq!(
+        client.section_items("1", &query).await.unwrap().items.len(),
+        4
+    );
+
+    pms.fail_library_calls(1, PmsFault::DropConnection);
+    let err = client.section_items("1", &query).await.unwrap_err();
+    assert!(matches!(err, PlexError::Unavailable(_)), "{err:?}");
+    assert!(err.is_retryable());
+    assert_eq!(
+        client.section_items("1", &query).await.unwrap().items.len(),
+        4
+    );
+    assert_eq!(pms.library_calls(), 5);
+}
+
+#[tokio::test]
+async fn a_section_of_twenty_thousand_movies_pages_through_in_a_hundred_calls() {
+    let pms = pms_with_libraries().await;
+    let started = Instant::now();
+    pms.add_movies_bulk("1", 20_000, 10_000);
+    let filled = started.elapsed();
+    let client = pms_client(&pms, PMS_TOKEN);
+
+    let started = Instant::now();
+    let pages = every_page(&client, "1", list(ItemKind::Movie, 0, 200)).await;
+    let paged = started.elapsed();
+
+    assert_eq!(pages.len(), 100);
+    assert_eq!(pms.library_calls(), 100);
+    let items = flatten(&pages);
+    assert_eq!(items.len(), 20_000);
+    let mut tmdb: Vec<u64> = items.iter().filter_map(LibraryItem::tmdb_id).collect();
+    tmdb.sort_unstable();
+    tmdb.dedup();
+    assert_eq!(
+        tmdb.len(),
+        20_000,
+        "every movie once, each with its TMDB id"
+    );
+    assert_eq!(tmdb.first(), Some(&10_000));
+    assert_eq!(tmdb.last(), Some(&29_999));
+    assert_eq!(items.iter().filter(|item| item.is_4k()).count(), 2_000);
+    eprintln!("20,000 movies: filled in {filled:?}, paged through in {paged:?}");
+    assert!(filled < Duration::from_secs(5), "filling took {filled:?}");
+}
+
+/// The community spec's schema of an answer, as a `$ref` the validator resolves.
+fn metadata_container_schema() -> Value {
+    serde_json::json!({ "$ref": "#/components/schemas/MediaContainerWithMetadata" })
+}
+
+#[tokio::test]
+async fn library_answers_fit_the_community_spec() {
+    // The repository's validator is written for OpenAPI 3.0; the PMS document is 3.1. It
+    // loads it, and the part used here (MediaContainerWithMetadata, Metadata, Media, Part,
+    // Guid, the paging parameters) uses no 3.1-only keyword, so it checks it as is. `pattern`
+    // and `format` are not checked by the validator, so the Guid id pattern and the
+    // required fields are also checked below by hand.
+    let spec = OpenApiSpec::load(pms_spec_file()).unwrap();
+    let template = "/library/sections/{sectionId}/all";
+    assert_eq!(
+        spec.match_path("/library/sections/2/all").as_deref(),
+        Some(template)
+    );
+    // The validator does check this schema: an item without `key`, with a text `addedAt`
+    // and a `Media` without `id` is refused.
+    let broken = serde_json::json!({"MediaContainer": {"size": 1, "Metadata": [
+        {"ratingKey": "1", "title": "T", "type": "movie", "addedAt": "yesterday",
+         "Media": [{"videoResolution": "4k"}]}
+    ]}});
+    let errors = spec
+        .validate_response_body("GET", template, 200, &broken)
+        .unwrap_err();
+    for expected in ["key: required", "addedAt: expected integer", "id: required"] {
+        assert!(
+            errors.iter().any(|error| error.contains(expected)),
+            "{expected} not in {errors:#?}"
+        );
+    }
+
+    let (pms, _, _) = pms_with_content().await;
+    pms.add_movie("1", SimMovie::new("Old", 1950, 77).with_resolution("sd"));
+
+    for (path, count) in [
+        ("/library/sections/1/all?type=1&includeGuids=1&X-Plex-Container-Start=0&X-Plex-Container-Size=50", 5),
+        ("/library/sections/1/all?type=1&includeGuids=1&sort=addedAt%3Adesc&addedAt%3E%3E=0&X-Plex-Container-Start=1&X-Plex-Container-Size=2", 2),
+        ("/library/sections/2/all?type=2&includeGuids=1&X-Plex-Container-Start=0&X-Plex-Container-Size=50", 2),
+        ("/library/sections/2/all?type=3&includeGuids=1&X-Plex-Container-Start=0&X-Plex-Container-Size=50", 4),
+        ("/library/sections/2/all?type=4&includeGuids=1&X-Plex-Container-Start=0&X-Plex-Container-Size=5", 5),
+        ("/library/sections/1/all?type=3&X-Plex-Container-Start=0&X-Plex-Container-Size=5", 0),
+        ("/library/sections/1/all", 5),
+    ] {
+        let (status, headers, body) = raw_pms(&pms, path, &[]).await;
+        assert_eq!(status, 200, "{path}");
+        if let Err(errors) = spec.validate_response_body("GET", template, 200, &body) {
+            panic!("{path}: the answer does not fit the spec: {errors:#?}\n{body:#}");
+        }
+        if let Err(errors) = spec.validate(&metadata_container_schema(), &body, Direction::Response, "response") {
+            panic!("{path}: {errors:#?}");
+        }
+        let container = &body["MediaContainer"];
+        assert_eq!(container["size"], count, "{path}");
+        let items = container["Metadata"].as_array().cloned().unwrap_or_default();
+        assert_eq!(items.len(), count, "{path}");
+        for item in &items {
+            for field in ["addedAt", "key", "title", "type"] {
+                assert!(item.get(field).is_some(), "{path}: {field} missing in {item}");
+            }
+            assert!(item["ratingKey"].is_string(), "{path}: {item}");
+            for guid in item["Guid"].as_array().into_iter().flatten() {
+                let id = guid["id"].as_str().unwrap();
+                let (scheme, rest) = id.split_once("://").unwrap();
+                assert!(["imdb", "tmdb", "tvdb"].contains(&scheme) && !rest.is_empty(), "{id}");
+            }
+            for media in item["Media"].as_array().into_iter().flatten() {
+                assert!(media["id"].is_u64(), "{media}");
+                assert!(media["Part"][0]["id"].is_u64() && media["Part"][0]["key"].is_string());
+            }
+        }
+        // Paged answers carry the spec's integer headers, equal to the container's fields.
+        if path.contains("X-Plex-Container-Size") {
+            assert_eq!(
+                header_u64(&headers, "x-plex-container-start"),
+                container["offset"].as_u64(),
+                "{path}"
+            );
+            assert_eq!(
+                header_u64(&headers, "x-plex-container-total-size"),
+                container["totalSize"].as_u64(),
+                "{path}"
+            );
+        }
+    }
+
+    // What the client sends fits the spec's parameters: the paging and includeGuids are
+    // documented query parameters; type and sort belong to the `mediaQuery` object
+    // (form-exploded, which the validator does not expand), so they are checked against its
+    // properties; `addedAt>>` is the filter language the spec only describes in prose.
+    let client = pms_client(&pms, PMS_TOKEN);
+    client
+        .section_items(
+            "1",
+            &ListItems {
+                kind: ItemKind::Movie,
+                start: 0,
+                size: 200,
+                added_since: Some(0),
+            },
+        )
+        .await
+        .unwrap();
+    let pairs = query_pairs(&pms.received().last().unwrap().path);
+    let (media_query, plain): (Vec<_>, Vec<_>) = pairs
+        .into_iter()
+        .partition(|(name, _)| ["type", "sort", "addedAt>>"].contains(&name.as_str()));
+    spec.validate_query("GET", template, &plain).unwrap();
+    let media_query_schema = &spec.document()["components"]["schemas"]["MediaQuery"];
+    let object = serde_json::json!({
+        "type": query_value(&media_query, "type").unwrap().parse::<u64>().unwrap(),
+        "sort": query_value(&media_query, "sort").unwrap(),
+    });
+    spec.validate(media_query_schema, &object, Direction::Request, "query")
+        .unwrap();
+    assert_eq!(query_value(&media_query, "addedAt>>"), Some("0"));
+}
+
+/// The PMS spec's path; the test fails when it is missing.
+fn pms_spec_file() -> std::path::PathBuf {
+    let path = pms_spec_path();
+    assert!(
+        path.is_file(),
+        "the PMS spec is missing at {}",
+        path.display()
+    );
+    path
 }

@@ -1,8 +1,10 @@
 //! Request search (issue 5, DESIGN.md §5, §7): `GET /api/v1/search` over the
 //! `request_search` read model, against real PostgreSQL and NATS JetStream — typo-tolerant
-//! and ranked (full text plus pg_trgm), by title, year and requester, with the request
-//! list's visibility, read-your-writes through `min_position`, 400 for bad input, and a
-//! projection that redelivered events leave unchanged.
+//! (full text, pg_trgm, edit distance) and ranked by word closeness first (issue 11: a
+//! one-letter typo of a whole word outranks a title that only shares trigrams), by title,
+//! year and requester, with the request list's visibility, read-your-writes through
+//! `min_position`, 400 for bad input, and a projection that redelivered events leave
+//! unchanged.
 //!
 //! Apps run without the Overseerr simulator, so no saga writes events (or moves a request
 //! on) while a test counts them.
@@ -307,6 +309,129 @@ async fn a_year_in_the_query_matches_and_boosts() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_one_letter_typo_of_a_whole_word_outranks_a_title_sharing_more_trigrams() {
+    let app = spawn_quiet().await;
+    let (_, position) = submit_all(
+        &app,
+        &app.admin,
+        &[
+            (603, "The Matrix", 1999),
+            (604, "The Matrix Reloaded", 2003),
+            (40_000, "Matrimony", 2001),
+            (550, "Fight Club", 1999),
+            (78, "Blade Runner", 1982),
+        ],
+    )
+    .await;
+
+    // "matrx" is one letter off "matrix"; "Matrimony" shares as many trigrams, in a shorter
+    // title, and is still found, after every Matrix.
+    let answer = search_as(
+        &app,
+        &app.admin,
+        &[("q", "matrx"), ("min_position", &position.to_string())],
+    )
+    .await;
+    assert_eq!(
+        titles(&answer),
+        ["The Matrix", "The Matrix Reloaded", "Matrimony"],
+        "{answer}"
+    );
+    // A wrong letter, and two neighbouring letters swapped, count as one typo too.
+    for q in ["matrex", "mtarix"] {
+        let answer = search_as(&app, &app.admin, &[("q", q)]).await;
+        assert_eq!(
+            titles(&answer)[..2],
+            ["The Matrix", "The Matrix Reloaded"],
+            "{q}: {answer}"
+        );
+    }
+    // The integer part of the score is the closeness: one typo of one word is 2, a whole
+    // word 4, a prefix 3.
+    let score = |answer: &Value, title: &str| hit(answer, title)["score"].as_f64();
+    assert_eq!(score(&answer, "The Matrix").map(f64::floor), Some(2.0));
+    assert_eq!(score(&answer, "Matrimony").map(f64::floor), Some(0.0));
+    let answer = search_as(&app, &app.admin, &[("q", "matrix")]).await;
+    assert_eq!(score(&answer, "The Matrix").map(f64::floor), Some(4.0));
+    let answer = search_as(&app, &app.admin, &[("q", "matri")]).await;
+    assert_eq!(
+        titles(&answer)[..2],
+        ["Matrimony", "The Matrix"],
+        "{answer}"
+    );
+    assert_eq!(score(&answer, "The Matrix").map(f64::floor), Some(3.0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_two_word_query_with_a_typo_in_one_word_ranks_the_title_with_both_words_first() {
+    let app = spawn_quiet().await;
+    let (_, position) = submit_all(
+        &app,
+        &app.admin,
+        &[
+            (945_961, "Alien: Romulus", 2024),
+            (348, "Alien", 1979),
+            (40_001, "Romulus", 2017),
+            (40_002, "Romulus and Remus", 1961),
+            (78, "Blade Runner", 1982),
+        ],
+    )
+    .await;
+    let position = position.to_string();
+
+    // One word exact, the other one typo off: the title with both words first, then the
+    // titles with the exact word.
+    let answer = search_as(
+        &app,
+        &app.admin,
+        &[("q", "alein romulus"), ("min_position", &position)],
+    )
+    .await;
+    assert_eq!(
+        titles(&answer),
+        ["Alien: Romulus", "Romulus", "Romulus and Remus"],
+        "{answer}"
+    );
+    let answer = search_as(&app, &app.admin, &[("q", "alien romulos")]).await;
+    assert_eq!(titles(&answer)[0], "Alien: Romulus", "{answer}");
+    assert!(
+        !titles(&answer).contains(&"Blade Runner".to_string()),
+        "{answer}"
+    );
+    let answer = search_as(&app, &app.admin, &[("q", "blade runer")]).await;
+    assert_eq!(titles(&answer), ["Blade Runner"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_typo_in_a_requesters_name_ranks_their_requests_above_a_look_alike_title() {
+    let app = spawn_quiet().await;
+    let morpheus = app.sign_in_user("morpheus").await;
+    let trinity = app.sign_in_user("trinity").await;
+    let (dark_city, _) = submit_all(&app, &morpheus, &[(2666, "Dark City", 1998)]).await;
+    let (_, position) = submit_all(&app, &trinity, &[(40_003, "Morphine", 2008)]).await;
+
+    // "morpheos" is one letter off the requester "morpheus"; "Morphine" only shares a
+    // beginning with it.
+    let answer = search_as(
+        &app,
+        &app.admin,
+        &[("q", "morpheos"), ("min_position", &position.to_string())],
+    )
+    .await;
+    assert_eq!(titles(&answer), ["Dark City", "Morphine"], "{answer}");
+    assert_eq!(answer["results"][0]["requester"], "morpheus");
+    // A requester typo and a title word together.
+    let answer = search_as(&app, &app.admin, &[("q", "morpheos dark")]).await;
+    assert_eq!(ids(&answer), dark_city);
+    // Visibility holds: trinity does not find morpheus's request.
+    let answer = search_as(&app, &trinity, &[("q", "morpheos")]).await;
+    assert_eq!(titles(&answer), ["Morphine"]);
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Requester and visibility
 // ---------------------------------------------------------------------------------------
@@ -568,14 +693,19 @@ async fn bad_search_input_is_400_and_changes_nothing() {
 // The projection
 // ---------------------------------------------------------------------------------------
 
-/// Every event of the log, as a feed would deliver it.
-async fn all_events(pool: &PgPool) -> Vec<FeedEvent> {
-    log::read_after(pool, Cursor::default(), 1000, None)
-        .await
-        .expect("read the log")
-        .iter()
-        .map(|event| FeedEvent::from_stored(event).expect("a public form"))
-        .collect()
+/// Every event of the log, as a feed would deliver it, once all `count` of them are behind
+/// the transaction fence (server-wide: other databases' transactions may hold it back).
+async fn all_events(pool: &PgPool, count: usize) -> Vec<FeedEvent> {
+    eventually("the events behind the fence", WAIT, || async {
+        let events: Vec<FeedEvent> = log::read_after(pool, Cursor::default(), 1000, None)
+            .await
+            .expect("read the log")
+            .iter()
+            .map(|event| FeedEvent::from_stored(event).expect("a public form"))
+            .collect();
+        (events.len() >= count).then_some(events)
+    })
+    .await
 }
 
 /// The search row of `request` and the username of `user`.
@@ -645,7 +775,7 @@ async fn applying_an_event_twice_changes_nothing() {
         )
         .await
         .expect("renamed");
-    let events = all_events(&pool).await;
+    let events = all_events(&pool, 4).await;
     assert_eq!(events.len(), 4, "{events:?}");
 
     let runner = ProjectionRunner::new(

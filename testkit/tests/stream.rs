@@ -582,6 +582,7 @@ impl Server {
             default_quotas: Default::default(),
             download_progress: None,
             stream: Some(hub.clone()),
+            catalog: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/api/v1/stream", listener.local_addr().unwrap());

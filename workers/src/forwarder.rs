@@ -9,6 +9,9 @@
 //! Overseerr request's id. Transient failures (5xx, timeouts, connection errors) are retried
 //! with exponential backoff and jitter; 4xx answers are not.
 //!
+//! A TV request's seasons that Plex already has (the Plex library read model) are left out
+//! of the call: nothing is forwarded for a season Plex has.
+//!
 //! Calls go through Overseerr's circuit breaker ([`crate::breaker`]): while it is open the
 //! forwarder waits for the trial time instead of calling, and failures that keep it open use
 //! up no attempt, so an Overseerr outage delays forwarding instead of failing requests. A
@@ -123,9 +126,13 @@ impl OverseerrForwarder {
             info!(status = ?current.status(), "not waiting to be forwarded; nothing to do");
             return Handled::Finished;
         }
-        let Some(body) = create_request(&current) else {
+        let Some(mut body) = create_request(&current) else {
             return Handled::Finished;
         };
+        if !self.leave_out_what_plex_has(&mut body).await {
+            info!("Plex has every season asked for; the Plex sync records it available");
+            return Handled::Finished;
+        }
         let (outcome, attempts) = self
             .retry
             .run(
@@ -193,6 +200,29 @@ impl OverseerrForwarder {
             warn!(%error, "outcome not recorded");
         }
         Handled::Finished
+    }
+}
+
+impl OverseerrForwarder {
+    /// Leaves the seasons Plex already has out of a TV request's list (nothing is forwarded
+    /// for a season Plex has); answers whether anything is left to forward. When the Plex
+    /// library cannot be read, the list is forwarded whole (Overseerr skips what it knows
+    /// is available).
+    async fn leave_out_what_plex_has(&self, body: &mut CreateRequest) -> bool {
+        let Some(Seasons::List(list)) = body.seasons.as_mut() else {
+            return true;
+        };
+        let media_type = media_request::MediaType::Tv;
+        let tmdb_id = i64::try_from(body.media_id).unwrap_or(i64::MAX);
+        match self.requests.in_plex(media_type, tmdb_id).await {
+            Ok(in_plex) => {
+                if let Some(presence) = in_plex.for_4k(body.is_4k) {
+                    list.retain(|season| !presence.seasons.contains(season));
+                }
+            }
+            Err(error) => warn!(%error, "cannot read the Plex library; forwarding every season"),
+        }
+        !list.is_empty()
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`downloader::Downloader`]: `queued`/`retried` downloads → yt-dlp runs, progress on
 //!   core NATS, items and outcome recorded.
 //! - [`scanner::PlexScanner`]: `completed` downloads → a Plex library section scan.
+//! - [`plex_sync::PlexSync`]: the Plex library read model from the PMS library routes, and
+//!   `partially_available` / `available` for the requests Plex covers.
 //!
 //! Each external service has a [`breaker::CircuitBreaker`] shared by the sagas that call it;
 //! while it is open they wait instead of calling, and its state goes to `service_health`.
@@ -16,6 +18,7 @@ pub mod breaker;
 mod consumer;
 pub mod downloader;
 pub mod forwarder;
+pub mod plex_sync;
 pub mod reconciler;
 pub mod retry;
 pub mod scanner;
@@ -24,6 +27,7 @@ pub mod session_expirer;
 pub use breaker::{BreakerConfig, CircuitBreaker, Service};
 pub use downloader::{Downloader, DownloaderConfig};
 pub use forwarder::OverseerrForwarder;
+pub use plex_sync::{PlexSync, PlexSyncConfig};
 pub use reconciler::OverseerrReconciler;
 pub use retry::RetryPolicy;
 pub use scanner::{PlexScanner, ScanTarget};

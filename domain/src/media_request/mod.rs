@@ -14,6 +14,7 @@
 //! and saga steps apply no effect twice.
 
 mod commands;
+mod coverage;
 mod events;
 mod state;
 #[cfg(test)]
@@ -26,6 +27,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 pub use commands::MediaRequestCommand;
+pub use coverage::{coverage, Coverage};
 pub use events::{MediaRequestEvent, EVENT_VERSION};
 pub use state::{AllSeasons, Media, MediaType, RequestStatus, Seasons, Source, TmdbId};
 

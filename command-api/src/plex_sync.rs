@@ -1,0 +1,79 @@
+//! `POST /api/v1/admin/plex/sync`: an admin asks the Plex sync worker for a full pass over
+//! the Plex library (issue 11). The request is recorded in `plex_sync_state`; the worker,
+//! wherever it runs, starts the pass at its next tick (a pass under way finishes first).
+//! Nothing is written to the event log: the Plex library is a read model of the outside world.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use medianest_http::openapi::Problem;
+use medianest_http::{ApiError, Caller};
+use medianest_store::plex_library;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::CommandState;
+
+/// The routes of this module.
+pub fn router() -> Router<CommandState> {
+    Router::new().route("/api/v1/admin/plex/sync", post(start_full_sync))
+}
+
+/// Answer of `POST /api/v1/admin/plex/sync`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SyncRequested {
+    /// When the full pass was asked for (RFC 3339, UTC).
+    requested_at: chrono::DateTime<chrono::Utc>,
+    /// The number of the last full pass begun (0: none yet); the requested one gets a higher
+    /// number.
+    last_pass: i64,
+    /// Whether a full pass is under way now (the requested one follows it).
+    running: bool,
+}
+
+/// Ask for a full pass over the Plex library (admins).
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/plex/sync",
+    tag = "plex",
+    responses(
+        (status = 202, description = "the full pass is requested", body = SyncRequested),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "no Plex Media Server configured (`plex-disabled`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn start_full_sync(
+    State(state): State<CommandState>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    if !caller.is_admin() {
+        return Err(ApiError::forbidden("only admins may start a Plex sync"));
+    }
+    if state.plex.is_none() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "plex-disabled",
+            "Plex is not configured",
+            "no Plex Media Server is configured: set MEDIANEST_PLEX_URL and MEDIANEST_PLEX_TOKEN",
+        ));
+    }
+    let requested_at = plex_library::request_full_pass(&state.pool)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let sync = plex_library::sync_state(&state.pool)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(SyncRequested {
+            requested_at,
+            last_pass: sync.pass,
+            running: sync.full_running,
+        }),
+    )
+        .into_response())
+}
