@@ -59,16 +59,13 @@ CREATE TABLE plex_sync_state
 INSERT INTO plex_sync_state (id) VALUES (true);
 
 -- Where a full pass stands in each section and item kind (1 movies, 2 shows, 3 seasons):
--- the next `X-Plex-Container-Start` and the section's size when the pass began, so a pass
--- resumes after a crash and notices a section that shifted under it.
+-- the next `X-Plex-Container-Start`, so a pass resumes after a crash or an outage.
 CREATE TABLE plex_sync_progress
 (
     pass        bigint   NOT NULL,
     section_key text     NOT NULL,
     kind        smallint NOT NULL,
     next_start  bigint   NOT NULL DEFAULT 0,
-    total_size  bigint,
-    restarts    integer  NOT NULL DEFAULT 0,
     done        boolean  NOT NULL DEFAULT false,
     PRIMARY KEY (pass, section_key, kind)
 );

@@ -45,6 +45,9 @@ pub struct CommandState {
     pub sessions: Arc<UserSessions>,
     /// Plex sign-in; `None` answers it 503 (not configured).
     pub plex: Option<Arc<PlexSignIn>>,
+    /// Whether a Plex sync worker runs (a Plex server is configured and
+    /// `MEDIANEST_PLEX_SYNC` is on); otherwise `POST /api/v1/admin/plex/sync` answers 503.
+    pub plex_sync: bool,
     /// Failed sign-ins per address and account.
     pub signin_limiter: Arc<SignInLimiter>,
     /// The longest wait of a sign-in or account command for the read models.

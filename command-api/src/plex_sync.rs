@@ -42,7 +42,7 @@ pub(crate) struct SyncRequested {
         (status = 202, description = "the full pass is requested", body = SyncRequested),
         (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "no Plex Media Server configured (`plex-disabled`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the Plex sync is off: no Plex Media Server configured, or MEDIANEST_PLEX_SYNC=false (`plex-disabled`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -53,12 +53,12 @@ pub(crate) async fn start_full_sync(
     if !caller.is_admin() {
         return Err(ApiError::forbidden("only admins may start a Plex sync"));
     }
-    if state.plex.is_none() {
+    if !state.plex_sync {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "plex-disabled",
-            "Plex is not configured",
-            "no Plex Media Server is configured: set MEDIANEST_PLEX_URL and MEDIANEST_PLEX_TOKEN",
+            "The Plex sync is off",
+            "the Plex library is not synced: set MEDIANEST_PLEX_URL and MEDIANEST_PLEX_TOKEN, and leave MEDIANEST_PLEX_SYNC on",
         ));
     }
     let requested_at = plex_library::request_full_pass(&state.pool)

@@ -1010,6 +1010,31 @@ impl PmsClient {
         let answer = send(PMS, self.http.get(url), Some(&self.token)).await?;
         library_page(&answer, query.start)
     }
+
+    /// Whether the server still has the item `rating_key`: `GET /library/metadata/{ratingKey}`
+    /// (plex-media-server.yaml, `/library/metadata/{ids}`) answers 200 with the item, or PMS's
+    /// HTML 404 when it is gone. The body is not read. The Plex sync asks this before taking
+    /// an item a full pass did not see for removed (paging by offset can skip an item when
+    /// the section changes between two pages).
+    ///
+    /// # Errors
+    ///
+    /// [`PlexError::Config`] without a call when `rating_key` is empty; otherwise as
+    /// [`section_items`](Self::section_items), except that 404 is `Ok(false)`.
+    #[tracing::instrument(name = "pms.has_item", skip(self), fields(base_url = %self.base_url))]
+    pub async fn has_item(&self, rating_key: &str) -> Result<bool, PlexError> {
+        let key = rating_key.trim();
+        if key.is_empty() {
+            return Err(PlexError::Config("the ratingKey is empty".to_string()));
+        }
+        let url = join(&self.base_url, ["library", "metadata", key])?;
+        let answer = send(PMS, self.http.get(url), Some(&self.token)).await?;
+        match answer.status {
+            status if status.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(answer.status_error(PMS)),
+        }
+    }
 }
 
 /// Reads an answer of `GET /library/sections/{key}/all` asked from `requested_start`.

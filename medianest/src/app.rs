@@ -349,6 +349,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 accounts: accounts.clone(),
                 sessions: sessions.clone(),
                 plex: plex_sign_in(&pool, &settings.auth).await?,
+                plex_sync: settings.auth.plex.is_some() && settings.plex_sync.is_some(),
                 signin_limiter: Arc::new(SignInLimiter::new(
                     settings.auth.signin_attempts,
                     settings.auth.signin_window,

@@ -62,6 +62,9 @@ use crate::{wait_for_position, QueryState};
 /// The header that says where a catalogue answer came from: `hit`, `miss` or `stale`.
 pub const CACHE_HEADER: &str = "x-catalog-cache";
 
+/// How long a list waits for the details of the shows on it that Plex has.
+const SHOW_DETAILS_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Highest `page` (TMDB serves at most 500 pages of a list).
 pub const MAX_PAGE: u32 = 500;
 
@@ -609,19 +612,11 @@ pub(crate) async fn search(
     let catalog = catalog(&state)?;
     wait_for_position(&state, "requests", params.min_position, &headers).await?;
     let key = format!("search:{page}:{}", q.to_lowercase());
-    let (answer, origin) = catalog
-        .fetch(key, catalog.settings.list_ttl, false, || {
-            let q = q.clone();
-            async move { catalog.client.search(&q, page).await.map(Answer::Page) }
-        })
-        .await?;
-    let Answer::Page(page) = answer else {
-        return Err(ApiError::internal(&"cached answer of another kind"));
-    };
-    Ok(with_origin(
-        entry_page(&state, catalog, caller.id.as_str(), page).await?,
-        origin,
-    ))
+    list_answer(&state, catalog, caller.id.as_str(), key, || {
+        let q = q.clone();
+        async move { catalog.client.search(&q, page).await }
+    })
+    .await
 }
 
 /// A discover list.
@@ -662,18 +657,10 @@ pub(crate) async fn discover(
     let catalog = catalog(&state)?;
     wait_for_position(&state, "requests", params.min_position, &headers).await?;
     let key = format!("discover:{}:{page}", list.slug());
-    let (answer, origin) = catalog
-        .fetch(key, catalog.settings.list_ttl, false, || async move {
-            catalog.client.discover(list, page).await.map(Answer::Page)
-        })
-        .await?;
-    let Answer::Page(page) = answer else {
-        return Err(ApiError::internal(&"cached answer of another kind"));
-    };
-    Ok(with_origin(
-        entry_page(&state, catalog, caller.id.as_str(), page).await?,
-        origin,
-    ))
+    list_answer(&state, catalog, caller.id.as_str(), key, || async move {
+        catalog.client.discover(list, page).await
+    })
+    .await
 }
 
 /// A movie's details.
@@ -713,7 +700,7 @@ pub(crate) async fn movie(
         )
         .await?;
     let Answer::Movie(movie) = answer else {
-        return Err(ApiError::internal(&"cached answer of another kind"));
+        return Err(other_kind());
     };
     let mut entries = entries(
         &state,
@@ -817,14 +804,15 @@ pub(crate) async fn tv(
     tag = "catalog",
     params(
         ("tmdb_id" = u32, Path, description = "TMDB id of the show"),
-        ("season_number" = u32, Path, description = "season number (0: specials)")
+        ("season_number" = u32, Path, description = "season number (0: specials)"),
+        ("min_position" = Option<i64>, Query, description = "wait until the requests read model has this position")
     ),
     responses(
         (status = 200, description = "the season; header X-Catalog-Cache", body = SeasonDetailsEntry),
         (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such show or season", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Overseerr's answer is unusable", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "catalogue not configured, or Overseerr unavailable with nothing cached", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "catalogue not configured, Overseerr unavailable with nothing cached, or min_position not reached", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -832,7 +820,8 @@ pub(crate) async fn season(
     State(state): State<QueryState>,
     Caller(_caller): Caller,
     Path((raw_id, raw_season)): Path<(String, String)>,
-    Query(_params): Query<DetailParams>,
+    headers: HeaderMap,
+    Query(params): Query<DetailParams>,
 ) -> Result<Response, ApiError> {
     let id = tmdb_id(&raw_id)?;
     let number = raw_season
@@ -843,6 +832,7 @@ pub(crate) async fn season(
             ApiError::not_found("no such season: season numbers are whole numbers from 0")
         })?;
     let catalog = catalog(&state)?;
+    wait_for_position(&state, "requests", params.min_position, &headers).await?;
     let (answer, origin) = catalog
         .fetch(
             format!("season:{id}:{number}"),
@@ -852,7 +842,7 @@ pub(crate) async fn season(
         )
         .await?;
     let Answer::Season(season) = answer else {
-        return Err(ApiError::internal(&"cached answer of another kind"));
+        return Err(other_kind());
     };
     let in_plex = plex_library::find(&state.pool, MediaType::Tv, to_i64(id))
         .await
@@ -882,6 +872,37 @@ pub(crate) async fn season(
     ))
 }
 
+/// A search or list answer: from the cache or Overseerr (`call`), with availability.
+async fn list_answer<F, Fut>(
+    state: &QueryState,
+    catalog: &Catalog,
+    caller: &str,
+    key: String,
+    call: F,
+) -> Result<Response, ApiError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<CatalogPage, OverseerrError>>,
+{
+    let (answer, origin) = catalog
+        .fetch(key, catalog.settings.list_ttl, false, || async {
+            call().await.map(Answer::Page)
+        })
+        .await?;
+    let Answer::Page(page) = answer else {
+        return Err(other_kind());
+    };
+    Ok(with_origin(
+        entry_page(state, catalog, caller, page, origin).await?,
+        origin,
+    ))
+}
+
+/// A cache entry of another kind under a key (keys name their kind, so this is a bug).
+fn other_kind() -> ApiError {
+    ApiError::internal(&"cached answer of another kind")
+}
+
 // ---------------------------------------------------------------------------------------
 // Availability
 // ---------------------------------------------------------------------------------------
@@ -901,7 +922,7 @@ async fn tv_details(catalog: &Catalog, id: u64) -> Result<(TvDetails, Origin), A
         .await?;
     match answer {
         Answer::Tv(show) => Ok((show, origin)),
-        _ => Err(ApiError::internal(&"cached answer of another kind")),
+        _ => Err(other_kind()),
     }
 }
 
@@ -924,8 +945,12 @@ async fn entry_page(
     catalog: &Catalog,
     caller: &str,
     page: CatalogPage,
+    origin: Origin,
 ) -> Result<EntryPage, ApiError> {
-    // Shows Plex has: their TMDB season lists (cached details) tell available from partial.
+    // Shows Plex has: their TMDB season lists tell available from partial. They come from
+    // the cache, else — unless Overseerr is already known to be failing (a stale list) —
+    // from Overseerr, all at once and within SHOW_DETAILS_DEADLINE; a show whose list is
+    // not had in time is shown as partially available.
     let shows: Vec<(MediaType, i64)> = page
         .results
         .iter()
@@ -935,11 +960,36 @@ async fn entry_page(
     let in_plex = plex_library::find_many(&state.pool, &shows)
         .await
         .map_err(|e| ApiError::internal(&e))?;
+    let ids: Vec<u64> = in_plex
+        .keys()
+        .filter_map(|(_, id)| u64::try_from(*id).ok())
+        .collect();
     let mut known = HashMap::new();
-    for (_, id) in in_plex.keys() {
-        let id = u64::try_from(*id).unwrap_or_default();
-        if let Ok((show, _)) = tv_details(catalog, id).await {
-            known.insert(id, tmdb_seasons(&show));
+    let mut missing = Vec::new();
+    for id in ids {
+        match catalog
+            .cache
+            .get(&format!("tv:{id}"))
+            .map(|c| c.answer.clone())
+        {
+            Some(Answer::Tv(show)) => {
+                known.insert(id, tmdb_seasons(&show));
+            }
+            _ => missing.push(id),
+        }
+    }
+    if origin != Origin::Stale && !missing.is_empty() {
+        let lookups = missing
+            .into_iter()
+            .map(|id| async move { (id, tv_details(catalog, id).await) });
+        if let Ok(found) =
+            tokio::time::timeout(SHOW_DETAILS_DEADLINE, futures::future::join_all(lookups)).await
+        {
+            for (id, show) in found {
+                if let Ok((show, _)) = show {
+                    known.insert(id, tmdb_seasons(&show));
+                }
+            }
         }
     }
     Ok(EntryPage {
@@ -968,6 +1018,7 @@ async fn active_requests(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
+    let (types, ids) = plex_library::key_columns(keys);
     sqlx::query_as(
         "SELECT r.id, r.status, r.media_type, r.tmdb_id, r.is_4k, r.requested_by
            FROM requests r
@@ -976,12 +1027,8 @@ async fn active_requests(
           WHERE r.status NOT IN ('declined', 'cancelled', 'failed')
           ORDER BY r.created_at",
     )
-    .bind(
-        keys.iter()
-            .map(|(t, _)| t.as_str().to_string())
-            .collect::<Vec<_>>(),
-    )
-    .bind(keys.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+    .bind(types)
+    .bind(ids)
     .fetch_all(pool)
     .await
 }

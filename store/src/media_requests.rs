@@ -428,6 +428,7 @@ impl MediaRequests {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        let (types, ids) = plex_library::key_columns(keys);
         let rows: Vec<(Uuid, String, i64, bool)> = sqlx::query_as(
             "SELECT r.request_id, r.media_type, r.tmdb_id, r.is_4k
                FROM media_request_reservations r
@@ -435,12 +436,8 @@ impl MediaRequests {
                  ON r.media_type = k.media_type AND r.tmdb_id = k.tmdb_id
               ORDER BY r.tmdb_id, r.is_4k",
         )
-        .bind(
-            keys.iter()
-                .map(|(t, _)| t.as_str().to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(keys.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+        .bind(types)
+        .bind(ids)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

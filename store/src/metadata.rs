@@ -46,6 +46,18 @@ impl EventMetadata {
         }
     }
 
+    /// Metadata of worker `worker` acting on its own (a polling or sync pass, not an event),
+    /// with the pass's `correlation_id`.
+    pub fn for_pass(worker: &str, correlation_id: &str) -> Self {
+        Self {
+            correlation_id: correlation_id.to_string(),
+            causation_id: None,
+            actor: format!("system:{worker}"),
+            request_id: None,
+            traceparent: None,
+        }
+    }
+
     /// The map stored in the `metadata` column (absent values are left out).
     pub fn to_map(&self) -> HashMap<String, String> {
         let mut map = HashMap::new();

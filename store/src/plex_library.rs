@@ -11,8 +11,10 @@
 //! - only movies and shows with a `tmdb://` or `tvdb://` guid are kept (a row has at least
 //!   one of the two ids); their seasons are kept only while the show is;
 //! - every write of a full pass stamps `last_seen_pass`; at the end of a section's pass the
-//!   rows of that section it did not see are deleted ([`remove_unseen`]), which is how
-//!   removals from Plex are noticed;
+//!   rows of that section it did not see ([`unseen`]) are checked with the server one by one
+//!   and deleted only when it no longer has them ([`remove`]; else [`mark_seen`]), which is
+//!   how removals from Plex are noticed without taking an item that paging skipped for
+//!   removed;
 //! - writes are set-based (one statement per page), so a page of 200 items is one round trip.
 
 use std::collections::HashMap;
@@ -20,6 +22,14 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use medianest_domain::media_request::MediaType;
 use sqlx::PgPool;
+
+/// `(media type, TMDB id)` keys as the two arrays a `unnest($1::text[], $2::bigint[])` join
+/// takes.
+pub fn key_columns(keys: &[(MediaType, i64)]) -> (Vec<String>, Vec<i64>) {
+    keys.iter()
+        .map(|(media_type, tmdb_id)| (media_type.as_str().to_string(), *tmdb_id))
+        .unzip()
+}
 
 /// One movie or show as the sync writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,48 +183,77 @@ pub async fn media_of(
         .collect())
 }
 
-/// What a full pass removed from one section.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Removed {
-    /// Movies and shows.
-    pub items: u64,
-    /// Seasons (of shows still present).
-    pub seasons: u64,
-}
-
-/// Deletes what full pass `pass` did not see in section `section_key`: items, and — when
-/// `seasons` — the seasons of the section's shows. Seasons of deleted shows go with them.
+/// Up to `limit` ratingKeys of what full pass `pass` has not seen (yet) in section
+/// `section_key`: movies and shows, then seasons of the section's shows. Candidates for
+/// removal, to be confirmed with the server ([`remove`] or [`mark_seen`]).
 ///
 /// # Errors
 /// The database error.
-pub async fn remove_unseen(
+pub async fn unseen(
     pool: &PgPool,
     section_key: &str,
     pass: i64,
-    seasons: bool,
-) -> Result<Removed, sqlx::Error> {
-    let items =
-        sqlx::query("DELETE FROM plex_library WHERE section_key = $1 AND last_seen_pass < $2")
-            .bind(section_key)
-            .bind(pass)
-            .execute(pool)
-            .await?
-            .rows_affected();
-    let seasons = if seasons {
-        sqlx::query(
-            "DELETE FROM plex_library_seasons s USING plex_library l
-              WHERE s.show_rating_key = l.rating_key AND l.section_key = $1
-                AND s.last_seen_pass < $2",
-        )
-        .bind(section_key)
-        .bind(pass)
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "(SELECT rating_key FROM plex_library
+           WHERE section_key = $1 AND last_seen_pass < $2 ORDER BY rating_key LIMIT $3)
+         UNION ALL
+         (SELECT s.rating_key FROM plex_library_seasons s
+            JOIN plex_library l ON l.rating_key = s.show_rating_key
+           WHERE l.section_key = $1 AND l.last_seen_pass >= $2 AND s.last_seen_pass < $2
+           ORDER BY s.rating_key LIMIT $3)
+         LIMIT $3",
+    )
+    .bind(section_key)
+    .bind(pass)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Deletes the items and seasons with these ratingKeys (a show's seasons go with it);
+/// answers how many rows went.
+///
+/// # Errors
+/// The database error.
+pub async fn remove(pool: &PgPool, rating_keys: &[String]) -> Result<u64, sqlx::Error> {
+    if rating_keys.is_empty() {
+        return Ok(0);
+    }
+    let seasons = sqlx::query("DELETE FROM plex_library_seasons WHERE rating_key = ANY($1)")
+        .bind(rating_keys)
         .execute(pool)
         .await?
-        .rows_affected()
-    } else {
-        0
-    };
-    Ok(Removed { items, seasons })
+        .rows_affected();
+    let items = sqlx::query("DELETE FROM plex_library WHERE rating_key = ANY($1)")
+        .bind(rating_keys)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(items + seasons)
+}
+
+/// Stamps the items and seasons with these ratingKeys as seen by full pass `pass` (the
+/// server still has them, though the pass's pages missed them).
+///
+/// # Errors
+/// The database error.
+pub async fn mark_seen(
+    pool: &PgPool,
+    rating_keys: &[String],
+    pass: i64,
+) -> Result<(), sqlx::Error> {
+    for table in ["plex_library", "plex_library_seasons"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET last_seen_pass = GREATEST(last_seen_pass, $2) WHERE rating_key = ANY($1)"
+        ))
+        .bind(rating_keys)
+        .bind(pass)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Deletes the rows of sections that are no longer synced (gone from Plex, or no longer a
@@ -298,6 +337,7 @@ pub async fn find_many(
     if keys.is_empty() {
         return Ok(answer);
     }
+    let (types, ids) = key_columns(keys);
     let rows: Vec<PresenceRow> = sqlx::query_as(
         "SELECT l.media_type, l.tmdb_id, l.rating_key, l.title, l.has_hd, l.has_4k,
                 COALESCE(array_agg(s.season_number ORDER BY s.season_number)
@@ -308,12 +348,8 @@ pub async fn find_many(
           GROUP BY l.media_type, l.tmdb_id, l.rating_key, l.title, l.has_hd, l.has_4k
           ORDER BY l.rating_key",
     )
-    .bind(
-        keys.iter()
-            .map(|(t, _)| t.as_str().to_string())
-            .collect::<Vec<_>>(),
-    )
-    .bind(keys.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+    .bind(types)
+    .bind(ids)
     .fetch_all(pool)
     .await?;
     for (media_type, tmdb_id, rating_key, title, has_hd, has_4k, seasons) in rows {
@@ -491,10 +527,6 @@ pub async fn record_recent_pass(
 pub struct Progress {
     /// The next `X-Plex-Container-Start`.
     pub next_start: i64,
-    /// The section's size when this kind's pass began (`None`: not known yet).
-    pub total_size: Option<i64>,
-    /// How often this kind's pass started over because the section changed under it.
-    pub restarts: i32,
     /// Whether this kind is done.
     pub done: bool,
 }
@@ -510,7 +542,7 @@ pub async fn progress(
     kind: i16,
 ) -> Result<Progress, sqlx::Error> {
     Ok(sqlx::query_as(
-        "SELECT next_start, total_size, restarts, done FROM plex_sync_progress
+        "SELECT next_start, done FROM plex_sync_progress
           WHERE pass = $1 AND section_key = $2 AND kind = $3",
     )
     .bind(pass)
@@ -533,18 +565,15 @@ pub async fn save_progress(
     progress: &Progress,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO plex_sync_progress (pass, section_key, kind, next_start, total_size, restarts, done)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO plex_sync_progress (pass, section_key, kind, next_start, done)
+         VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (pass, section_key, kind) DO UPDATE SET
-             next_start = excluded.next_start, total_size = excluded.total_size,
-             restarts = excluded.restarts, done = excluded.done",
+             next_start = excluded.next_start, done = excluded.done",
     )
     .bind(pass)
     .bind(section_key)
     .bind(kind)
     .bind(progress.next_start)
-    .bind(progress.total_size)
-    .bind(progress.restarts)
     .bind(progress.done)
     .execute(pool)
     .await?;

@@ -51,6 +51,8 @@
 //!   empty body for a known section and records the key and the decoded path
 //!   ([`PmsSim::refreshes`]); an unknown key gets the HTML 404 page; the next refreshes can be
 //!   made to fail ([`PmsSim::fail_refreshes`]);
+//! - `GET /library/metadata/{ratingKey}` (token required) answers the item (with its
+//!   `Guid`s) in a `MediaContainer`, or the HTML 404 page for a key the server does not have;
 //! - `GET /library/sections/{key}/all` (token required) lists a section's content, filled
 //!   with [`PmsSim::add_movie`], [`PmsSim::add_movies_bulk`], [`PmsSim::add_show`] and
 //!   [`PmsSim::add_season`] (which also adds its episodes), emptied with
@@ -2378,6 +2380,33 @@ fn pms_protected_routes() -> Router<Arc<PmsShared>> {
         .route("/library/sections", get(pms_sections))
         .route("/library/sections/{key}/refresh", get(pms_refresh))
         .route("/library/sections/{key}/all", get(pms_section_items))
+        .route("/library/metadata/{rating_key}", get(pms_metadata))
+}
+
+/// `GET /library/metadata/{ratingKey}`: the item with its `Guid`s in a `MediaContainer`, or
+/// PMS's HTML 404 for a key the server does not have (removed, or never there). A real PMS
+/// also takes a comma-separated list of keys; MediaNest asks for one at a time.
+async fn pms_metadata(
+    State(shared): State<Arc<PmsShared>>,
+    Path(rating_key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let state = shared.lock();
+    let Some(item) = rating_key
+        .parse::<u64>()
+        .ok()
+        .and_then(|key| state.items.get(&key))
+    else {
+        return pms_html(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let counts = state.child_counts();
+    let metadata = state.render_item(item, true, &counts);
+    drop(state);
+    media_container(
+        &headers,
+        json!({"size": 1, "allowSync": true, "identifier": "com.plexapp.plugins.library",
+               "Metadata": [metadata]}),
+    )
 }
 
 /// PMS answers a missing or wrong token with an HTML 401 page.

@@ -398,6 +398,15 @@ async fn with_overseerr_down_cached_answers_are_served_stale_and_uncached_ones_a
         "overseerr-unavailable",
     )
     .await;
+    eventually("the breaker reported open", WAIT, || async {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM service_health WHERE service = 'overseerr'")
+                .fetch_optional(&app.pool)
+                .await
+                .unwrap();
+        (state.as_deref() == Some("open")).then_some(())
+    })
+    .await;
 
     app.sim().set_down(false);
     let fresh = eventually("Overseerr back", WAIT, || async {
@@ -495,7 +504,21 @@ async fn the_sync_keys_items_by_guid_marks_4k_skips_legacy_items_and_notices_rem
     ];
     pms.add_movie("1", odd);
 
+    // A reservation whose request was never written (a submission cut off by a crash) must
+    // not stop the sync.
+    sqlx::query(
+        "INSERT INTO media_request_reservations (media_type, tmdb_id, is_4k, request_id)
+         VALUES ('movie', 550, false, gen_random_uuid())",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let fight_club = pms.add_movie("1", SimMovie::new("Fight Club", 1999, 550));
+    let show = pms.add_show("2", SimShow::new("Breaking Bad", 2008, 1396, 81189));
+    pms.add_season(&show, 1, 7);
+    let season_two = pms.add_season(&show, 2, 13);
     let member = app.sign_in_user("carol").await;
+    let events_before = app.event_count().await;
     assert_problem(
         "non-admin",
         app.request_as(&member.token, Method::POST, "/api/v1/admin/plex/sync")
@@ -515,21 +538,35 @@ async fn the_sync_keys_items_by_guid_marks_4k_skips_legacy_items_and_notices_rem
         .fetch_all(&app.pool)
         .await
         .unwrap();
-        (rows.len() == 3).then_some(rows)
+        (rows.len() == 5).then_some(rows)
     })
     .await;
     assert_eq!(
         rows,
         vec![
+            (fight_club.clone(), 550, true, false),
             (hd.clone(), 603, true, false),
             (reloaded.clone(), 604, false, true),
             (in_4k_section.clone(), 605, false, true),
+            (show.clone(), 1396, true, false),
         ]
     );
+    let state = plex_library::sync_state(&app.pool).await.unwrap();
+    assert_eq!(state.last_error, None);
+    assert_eq!(
+        app.event_count().await,
+        events_before,
+        "items without guids, and a reservation without a request, write nothing"
+    );
     let metrics = app.get("/metrics").await.text().await.unwrap();
+    let skipped: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("medianest_plex_items_skipped_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
     assert!(
-        metrics.contains("medianest_plex_items_skipped_total"),
-        "{metrics}"
+        skipped >= 2.0,
+        "the legacy and the odd item are counted: {metrics}"
     );
 
     // The catalogue says what Plex has, per version.
@@ -551,8 +588,9 @@ async fn the_sync_keys_items_by_guid_marks_4k_skips_legacy_items_and_notices_rem
         .await;
     assert_eq!(response.status(), 202);
 
-    // Removed from Plex: gone after the next full pass.
+    // Removed from Plex: gone after the next full pass (a season too).
     pms.remove_item(&hd);
+    pms.remove_item(&season_two);
     let state = plex_library::sync_state(&app.pool).await.unwrap();
     app.post_empty("/api/v1/admin/plex/sync").await;
     eventually("the removal", WAIT, || async {
@@ -566,7 +604,15 @@ async fn the_sync_keys_items_by_guid_marks_4k_skips_legacy_items_and_notices_rem
         (now.pass > state.pass && !now.full_running && left == 0).then_some(())
     })
     .await;
-    assert_eq!(plex_library::count(&app.pool).await.unwrap(), 2);
+    assert_eq!(plex_library::count(&app.pool).await.unwrap(), 4);
+    let seasons: Vec<i32> = sqlx::query_scalar(
+        "SELECT season_number FROM plex_library_seasons WHERE show_rating_key = $1 ORDER BY 1",
+    )
+    .bind(&show)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(seasons, vec![1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,23 +664,52 @@ async fn a_full_pass_cut_short_by_a_crash_resumes_where_it_stopped_and_repeats_n
     let state = plex_library::sync_state(&pool).await.unwrap();
     assert!(state.full_running, "the pass is still under way");
 
+    // Rows the pass will not see in section 1: one the server has (in another section, as
+    // an item skipped by paging would be), one it does not.
+    pms.add_section("2", "More Movies", "movie", "/data/more");
+    let elsewhere = pms.add_movie("2", SimMovie::new("Fight Club", 1999, 550));
+    for (rating_key, tmdb_id) in [(elsewhere.as_str(), 550_i64), ("999999", 551)] {
+        sqlx::query(
+            "INSERT INTO plex_library (rating_key, section_key, media_type, tmdb_id, title, has_hd,
+                                       has_4k, last_seen_pass)
+             VALUES ($1, '1', 'movie', $2, 'x', true, false, 0)",
+        )
+        .bind(rating_key)
+        .bind(tmdb_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
     pms.set_delay(Duration::ZERO);
     let calls_before = pms.received().len();
     let report = sync.full_pass(&CancellationToken::new()).await.unwrap();
     assert_eq!(report.pass, 1, "the same pass is resumed");
-    assert_eq!(report.items, 70, "only what was left is read again");
-    assert_eq!(plex_library::count(&pool).await.unwrap(), 120);
-    let resumed: Vec<String> = pms.received()[calls_before..]
-        .iter()
-        .filter(|r| r.path.contains("/all"))
-        .map(|r| r.path.clone())
-        .collect();
-    assert!(
-        !resumed
-            .iter()
-            .any(|p| p.contains("X-Plex-Container-Start=0&")),
-        "no page is read twice: {resumed:?}"
+    assert_eq!(
+        report.items, 71,
+        "only what was left is read again (and section 2)"
     );
+    assert_eq!(
+        report.removed, 1,
+        "only what the server no longer has is removed"
+    );
+    assert_eq!(plex_library::count(&pool).await.unwrap(), 121);
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM plex_library WHERE rating_key = $1")
+        .bind(&elsewhere)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1);
+    let starts: Vec<String> = pms.received()[calls_before..]
+        .iter()
+        .filter(|r| r.path.contains("/library/sections/1/all"))
+        .filter_map(|r| {
+            let url = reqwest::Url::parse(&format!("http://pms{}", r.path)).ok()?;
+            url.query_pairs()
+                .find(|(name, _)| name == "X-Plex-Container-Start")
+                .map(|(_, value)| value.into_owned())
+        })
+        .collect();
+    assert_eq!(starts, vec!["50", "100"], "no page is read twice");
     let state = plex_library::sync_state(&pool).await.unwrap();
     assert!(!state.full_running);
     assert_eq!(state.pass, 1);
@@ -779,6 +854,15 @@ async fn bad_catalogue_input_gets_a_clear_problem_and_writes_nothing() {
         app.get("/api/v1/catalog/movie/604").await,
         502,
         "overseerr-bad-answer",
+    )
+    .await;
+    app.sim()
+        .answer_next_raw(1, 404, r#"{"message": "Not Found"}"#);
+    assert_problem(
+        "Overseerr's 404",
+        app.get("/api/v1/catalog/movie/605").await,
+        404,
+        "not-found",
     )
     .await;
 

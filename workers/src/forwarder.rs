@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use medianest_domain::media_request::{self, MediaRequestCommand, RequestStatus};
+use medianest_domain::media_request::{self, MediaRequestCommand, RequestStatus, Source};
 use medianest_integrations::overseerr::{
     CreateRequest, MediaType, OverseerrClient, OverseerrError, Seasons,
 };
@@ -129,8 +129,20 @@ impl OverseerrForwarder {
         let Some(mut body) = create_request(&current) else {
             return Handled::Finished;
         };
-        if !self.leave_out_what_plex_has(&mut body).await {
-            info!("Plex has every season asked for; the Plex sync records it available");
+        if let Some(rating_key) = self.leave_out_what_plex_has(&mut body).await {
+            info!("Plex has every season asked for: available, nothing to forward");
+            let metadata = EventMetadata::caused_by(
+                WORKER,
+                &event.event.id,
+                event.event.correlationid.as_deref(),
+            );
+            let command = MediaRequestCommand::RecordAvailable {
+                plex_rating_key: Some(rating_key),
+                source: Source::Plex,
+            };
+            if let Err(error) = self.requests.execute(id, command, None, &metadata).await {
+                warn!(%error, "availability not recorded");
+            }
             return Handled::Finished;
         }
         let (outcome, attempts) = self
@@ -205,24 +217,28 @@ impl OverseerrForwarder {
 
 impl OverseerrForwarder {
     /// Leaves the seasons Plex already has out of a TV request's list (nothing is forwarded
-    /// for a season Plex has); answers whether anything is left to forward. When the Plex
-    /// library cannot be read, the list is forwarded whole (Overseerr skips what it knows
-    /// is available).
-    async fn leave_out_what_plex_has(&self, body: &mut CreateRequest) -> bool {
+    /// for a season Plex has). When nothing is left, answers the ratingKey of the Plex item
+    /// that has it all. When the Plex library cannot be read, the list is forwarded whole
+    /// (Overseerr skips what it knows is available).
+    async fn leave_out_what_plex_has(&self, body: &mut CreateRequest) -> Option<String> {
         let Some(Seasons::List(list)) = body.seasons.as_mut() else {
-            return true;
+            return None;
         };
-        let media_type = media_request::MediaType::Tv;
         let tmdb_id = i64::try_from(body.media_id).unwrap_or(i64::MAX);
-        match self.requests.in_plex(media_type, tmdb_id).await {
-            Ok(in_plex) => {
-                if let Some(presence) = in_plex.for_4k(body.is_4k) {
-                    list.retain(|season| !presence.seasons.contains(season));
-                }
+        let in_plex = match self
+            .requests
+            .in_plex(media_request::MediaType::Tv, tmdb_id)
+            .await
+        {
+            Ok(in_plex) => in_plex,
+            Err(error) => {
+                warn!(%error, "cannot read the Plex library; forwarding every season");
+                return None;
             }
-            Err(error) => warn!(%error, "cannot read the Plex library; forwarding every season"),
-        }
-        !list.is_empty()
+        };
+        let presence = in_plex.for_4k(body.is_4k)?;
+        list.retain(|season| !presence.seasons.contains(season));
+        list.is_empty().then(|| presence.rating_key.clone())
     }
 }
 

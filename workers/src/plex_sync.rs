@@ -10,14 +10,18 @@
 //!   default daily, and when an admin asks with `POST /api/v1/admin/plex/sync`): pages
 //!   through each section with `GET /library/sections/{key}/all?includeGuids=1&type=N` and
 //!   `X-Plex-Container-Start/Size` — movies (`type=1`), or shows (`type=2`) then their
-//!   seasons (`type=3`) — writes each page in one statement stamped with the pass number, and
-//!   at the end of a section deletes what the pass did not see (**removals**). Memory is one
-//!   page ([`PlexSyncConfig::page_size`], default 200), whatever the library's size.
+//!   seasons (`type=3`) — and writes each page in one statement stamped with the pass
+//!   number. Memory is one page ([`PlexSyncConfig::page_size`], default 200), whatever the
+//!   library's size.
+//! - **Removals.** At the end of a section, what the pass did not see is checked with the
+//!   server item by item (`GET /library/metadata/{ratingKey}`): gone → deleted, still there
+//!   → kept. Paging by offset can skip an item when the section changes between two pages;
+//!   the check keeps such an item from being taken for removed.
 //! - **Resumable.** After each page, the next start is saved (`plex_sync_progress`); a pass
-//!   cut short by a crash, a shutdown or an outage resumes there. A section whose size
-//!   changes while it is paged (items shift between pages) starts over, at most
-//!   [`PlexSyncConfig::max_restarts`] times; after that the pass finishes it but removes
-//!   nothing from it (an item it missed must not be taken for removed).
+//!   cut short by a crash, a shutdown or an outage resumes there. The next start is counted
+//!   here, not taken from the server, and a section pass ends at the server's `totalSize`
+//!   (or a short page), so paging always ends. While a full pass keeps failing,
+//!   recently-added passes still run between its retries.
 //! - **Recently added** (every [`PlexSyncConfig::recent_interval`], default 5 minutes, and at
 //!   once after Plex's `library.new` webhook): the same routes with `sort=addedAt:desc` and
 //!   `addedAt>>=` the previous recently-added pass's start less
@@ -64,6 +68,12 @@ use crate::RetryPolicy;
 
 const WORKER: &str = "plex-sync";
 
+/// Rows confirmed with the server per round of the removal check.
+const REMOVAL_BATCH: i64 = 200;
+
+/// A section pass stops here whatever the server says (a guard against endless paging).
+const MAX_ITEMS_PER_SECTION: u64 = 10_000_000;
+
 /// Settings of the Plex sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlexSyncConfig {
@@ -80,9 +90,6 @@ pub struct PlexSyncConfig {
     /// How far before the previous recently-added pass the next one looks back (default
     /// 10 minutes), for items whose `addedAt` lags the scan.
     pub recent_overlap: Duration,
-    /// How often a section's full pass starts over when the section changes under it
-    /// (default 3).
-    pub max_restarts: i32,
 }
 
 impl Default for PlexSyncConfig {
@@ -94,7 +101,6 @@ impl Default for PlexSyncConfig {
             page_size: 200,
             sections_4k: Vec::new(),
             recent_overlap: Duration::from_secs(600),
-            max_restarts: 3,
         }
     }
 }
@@ -191,15 +197,14 @@ impl PlexSync {
                 Ok(None) => debug!("another Plex sync runs; standing by"),
                 Err(error) => warn!(%error, "cannot take the Plex sync lock"),
             }
-            tokio::select! {
-                () = tokio::time::sleep(self.config.tick) => {}
-                () = shutdown.cancelled() => return,
+            if !pause(self.config.tick, &shutdown).await {
+                return;
             }
         };
         loop {
             // After a failure, wait a recently-added interval rather than a tick, so a server
             // that refuses the token is not asked again every few seconds.
-            let pause = match self.tick(&shutdown).await {
+            let wait = match self.tick(&shutdown).await {
                 Ok(Some(report)) => {
                     info!(?report, "Plex sync pass done");
                     self.config.tick
@@ -211,9 +216,8 @@ impl PlexSync {
                     self.config.recent_interval.max(self.config.tick)
                 }
             };
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = shutdown.cancelled() => return,
+            if !pause(wait, &shutdown).await {
+                return;
             }
         }
     }
@@ -242,14 +246,17 @@ impl PlexSync {
             || state.full_finished_at.is_none()
             || asked(state.full_requested_at, state.full_started_at)
             || elapsed(state.full_finished_at, self.config.full_interval);
-        if full_due {
-            return self.full_pass(shutdown).await.map(Some);
-        }
         // A full pass covers what a recently-added pass would see: the interval counts from
         // whichever began last.
         let last_look = state.recent_started_at.max(state.full_started_at);
         let recent_due = asked(state.recent_requested_at, last_look)
             || elapsed(last_look, self.config.recent_interval);
+        // A full pass that keeps failing (a section the server refuses, say) must not hold up
+        // the recently-added passes: after a failure, a due recently-added pass goes first.
+        let full_failing = state.full_running && state.last_error.is_some();
+        if full_due && !(full_failing && recent_due) {
+            return self.full_pass(shutdown).await.map(Some);
+        }
         if recent_due {
             let since = state
                 .recent_started_at
@@ -295,35 +302,18 @@ impl PlexSync {
         };
         let sections = self.sections(shutdown).await?;
         for section in &sections {
-            let mut complete = true;
             for &kind in kinds_of(section) {
-                complete &= self
-                    .full_pass_kind(pass, section, kind, &mut report, shutdown)
+                self.full_pass_kind(pass, section, kind, &mut report, shutdown)
                     .await?;
             }
-            if complete {
-                let removed = plex_library::remove_unseen(
-                    &self.pool,
-                    &section.key,
-                    pass,
-                    section.section_type == "show",
-                )
-                .await?;
-                report.removed += removed.items;
-                if removed.items + removed.seasons > 0 {
-                    info!(section = %section.key, items = removed.items, seasons = removed.seasons, "removed from Plex");
-                }
-            } else {
-                warn!(section = %section.key, "the section kept changing during the pass: nothing removed from it this time");
-            }
+            report.removed += self.remove_unseen(section, pass, shutdown).await?;
         }
         let keys: Vec<String> = sections.iter().map(|s| s.key.clone()).collect();
         report.removed += plex_library::remove_sections_except(&self.pool, &keys).await?;
         Ok(report)
     }
 
-    /// Pages through one kind of one section from its saved progress. Answers whether the
-    /// pass saw the whole section (so removals may be taken from it).
+    /// Pages through one kind of one section from its saved progress.
     async fn full_pass_kind(
         &self,
         pass: i64,
@@ -331,40 +321,74 @@ impl PlexSync {
         kind: ItemKind,
         report: &mut PassReport,
         shutdown: &CancellationToken,
-    ) -> Result<bool, SyncError> {
+    ) -> Result<(), SyncError> {
         let code = kind_code(kind);
         let mut progress = plex_library::progress(&self.pool, pass, &section.key, code).await?;
-        let gave_up = |p: &Progress| p.restarts > self.config.max_restarts;
-        if progress.done {
-            return Ok(!gave_up(&progress));
-        }
-        loop {
+        while !progress.done {
             let start = u64::try_from(progress.next_start).unwrap_or(0);
             let page = self.page(section, kind, start, None, shutdown).await?;
-            let total = page.total_size.and_then(|t| i64::try_from(t).ok());
-            match (progress.total_size, total) {
-                (None, _) => progress.total_size = total,
-                (Some(before), Some(now)) if before != now && !gave_up(&progress) => {
-                    info!(section = %section.key, before, now, "the section changed during the pass: starting it over");
-                    progress = Progress {
-                        next_start: 0,
-                        total_size: Some(now),
-                        restarts: progress.restarts + 1,
-                        done: false,
-                    };
-                    plex_library::save_progress(&self.pool, pass, &section.key, code, &progress)
-                        .await?;
-                    continue;
-                }
-                _ => {}
-            }
             self.write_page(section, &page, pass, report).await?;
-            progress.next_start += i64::try_from(page.items.len()).unwrap_or(i64::MAX);
-            progress.done = page.items.is_empty() || !page.has_more(self.config.page_size);
+            let (next, done) = self.next_page(start, &page);
+            progress = Progress {
+                next_start: i64::try_from(next).unwrap_or(i64::MAX),
+                done,
+            };
             plex_library::save_progress(&self.pool, pass, &section.key, code, &progress).await?;
-            if progress.done {
-                return Ok(!gave_up(&progress));
+        }
+        Ok(())
+    }
+
+    /// Where the page after `page` (asked from `start`) starts, and whether there is none.
+    /// The offset is counted here, not taken from the server, so a server that misreports
+    /// its offset cannot keep a pass going; a server that ignores paging (more items than
+    /// asked for) has sent everything.
+    fn next_page(&self, start: u64, page: &LibraryPage) -> (u64, bool) {
+        let size = u64::from(self.config.page_size.max(1));
+        let next = start.saturating_add(size);
+        let returned = page.items.len() as u64;
+        let done = returned > size
+            || match page.total_size {
+                Some(total) => next >= total,
+                None => returned < size,
             }
+            || next >= MAX_ITEMS_PER_SECTION;
+        (next, done)
+    }
+
+    /// Confirms with the server each item and season of `section` that full pass `pass` did
+    /// not see: deletes what the server no longer has, keeps (and stamps) the rest. Paging
+    /// by offset can skip an item when the section changes between two pages; such an item
+    /// is kept. Answers how many rows were removed.
+    async fn remove_unseen(
+        &self,
+        section: &LibrarySection,
+        pass: i64,
+        shutdown: &CancellationToken,
+    ) -> Result<u64, SyncError> {
+        let mut removed = 0;
+        loop {
+            let candidates =
+                plex_library::unseen(&self.pool, &section.key, pass, REMOVAL_BATCH).await?;
+            if candidates.is_empty() {
+                return Ok(removed);
+            }
+            let (mut gone, mut present) = (Vec::new(), Vec::new());
+            for rating_key in candidates {
+                if self
+                    .guarded(shutdown, || self.pms.has_item(&rating_key))
+                    .await?
+                {
+                    present.push(rating_key);
+                } else {
+                    gone.push(rating_key);
+                }
+            }
+            plex_library::mark_seen(&self.pool, &present, pass).await?;
+            let count = plex_library::remove(&self.pool, &gone).await?;
+            if count > 0 {
+                info!(section = %section.key, removed = count, kept = present.len(), "removed from Plex");
+            }
+            removed += count;
         }
     }
 
@@ -407,10 +431,11 @@ impl PlexSync {
                         .page(&section, kind, start, Some(since.timestamp()), shutdown)
                         .await?;
                     self.write_page(&section, &page, pass, &mut report).await?;
-                    if page.items.is_empty() || !page.has_more(self.config.page_size) {
+                    let (next, done) = self.next_page(start, &page);
+                    if done {
                         break;
                     }
-                    start += page.items.len() as u64;
+                    start = next;
                 }
             }
         }
@@ -506,6 +531,11 @@ impl PlexSync {
                 _ => {}
             }
         }
+        // One row per ratingKey: a statement cannot write the same row twice.
+        items.sort_by(|a, b| a.rating_key.cmp(&b.rating_key));
+        items.dedup_by(|a, b| a.rating_key == b.rating_key);
+        seasons.sort_by(|a, b| a.rating_key.cmp(&b.rating_key));
+        seasons.dedup_by(|a, b| a.rating_key == b.rating_key);
         plex_library::upsert_items(&self.pool, &items, pass).await?;
         let shows = plex_library::upsert_seasons(&self.pool, &seasons, pass).await?;
         report.items += items.len() as u64;
@@ -542,8 +572,12 @@ impl PlexSync {
                 .load(id)
                 .await
                 .map_err(MediaRequestCommandError::from)?;
-            if request.status() == Some(RequestStatus::Available) {
-                continue;
+            // A reservation whose request was never written (a submission in flight, or cut
+            // off by a crash) or has ended is not a request to update.
+            match request.status() {
+                Some(RequestStatus::Available) | None => continue,
+                Some(status) if !status.is_active() => continue,
+                Some(_) => {}
             }
             let command = match coverage(media_type, request.seasons(), Some(&presence.seasons)) {
                 Coverage::None => continue,
@@ -555,13 +589,7 @@ impl PlexSync {
                     source: Source::Plex,
                 },
             };
-            let metadata = EventMetadata {
-                correlation_id: correlation.clone(),
-                causation_id: None,
-                actor: format!("system:{WORKER}"),
-                request_id: None,
-                traceparent: None,
-            };
+            let metadata = EventMetadata::for_pass(WORKER, &correlation);
             match self.requests.execute(id, command, None, &metadata).await {
                 Ok(committed) if !committed.events.is_empty() => {
                     info!(request = %id, status = ?committed.aggregate.status(), "availability from Plex recorded");
@@ -570,12 +598,21 @@ impl PlexSync {
                 Ok(_) => {}
                 Err(MediaRequestCommandError::Execute(ExecuteError::Rejected(
                     rejection @ (MediaRequestError::IllegalTransition { .. }
-                    | MediaRequestError::Invalid { .. }),
+                    | MediaRequestError::Invalid { .. }
+                    | MediaRequestError::NotFound),
                 ))) => debug!(request = %id, %rejection, "Plex's news not applied to the request"),
                 Err(error) => return Err(error.into()),
             }
         }
         Ok(changed)
+    }
+}
+
+/// Sleeps `duration`; `false` when `shutdown` came first.
+async fn pause(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => true,
+        () = shutdown.cancelled() => false,
     }
 }
 

@@ -126,13 +126,7 @@ impl OverseerrReconciler {
                 }
             };
             let Some(command) = command else { continue };
-            let metadata = EventMetadata {
-                correlation_id: correlation.clone(),
-                causation_id: None,
-                actor: format!("system:{WORKER}"),
-                request_id: None,
-                traceparent: None,
-            };
+            let metadata = EventMetadata::for_pass(WORKER, &correlation);
             match self
                 .requests
                 .execute(row.id, command, None, &metadata)

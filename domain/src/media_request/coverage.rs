@@ -21,8 +21,8 @@ pub enum Coverage {
 /// this 4K-ness; a movie Plex has is `Some(&[])`).
 ///
 /// An `"all"` request is never fully covered: MediaNest does not know how many seasons a
-/// show has or will have, so the seasons Plex holds are a partial answer (Overseerr, which
-/// knows TMDB's season list, reports the rest).
+/// show has or will have, so the seasons Plex holds (Specials, season 0, aside) are a
+/// partial answer (Overseerr, which knows TMDB's season list, reports the rest).
 pub fn coverage(
     media_type: MediaType,
     requested: Option<&Seasons>,
@@ -50,7 +50,8 @@ pub fn coverage(
             }
         }
         (MediaType::Tv, Some(Seasons::All(_)) | None) => {
-            let mut held = in_plex.to_vec();
+            // "all" means the show's seasons; Specials (season 0) alone are not the show.
+            let mut held: Vec<u32> = in_plex.iter().copied().filter(|s| *s > 0).collect();
             held.sort_unstable();
             held.dedup();
             if held.is_empty() {
