@@ -56,6 +56,8 @@ pub struct FeedEvent {
     /// crosses NATS), for the projections whose read models keep private fields.
     pub stored_payload: Option<Value>,
     acker: Acker,
+    /// The consumer's ack wait (JetStream): a held event is redelivered after this long.
+    ack_wait: Duration,
 }
 
 impl std::fmt::Debug for FeedEvent {
@@ -81,6 +83,7 @@ impl FeedEvent {
             event: envelope,
             stored_payload: Some(event.payload.clone()),
             acker: Acker::None,
+            ack_wait: Duration::ZERO,
         })
     }
 
@@ -107,6 +110,32 @@ impl FeedEvent {
     /// When it was recorded.
     pub fn time(&self) -> DateTime<Utc> {
         self.event.time
+    }
+
+    /// How often a subscriber that holds the event longer (a saga waiting on a breaker or a
+    /// slow call) must say it is still working on it ([`FeedEvent::in_progress`]), or
+    /// `None` when the feed never redelivers a held event (the log feed).
+    pub fn progress_interval(&self) -> Option<Duration> {
+        match &self.acker {
+            Acker::JetStream(_) => Some(self.ack_wait / 3),
+            Acker::None | Acker::Log { .. } => None,
+        }
+    }
+
+    /// Tells the feed the event is still being worked on, so it is not redelivered while
+    /// held (JetStream's `+WPI` in-progress ack, which restarts the ack wait); nothing for
+    /// the other feeds.
+    ///
+    /// # Errors
+    /// [`FeedError`] when the message could not be sent.
+    pub async fn in_progress(&self) -> Result<(), FeedError> {
+        match &self.acker {
+            Acker::JetStream(message) => message
+                .ack_with(jetstream::AckKind::Progress)
+                .await
+                .map_err(|e| FeedError::Nats(e.to_string())),
+            Acker::None | Acker::Log { .. } => Ok(()),
+        }
     }
 
     /// Acknowledges the event: it will not be delivered to this subscriber again (beyond
@@ -224,7 +253,8 @@ impl EventFeed for JetStreamFeed {
             .await
             .map_err(|e| nats(&e))?;
         let messages = consumer.messages().await.map_err(|e| nats(&e))?;
-        Ok(Box::pin(messages.map(|message| {
+        let ack_wait = self.ack_wait;
+        Ok(Box::pin(messages.map(move |message| {
             let message = message.map_err(|e| FeedError::Nats(e.to_string()))?;
             let event: CloudEvent = serde_json::from_slice(&message.payload)
                 .map_err(|e| FeedError::Malformed(e.to_string()))?;
@@ -235,6 +265,7 @@ impl EventFeed for JetStreamFeed {
                 event,
                 stored_payload: None,
                 acker: Acker::JetStream(Box::new(message)),
+                ack_wait,
             })
         })))
     }
@@ -329,5 +360,6 @@ fn to_feed_event(
             name: name.to_string(),
             cursor: event.cursor(),
         },
+        ack_wait: Duration::ZERO,
     })
 }

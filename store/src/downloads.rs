@@ -62,6 +62,14 @@ pub enum DownloadCommandError {
     Execute(#[from] ExecuteError<DownloadError>),
 }
 
+impl DownloadCommandError {
+    /// Whether the same command may succeed later unchanged (see
+    /// [`ExecuteError::is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Execute(error) if error.is_transient())
+    }
+}
+
 impl From<sqlx::Error> for DownloadCommandError {
     fn from(error: sqlx::Error) -> Self {
         Self::Execute(error.into())

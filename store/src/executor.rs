@@ -61,6 +61,12 @@ pub enum ExecuteError<E: std::error::Error> {
 }
 
 impl<E: std::error::Error> ExecuteError<E> {
+    /// Whether the same command may succeed later unchanged: a store failure (the database
+    /// is down, a connection broke) or a lost race; never a refusal or a version mismatch.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Conflict | Self::Store(_))
+    }
+
     fn from_aggregate(error: AggregateError<E>) -> Self {
         match error {
             AggregateError::UserError(e) => Self::Rejected(e),

@@ -79,6 +79,14 @@ pub enum MediaRequestCommandError {
     Execute(#[from] ExecuteError<MediaRequestError>),
 }
 
+impl MediaRequestCommandError {
+    /// Whether the same command may succeed later unchanged (see
+    /// [`ExecuteError::is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Execute(error) if error.is_transient())
+    }
+}
+
 impl From<sqlx::Error> for MediaRequestCommandError {
     fn from(error: sqlx::Error) -> Self {
         Self::Execute(error.into())

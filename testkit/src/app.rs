@@ -19,6 +19,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::fault_proxy::FaultProxy;
 use crate::overseerr_sim::OverseerrSim;
 use crate::plex_sim::{PlexTvSim, PmsSim, SimAccount};
 
@@ -183,6 +184,9 @@ pub struct TestOptions {
     pub plex_sync: Option<medianest_workers::PlexSyncConfig>,
     /// The catalogue's cache and retries (default: production TTLs, retries 10 ms apart).
     pub catalog: medianest_query_api::catalog::CatalogSettings,
+    /// Whether the app reaches PostgreSQL through a [`FaultProxy`] ([`TestApp::db_proxy`]),
+    /// for outage tests (default false). The test's own pool connects directly.
+    pub database_proxy: bool,
 }
 
 impl TestOptions {
@@ -236,6 +240,7 @@ impl Default for TestOptions {
                 },
                 ..medianest_query_api::catalog::CatalogSettings::default()
             },
+            database_proxy: false,
         }
     }
 }
@@ -279,6 +284,8 @@ pub struct TestApp {
     pub admin: TestUser,
     /// The downloads root, when downloads are on (removed on drop).
     pub downloads_dir: Option<std::path::PathBuf>,
+    /// The proxy between the app and PostgreSQL, with [`TestOptions::database_proxy`].
+    pub db_proxy: Option<FaultProxy>,
     settings: Settings,
     running: Option<Running>,
 }
@@ -296,6 +303,25 @@ impl TestApp {
     pub async fn spawn_with(options: TestOptions) -> Self {
         init_tracing();
         let (database_url, pool) = fresh_database().await;
+        let (app_database_url, db_proxy) = if options.database_proxy {
+            let mut url = reqwest::Url::parse(&database_url).expect("a database URL");
+            let upstream = format!(
+                "{}:{}",
+                url.host_str().unwrap_or("127.0.0.1"),
+                url.port().unwrap_or(5432)
+            );
+            let upstream = tokio::net::lookup_host(&upstream)
+                .await
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .expect("PostgreSQL's address");
+            let proxy = FaultProxy::start(upstream).await;
+            url.set_host(Some("127.0.0.1")).expect("a host");
+            url.set_port(Some(proxy.addr().port())).expect("a port");
+            (url.to_string(), Some(proxy))
+        } else {
+            (database_url.clone(), None)
+        };
         let (stream, subjects) = unique_stream();
         let overseerr = if options.overseerr {
             Some(OverseerrSim::start().await)
@@ -361,7 +387,7 @@ impl TestApp {
             ..DownloadSettings::default()
         };
         let settings = Settings {
-            database_url: database_url.clone(),
+            database_url: app_database_url,
             nats_url: nats_url(),
             stream: stream.clone(),
             subject_prefix: subjects.prefix().to_string(),
@@ -411,6 +437,7 @@ impl TestApp {
                 session_id: Uuid::nil(),
             },
             downloads_dir,
+            db_proxy,
             settings,
             running: None,
         };

@@ -1,4 +1,5 @@
 pub mod app;
+pub mod fault_proxy;
 pub mod history;
 pub mod media_server;
 pub mod openapi;

@@ -182,16 +182,6 @@ impl<E: fmt::Display> fmt::Display for Guarded<E> {
     }
 }
 
-/// Whether a saga finished with an event or stopped (shutdown) while a breaker held its call
-/// back, in which case the event must stay unacknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handled {
-    /// Done with the event (whatever the outcome).
-    Finished,
-    /// Stopped before the call: the event is to be delivered again.
-    Stopped,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Closed,

@@ -1,44 +1,100 @@
-//! The consuming loop every saga shares: subscribe (retrying), hand each event to the saga,
-//! ack it, and resubscribe when the subscription ends, until shutdown — or until the saga
-//! gives an event back unfinished (shutdown while it waited), which then stays unacknowledged
-//! and is delivered again after a restart.
+//! The saga skeleton (issue 12): every event-driven saga states which events it wants and
+//! what it does with one ([`Saga`]); [`run`] owns the rest — subscribing as a durable
+//! consumer (retrying), handing each wanted event to the saga, acknowledging it only when the
+//! saga is done with it, and resubscribing when the subscription ends, until shutdown.
+//!
+//! The guarantee it keeps: **an event is acknowledged only after its effect is recorded.**
+//! A saga answers [`Step::Retry`] for a transient failure (the database, NATS, a store error
+//! while loading or recording); the same event is then handed to it again after a backoff
+//! (doubling from [`Backoff::min`] to [`Backoff::max`]), in order — nothing after it is
+//! handled meanwhile — and it stays unacknowledged, so a crash meanwhile redelivers it. Each
+//! step must therefore be idempotent (the forwarder's repeated Overseerr call resolves
+//! Overseerr's 409 to the existing request). Permanent failures are the saga's to record as
+//! events, after which it answers [`Step::Done`].
+//!
+//! While a saga holds an event — waiting on a circuit breaker, a slow call, or a backoff —
+//! the skeleton sends in-progress acks ([`FeedEvent::in_progress`]) so the feed does not
+//! redeliver it to another instance. [`Step::Stopped`] (shutdown while waiting) leaves the
+//! event unacknowledged and ends consuming: it is delivered again after a restart.
 
 use std::future::Future;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use futures::StreamExt;
 use medianest_nats::feed::StartAt;
 use medianest_nats::{EventFeed, FeedEvent};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
-/// Consumes `aggregate_types` events as the durable consumer `name` until `shutdown`,
-/// calling `handle` for each and acking what it hands back (a crash before the ack
-/// redelivers it, so `handle` must be idempotent). The event in hand is finished first.
-/// When `handle` answers `None` (it stopped without finishing the event), the event is left
-/// unacknowledged and consuming stops.
-pub(crate) async fn consume<F, Fut>(
+/// What a saga made of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Done with the event, whatever the outcome (recorded, or nothing to do): acknowledge.
+    Done,
+    /// A transient failure before the outcome was recorded (why, for the log): hand the same
+    /// event over again after a backoff, unacknowledged meanwhile.
+    Retry(String),
+    /// Shutdown came while the saga waited: leave the event unacknowledged and stop.
+    Stopped,
+}
+
+/// A saga driven by events: which it wants, and what it does with one.
+#[async_trait]
+pub trait Saga: Send + Sync {
+    /// The durable consumer's name (`saga-…`).
+    fn name(&self) -> &'static str;
+
+    /// The aggregate types whose events it subscribes to.
+    fn aggregate_types(&self) -> &'static [&'static str];
+
+    /// Whether it acts on events of `event_type` (the others are acknowledged unhandled).
+    fn wants(&self, event_type: &str) -> bool;
+
+    /// Acts on `event`. Must be idempotent: after [`Step::Retry`], or a crash before the
+    /// acknowledgement, the same event comes again.
+    async fn handle(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Step;
+}
+
+/// How long the skeleton waits before handing an event over again after [`Step::Retry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first wait (default 200 ms); it doubles after each retry.
+    pub min: Duration,
+    /// The longest wait (default 30 s).
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            min: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs `saga` on `feed` until `shutdown` (the event in hand is finished first), with
+/// `backoff` between the tries of an event that failed transiently.
+pub async fn run<S: Saga + ?Sized>(
+    saga: &S,
     feed: &dyn EventFeed,
-    name: &str,
-    aggregate_types: &[&str],
+    backoff: Backoff,
     shutdown: &CancellationToken,
-    mut handle: F,
-) where
-    F: FnMut(FeedEvent) -> Fut,
-    Fut: Future<Output = Option<FeedEvent>>,
-{
+) {
+    let name = saga.name();
     loop {
         let mut events = match feed
-            .subscribe(name, aggregate_types, StartAt::Beginning)
+            .subscribe(name, saga.aggregate_types(), StartAt::Beginning)
             .await
         {
             Ok(events) => events,
             Err(error) => {
                 warn!(%error, consumer = name, "cannot subscribe; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    () = shutdown.cancelled() => return,
+                if !pause(Duration::from_secs(1), None, shutdown).await {
+                    return;
                 }
+                continue;
             }
         };
         loop {
@@ -50,14 +106,86 @@ pub(crate) async fn consume<F, Fut>(
                 None => break,
                 Some(Err(error)) => warn!(%error, consumer = name, "feed error"),
                 Some(Ok(event)) => {
-                    let Some(event) = handle(event).await else {
+                    if saga.wants(event.event_type())
+                        && !handle_until_done(saga, &event, backoff, shutdown).await
+                    {
                         return;
-                    };
+                    }
                     if let Err(error) = event.ack().await {
                         warn!(%error, consumer = name, "ack failed; the event will be redelivered");
                     }
                 }
             }
         }
+    }
+}
+
+/// Hands `event` to `saga` until it is done with it; `false` when shutdown came first (the
+/// event must stay unacknowledged).
+async fn handle_until_done<S: Saga + ?Sized>(
+    saga: &S,
+    event: &FeedEvent,
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut delay = backoff.min;
+    loop {
+        match keeping_alive(event, saga.handle(event, shutdown)).await {
+            Step::Done => return true,
+            Step::Stopped => {
+                debug!(
+                    consumer = saga.name(),
+                    "stopped; the event will be redelivered"
+                );
+                return false;
+            }
+            Step::Retry(reason) => {
+                warn!(consumer = saga.name(), event = %event.event.id, %reason, ?delay, "transient failure: the event is handled again later");
+                metrics::counter!("medianest_saga_retries_total", "saga" => saga.name())
+                    .increment(1);
+                if !pause(delay, Some(event), shutdown).await {
+                    return false;
+                }
+                delay = (delay * 2).min(backoff.max);
+            }
+        }
+    }
+}
+
+/// Drives `work` to its end, sending in-progress acks for `event` meanwhile.
+async fn keeping_alive<T>(event: &FeedEvent, work: impl Future<Output = T>) -> T {
+    let Some(every) = event.progress_interval().filter(|d| !d.is_zero()) else {
+        return work.await;
+    };
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticks.tick() => {
+                if let Err(error) = event.in_progress().await {
+                    debug!(%error, "in-progress ack failed");
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `duration` (keeping `event` alive); `false` when `shutdown` came first.
+async fn pause(
+    duration: Duration,
+    event: Option<&FeedEvent>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let sleep = tokio::time::sleep(duration);
+    let sleep = async {
+        match event {
+            Some(event) => keeping_alive(event, sleep).await,
+            None => sleep.await,
+        }
+    };
+    tokio::select! {
+        () = sleep => true,
+        () = shutdown.cancelled() => false,
     }
 }

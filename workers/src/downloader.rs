@@ -37,11 +37,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use medianest_domain::download::{Download, DownloadCommand, DownloadKind, DownloadStatus};
 use medianest_integrations::ytdlp::{
     DownloadJob, Finished, RunEvent, YtDlp, YtDlpError, INCOMPLETE_DIR,
 };
-use medianest_nats::{EventFeed, Subjects};
+use medianest_nats::{EventFeed, FeedEvent, Subjects};
 use medianest_store::downloads::{DownloadCommandError, Downloads};
 use medianest_store::lock::InstanceLock;
 use medianest_store::{Committed, EventMetadata, ExecuteError};
@@ -53,7 +54,7 @@ use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
 use crate::breaker::{BreakerConfig, CircuitBreaker, Service};
-use crate::consumer::consume;
+use crate::consumer::{self, Backoff, Saga, Step};
 use crate::RetryPolicy;
 
 /// The consumer name (and instance lock).
@@ -183,25 +184,8 @@ impl Downloader {
         }
         let dispatcher = self.clone().dispatch(work, queue.clone(), shutdown.clone());
         let feed = async move {
-            consume(
-                self.feed.as_ref(),
-                NAME,
-                &["download"],
-                &shutdown,
-                |event| {
-                    if matches!(event.event_type(), "queued" | "retried") {
-                        if let Ok(id) = event.aggregate_id().parse::<Uuid>() {
-                            let cause = Cause {
-                                id: event.event.id.clone(),
-                                correlation: event.event.correlationid.clone(),
-                            };
-                            let _ = queue.send((id, cause));
-                        }
-                    }
-                    std::future::ready(Some(event))
-                },
-            )
-            .await;
+            let intake = Intake { queue };
+            consumer::run(&intake, self.feed.as_ref(), Backoff::default(), &shutdown).await;
         };
         // One future: if this task is aborted, the running downloads are dropped with it
         // (and their yt-dlp process groups killed).
@@ -563,5 +547,38 @@ fn failure_text(error: &YtDlpError) -> String {
     match error {
         YtDlpError::Failed { message, .. } => message.clone(),
         other => other.to_string(),
+    }
+}
+
+/// The downloader's saga on the skeleton: `queued` and `retried` downloads go to the
+/// in-process work list (which the ledger backs up across restarts), so the step is done once
+/// the download is queued there.
+struct Intake {
+    queue: mpsc::UnboundedSender<(Uuid, Cause)>,
+}
+
+#[async_trait]
+impl Saga for Intake {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["download"]
+    }
+
+    fn wants(&self, event_type: &str) -> bool {
+        matches!(event_type, "queued" | "retried")
+    }
+
+    async fn handle(&self, event: &FeedEvent, _shutdown: &CancellationToken) -> Step {
+        if let Ok(id) = event.aggregate_id().parse::<Uuid>() {
+            let cause = Cause {
+                id: event.event.id.clone(),
+                correlation: event.event.correlationid.clone(),
+            };
+            let _ = self.queue.send((id, cause));
+        }
+        Step::Done
     }
 }

@@ -16,9 +16,15 @@
 //! forwarder waits for the trial time instead of calling, and failures that keep it open use
 //! up no attempt, so an Overseerr outage delays forwarding instead of failing requests. A
 //! shutdown during that wait leaves the event unacknowledged, to be delivered again.
+//!
+//! It runs on the saga skeleton ([`crate::consumer`]): when the request cannot be loaded or
+//! the outcome cannot be recorded (the database is away), the event is not acknowledged but
+//! handled again after a backoff — the repeated call meets Overseerr's 409 and adopts the
+//! request Overseerr created — so no effect is dropped.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use medianest_domain::media_request::{self, MediaRequestCommand, RequestStatus, Source};
 use medianest_integrations::overseerr::{
     CreateRequest, MediaType, OverseerrClient, OverseerrError, Seasons,
@@ -30,8 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
-use crate::breaker::{BreakerConfig, CircuitBreaker, Guarded, Handled, Service};
-use crate::consumer::consume;
+use crate::breaker::{BreakerConfig, CircuitBreaker, Guarded, Service};
+use crate::consumer::{self, Backoff, Saga, Step};
 use crate::RetryPolicy;
 
 /// The consumer name.
@@ -76,74 +82,45 @@ impl OverseerrForwarder {
         self
     }
 
-    /// Consumes media-request events until `shutdown`; the event in hand is finished first.
-    ///
-    /// # Errors
-    /// Never returns an error: feed failures are logged and retried.
+    /// Consumes media-request events until `shutdown` on the saga skeleton
+    /// ([`crate::consumer`]); the event in hand is finished first.
     pub async fn run(&self, shutdown: CancellationToken) {
-        consume(
-            self.feed.as_ref(),
-            NAME,
-            &["media_request"],
-            &shutdown,
-            |event| {
-                let shutdown = shutdown.clone();
-                async move {
-                    if matches!(event.event_type(), "approved" | "retried")
-                        && self.forward_until(&event, &shutdown).await == Handled::Stopped
-                    {
-                        info!("stopped while Overseerr's circuit breaker was open; the event will be redelivered");
-                        return None;
-                    }
-                    Some(event)
-                }
-            },
-        )
-        .await;
+        consumer::run(self, self.feed.as_ref(), Backoff::default(), &shutdown).await;
     }
 
-    /// Forwards the request of `event` if it is still waiting to be forwarded.
-    pub async fn forward(&self, event: &FeedEvent) {
-        self.forward_until(event, &CancellationToken::new()).await;
-    }
-
-    /// [`forward`](Self::forward), giving up (and answering [`Handled::Stopped`]) when
-    /// `shutdown` comes while Overseerr's breaker holds the call back.
+    /// Forwards the request of `event` if it is still waiting to be forwarded: one step of
+    /// the saga ([`Step::Retry`] when the request could not be loaded or the outcome not
+    /// recorded; [`Step::Stopped`] when `shutdown` came while Overseerr's breaker held the
+    /// call back).
     #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
-    pub async fn forward_until(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Handled {
+    pub async fn forward(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Step {
         let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
             warn!("event with a malformed aggregate id");
-            return Handled::Finished;
+            return Step::Done;
         };
         let current = match self.requests.load(id).await {
             Ok((current, _)) => current,
-            Err(error) => {
-                warn!(%error, "cannot load the request");
-                return Handled::Finished;
-            }
+            Err(error) => return Step::Retry(format!("cannot load the request: {error}")),
         };
         if current.status() != Some(RequestStatus::Approved) {
             info!(status = ?current.status(), "not waiting to be forwarded; nothing to do");
-            return Handled::Finished;
+            return Step::Done;
         }
         let Some(mut body) = create_request(&current) else {
-            return Handled::Finished;
+            return Step::Done;
         };
+        let metadata = EventMetadata::caused_by(
+            WORKER,
+            &event.event.id,
+            event.event.correlationid.as_deref(),
+        );
         if let Some(rating_key) = self.leave_out_what_plex_has(&mut body).await {
             info!("Plex has every season asked for: available, nothing to forward");
-            let metadata = EventMetadata::caused_by(
-                WORKER,
-                &event.event.id,
-                event.event.correlationid.as_deref(),
-            );
             let command = MediaRequestCommand::RecordAvailable {
                 plex_rating_key: Some(rating_key),
                 source: Source::Plex,
             };
-            if let Err(error) = self.requests.execute(id, command, None, &metadata).await {
-                warn!(%error, "availability not recorded");
-            }
-            return Handled::Finished;
+            return self.record(id, command, &metadata).await;
         }
         let (outcome, attempts) = self
             .retry
@@ -160,7 +137,7 @@ impl OverseerrForwarder {
             .await;
         let outcome = match outcome {
             Ok(created) => Ok(created),
-            Err(Guarded::Stopped) => return Handled::Stopped,
+            Err(Guarded::Stopped) => return Step::Stopped,
             Err(Guarded::Failed(OverseerrError::AlreadyExists { message })) => {
                 info!(%message, "Overseerr already has this request; finding it");
                 match self
@@ -177,7 +154,7 @@ impl OverseerrForwarder {
                 {
                     Ok(Some(existing)) => Ok(existing),
                     Ok(None) => Err(OverseerrError::AlreadyExists { message }),
-                    Err(Guarded::Stopped) => return Handled::Stopped,
+                    Err(Guarded::Stopped) => return Step::Stopped,
                     Err(Guarded::Failed(error)) => Err(error),
                 }
             }
@@ -202,16 +179,47 @@ impl OverseerrForwarder {
                 }
             }
         };
-        let metadata = EventMetadata::caused_by(
-            WORKER,
-            &event.event.id,
-            event.event.correlationid.as_deref(),
-        );
-        if let Err(error) = self.requests.execute(id, command, None, &metadata).await {
-            // E.g. cancelled while the call was in flight: the aggregate decides.
-            warn!(%error, "outcome not recorded");
+        self.record(id, command, &metadata).await
+    }
+
+    /// Records an outcome: done, unless the store failed (then the step is tried again; the
+    /// repeated Overseerr call finds the request Overseerr already has).
+    async fn record(
+        &self,
+        id: Uuid,
+        command: MediaRequestCommand,
+        metadata: &EventMetadata,
+    ) -> Step {
+        match self.requests.execute(id, command, None, metadata).await {
+            Ok(_) => Step::Done,
+            Err(error) if error.is_transient() => {
+                Step::Retry(format!("cannot record the outcome: {error}"))
+            }
+            Err(error) => {
+                // E.g. cancelled while the call was in flight: the aggregate decides.
+                warn!(%error, "outcome not recorded");
+                Step::Done
+            }
         }
-        Handled::Finished
+    }
+}
+
+#[async_trait]
+impl Saga for OverseerrForwarder {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["media_request"]
+    }
+
+    fn wants(&self, event_type: &str) -> bool {
+        matches!(event_type, "approved" | "retried")
+    }
+
+    async fn handle(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Step {
+        self.forward(event, shutdown).await
     }
 }
 

@@ -11,11 +11,16 @@
 //! - [`plex_sync::PlexSync`]: the Plex library read model from the PMS library routes, and
 //!   `partially_available` / `available` for the requests Plex covers.
 //!
+//! The event-driven sagas run on one skeleton, [`consumer`]: a saga says which events it
+//! wants and what it does with one ([`consumer::Saga`]); the skeleton consumes, acknowledges
+//! only what is done, hands an event that failed transiently over again after a backoff, and
+//! keeps a held event alive with in-progress acks.
+//!
 //! Each external service has a [`breaker::CircuitBreaker`] shared by the sagas that call it;
 //! while it is open they wait instead of calling, and its state goes to `service_health`.
 
 pub mod breaker;
-mod consumer;
+pub mod consumer;
 pub mod downloader;
 pub mod forwarder;
 pub mod plex_sync;
@@ -25,6 +30,7 @@ pub mod scanner;
 pub mod session_expirer;
 
 pub use breaker::{BreakerConfig, CircuitBreaker, Service};
+pub use consumer::{Backoff, Saga, Step};
 pub use downloader::{Downloader, DownloaderConfig};
 pub use forwarder::OverseerrForwarder;
 pub use plex_sync::{PlexSync, PlexSyncConfig};

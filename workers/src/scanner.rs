@@ -19,6 +19,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use medianest_domain::download::{DownloadCommand, DownloadStatus};
 use medianest_integrations::plex::{PlexError, PmsClient};
 use medianest_nats::{EventFeed, FeedEvent};
@@ -28,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
-use crate::breaker::{BreakerConfig, CircuitBreaker, Guarded, Handled, Service};
-use crate::consumer::consume;
+use crate::breaker::{BreakerConfig, CircuitBreaker, Guarded, Service};
+use crate::consumer::{self, Backoff, Saga, Step};
 use crate::RetryPolicy;
 
 /// The consumer name.
@@ -86,57 +87,33 @@ impl PlexScanner {
         self
     }
 
-    /// Consumes download events until `shutdown`.
+    /// Consumes download events until `shutdown` on the saga skeleton ([`crate::consumer`]).
     pub async fn run(&self, shutdown: CancellationToken) {
-        consume(
-            self.feed.as_ref(),
-            NAME,
-            &["download"],
-            &shutdown,
-            |event| {
-                let shutdown = shutdown.clone();
-                async move {
-                    if event.event_type() == "completed"
-                        && self.scan_until(&event, &shutdown).await == Handled::Stopped
-                    {
-                        info!("stopped while Plex's circuit breaker was open; the event will be redelivered");
-                        return None;
-                    }
-                    Some(event)
-                }
-            },
-        )
-        .await;
+        consumer::run(self, self.feed.as_ref(), Backoff::default(), &shutdown).await;
     }
 
-    /// Asks Plex to scan the folder of the download of `event`, unless already recorded.
-    pub async fn scan(&self, event: &FeedEvent) {
-        self.scan_until(event, &CancellationToken::new()).await;
-    }
-
-    /// [`scan`](Self::scan), giving up (and answering [`Handled::Stopped`]) when `shutdown`
-    /// comes while Plex's breaker holds the call back.
+    /// Asks Plex to scan the folder of the download of `event`, unless already recorded: one
+    /// step of the saga ([`Step::Retry`] when the download could not be loaded or the
+    /// outcome not recorded; [`Step::Stopped`] when `shutdown` came while Plex's breaker held
+    /// the call back).
     #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
-    pub async fn scan_until(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Handled {
+    pub async fn scan(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Step {
         let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
             warn!("event with a malformed aggregate id");
-            return Handled::Finished;
+            return Step::Done;
         };
         let download = match self.downloads.load(id).await {
             Ok((download, _)) => download,
-            Err(error) => {
-                warn!(%error, "cannot load the download");
-                return Handled::Finished;
-            }
+            Err(error) => return Step::Retry(format!("cannot load the download: {error}")),
         };
         if download.status() != Some(DownloadStatus::Completed) || download.library_scan_recorded()
         {
-            return Handled::Finished;
+            return Step::Done;
         }
         let path = match download.folders().as_slice() {
             [] => {
                 info!("no new files: nothing to scan");
-                return Handled::Finished;
+                return Step::Done;
             }
             [folder] => self.target.plex_root.join(folder),
             _ => self.target.plex_root.clone(),
@@ -157,7 +134,7 @@ impl PlexScanner {
             .await;
         let outcome = match outcome {
             Ok(section_id) => Ok(section_id),
-            Err(Guarded::Stopped) => return Handled::Stopped,
+            Err(Guarded::Stopped) => return Step::Stopped,
             Err(Guarded::Failed(error)) => Err(error),
         };
         let label = if outcome.is_ok() {
@@ -180,10 +157,17 @@ impl PlexScanner {
             &event.event.id,
             event.event.correlationid.as_deref(),
         );
-        if let Err(error) = self.downloads.execute(id, command, None, &metadata).await {
-            warn!(%error, "scan outcome not recorded");
+        match self.downloads.execute(id, command, None, &metadata).await {
+            Ok(_) => Step::Done,
+            // A repeated scan request is harmless: Plex scans the folder again.
+            Err(error) if error.is_transient() => {
+                Step::Retry(format!("cannot record the scan outcome: {error}"))
+            }
+            Err(error) => {
+                warn!(%error, "scan outcome not recorded");
+                Step::Done
+            }
         }
-        Handled::Finished
     }
 
     /// Finds the section and asks it to scan `path`; answers the section's key.
@@ -200,5 +184,24 @@ impl PlexScanner {
             })?;
         self.pms.refresh_section(&section.key, Some(path)).await?;
         Ok(section.key)
+    }
+}
+
+#[async_trait]
+impl Saga for PlexScanner {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["download"]
+    }
+
+    fn wants(&self, event_type: &str) -> bool {
+        event_type == "completed"
+    }
+
+    async fn handle(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Step {
+        self.scan(event, shutdown).await
     }
 }

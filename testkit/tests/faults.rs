@@ -1,0 +1,170 @@
+//! Outages (issue 12), against real PostgreSQL and NATS JetStream with the app reaching
+//! PostgreSQL through a TCP fault proxy ([`medianest_testkit::fault_proxy`]): a saga whose
+//! call is in flight when the database goes away records its effect once the database is
+//! back — once, not twice, and without a restart.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use medianest_nats::{FeedEvent, LogFeed};
+use medianest_store::{checkpoint, EventMetadata};
+use medianest_testkit::app::{eventually, fresh_database, TestApp, TestOptions};
+use medianest_workers::consumer::{self, Backoff, Saga, Step};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_while_overseerr_answers_loses_no_forward_and_repeats_none() {
+    let app = TestApp::spawn_with(TestOptions {
+        database_proxy: true,
+        ..TestOptions::default()
+    })
+    .await;
+    let proxy = app.db_proxy.as_ref().expect("a database proxy");
+    let id = app.submit_movie(603, "The Matrix").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Overseerr is slow: the forwarder's call is in flight when the database goes away.
+    app.sim().set_delay(Duration::from_secs(2));
+    let approved = app
+        .post_empty(&format!("/api/v1/requests/{id}/approve"))
+        .await;
+    assert_eq!(approved.status(), 200);
+    eventually("the forwarder's call in flight", WAIT, || async {
+        app.sim()
+            .received()
+            .iter()
+            .any(|r| r.method == "POST" && r.path == "/api/v1/request")
+            .then_some(())
+    })
+    .await;
+    proxy.set_down(true);
+    // Overseerr creates the request meanwhile; the forwarder cannot record it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(app.sim().requests().len(), 1);
+    proxy.set_down(false);
+    app.sim().set_delay(Duration::ZERO);
+
+    let overseerr_id = app.forwarded(&id).await;
+    let requests = app.sim().requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "Overseerr has the request once: {requests:?}"
+    );
+    assert_eq!(requests[0]["id"], overseerr_id);
+    let events = app.events_of("media_request", &id).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["submitted", "approved", "forwarded"],
+        "nothing failed, nothing twice"
+    );
+    assert!(
+        app.sim().violations().is_empty(),
+        "{:?}",
+        app.sim().violations()
+    );
+}
+
+/// A saga that fails transiently the first `failures` times it sees each event, and records
+/// what it was handed.
+struct Flaky {
+    failures: usize,
+    tries: AtomicUsize,
+    handled: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Saga for Flaky {
+    fn name(&self) -> &'static str {
+        "saga-flaky-test"
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["media_request"]
+    }
+
+    fn wants(&self, event_type: &str) -> bool {
+        event_type == "submitted"
+    }
+
+    async fn handle(&self, event: &FeedEvent, _shutdown: &CancellationToken) -> Step {
+        self.handled
+            .lock()
+            .unwrap()
+            .push(event.aggregate_id().to_string());
+        let tries = self.tries.fetch_add(1, Ordering::SeqCst) + 1;
+        if tries % (self.failures + 1) == 0 {
+            Step::Done
+        } else {
+            Step::Retry(format!("try {tries} fails"))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saga_skeleton_hands_a_failed_event_over_again_in_order_and_acks_only_when_done() {
+    let (_url, pool) = fresh_database().await;
+    let requests =
+        medianest_store::media_requests::MediaRequests::new(pool.clone(), Default::default());
+    let mut ids = Vec::new();
+    for (tmdb_id, title) in [(603, "The Matrix"), (604, "The Matrix Reloaded")] {
+        let id = uuid::Uuid::now_v7();
+        let command = medianest_domain::media_request::MediaRequestCommand::Submit {
+            requested_by: medianest_domain::Actor::admin(uuid::Uuid::now_v7()),
+            media: medianest_domain::media_request::Media {
+                media_type: medianest_domain::media_request::MediaType::Movie,
+                tmdb_id: medianest_domain::media_request::TmdbId::new(tmdb_id).unwrap(),
+                tvdb_id: None,
+                title: title.to_string(),
+                year: None,
+            },
+            seasons: None,
+            is_4k: false,
+            note: None,
+        };
+        requests
+            .execute(id, command, None, &EventMetadata::for_actor("admin"))
+            .await
+            .unwrap();
+        ids.push(id.to_string());
+    }
+    let saga = Arc::new(Flaky {
+        failures: 2,
+        tries: AtomicUsize::new(0),
+        handled: Mutex::new(Vec::new()),
+    });
+    let feed = LogFeed::new(pool.clone());
+    let shutdown = CancellationToken::new();
+    let backoff = Backoff {
+        min: Duration::from_millis(20),
+        max: Duration::from_millis(40),
+    };
+    let running = {
+        let (saga, shutdown) = (Arc::clone(&saga), shutdown.clone());
+        tokio::spawn(async move { consumer::run(saga.as_ref(), &feed, backoff, &shutdown).await })
+    };
+    eventually("both events handled", WAIT, || async {
+        (saga.handled.lock().unwrap().len() >= 6).then_some(())
+    })
+    .await;
+    let head = medianest_store::log::head_position(&pool).await.unwrap();
+    eventually("the checkpoint at the last event", WAIT, || async {
+        let at = checkpoint::load(&pool, "saga-flaky-test").await.unwrap();
+        (at.position == head).then_some(at)
+    })
+    .await;
+    shutdown.cancel();
+    running.await.unwrap();
+    let handled = saga.handled.lock().unwrap().clone();
+    assert_eq!(
+        handled,
+        [&ids[0], &ids[0], &ids[0], &ids[1], &ids[1], &ids[1]].map(String::clone),
+        "each event tried until done, the first before the second"
+    );
+}
