@@ -99,7 +99,7 @@ impl Saga for Flaky {
             .unwrap()
             .push(event.aggregate_id().to_string());
         let tries = self.tries.fetch_add(1, Ordering::SeqCst) + 1;
-        if tries % (self.failures + 1) == 0 {
+        if tries.is_multiple_of(self.failures + 1) {
             Step::Done
         } else {
             Step::Retry(format!("try {tries} fails"))
