@@ -237,15 +237,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                     settings.forward_retry,
                 )
                 .with_breaker(overseerr_breaker());
-                let token = shutdown.clone();
-                tasks.spawn(async move { forwarder.run(token).await });
                 let reconciler = OverseerrReconciler::new(
                     pool.clone(),
                     requests.clone(),
                     client.clone(),
                     settings.reconcile_interval,
                 )
-                .with_breaker(overseerr_breaker());
+                .with_breaker(overseerr_breaker())
+                .with_redrive(forwarder.clone(), settings.redrive_after);
+                let token = shutdown.clone();
+                tasks.spawn(async move { forwarder.run(token).await });
                 let token = shutdown.clone();
                 tasks.spawn(async move { reconciler.run(token).await });
             }

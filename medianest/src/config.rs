@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// Seconds between reconciler passes over requests Overseerr owns.
     #[arg(long, env = "MEDIANEST_RECONCILE_INTERVAL_SECS", default_value = "60")]
     pub reconcile_interval_secs: String,
+    /// Seconds a request may stay approved but not forwarded before the reconciler forwards
+    /// it again.
+    #[arg(long, env = "MEDIANEST_REDRIVE_AFTER_SECS", default_value = "600")]
+    pub redrive_after_secs: String,
     /// Longest wait of a query for `min_position`, in milliseconds.
     #[arg(long, env = "MEDIANEST_MIN_POSITION_WAIT_MS", default_value = "5000")]
     pub min_position_wait_ms: String,
@@ -441,6 +445,9 @@ pub struct Settings {
     pub auto_approve: AutoApprovePolicy,
     /// Reconciler interval.
     pub reconcile_interval: Duration,
+    /// How long a request may stay approved but not forwarded before the reconciler
+    /// forwards it again.
+    pub redrive_after: Duration,
     /// Longest `min_position` wait.
     pub min_position_wait: Duration,
     /// Roles to run.
@@ -746,6 +753,10 @@ impl Settings {
             overseerr_webhook_secret: optional(args.overseerr_webhook_secret),
             auto_approve,
             reconcile_interval: Duration::from_secs(reconcile),
+            redrive_after: Duration::from_secs(positive(
+                "MEDIANEST_REDRIVE_AFTER_SECS",
+                &args.redrive_after_secs,
+            )?),
             min_position_wait: Duration::from_millis(wait),
             roles,
             forward_retry: medianest_workers::RetryPolicy::default(),

@@ -144,6 +144,9 @@ pub struct TestOptions {
     pub overseerr: bool,
     /// Reconciler interval (default one hour: only tests of the reconciler shorten it).
     pub reconcile_interval: Duration,
+    /// How long a request may stay approved before the reconciler forwards it again
+    /// (default one hour).
+    pub redrive_after: Duration,
     /// Forwarder retries (default 6 attempts, 50 ms doubling to 400 ms).
     pub forward_retry: RetryPolicy,
     /// Roles (default all).
@@ -209,6 +212,7 @@ impl Default for TestOptions {
             auto_approve: AutoApprovePolicy::None,
             overseerr: true,
             reconcile_interval: Duration::from_secs(3600),
+            redrive_after: Duration::from_secs(3600),
             forward_retry: RetryPolicy {
                 attempts: 6,
                 min_delay: Duration::from_millis(50),
@@ -400,6 +404,7 @@ impl TestApp {
             overseerr_webhook_secret: Some(WEBHOOK_SECRET.to_string()),
             auto_approve: options.auto_approve,
             reconcile_interval: options.reconcile_interval,
+            redrive_after: options.redrive_after,
             min_position_wait: options.min_position_wait,
             roles: options.roles,
             forward_retry: options.forward_retry,

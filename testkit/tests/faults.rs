@@ -168,3 +168,99 @@ async fn the_saga_skeleton_hands_a_failed_event_over_again_in_order_and_acks_onl
         "each event tried until done, the first before the second"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_left_approved_too_long_is_forwarded_by_the_reconciler_once() {
+    use medianest_integrations::overseerr::{OverseerrClient, OverseerrConfig};
+    use medianest_projections::requests::RequestsProjection;
+    use medianest_projections::ProjectionRunner;
+    use medianest_store::media_requests::MediaRequests;
+    use medianest_testkit::overseerr_sim::OverseerrSim;
+    use medianest_workers::{OverseerrForwarder, OverseerrReconciler, RetryPolicy};
+
+    let (_url, pool) = fresh_database().await;
+    let requests = Arc::new(MediaRequests::new(pool.clone(), Default::default()));
+    let id = uuid::Uuid::now_v7();
+    let submit = medianest_domain::media_request::MediaRequestCommand::Submit {
+        requested_by: medianest_domain::Actor::admin(uuid::Uuid::now_v7()),
+        media: medianest_domain::media_request::Media {
+            media_type: medianest_domain::media_request::MediaType::Movie,
+            tmdb_id: medianest_domain::media_request::TmdbId::new(603).unwrap(),
+            tvdb_id: None,
+            title: "The Matrix".to_string(),
+            year: Some(1999),
+        },
+        seasons: None,
+        is_4k: false,
+        note: None,
+    };
+    // An admin's request is approved on submit; no forwarder ever sees its event here.
+    requests
+        .execute(id, submit, None, &EventMetadata::for_actor("admin"))
+        .await
+        .unwrap();
+    let runner = ProjectionRunner::new(
+        pool.clone(),
+        Arc::new(LogFeed::new(pool.clone())),
+        Arc::new(RequestsProjection),
+    );
+    let name = runner.checkpoint_name();
+    for stored in medianest_store::log::read_after(&pool, Default::default(), 100, None)
+        .await
+        .unwrap()
+    {
+        let event = FeedEvent::from_stored(&stored).unwrap();
+        runner.apply_once(&name, &event).await.unwrap();
+    }
+
+    let sim = OverseerrSim::start().await;
+    let client = OverseerrClient::new(OverseerrConfig {
+        base_url: sim.base_url().parse().unwrap(),
+        api_key: sim.api_key().to_string(),
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let forwarder = OverseerrForwarder::new(
+        Arc::clone(&requests),
+        client.clone(),
+        Arc::new(LogFeed::new(pool.clone())),
+        RetryPolicy {
+            attempts: 1,
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+        },
+    );
+    let reconciler = |after| {
+        OverseerrReconciler::new(
+            pool.clone(),
+            Arc::clone(&requests),
+            client.clone(),
+            Duration::from_secs(3600),
+        )
+        .with_redrive(forwarder.clone(), after)
+    };
+
+    // Not stuck for long enough yet: left alone.
+    reconciler(Duration::from_secs(3600)).pass().await.unwrap();
+    assert!(sim.requests().is_empty());
+
+    reconciler(Duration::ZERO).pass().await.unwrap();
+    assert_eq!(sim.requests().len(), 1);
+    let kinds = |events: Vec<medianest_store::StoredEvent>| {
+        events.into_iter().map(|e| e.event_type).collect::<Vec<_>>()
+    };
+    let events = medianest_store::log::read_after(&pool, Default::default(), 100, None)
+        .await
+        .unwrap();
+    assert_eq!(kinds(events), ["submitted", "approved", "forwarded"]);
+
+    // The read model still says approved (no projection ran): a second pass finds the
+    // request forwarded and does nothing.
+    reconciler(Duration::ZERO).pass().await.unwrap();
+    assert_eq!(sim.requests().len(), 1);
+    let events = medianest_store::log::read_after(&pool, Default::default(), 100, None)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}

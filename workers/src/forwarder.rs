@@ -98,6 +98,23 @@ impl OverseerrForwarder {
             warn!("event with a malformed aggregate id");
             return Step::Done;
         };
+        let metadata = EventMetadata::caused_by(
+            WORKER,
+            &event.event.id,
+            event.event.correlationid.as_deref(),
+        );
+        self.forward_request(id, &metadata, shutdown).await
+    }
+
+    /// Forwards request `id` if it is still waiting to be forwarded, recording the outcome
+    /// with `metadata`: the step of [`forward`](Self::forward), also taken by the reconciler
+    /// for a request left `approved` too long.
+    pub async fn forward_request(
+        &self,
+        id: Uuid,
+        metadata: &EventMetadata,
+        shutdown: &CancellationToken,
+    ) -> Step {
         let current = match self.requests.load(id).await {
             Ok((current, _)) => current,
             Err(error) => return Step::Retry(format!("cannot load the request: {error}")),
@@ -109,18 +126,13 @@ impl OverseerrForwarder {
         let Some(mut body) = create_request(&current) else {
             return Step::Done;
         };
-        let metadata = EventMetadata::caused_by(
-            WORKER,
-            &event.event.id,
-            event.event.correlationid.as_deref(),
-        );
         if let Some(rating_key) = self.leave_out_what_plex_has(&mut body).await {
             info!("Plex has every season asked for: available, nothing to forward");
             let command = MediaRequestCommand::RecordAvailable {
                 plex_rating_key: Some(rating_key),
                 source: Source::Plex,
             };
-            return self.record(id, command, &metadata).await;
+            return self.record(id, command, metadata).await;
         }
         let (outcome, attempts) = self
             .retry
@@ -179,7 +191,7 @@ impl OverseerrForwarder {
                 }
             }
         };
-        self.record(id, command, &metadata).await
+        self.record(id, command, metadata).await
     }
 
     /// Records an outcome: done, unless the store failed (then the step is tried again; the

@@ -7,6 +7,10 @@
 //! request → `RecordProcessing`. A request Overseerr no longer has (404) → `RecordFailed`.
 //! Commands that are already reflected write nothing, so polling is idempotent.
 //!
+//! With [`OverseerrReconciler::with_redrive`], a pass also forwards the requests left
+//! `approved` (not forwarded) for longer than a set time, with the forwarder's own step: a
+//! forward is never left undone for good, whatever happened to its event.
+//!
 //! Polls go through Overseerr's circuit breaker (shared with the forwarder): while it is
 //! open a pass ends early without calling (the next pass tries again), and 5xx, timeouts and
 //! connection errors count towards opening it (a 404 does not: Overseerr answered).
@@ -23,10 +27,12 @@ use medianest_store::media_requests::MediaRequests;
 use medianest_store::EventMetadata;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
 use crate::breaker::{BreakerConfig, CircuitBreaker, Service};
+use crate::consumer::Step;
+use crate::forwarder::OverseerrForwarder;
 
 const WORKER: &str = "overseerr-reconciler";
 
@@ -46,6 +52,7 @@ pub struct OverseerrReconciler {
     interval: Duration,
     batch: i64,
     breaker: Arc<CircuitBreaker>,
+    redrive: Option<(OverseerrForwarder, Duration)>,
 }
 
 impl OverseerrReconciler {
@@ -66,7 +73,16 @@ impl OverseerrReconciler {
                 Service::Overseerr,
                 BreakerConfig::default(),
             )),
+            redrive: None,
         }
+    }
+
+    /// Also forwards, with `forwarder`'s step, requests left `approved` (not forwarded) for
+    /// longer than `after` — a forward whose event was lost, or that a saga gave up on.
+    #[must_use]
+    pub fn with_redrive(mut self, forwarder: OverseerrForwarder, after: Duration) -> Self {
+        self.redrive = Some((forwarder, after));
+        self
     }
 
     /// Calls Overseerr through `breaker` (shared with the forwarder) instead of a breaker
@@ -137,7 +153,33 @@ impl OverseerrReconciler {
                 Err(error) => warn!(%error, request = %row.id, "cannot record Overseerr's status"),
             }
         }
-        Ok(changed)
+        Ok(changed + self.redrive_stuck(&correlation).await?)
+    }
+
+    /// Forwards the requests left `approved` too long; answers how many were re-driven.
+    async fn redrive_stuck(&self, correlation: &str) -> Result<usize, sqlx::Error> {
+        let Some((forwarder, after)) = &self.redrive else {
+            return Ok(0);
+        };
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(*after).unwrap_or_default();
+        let stuck: Vec<Uuid> =
+            requests::with_statuses(&self.pool, &[RequestStatus::Approved], self.batch)
+                .await?
+                .into_iter()
+                .filter(|row| row.updated_at < cutoff)
+                .map(|row| row.id)
+                .collect();
+        let metadata = EventMetadata::for_pass(WORKER, correlation);
+        for id in &stuck {
+            info!(request = %id, "approved but not forwarded for too long: forwarding it");
+            let step = forwarder
+                .forward_request(*id, &metadata, &CancellationToken::new())
+                .await;
+            if step != Step::Done {
+                debug!(request = %id, ?step, "re-drive not finished; the next pass tries again");
+            }
+        }
+        Ok(stuck.len())
     }
 }
 
