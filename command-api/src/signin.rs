@@ -12,8 +12,10 @@
 //! A sign-in answers `200 {"token","session_id","expires_at","user":{"id","username","role"}}`
 //! and sets the session cookie, and only once the `users` and `sessions` read models hold
 //! the new session, so the next request with the token succeeds. Failed sign-ins count
-//! against the caller's address and the account ([`SignInLimiter`]); past the limit they are
-//! answered 429 before any password is checked.
+//! against the account and, with a separate higher limit, the caller's address
+//! ([`SignInLimiter`]); past either limit an attempt is answered 429 before any password is
+//! checked. A sign-in that succeeds clears its account's failures, never the address's.
+//! A PIN exchange counts against the address alone until plex.tv names the account.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -335,6 +337,7 @@ pub(crate) async fn login(
     if account.is_disabled() {
         return Err(account_disabled());
     }
+    state.signin_limiter.record_success(&keys);
     let user = SessionUser {
         id,
         username: account.username().unwrap_or_default().to_string(),
@@ -579,6 +582,7 @@ pub(crate) async fn exchange_pin(
     if account.is_disabled() {
         return Err(account_disabled());
     }
+    state.signin_limiter.record_success(&keys);
     let user = SessionUser {
         id,
         username: account.username().unwrap_or_default().to_string(),

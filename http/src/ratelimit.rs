@@ -2,11 +2,16 @@
 //!
 //! - [`ApiRateLimiter`]: API calls per user (default 100 per minute), a GCRA limiter from the
 //!   `governor` crate keyed by user id; checked on every authenticated call.
-//! - [`SignInLimiter`]: failed sign-ins per client IP and per account (default 5 per 15
-//!   minutes). Only failures count, so a household behind one address can sign in freely
-//!   while guessing is stopped; the check comes *before* the password is verified, so a
-//!   blocked guesser learns nothing. `governor` cannot count only failures without also
-//!   charging successes, so this is a small sliding-window log.
+//! - [`SignInLimiter`]: failed sign-ins per account (default 5 per 15 minutes) and, separately
+//!   and higher, per client address (default 30 in the same window, over all accounts). The
+//!   two limits are apart because a household behind one router, or everyone behind the
+//!   reverse proxy, shares one address: one member's typos lock *their* account, not the
+//!   others'. Only failures count; the check comes *before* the password is verified, so a
+//!   blocked guesser learns nothing and a locked account's right password is refused too,
+//!   until its failures leave the window. A successful sign-in clears its account's failures
+//!   (as Overseerr and most apps do) but never the address's, so signing in to one's own
+//!   account cannot launder guesses at others. `governor` cannot count only failures without
+//!   also charging successes, so this is a small sliding-window log.
 //!
 //! Both are in-process: with several command-API replicas each keeps its own counts.
 
@@ -54,11 +59,23 @@ impl ApiRateLimiter {
     }
 }
 
-/// Failed sign-ins per key in a sliding window.
+/// The limits of a [`SignInLimiter`] (in production `MEDIANEST_SIGNIN_ATTEMPTS`, 5;
+/// `MEDIANEST_SIGNIN_ATTEMPTS_PER_ADDRESS`, 30; `MEDIANEST_SIGNIN_WINDOW_SECS`, 900).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInLimits {
+    /// Failures of one account in any `window` before it is locked (at least 1).
+    pub per_account: usize,
+    /// Failures from one client address in any `window`, whatever the accounts, before the
+    /// address is refused (at least 1).
+    pub per_address: usize,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+/// Failed sign-ins per account and per client address in a sliding window.
 #[derive(Debug)]
 pub struct SignInLimiter {
-    attempts: usize,
-    window: Duration,
+    limits: SignInLimits,
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
@@ -81,22 +98,34 @@ impl SignInKey<'_> {
 }
 
 impl SignInLimiter {
-    /// Allows `attempts` failures per key in any `window`.
-    pub fn new(attempts: usize, window: Duration) -> Self {
+    /// A limiter with `limits` (each limit raised to at least 1).
+    pub fn new(limits: SignInLimits) -> Self {
         Self {
-            attempts: attempts.max(1),
-            window,
+            limits: SignInLimits {
+                per_account: limits.per_account.max(1),
+                per_address: limits.per_address.max(1),
+                window: limits.window,
+            },
             failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The failures `key` may have in the window.
+    fn limit(&self, key: &SignInKey<'_>) -> usize {
+        match key {
+            SignInKey::Ip(_) => self.limits.per_address,
+            SignInKey::Account(_) => self.limits.per_account,
         }
     }
 
     /// Whether another attempt is allowed for every key.
     ///
     /// # Errors
-    /// The seconds until the oldest failure leaves the window (at least 1) when a key is
-    /// blocked.
+    /// The seconds until enough failures leave the window for every key to be allowed again
+    /// (at least 1) when a key has used up its limit.
     pub fn check(&self, keys: &[SignInKey<'_>]) -> Result<(), u64> {
         let now = Instant::now();
+        let window = self.limits.window;
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let mut wait = None::<Duration>;
         for key in keys {
@@ -105,13 +134,14 @@ impl SignInLimiter {
             };
             while times
                 .front()
-                .is_some_and(|t| now.duration_since(*t) >= self.window)
+                .is_some_and(|t| now.duration_since(*t) >= window)
             {
                 times.pop_front();
             }
-            if times.len() >= self.attempts {
-                let index = times.len() - self.attempts;
-                let frees = self.window.saturating_sub(now.duration_since(times[index]));
+            let limit = self.limit(key);
+            if times.len() >= limit {
+                let index = times.len() - limit;
+                let frees = window.saturating_sub(now.duration_since(times[index]));
                 wait = Some(wait.map_or(frees, |w| w.max(frees)));
             }
         }
@@ -124,9 +154,9 @@ impl SignInLimiter {
     /// Records a failed attempt against every key.
     pub fn record_failure(&self, keys: &[SignInKey<'_>]) {
         let now = Instant::now();
+        let window = self.limits.window;
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if failures.len() > 100_000 {
-            let window = self.window;
             failures.retain(|_, times| {
                 times
                     .back()
@@ -134,10 +164,23 @@ impl SignInLimiter {
             });
         }
         for key in keys {
+            let limit = self.limit(key);
             let times = failures.entry(key.key()).or_default();
             times.push_back(now);
-            while times.len() > self.attempts {
+            while times.len() > limit {
                 times.pop_front();
+            }
+        }
+    }
+
+    /// Records a successful sign-in: the failures of the [`SignInKey::Account`] keys are
+    /// forgotten; [`SignInKey::Ip`] keys keep theirs, so a guesser who owns one account cannot
+    /// clear their address by signing in to it between guesses.
+    pub fn record_success(&self, keys: &[SignInKey<'_>]) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        for key in keys {
+            if matches!(key, SignInKey::Account(_)) {
+                failures.remove(&key.key());
             }
         }
     }
@@ -147,36 +190,115 @@ impl SignInLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_sixth_failure_in_the_window_is_refused_for_ip_and_account_alike() {
-        let limiter = SignInLimiter::new(5, Duration::from_secs(900));
-        let keys = [SignInKey::Ip("10.0.0.1"), SignInKey::Account("Alice")];
-        for _ in 0..5 {
-            assert_eq!(limiter.check(&keys), Ok(()));
+    /// 5 failures per account and 8 per address in 15 minutes.
+    fn limiter() -> SignInLimiter {
+        SignInLimiter::new(SignInLimits {
+            per_account: 5,
+            per_address: 8,
+            window: Duration::from_secs(900),
+        })
+    }
+
+    /// Records `n` failures of `account` from `ip`, each allowed beforehand.
+    fn fail(limiter: &SignInLimiter, ip: &str, account: &str, n: usize) {
+        let keys = [SignInKey::Ip(ip), SignInKey::Account(account)];
+        for attempt in 1..=n {
+            assert_eq!(limiter.check(&keys), Ok(()), "{account} attempt {attempt}");
             limiter.record_failure(&keys);
         }
-        let wait = limiter.check(&keys).expect_err("blocked");
+    }
+
+    #[test]
+    fn the_sixth_failure_of_an_account_is_refused_from_any_address() {
+        let limiter = limiter();
+        fail(&limiter, "10.0.0.1", "Alice", 5);
+        let wait = limiter
+            .check(&[SignInKey::Ip("10.0.0.1"), SignInKey::Account("alice")])
+            .expect_err("alice is locked");
         assert!((899..=900).contains(&wait), "{wait}");
-        // The account is blocked from another address, the address for another account.
-        assert!(limiter.check(&[SignInKey::Account("alice")]).is_err());
-        assert!(limiter
-            .check(&[SignInKey::Ip("10.0.0.1"), SignInKey::Account("bob")])
-            .is_err());
+        assert!(
+            limiter
+                .check(&[SignInKey::Ip("10.0.0.2"), SignInKey::Account(" ALICE ")])
+                .is_err(),
+            "the account is locked from another address, whatever the case"
+        );
+    }
+
+    #[test]
+    fn a_locked_account_does_not_lock_other_accounts_at_its_address() {
+        let limiter = limiter();
+        fail(&limiter, "10.0.0.1", "alice", 5);
         assert_eq!(
-            limiter.check(&[SignInKey::Ip("10.0.0.2"), SignInKey::Account("bob")]),
-            Ok(())
+            limiter.check(&[SignInKey::Ip("10.0.0.1"), SignInKey::Account("bob")]),
+            Ok(()),
+            "bob signs in from the household's address"
+        );
+    }
+
+    #[test]
+    fn failures_over_several_accounts_refuse_the_address_at_its_own_limit() {
+        let limiter = limiter();
+        fail(&limiter, "10.0.0.1", "alice", 4);
+        fail(&limiter, "10.0.0.1", "bob", 4);
+        let wait = limiter
+            .check(&[SignInKey::Ip("10.0.0.1"), SignInKey::Account("carol")])
+            .expect_err("the address is refused");
+        assert!((899..=900).contains(&wait), "{wait}");
+        assert_eq!(
+            limiter.check(&[SignInKey::Ip("10.0.0.2"), SignInKey::Account("carol")]),
+            Ok(()),
+            "another address is not affected"
+        );
+        assert_eq!(
+            limiter.check(&[SignInKey::Ip("10.0.0.2"), SignInKey::Account("alice")]),
+            Ok(()),
+            "alice's 4 failures are under the account limit"
+        );
+    }
+
+    #[test]
+    fn a_success_clears_the_accounts_failures_but_not_the_addresses() {
+        let limiter = limiter();
+        fail(&limiter, "10.0.0.1", "alice", 4);
+        limiter.record_success(&[SignInKey::Ip("10.0.0.1"), SignInKey::Account("Alice")]);
+        // Alice has 5 failures to spend again; the address has 4 of its 8 left.
+        fail(&limiter, "10.0.0.2", "alice", 5);
+        assert!(limiter.check(&[SignInKey::Account("alice")]).is_err());
+        fail(&limiter, "10.0.0.1", "bob", 4);
+        assert!(
+            limiter
+                .check(&[SignInKey::Ip("10.0.0.1"), SignInKey::Account("carol")])
+                .is_err(),
+            "the address still counts the failures before the success"
         );
     }
 
     #[test]
     fn failures_leave_the_window() {
-        let limiter = SignInLimiter::new(2, Duration::from_millis(30));
-        let keys = [SignInKey::Ip("10.0.0.1")];
+        let limiter = SignInLimiter::new(SignInLimits {
+            per_account: 2,
+            per_address: 3,
+            window: Duration::from_millis(30),
+        });
+        let keys = [SignInKey::Ip("10.0.0.1"), SignInKey::Account("alice")];
         limiter.record_failure(&keys);
         limiter.record_failure(&keys);
         assert!(limiter.check(&keys).is_err());
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(limiter.check(&keys), Ok(()));
+    }
+
+    #[test]
+    fn limits_of_zero_are_raised_to_one() {
+        let limiter = SignInLimiter::new(SignInLimits {
+            per_account: 0,
+            per_address: 0,
+            window: Duration::from_secs(60),
+        });
+        let keys = [SignInKey::Ip("10.0.0.1"), SignInKey::Account("alice")];
+        assert_eq!(limiter.check(&keys), Ok(()));
+        limiter.record_failure(&keys);
+        assert!(limiter.check(&keys).is_err());
     }
 
     #[test]

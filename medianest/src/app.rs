@@ -15,7 +15,7 @@ use medianest_command_api::CommandState;
 use medianest_domain::download::DownloadServices;
 use medianest_domain::media_request::MediaRequestServices;
 use medianest_http::health::{self, Readiness};
-use medianest_http::ratelimit::{ApiRateLimiter, SignInLimiter};
+use medianest_http::ratelimit::{ApiRateLimiter, SignInLimiter, SignInLimits};
 use medianest_http::sessions::SessionAuthenticator;
 use medianest_http::{layers, Authenticator};
 use medianest_integrations::overseerr::{OverseerrClient, OverseerrConfig};
@@ -351,10 +351,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 sessions: sessions.clone(),
                 plex: plex_sign_in(&pool, &settings.auth).await?,
                 plex_sync: settings.auth.plex.is_some() && settings.plex_sync.is_some(),
-                signin_limiter: Arc::new(SignInLimiter::new(
-                    settings.auth.signin_attempts,
-                    settings.auth.signin_window,
-                )),
+                signin_limiter: Arc::new(SignInLimiter::new(SignInLimits {
+                    per_account: settings.auth.signin_attempts,
+                    per_address: settings.auth.signin_attempts_per_address,
+                    window: settings.auth.signin_window,
+                })),
                 read_model_wait: settings.min_position_wait,
                 trust_proxy: settings.auth.trust_proxy,
                 downloads: match (&downloads, &ytdlp) {

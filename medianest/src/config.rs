@@ -102,9 +102,16 @@ pub struct ServeArgs {
     /// TV quota of users without their own, as LIMIT/DAYS; empty: unlimited.
     #[arg(long, env = "MEDIANEST_DEFAULT_TV_QUOTA", default_value = "")]
     pub default_tv_quota: String,
-    /// Failed sign-ins allowed per address and per account in the window.
+    /// Failed sign-ins allowed per account in the window (then the account is locked).
     #[arg(long, env = "MEDIANEST_SIGNIN_ATTEMPTS", default_value = "5")]
     pub signin_attempts: String,
+    /// Failed sign-ins allowed per client address in the window, over all accounts.
+    #[arg(
+        long,
+        env = "MEDIANEST_SIGNIN_ATTEMPTS_PER_ADDRESS",
+        default_value = "30"
+    )]
+    pub signin_attempts_per_address: String,
     /// The failed sign-in window, in seconds.
     #[arg(long, env = "MEDIANEST_SIGNIN_WINDOW_SECS", default_value = "900")]
     pub signin_window_secs: String,
@@ -262,8 +269,10 @@ pub struct AuthSettings {
     pub session_ttl: Duration,
     /// Quotas of users without their own.
     pub default_quotas: Quotas,
-    /// Failed sign-ins allowed per address and account in `signin_window`.
+    /// Failed sign-ins allowed per account in `signin_window`.
     pub signin_attempts: usize,
+    /// Failed sign-ins allowed per client address in `signin_window`, over all accounts.
+    pub signin_attempts_per_address: usize,
     /// The failed sign-in window.
     pub signin_window: Duration,
     /// API calls per user per minute.
@@ -284,6 +293,7 @@ impl Default for AuthSettings {
             session_ttl: medianest_store::sessions::DEFAULT_TTL,
             default_quotas: Quotas::default(),
             signin_attempts: 5,
+            signin_attempts_per_address: 30,
             signin_window: Duration::from_secs(900),
             api_rate_limit: NonZeroU32::new(100).expect("100 > 0"),
             session_expirer_interval: Duration::from_secs(60),
@@ -587,6 +597,11 @@ fn auth_settings(args: &ServeArgs) -> Result<AuthSettings, ConfigError> {
         signin_attempts: usize::try_from(positive(
             "MEDIANEST_SIGNIN_ATTEMPTS",
             &args.signin_attempts,
+        )?)
+        .unwrap_or(usize::MAX),
+        signin_attempts_per_address: usize::try_from(positive(
+            "MEDIANEST_SIGNIN_ATTEMPTS_PER_ADDRESS",
+            &args.signin_attempts_per_address,
         )?)
         .unwrap_or(usize::MAX),
         signin_window: Duration::from_secs(positive(

@@ -48,6 +48,17 @@ fn a_bad_auto_approve_policy_is_refused() {
 }
 
 #[test]
+fn a_per_address_sign_in_limit_of_zero_stops_start_up_naming_the_variable() {
+    let output = serve(&[("MEDIANEST_SIGNIN_ATTEMPTS_PER_ADDRESS", "0")]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("MEDIANEST_SIGNIN_ATTEMPTS_PER_ADDRESS"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn an_unreachable_database_stops_start_up_naming_the_variable() {
     let output = serve(&[
         (
@@ -82,6 +93,8 @@ fn help_documents_every_variable() {
         "MEDIANEST_OVERSEERR_API_KEY",
         "MEDIANEST_OVERSEERR_WEBHOOK_SECRET",
         "MEDIANEST_AUTO_APPROVE",
+        "MEDIANEST_SIGNIN_ATTEMPTS",
+        "MEDIANEST_SIGNIN_ATTEMPTS_PER_ADDRESS",
     ] {
         assert!(
             help.contains(variable),

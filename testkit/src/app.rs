@@ -160,8 +160,13 @@ pub struct TestOptions {
     pub session_ttl: Duration,
     /// API calls per user per minute (default 10,000, out of the way of other tests).
     pub api_rate_limit: u32,
-    /// Failed sign-ins per address and account in the window (default 5 per 15 minutes).
+    /// Failed sign-ins per account in the window (default 5 per 15 minutes).
     pub signin_attempts: usize,
+    /// Failed sign-ins per client address in the window, over all accounts (default 30).
+    pub signin_attempts_per_address: usize,
+    /// Whether the app takes the client address from `X-Forwarded-For`
+    /// (`MEDIANEST_TRUST_PROXY`; default false), so a test can sign in from several addresses.
+    pub trust_proxy: bool,
     /// Quotas of users without their own (default none).
     pub default_quotas: Quotas,
     /// Session expirer interval (default 200 ms).
@@ -224,6 +229,8 @@ impl Default for TestOptions {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             api_rate_limit: 10_000,
             signin_attempts: 5,
+            signin_attempts_per_address: 30,
+            trust_proxy: false,
             default_quotas: Quotas::default(),
             session_expirer_interval: Duration::from_millis(200),
             downloads: false,
@@ -352,11 +359,12 @@ impl TestApp {
             session_ttl: options.session_ttl,
             default_quotas: options.default_quotas,
             signin_attempts: options.signin_attempts,
+            signin_attempts_per_address: options.signin_attempts_per_address,
             signin_window: Duration::from_secs(900),
             api_rate_limit: std::num::NonZeroU32::new(options.api_rate_limit.max(1))
                 .expect("at least 1"),
             session_expirer_interval: options.session_expirer_interval,
-            trust_proxy: false,
+            trust_proxy: options.trust_proxy,
             plex_timeout: Duration::from_secs(2),
         };
         let downloads_dir = options.downloads.then(|| {

@@ -45,6 +45,7 @@ async fn spawn_with(options: TestOptions) -> TestApp {
     TestApp::spawn_with(TestOptions {
         overseerr: false,
         signin_attempts: 10_000,
+        signin_attempts_per_address: 10_000,
         ..options
     })
     .await

@@ -832,18 +832,105 @@ async fn the_sixth_bad_password_is_rate_limited_and_so_is_the_right_one_then() {
     app.stop().await;
 }
 
+/// A login from `address`, as the reverse proxy names it in `X-Forwarded-For` (the app
+/// must trust the proxy).
+async fn login_from(app: &TestApp, address: &str, username: &str, password: &str) -> Response {
+    send(login_request(app, username, password).header("x-forwarded-for", address)).await
+}
+
+/// Asserts a 429 `rate-limited` with `Retry-After` within the 15-minute window, and that no
+/// event was written while answering it.
+async fn assert_rate_limited(app: &TestApp, case: &str, request: RequestBuilder) {
+    let before = app.event_count().await;
+    let response = send(request).await;
+    let wait = retry_after(case, &response);
+    assert!(
+        wait <= 900,
+        "{case}: within the 15-minute window, got {wait}"
+    );
+    assert_problem(case, response, 429, "rate-limited").await;
+    assert_eq!(app.event_count().await, before, "{case}: no session");
+}
+
 #[tokio::test]
-async fn failed_sign_ins_from_one_address_block_other_accounts_from_it() {
+async fn one_members_bad_passwords_lock_their_account_but_not_the_household() {
+    // Every request comes from the test's one loopback address, as a household's from
+    // behind its router.
     let app = TestApp::spawn().await;
+    app.create_local_user("alice", false).await;
     app.create_local_user("bob", false).await;
-    // Five different unknown names: no single account reaches the limit, the address does.
-    for attempt in 1..=5 {
-        let response = app.login(&format!("nobody-{attempt}"), "guess").await;
-        assert_problem("a guess", response, 401, "invalid-credentials").await;
+    for attempt in 1..=7 {
+        let response = app.login("alice", "wrong-password").await;
+        let (status, slug) = if attempt <= 5 {
+            (401, "invalid-credentials")
+        } else {
+            (429, "rate-limited")
+        };
+        assert_problem(&format!("alice's typo {attempt}"), response, status, slug).await;
     }
-    let response = app.login("bob", &password_of("bob")).await;
-    retry_after("bob from the same address", &response);
-    assert_problem("bob from the same address", response, 429, "rate-limited").await;
+    let bob = log_in(&app, "bob").await;
+    me(&app, &bob.token).await;
+    let member = plex_member(&app, 5101, "carol", false);
+    plex_signed_in(&app, &member).await;
+    assert_rate_limited(
+        &app,
+        "alice's right password while her account is locked",
+        login_request(&app, "alice", &password_of("alice")),
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failed_sign_ins_over_several_accounts_refuse_the_address_at_its_limit() {
+    let app = TestApp::spawn_with(TestOptions {
+        signin_attempts_per_address: 8,
+        trust_proxy: true,
+        ..TestOptions::default()
+    })
+    .await;
+    for name in ["alice", "bob"] {
+        app.create_local_user(name, false).await;
+    }
+    let (household, elsewhere) = ("198.51.100.7", "203.0.113.9");
+    // Eight failures, none of them an account's fifth: only the address reaches its limit.
+    let guesses = ["alice", "nobody-1", "nobody-2", "nobody-3"];
+    for (attempt, name) in guesses.iter().chain(&guesses).enumerate() {
+        let response = login_from(&app, household, name, "guess").await;
+        let case = format!("guess {} for {name}", attempt + 1);
+        assert_problem(&case, response, 401, "invalid-credentials").await;
+    }
+    for name in ["bob", "alice"] {
+        let request =
+            login_request(&app, name, &password_of(name)).header("x-forwarded-for", household);
+        assert_rate_limited(&app, &format!("{name} from the refused address"), request).await;
+    }
+    for name in ["bob", "alice"] {
+        let response = login_from(&app, elsewhere, name, &password_of(name)).await;
+        signed_in(&format!("{name} from another address"), response).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_successful_sign_in_clears_the_accounts_failures() {
+    let app = TestApp::spawn().await;
+    app.create_local_user("alice", false).await;
+    let typos = |from: u32| {
+        let app = &app;
+        async move {
+            for attempt in from..from + 4 {
+                let response = app.login("alice", "wrong-password").await;
+                let case = format!("typo {attempt}");
+                assert_problem(&case, response, 401, "invalid-credentials").await;
+            }
+        }
+    };
+    typos(1).await;
+    log_in(&app, "alice").await;
+    // Four more typos are again below the account's five.
+    typos(5).await;
+    log_in(&app, "alice").await;
     app.stop().await;
 }
 
