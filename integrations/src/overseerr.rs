@@ -714,6 +714,25 @@ impl OverseerrClient {
         self.send(self.http.get(url)).await?.ok_json()
     }
 
+    /// Removes a request: overseerr-api.yml, `DELETE /request/{requestId}` (answer 204). The
+    /// admin API key may remove any request (`server/routes/request.ts`). Answers `false`
+    /// when Overseerr no longer has it (404 "Request not found."), so a repeated delete is
+    /// not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`OverseerrError::Status`] on any other status, and the transport errors.
+    #[tracing::instrument(name = "overseerr.delete_request", skip(self))]
+    pub async fn delete_request(&self, id: u64) -> Result<bool, OverseerrError> {
+        let url = self.endpoint(&["request", &id.to_string()])?;
+        let answer = self.send(self.http.delete(url)).await?;
+        match answer.status {
+            StatusCode::NO_CONTENT | StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(answer.into_status_error()),
+        }
+    }
+
     /// Reads one page of requests: overseerr-api.yml, `GET /request` with `take`, `skip`,
     /// `filter` and `sort` (answer 200, `{pageInfo, results}`).
     ///

@@ -25,6 +25,8 @@
 //!   the admin API key) or 1 when auto-approve is off. Like Overseerr, the 201 shows the media
 //!   as `PENDING` (2) and an approved request then moves the stored media to `PROCESSING` (3),
 //!   which the next `GET` shows.
+//! - **`DELETE /api/v1/request/{requestId}`** removes a request (204; 404
+//!   `{"message": "Request not found."}` for an unknown one), as for the admin API key.
 //! - **`GET /api/v1/request/{requestId}`** (404 `{"message": "Request not found."}`) and
 //!   **`GET /api/v1/request`** (`take` default 10, `skip`, `filter`, `sort` with the source's
 //!   semantics: `added` is newest id first; `pageInfo {pages, pageSize, results, page}`).
@@ -1425,7 +1427,10 @@ fn router(shared: Arc<Shared>) -> Router {
         // Overseerr declares `/request/count` before `/request/:requestId`; keep it from being
         // read as a request id.
         .route("/api/v1/request/count", get(not_simulated))
-        .route("/api/v1/request/{requestId}", get(get_request_handler))
+        .route(
+            "/api/v1/request/{requestId}",
+            get(get_request_handler).delete(delete_request_handler),
+        )
         .route("/api/v1/search", get(search_handler))
         .route(
             "/api/v1/discover/trending",
@@ -1633,6 +1638,28 @@ async fn get_request_handler(
             StatusCode::NOT_FOUND,
             json!({ "message": "Request not found." }),
         ),
+    }
+}
+
+/// `DELETE /request/{requestId}` (`server/routes/request.ts`): the admin API key may remove
+/// any request: 204 with no body; an unknown id (or one that is not a number) is 404
+/// `{"message": "Request not found."}`.
+async fn delete_request_handler(
+    State(shared): State<Arc<Shared>>,
+    Path(request_id): Path<String>,
+) -> Response {
+    let mut state = shared.lock();
+    let before = state.store.requests.len();
+    if let Ok(id) = request_id.parse::<u64>() {
+        state.store.requests.retain(|request| request.id != id);
+    }
+    if state.store.requests.len() < before {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        json_answer(
+            StatusCode::NOT_FOUND,
+            json!({ "message": "Request not found." }),
+        )
     }
 }
 

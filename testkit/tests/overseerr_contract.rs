@@ -335,6 +335,22 @@ async fn injected_503s_are_retryable_status_errors_and_then_calls_succeed() {
 }
 
 #[tokio::test]
+async fn deleting_a_request_removes_it_once_and_a_repeat_finds_nothing() {
+    let sim = OverseerrSim::start().await;
+    let client = client(&sim);
+    let created = client.create_request(&movie(603)).await.unwrap();
+
+    assert!(client.delete_request(created.id).await.unwrap());
+    assert!(sim.requests().is_empty());
+    assert!(!client.delete_request(created.id).await.unwrap(), "already gone");
+    assert!(matches!(
+        client.get_request(created.id).await,
+        Err(OverseerrError::Status { status: 404, .. })
+    ));
+    assert_no_violations(&sim);
+}
+
+#[tokio::test]
 async fn an_unknown_request_id_is_a_404_status() {
     let sim = OverseerrSim::start().await;
 

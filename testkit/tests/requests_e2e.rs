@@ -213,6 +213,52 @@ async fn a_request_is_forwarded_once_after_overseerr_comes_back() {
 }
 
 #[tokio::test]
+async fn cancelling_a_forwarded_request_withdraws_it_from_overseerr() {
+    let app = TestApp::spawn().await;
+    let id = app.submit_and_approve(550, "Fight Club").await;
+    let overseerr_id = app.forwarded(&id).await;
+    assert_eq!(app.sim().requests().len(), 1);
+    // A pending request, never forwarded, is cancelled without a call to Overseerr.
+    let pending = app.submit_movie(603, "The Matrix").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cancelled = app
+        .post_empty(&format!("/api/v1/requests/{pending}/cancel"))
+        .await;
+    assert_eq!(cancelled.status(), 200);
+
+    // The first DELETE fails (Overseerr restarting): the saga tries again.
+    app.sim().fail_next(1, 503);
+    let cancelled = app
+        .post_empty(&format!("/api/v1/requests/{id}/cancel"))
+        .await;
+    assert_eq!(cancelled.status(), 200);
+    eventually("the request withdrawn from Overseerr", WAIT, || async {
+        app.sim().requests().is_empty().then_some(())
+    })
+    .await;
+    let deletes: Vec<String> = app
+        .sim()
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        deletes,
+        vec![format!("/api/v1/request/{overseerr_id}"); 2],
+        "one failed and one successful DELETE, none for the pending request"
+    );
+    assert!(
+        app.sim().violations().is_empty(),
+        "{:?}",
+        app.sim().violations()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_4xx_from_overseerr_fails_the_request_without_retrying() {
     let app = TestApp::spawn().await;
     app.sim().fail_next(1, 400);

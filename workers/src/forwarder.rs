@@ -1,6 +1,7 @@
 //! The Overseerr forwarder saga: `approved` and `retried` media-request events become
 //! `POST /api/v1/request` calls (overseerr-api.yml, `POST /request`), and their outcome
-//! becomes `RecordForwarded` or `RecordForwardFailed`.
+//! becomes `RecordForwarded` or `RecordForwardFailed`; a `cancelled` request that was
+//! forwarded is withdrawn from Overseerr (`DELETE /request/{requestId}`).
 //!
 //! Exactly-once in effect: before calling, the saga loads the request and acts only while
 //! it is `approved` (a redelivered event finds it forwarded and does nothing); a crash after
@@ -194,6 +195,56 @@ impl OverseerrForwarder {
         self.record(id, command, metadata).await
     }
 
+    /// Deletes the Overseerr request of a cancelled request, if it was forwarded
+    /// (overseerr-api.yml, `DELETE /request/{requestId}`): cancelling in MediaNest withdraws
+    /// the request from Overseerr too. Overseerr answering 404 (already gone) is done;
+    /// transient failures are retried with backoff and the breaker, then the step is handed
+    /// over again.
+    #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
+    pub async fn withdraw(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Step {
+        let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
+            return Step::Done;
+        };
+        let current = match self.requests.load(id).await {
+            Ok((current, _)) => current,
+            Err(error) => return Step::Retry(format!("cannot load the request: {error}")),
+        };
+        let Some(overseerr_id) = current.overseerr_request_id() else {
+            return Step::Done;
+        };
+        if current.status() != Some(RequestStatus::Cancelled) {
+            return Step::Done;
+        }
+        let (outcome, _) = self
+            .retry
+            .run(
+                || {
+                    self.breaker.call(
+                        shutdown,
+                        || self.client.delete_request(overseerr_id),
+                        OverseerrError::is_retryable,
+                    )
+                },
+                |error| error.is_transient(OverseerrError::is_retryable),
+            )
+            .await;
+        match outcome {
+            Ok(deleted) => {
+                info!(overseerr_id, deleted, "cancelled: withdrawn from Overseerr");
+                metrics::counter!("medianest_overseerr_withdrawals_total").increment(1);
+                Step::Done
+            }
+            Err(Guarded::Stopped) => Step::Stopped,
+            Err(Guarded::Failed(error)) if error.is_retryable() => Step::Retry(format!(
+                "cannot withdraw the request from Overseerr: {error}"
+            )),
+            Err(Guarded::Failed(error)) => {
+                warn!(%error, overseerr_id, "Overseerr refused to withdraw the request");
+                Step::Done
+            }
+        }
+    }
+
     /// Records an outcome: done, unless the store failed (then the step is tried again; the
     /// repeated Overseerr call finds the request Overseerr already has).
     async fn record(
@@ -227,11 +278,15 @@ impl Saga for OverseerrForwarder {
     }
 
     fn wants(&self, event_type: &str) -> bool {
-        matches!(event_type, "approved" | "retried")
+        matches!(event_type, "approved" | "retried" | "cancelled")
     }
 
     async fn handle(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Step {
-        self.forward(event, shutdown).await
+        if event.event_type() == "cancelled" {
+            self.withdraw(event, shutdown).await
+        } else {
+            self.forward(event, shutdown).await
+        }
     }
 }
 
