@@ -174,6 +174,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         JetStreamFeed::new(js.clone(), settings.stream.clone(), subjects.clone())
             .with_ack_wait(settings.consumer_ack_wait),
     );
+    // Sagas keep each aggregate's order themselves, so they may hold several events at once.
+    let saga_feed: Arc<dyn EventFeed> = Arc::new(
+        JetStreamFeed::new(js.clone(), settings.stream.clone(), subjects.clone())
+            .with_ack_wait(settings.consumer_ack_wait)
+            .with_max_in_flight(settings.saga_concurrency),
+    );
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
@@ -233,7 +239,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 let forwarder = OverseerrForwarder::new(
                     requests.clone(),
                     client.clone(),
-                    feed.clone(),
+                    saga_feed.clone(),
                     settings.forward_retry,
                 )
                 .with_breaker(overseerr_breaker());
@@ -257,7 +263,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 let downloader = Downloader::new(
                     downloads.clone(),
                     ytdlp.clone(),
-                    feed.clone(),
+                    saga_feed.clone(),
                     nats.clone(),
                     subjects.clone(),
                     pool.clone(),
@@ -271,7 +277,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                         let scanner = PlexScanner::new(
                             downloads.clone(),
                             pms,
-                            feed.clone(),
+                            saga_feed.clone(),
                             ScanTarget {
                                 section_title: settings.downloads.plex_library.clone(),
                                 plex_root: settings

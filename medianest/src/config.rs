@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// Seconds between reconciler passes over requests Overseerr owns.
     #[arg(long, env = "MEDIANEST_RECONCILE_INTERVAL_SECS", default_value = "60")]
     pub reconcile_interval_secs: String,
+    /// How many aggregates each saga works on at once (events of one aggregate stay in
+    /// order).
+    #[arg(long, env = "MEDIANEST_SAGA_CONCURRENCY", default_value = "8")]
+    pub saga_concurrency: String,
     /// Seconds a request may stay approved but not forwarded before the reconciler forwards
     /// it again.
     #[arg(long, env = "MEDIANEST_REDRIVE_AFTER_SECS", default_value = "600")]
@@ -458,6 +462,8 @@ pub struct Settings {
     /// How long a request may stay approved but not forwarded before the reconciler
     /// forwards it again.
     pub redrive_after: Duration,
+    /// How many aggregates each saga works on at once.
+    pub saga_concurrency: usize,
     /// Longest `min_position` wait.
     pub min_position_wait: Duration,
     /// Roles to run.
@@ -772,6 +778,12 @@ impl Settings {
                 "MEDIANEST_REDRIVE_AFTER_SECS",
                 &args.redrive_after_secs,
             )?),
+            saga_concurrency: usize::try_from(positive(
+                "MEDIANEST_SAGA_CONCURRENCY",
+                &args.saga_concurrency,
+            )?)
+            .unwrap_or(usize::MAX)
+            .min(1024),
             min_position_wait: Duration::from_millis(wait),
             roles,
             forward_retry: medianest_workers::RetryPolicy::default(),

@@ -183,6 +183,12 @@ pub trait EventFeed: Send + Sync {
         aggregate_types: &[&str],
         start: StartAt,
     ) -> Result<FeedStream, FeedError>;
+
+    /// How many events a subscriber may hold unacknowledged at once and acknowledge in any
+    /// order (1: one at a time, in log order — what projections and log tails need).
+    fn max_in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// Durable pull consumers on the events stream.
@@ -192,6 +198,7 @@ pub struct JetStreamFeed {
     stream: String,
     subjects: Subjects,
     ack_wait: Duration,
+    max_in_flight: usize,
 }
 
 impl JetStreamFeed {
@@ -202,7 +209,19 @@ impl JetStreamFeed {
             stream: stream.into(),
             subjects,
             ack_wait: Duration::from_secs(30),
+            max_in_flight: 1,
         }
+    }
+
+    /// Lets a subscriber hold up to `n` events unacknowledged (JetStream's
+    /// `max_ack_pending`; default 1). Only for subscribers that do not need the log's order
+    /// across aggregates (sagas, which keep each aggregate's order themselves): a projection
+    /// needs 1, so that a crashed subscriber's event is redelivered before any later one. It
+    /// applies to consumers this feed creates; an existing durable consumer keeps its
+    /// setting.
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
     }
 
     /// How long an unacknowledged event waits before redelivery (default 30 s): after a
@@ -243,10 +262,11 @@ impl EventFeed for JetStreamFeed {
                         StartAt::Beginning => consumer::DeliverPolicy::All,
                         StartAt::New => consumer::DeliverPolicy::New,
                     },
-                    // One event in flight: a crashed subscriber's unacknowledged event is
-                    // redelivered before any later one, so consumers see the log in order
-                    // (a projection would otherwise skip it as "below its checkpoint").
-                    max_ack_pending: 1,
+                    // One event in flight unless asked otherwise: a crashed subscriber's
+                    // unacknowledged event is redelivered before any later one, so consumers
+                    // see the log in order (a projection would otherwise skip it as "below
+                    // its checkpoint").
+                    max_ack_pending: i64::try_from(self.max_in_flight).unwrap_or(1),
                     ..Default::default()
                 },
             )
@@ -268,6 +288,10 @@ impl EventFeed for JetStreamFeed {
                 ack_wait,
             })
         })))
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight
     }
 }
 

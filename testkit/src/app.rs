@@ -147,6 +147,8 @@ pub struct TestOptions {
     /// How long a request may stay approved before the reconciler forwards it again
     /// (default one hour).
     pub redrive_after: Duration,
+    /// Aggregates each saga works on at once (default 8, as in production).
+    pub saga_concurrency: usize,
     /// Forwarder retries (default 6 attempts, 50 ms doubling to 400 ms).
     pub forward_retry: RetryPolicy,
     /// Roles (default all).
@@ -218,6 +220,7 @@ impl Default for TestOptions {
             overseerr: true,
             reconcile_interval: Duration::from_secs(3600),
             redrive_after: Duration::from_secs(3600),
+            saga_concurrency: 8,
             forward_retry: RetryPolicy {
                 attempts: 6,
                 min_delay: Duration::from_millis(50),
@@ -413,6 +416,7 @@ impl TestApp {
             auto_approve: options.auto_approve,
             reconcile_interval: options.reconcile_interval,
             redrive_after: options.redrive_after,
+            saga_concurrency: options.saga_concurrency,
             min_position_wait: options.min_position_wait,
             roles: options.roles,
             forward_retry: options.forward_retry,

@@ -62,7 +62,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -350,6 +350,8 @@ impl OverseerrSim {
             spec,
             down: Arc::clone(&down),
             state: Mutex::new(SimState::new(options)),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         let app = router(Arc::clone(&shared));
         let server = tokio::spawn(async move {
@@ -451,6 +453,12 @@ impl OverseerrSim {
     /// connection error without any HTTP answer — not a 503.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// The most calls the simulator was answering at the same time so far (a call counts
+    /// from its arrival, through the configured delay, to its answer).
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Every call waits this long before it is answered (zero: no wait).
@@ -622,6 +630,26 @@ struct Shared {
     spec: OpenApiSpec,
     down: Arc<AtomicBool>,
     state: Mutex<SimState>,
+    /// Calls being answered now, and the most ever at once.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// Counts a call as in flight until dropped.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Shared {
@@ -1464,6 +1492,7 @@ fn router(shared: Arc<Shared>) -> Router {
 /// Recording, delay, failure injection, then Overseerr's own middleware order: OpenAPI
 /// validation (security presence, query, body), then the permission check.
 async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let _in_flight = InFlight::enter(&shared);
     let (mut parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return json_answer(

@@ -244,8 +244,9 @@ async fn a_request_left_approved_too_long_is_forwarded_by_the_reconciler_once() 
     reconciler(Duration::from_secs(3600)).pass().await.unwrap();
     assert!(sim.requests().is_empty());
 
-    reconciler(Duration::ZERO).pass().await.unwrap();
-    assert_eq!(sim.requests().len(), 1);
+    let redriven = reconciler(Duration::ZERO).pass().await.unwrap();
+    assert_eq!(redriven, 1, "the stuck request is re-driven");
+    assert_eq!(sim.requests().len(), 1, "received: {:?}", sim.received().len());
     let kinds = |events: Vec<medianest_store::StoredEvent>| {
         events.into_iter().map(|e| e.event_type).collect::<Vec<_>>()
     };
@@ -263,4 +264,49 @@ async fn a_request_left_approved_too_long_is_forwarded_by_the_reconciler_once() 
         .unwrap();
     assert_eq!(events.len(), 3);
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_overseerr_call_does_not_hold_up_other_requests() {
+    let app = TestApp::spawn().await;
+    app.sim().set_delay(Duration::from_millis(1500));
+    let mut ids = Vec::new();
+    for (tmdb_id, title) in [
+        (550, "Fight Club"),
+        (603, "The Matrix"),
+        (27205, "Inception"),
+    ] {
+        ids.push(app.submit_and_approve(tmdb_id, title).await);
+    }
+    for id in &ids {
+        app.forwarded(id).await;
+    }
+    assert!(
+        app.sim().max_in_flight() >= 2,
+        "the forwarder had several calls in flight at once: {}",
+        app.sim().max_in_flight()
+    );
+    for id in &ids {
+        let events = app.events_of("media_request", id).await;
+        let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(kinds, ["submitted", "approved", "forwarded"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_saga_concurrency_of_one_overseerr_calls_come_one_at_a_time() {
+    let app = TestApp::spawn_with(TestOptions {
+        saga_concurrency: 1,
+        ..TestOptions::default()
+    })
+    .await;
+    app.sim().set_delay(Duration::from_millis(300));
+    let mut ids = Vec::new();
+    for (tmdb_id, title) in [(550, "Fight Club"), (603, "The Matrix")] {
+        ids.push(app.submit_and_approve(tmdb_id, title).await);
+    }
+    for id in &ids {
+        app.forwarded(id).await;
+    }
+    assert_eq!(app.sim().max_in_flight(), 1);
 }

@@ -342,7 +342,10 @@ async fn deleting_a_request_removes_it_once_and_a_repeat_finds_nothing() {
 
     assert!(client.delete_request(created.id).await.unwrap());
     assert!(sim.requests().is_empty());
-    assert!(!client.delete_request(created.id).await.unwrap(), "already gone");
+    assert!(
+        !client.delete_request(created.id).await.unwrap(),
+        "already gone"
+    );
     assert!(matches!(
         client.get_request(created.id).await,
         Err(OverseerrError::Status { status: 404, .. })

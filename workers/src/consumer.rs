@@ -12,6 +12,10 @@
 //! Overseerr's 409 to the existing request). Permanent failures are the saga's to record as
 //! events, after which it answers [`Step::Done`].
 //!
+//! Sagas work on several aggregates at once when the feed allows it (bounded by
+//! [`EventFeed::max_in_flight`], `MEDIANEST_SAGA_CONCURRENCY`), each aggregate's events in
+//! order (see [`run`]).
+//!
 //! While a saga holds an event — waiting on a circuit breaker, a slow call, or a backoff —
 //! the skeleton sends in-progress acks ([`FeedEvent::in_progress`]) so the feed does not
 //! redeliver it to another instance. [`Step::Stopped`] (shutdown while waiting) leaves the
@@ -22,8 +26,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use medianest_nats::feed::FeedStream;
 use medianest_nats::feed::StartAt;
 use medianest_nats::{EventFeed, FeedEvent};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -74,8 +80,13 @@ impl Default for Backoff {
     }
 }
 
-/// Runs `saga` on `feed` until `shutdown` (the event in hand is finished first), with
+/// Runs `saga` on `feed` until `shutdown` (the events in hand are finished first), with
 /// `backoff` between the tries of an event that failed transiently.
+///
+/// When the feed lets a subscriber hold several events ([`EventFeed::max_in_flight`]), that
+/// many aggregates are worked on at once: each event goes to the lane of its aggregate (a
+/// hash of the aggregate id), and a lane takes its events one at a time, so one aggregate's
+/// events keep their order while a slow call for one request does not hold up the others.
 pub async fn run<S: Saga + ?Sized>(
     saga: &S,
     feed: &dyn EventFeed,
@@ -83,8 +94,9 @@ pub async fn run<S: Saga + ?Sized>(
     shutdown: &CancellationToken,
 ) {
     let name = saga.name();
+    let lanes = feed.max_in_flight().max(1);
     loop {
-        let mut events = match feed
+        let events = match feed
             .subscribe(name, saga.aggregate_types(), StartAt::Beginning)
             .await
         {
@@ -97,26 +109,119 @@ pub async fn run<S: Saga + ?Sized>(
                 continue;
             }
         };
-        loop {
+        let resubscribe = if lanes == 1 {
+            in_order(saga, events, backoff, shutdown).await
+        } else {
+            in_lanes(saga, events, lanes, backoff, shutdown).await
+        };
+        if !resubscribe {
+            return;
+        }
+    }
+}
+
+/// Handles the events one at a time, in the feed's order. Answers whether to subscribe again
+/// (the subscription ended) rather than stop (shutdown).
+async fn in_order<S: Saga + ?Sized>(
+    saga: &S,
+    mut events: FeedStream,
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        let next = tokio::select! {
+            next = events.next() => next,
+            () = shutdown.cancelled() => return false,
+        };
+        match next {
+            None => return true,
+            Some(Err(error)) => warn!(%error, consumer = saga.name(), "feed error"),
+            Some(Ok(event)) => {
+                if saga.wants(event.event_type())
+                    && !handle_until_done(saga, &event, backoff, shutdown).await
+                {
+                    return false;
+                }
+                acknowledge(saga, event).await;
+            }
+        }
+    }
+}
+
+/// Handles the events in `lanes` lanes by aggregate. Answers as [`in_order`].
+async fn in_lanes<S: Saga + ?Sized>(
+    saga: &S,
+    mut events: FeedStream,
+    lanes: usize,
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+) -> bool {
+    let stop = shutdown.child_token();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes)
+        .map(|_| mpsc::channel::<FeedEvent>(LANE_BUFFER))
+        .unzip();
+    let workers = receivers.into_iter().map(|mut lane| {
+        let stop = stop.clone();
+        async move {
+            while let Some(event) = lane.recv().await {
+                if stop.is_cancelled() {
+                    return; // left unacknowledged: delivered again after a restart
+                }
+                if saga.wants(event.event_type())
+                    && !handle_until_done(saga, &event, backoff, &stop).await
+                {
+                    stop.cancel();
+                    return;
+                }
+                acknowledge(saga, event).await;
+            }
+        }
+    });
+    let dispatch = async {
+        let resubscribe = loop {
             let next = tokio::select! {
                 next = events.next() => next,
-                () = shutdown.cancelled() => return,
+                () = stop.cancelled() => break false,
             };
             match next {
-                None => break,
-                Some(Err(error)) => warn!(%error, consumer = name, "feed error"),
+                None => break true,
+                Some(Err(error)) => warn!(%error, consumer = saga.name(), "feed error"),
                 Some(Ok(event)) => {
-                    if saga.wants(event.event_type())
-                        && !handle_until_done(saga, &event, backoff, shutdown).await
-                    {
-                        return;
-                    }
-                    if let Err(error) = event.ack().await {
-                        warn!(%error, consumer = name, "ack failed; the event will be redelivered");
+                    let lane = &senders[lane_of(event.aggregate_id(), lanes)];
+                    let sent = tokio::select! {
+                        sent = lane.send(event) => sent.is_ok(),
+                        () = stop.cancelled() => false,
+                    };
+                    if !sent {
+                        break false;
                     }
                 }
             }
-        }
+        };
+        drop(senders); // the lanes finish what they hold, then end
+        resubscribe
+    };
+    let (resubscribe, _) =
+        futures::future::join(dispatch, futures::future::join_all(workers)).await;
+    resubscribe && !shutdown.is_cancelled()
+}
+
+/// Events a lane holds before the feed waits for it.
+const LANE_BUFFER: usize = 16;
+
+/// The lane of an aggregate: a stable hash (FNV-1a) of its id.
+fn lane_of(aggregate_id: &str, lanes: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in aggregate_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    usize::try_from(hash % u64::try_from(lanes.max(1)).unwrap_or(1)).unwrap_or(0)
+}
+
+async fn acknowledge<S: Saga + ?Sized>(saga: &S, event: FeedEvent) {
+    if let Err(error) = event.ack().await {
+        warn!(%error, consumer = saga.name(), "ack failed; the event will be redelivered");
     }
 }
 
