@@ -5,7 +5,8 @@
 //! versions give the part `Content-Type: application/json`, others none) and, for some
 //! events, a `thumb` JPEG part, which is ignored. PMS cannot send headers of our choosing,
 //! so the secret is the last path segment (`MEDIANEST_PLEX_WEBHOOK_SECRET`, compared in
-//! constant time).
+//! constant time). A `payload` whose strings or keys hold a NUL is refused 400
+//! `invalid-text`, as every JSON body is (`medianest_http::text`).
 //!
 //! Mapping: every `library.new` asks the Plex sync worker for a recently-added pass at once
 //! (`plex_sync_state.recent_requested_at`), which brings the item into the Plex library read
@@ -85,7 +86,7 @@ struct PlexMedia {
     responses(
         (status = 202, description = "requests marked available: {\"updated\": [answers]}"),
         (status = 204, description = "ignored"),
-        (status = 400, description = "no or malformed payload part", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "no or malformed payload part (`malformed-request`), or text in it holding a NUL (`invalid-text`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "wrong secret", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "webhook disabled", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not multipart/form-data", body = Problem, content_type = "application/problem+json"),
@@ -140,9 +141,13 @@ async fn handle(
         ));
     }
     let payload = payload_part(request).await?;
-    let webhook: PlexWebhook = serde_json::from_slice(&payload).map_err(|e| {
+    let not_a_webhook = |e: serde_json::Error| {
         ApiError::malformed(format!("the payload part is not a Plex webhook JSON: {e}"))
-    })?;
+    };
+    let payload: Value = serde_json::from_slice(&payload).map_err(not_a_webhook)?;
+    // A title or ratingKey with a NUL could not be stored in the events it leads to.
+    medianest_http::text::check_json(&payload)?;
+    let webhook: PlexWebhook = serde_json::from_value(payload).map_err(not_a_webhook)?;
     if webhook.event == "library.new" {
         if let Err(error) = plex_library::request_recent_pass(&state.pool).await {
             tracing::warn!(%error, "cannot ask the Plex sync for a recently-added pass");

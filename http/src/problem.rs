@@ -94,6 +94,29 @@ impl ApiError {
         )
     }
 
+    /// 400 `invalid-text` naming the field: text PostgreSQL cannot store, a NUL character
+    /// (U+0000) or bytes that are not UTF-8 (see [`crate::text`]).
+    pub fn invalid_text(field: &str, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-text",
+            "Text MediaNest cannot store",
+            detail,
+        )
+        .with("field", field)
+    }
+
+    /// 431 `headers-too-large`: a header field, or all of them, over the limits of
+    /// [`crate::layers`].
+    pub fn headers_too_large(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers-too-large",
+            "Request headers too large",
+            detail,
+        )
+    }
+
     /// 401 `unauthenticated`.
     pub fn unauthenticated() -> Self {
         Self::new(

@@ -989,3 +989,173 @@ async fn ending_an_unknown_non_uuid_or_foreign_session_is_a_404_and_writes_nothi
     assert_let_in(&app, "alice's session", &bearer(&alice), &alice).await;
     app.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Text PostgreSQL cannot store, oversized headers (issue 12)
+// ---------------------------------------------------------------------------------------
+
+/// [`refused`] as 400 `invalid-text` naming `field`.
+async fn refused_text(app: &TestApp, case: &str, request: RequestBuilder, field: &str) {
+    let problem = refused(app, case, request, 400, "invalid-text").await;
+    assert_eq!(problem.body["field"], field, "{case}: {}", problem.body);
+}
+
+#[tokio::test]
+async fn a_login_with_a_nul_in_the_username_or_password_is_a_400_invalid_text_and_writes_nothing() {
+    let app = spawn().await;
+    app.create_local_user("alice", false).await;
+    let password = password_of("alice");
+    let cases = [
+        (
+            "a NUL in the username",
+            json!({"username": "alice\u{0}", "password": password}),
+            "username",
+        ),
+        (
+            "a NUL as the username",
+            json!({"username": "\u{0}", "password": password}),
+            "username",
+        ),
+        (
+            "a NUL in the password",
+            json!({"username": "alice", "password": format!("{password}\u{0}")}),
+            "password",
+        ),
+        (
+            "a NUL in a key",
+            json!({"username": "alice", "password": password, "\u{0}": true}),
+            "\\0",
+        ),
+    ];
+    for (case, body, field) in cases {
+        let request = post_raw(&app, LOGIN, Some("application/json"), &body.to_string());
+        refused_text(&app, case, request, field).await;
+    }
+    let not_utf8 = b"{\"username\": \"alice\xff\", \"password\": \"x\"}".to_vec();
+    refused(
+        &app,
+        "a username that is not UTF-8",
+        app.http
+            .post(app.url(LOGIN))
+            .header(CONTENT_TYPE, "application/json")
+            .body(not_utf8),
+        400,
+        "malformed-request",
+    )
+    .await;
+    // The control: the same account signs in without the NUL.
+    let response = app.login("alice", &password).await;
+    assert_eq!(response.status(), 200, "alice signs in");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_nul_in_an_admin_command_or_a_session_or_pin_id_is_a_400_invalid_text() {
+    let app = spawn().await;
+    let alice = app.sign_in_user("alice").await;
+    let cases = [
+        (
+            "a NUL in the role",
+            put_raw(&app, alice.id, "role", r#"{"role": "admin\u0000"}"#),
+            "role",
+        ),
+        (
+            "a NUL in a quota key",
+            put_raw(&app, alice.id, "quota", r#"{"mo\u0000vie": null}"#),
+            "mo\\0vie",
+        ),
+        (
+            "a NUL as the user id",
+            app.request(Method::POST, &format!("{ADMIN_USERS}/%00/disable")),
+            "path",
+        ),
+        (
+            "a NUL in a session id",
+            app.request(
+                Method::DELETE,
+                &format!("{MY_SESSIONS}/{}%00", alice.session_id),
+            ),
+            "path",
+        ),
+        ("a NUL as a PIN id", exchange(&app, "1%00"), "path"),
+        (
+            "a NUL in a query parameter",
+            app.request(Method::GET, &format!("{MY_SESSIONS}?all=%00")),
+            "all",
+        ),
+    ];
+    for (case, request, field) in cases {
+        refused_text(&app, case, request, field).await;
+    }
+    app.stop().await;
+}
+
+/// The `user_agent` of the caller's current session (`GET /api/v1/me/sessions`).
+async fn current_user_agent(app: &TestApp, user: &TestUser) -> Value {
+    let response = send(
+        "my sessions",
+        app.request_as(&user.token, Method::GET, MY_SESSIONS),
+    )
+    .await;
+    let list: Value = response.json().await.expect("a JSON answer");
+    let sessions = list["sessions"].as_array().expect("sessions");
+    let current = sessions
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap_or_else(|| panic!("the current session in {list}"));
+    current["user_agent"].clone()
+}
+
+#[tokio::test]
+async fn a_user_agent_that_is_not_visible_ascii_is_dropped_and_the_sign_in_succeeds() {
+    let app = spawn().await;
+    app.create_local_user("alice", false).await;
+    let body = json!({"username": "alice", "password": password_of("alice")}).to_string();
+    let login = |user_agent: reqwest::header::HeaderValue| {
+        post_raw(&app, LOGIN, Some("application/json"), &body)
+            .header(reqwest::header::USER_AGENT, user_agent)
+    };
+    for (case, user_agent, stored) in [
+        (
+            "a user agent in UTF-8",
+            "Fernseher über".as_bytes(),
+            Value::Null,
+        ),
+        (
+            "a user agent with a byte that is not UTF-8",
+            b"TV \xff",
+            Value::Null,
+        ),
+        (
+            "an ASCII user agent",
+            b"Mozilla/5.0 (TV)",
+            json!("Mozilla/5.0 (TV)"),
+        ),
+    ] {
+        let user_agent = reqwest::header::HeaderValue::from_bytes(user_agent).expect("obs-text");
+        let response = send(case, login(user_agent)).await;
+        assert_eq!(response.status(), 200, "{case}");
+        let user = test_user(response.json().await.expect("a JSON answer"));
+        assert_eq!(current_user_agent(&app, &user).await, stored, "{case}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_login_with_a_64_kib_user_agent_is_a_431_and_writes_nothing() {
+    let app = spawn().await;
+    app.create_local_user("alice", false).await;
+    let body = json!({"username": "alice", "password": password_of("alice")}).to_string();
+    let huge = "u".repeat(64 * 1024);
+    for header in ["User-Agent", "X-Plex-Device-Name", "X-Forwarded-For"] {
+        refused(
+            &app,
+            &format!("a 64 KiB {header}"),
+            post_raw(&app, LOGIN, Some("application/json"), &body).header(header, huge.as_str()),
+            431,
+            "headers-too-large",
+        )
+        .await;
+    }
+    app.stop().await;
+}

@@ -884,3 +884,390 @@ async fn an_x_min_position_header_that_is_not_an_integer_is_a_400() {
     }
     app.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Text PostgreSQL cannot store, Last-Event-ID, oversized headers (issue 12)
+// ---------------------------------------------------------------------------------------
+
+/// Asserts a 400 `invalid-text` naming `field`, with no event written.
+async fn refused_text(app: &TestApp, case: &str, request: RequestBuilder, field: &str) {
+    let problem = refused(app, case, request, 400, "invalid-text").await;
+    assert_eq!(problem["field"], field, "{case}: {problem}");
+}
+
+#[tokio::test]
+async fn a_nul_in_the_text_or_keys_of_a_submission_is_a_400_invalid_text_naming_the_field() {
+    let app = spawn_without_sagas().await;
+    let with = |key: &str, value: Value| {
+        let mut body = movie(603, "The Matrix");
+        body[key] = value;
+        body
+    };
+    let mut nul_key = movie(603, "The Matrix");
+    nul_key["ye\u{0}ar"] = json!(1999);
+    let cases = [
+        (
+            "a NUL in the title",
+            with("title", json!("The\u{0}Matrix")),
+            "title",
+        ),
+        (
+            "a NUL alone as the title",
+            with("title", json!("\u{0}")),
+            "title",
+        ),
+        (
+            "a NUL in the note",
+            with("note", json!("soon\u{0}")),
+            "note",
+        ),
+        (
+            "a NUL in an unknown field's value",
+            with("extra", json!({"deep": ["\u{0}"]})),
+            "extra.deep.0",
+        ),
+        ("a NUL in a key", nul_key, "ye\\0ar"),
+    ];
+    for (case, body, field) in cases {
+        refused_text(&app, case, post(&app, REQUESTS, &body), field).await;
+    }
+    // A body that is not UTF-8 is not JSON at all.
+    refused(
+        &app,
+        "a title that is not UTF-8",
+        app.request(Method::POST, REQUESTS)
+            .header(CONTENT_TYPE, "application/json")
+            .body(b"{\"media_type\": \"movie\", \"tmdb_id\": 603, \"title\": \"\xff\"}".to_vec()),
+        400,
+        "malformed-request",
+    )
+    .await;
+    // The same, with an Idempotency-Key: refused alike, and the refusal replays.
+    let body = with("note", json!("\u{0}"));
+    for attempt in ["first", "again"] {
+        refused_text(
+            &app,
+            &format!("a NUL in the note, keyed, {attempt}"),
+            post(&app, REQUESTS, &body).header("Idempotency-Key", "nul-note"),
+            "note",
+        )
+        .await;
+    }
+    // Text without a NUL is stored as given, whatever else it holds.
+    let odd = "Amélie 🎬 \\u0000 \u{1}";
+    let answer = app.submit_movie(194, odd).await;
+    let (id, position) = (&answer["id"], &answer["position"]);
+    let id = id.as_str().expect("an id");
+    let response = app
+        .get(&format!("{REQUESTS}/{id}?min_position={position}"))
+        .await;
+    let view: Value = response.json().await.expect("a JSON answer");
+    assert_eq!(view["media"]["title"], odd, "{view}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_nul_in_a_decline_or_cancel_reason_is_a_400_invalid_text_and_leaves_the_request_pending()
+{
+    let app = spawn_without_sagas().await;
+    let id = pending_request(&app, 603).await;
+    for action in ["decline", "cancel"] {
+        refused_text(
+            &app,
+            &format!("{action} with a NUL in the reason"),
+            post(
+                &app,
+                &format!("{REQUESTS}/{id}/{action}"),
+                &json!({"reason": "no\u{0}"}),
+            ),
+            "reason",
+        )
+        .await;
+    }
+    assert_eq!(app.events_of("media_request", &id).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_nul_or_invalid_utf8_in_a_path_id_is_a_400_invalid_text_and_writes_nothing() {
+    let app = spawn_without_sagas().await;
+    let id = pending_request(&app, 603).await;
+    for raw in ["%00", &format!("{id}%00"), "%FF", "%C3%28"] {
+        for action in ACTIONS {
+            refused_text(
+                &app,
+                &format!("{action} {raw}"),
+                command(&app, raw, action),
+                "path",
+            )
+            .await;
+        }
+        for path in [
+            format!("{REQUESTS}/{raw}"),
+            format!("{REQUESTS}/{raw}/history"),
+        ] {
+            refused_text(&app, &path, app.request(Method::GET, &path), "path").await;
+        }
+    }
+    assert_eq!(app.events_of("media_request", &id).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_nul_or_invalid_utf8_in_a_query_parameter_is_a_400_invalid_text_naming_it() {
+    let app = TestApp::spawn().await;
+    pending_request(&app, 603).await;
+    let cases = [
+        ("a NUL in a value", "?status=pending%00", "status"),
+        ("a NUL in a cursor", "?cursor=%00", "cursor"),
+        ("a NUL in a name", "?sta%00tus=pending", "sta\\0tus"),
+        ("a value that is not UTF-8", "?media_type=%FF", "media_type"),
+        (
+            "a NUL in min_position",
+            "?min_position=1%00",
+            "min_position",
+        ),
+    ];
+    for (case, query, field) in cases {
+        refused_text(
+            &app,
+            case,
+            app.request(Method::GET, &format!("{REQUESTS}{query}")),
+            field,
+        )
+        .await;
+    }
+    refused_text(
+        &app,
+        "a NUL in a command's query",
+        post(&app, &format!("{REQUESTS}?x=%00"), &movie(604, "Heat")),
+        "x",
+    )
+    .await;
+    app.stop().await;
+}
+
+/// Sends `head` (a request without a body) over a new connection, for what reqwest will
+/// not send; answers the status line's code and the whole answer.
+async fn raw_answer(app: &TestApp, head: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.base_url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect to the app");
+    stream.write_all(head).await.expect("send the request");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("an HTTP answer, got {answer:?}"));
+    (status, answer)
+}
+
+#[tokio::test]
+async fn an_idempotency_key_with_a_nul_or_not_visible_ascii_is_a_400_and_writes_nothing() {
+    let app = spawn_without_sagas().await;
+    let id = pending_request(&app, 603).await;
+    let body = movie(604, "Heat");
+    for (case, key) in [
+        ("a key that is not ASCII", "schlüssel".as_bytes()),
+        (
+            "a key with a byte that is not UTF-8",
+            b"key-\xff".as_slice(),
+        ),
+    ] {
+        let key = reqwest::header::HeaderValue::from_bytes(key).expect("obs-text is sendable");
+        refused(
+            &app,
+            &format!("submit, {case}"),
+            post(&app, REQUESTS, &body).header("Idempotency-Key", key.clone()),
+            400,
+            "malformed-request",
+        )
+        .await;
+        refused(
+            &app,
+            &format!("approve, {case}"),
+            command(&app, &id, "approve").header("Idempotency-Key", key),
+            400,
+            "malformed-request",
+        )
+        .await;
+    }
+    // A NUL in a header never reaches MediaNest: hyper refuses the request line by line.
+    let before = app.event_count().await;
+    let head = format!(
+        "POST {REQUESTS}/{id}/approve HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer \
+         {token}\r\nIdempotency-Key: key-\0-1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        host = app.base_url.trim_start_matches("http://"),
+        token = app.admin_token(),
+    );
+    let (status, answer) = raw_answer(&app, head.as_bytes()).await;
+    assert_eq!(status, 400, "a NUL in Idempotency-Key: {answer}");
+    assert_eq!(app.event_count().await, before, "no event written");
+    // The control: the same request without the NUL approves.
+    let (status, answer) = raw_answer(&app, head.replace('\0', "").as_bytes()).await;
+    assert_eq!(status, 200, "the same request without the NUL: {answer}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_last_event_id_is_a_400_problem_and_writes_nothing() {
+    let app = spawn_without_sagas().await;
+    pending_request(&app, 603).await;
+    let stream = |query: &str| app.request(Method::GET, &format!("/api/v1/stream{query}"));
+    let header_cases = [
+        ("text", "abc"),
+        ("negative", "-1"),
+        ("a fraction", "1.5"),
+        ("beyond i64", "99999999999999999999"),
+        ("two ids", "1, 2"),
+        ("hexadecimal", "0x10"),
+    ];
+    for (case, value) in header_cases {
+        refused(
+            &app,
+            &format!("Last-Event-ID {case}"),
+            stream("").header("Last-Event-ID", value),
+            400,
+            "malformed-request",
+        )
+        .await;
+        refused(
+            &app,
+            &format!("?last_event_id= {case}"),
+            stream(&format!("?last_event_id={}", value.replace(' ', "%20"))),
+            400,
+            "malformed-request",
+        )
+        .await;
+    }
+    let not_ascii = reqwest::header::HeaderValue::from_bytes(b"1\xff").expect("obs-text");
+    refused(
+        &app,
+        "Last-Event-ID not ASCII",
+        stream("").header("Last-Event-ID", not_ascii),
+        400,
+        "malformed-request",
+    )
+    .await;
+    for (case, query) in [
+        ("a NUL", "?last_event_id=1%00"),
+        ("not UTF-8", "?last_event_id=%FF"),
+    ] {
+        refused_text(
+            &app,
+            &format!("?last_event_id= {case}"),
+            stream(query),
+            "last_event_id",
+        )
+        .await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_64_kib_header_is_a_431_headers_too_large_and_writes_nothing() {
+    let app = spawn_without_sagas().await;
+    let id = pending_request(&app, 603).await;
+    let huge = "x".repeat(64 * 1024);
+    let body = movie(604, "Heat");
+    for header in [
+        "User-Agent",
+        "X-Request-Id",
+        "X-Correlation-Id",
+        "traceparent",
+        "Idempotency-Key",
+        "X-Anything",
+    ] {
+        refused(
+            &app,
+            &format!("submit with a 64 KiB {header}"),
+            post(&app, REQUESTS, &body).header(header, huge.as_str()),
+            431,
+            "headers-too-large",
+        )
+        .await;
+    }
+    let cases = [
+        (
+            "approve with a 64 KiB If-Match",
+            command(&app, &id, "approve").header(IF_MATCH, huge.as_str()),
+        ),
+        (
+            "a read with a 64 KiB X-Min-Position",
+            app.request(Method::GET, REQUESTS)
+                .header("X-Min-Position", huge.as_str()),
+        ),
+        (
+            "the stream with a 64 KiB Last-Event-ID",
+            app.request(Method::GET, "/api/v1/stream")
+                .header("Last-Event-ID", huge.as_str()),
+        ),
+        (
+            "a 64 KiB bearer token",
+            app.http.get(app.url(REQUESTS)).bearer_auth(&huge),
+        ),
+        (
+            "the Overseerr webhook with a 64 KiB Authorization",
+            webhook(&app, Some(&huge), "{}"),
+        ),
+        (
+            "eight 8,000-byte headers",
+            (0..8).fold(app.request(Method::GET, REQUESTS), |request, n| {
+                request.header(format!("x-part-{n}"), "y".repeat(8000))
+            }),
+        ),
+    ];
+    for (case, request) in cases {
+        refused(&app, case, request, 431, "headers-too-large").await;
+    }
+    assert_eq!(app.events_of("media_request", &id).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_nul_in_the_overseerr_webhook_body_is_a_400_invalid_text_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = pending_request(&app, 603).await;
+    let events = app.events_of("media_request", &id).await;
+    let cases = [
+        (
+            "a NUL in notification_type",
+            json!({"notification_type": "MEDIA_AVAILABLE\u{0}",
+                   "media": {"media_type": "movie", "tmdbId": "603"}}),
+            "notification_type",
+        ),
+        (
+            "a NUL in the tmdbId",
+            json!({"notification_type": "MEDIA_AVAILABLE",
+                   "media": {"media_type": "movie", "tmdbId": "603\u{0}"}}),
+            "media.tmdbId",
+        ),
+        (
+            "a NUL in a field MediaNest ignores",
+            json!({"notification_type": "MEDIA_AVAILABLE", "message": "\u{0}",
+                   "media": {"media_type": "movie", "tmdbId": "603"}}),
+            "message",
+        ),
+        (
+            "a NUL in a key",
+            json!({"notification_type": "MEDIA_AVAILABLE", "ex\u{0}tra": {}}),
+            "ex\\0tra",
+        ),
+    ];
+    for (case, body, field) in cases {
+        refused_text(
+            &app,
+            case,
+            webhook(&app, Some(WEBHOOK_SECRET), &body.to_string()),
+            field,
+        )
+        .await;
+    }
+    assert_eq!(app.events_of("media_request", &id).await, events);
+    app.stop().await;
+}

@@ -751,9 +751,15 @@ async fn bad_catalogue_input_gets_a_clear_problem_and_writes_nothing() {
         ),
         (
             "control",
-            "/api/v1/catalog/search?q=ma%00trix".to_string(),
+            "/api/v1/catalog/search?q=ma%01trix".to_string(),
             400,
             "malformed-request",
+        ),
+        (
+            "NUL",
+            "/api/v1/catalog/search?q=ma%00trix".to_string(),
+            400,
+            "invalid-text",
         ),
         (
             "page 0",

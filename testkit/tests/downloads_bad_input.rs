@@ -461,3 +461,129 @@ async fn plex_webhooks_with_a_wrong_secret_or_body_are_refused_with_nothing_writ
         events_before
     );
 }
+
+/// Asserts a 400 `invalid-text` problem naming `field`.
+async fn assert_invalid_text(case: &str, response: reqwest::Response, field: &str) {
+    let problem = assert_problem(case, response, 400, "invalid-text").await;
+    assert_eq!(problem.body["field"], field, "{case}: {}", problem.body);
+}
+
+#[tokio::test]
+async fn a_nul_in_a_download_url_id_or_listing_is_a_400_invalid_text_with_nothing_written() {
+    let app = app_with(5).await;
+    let media = MediaServer::start().await;
+    media.add_video("clip", 1024);
+    let user = app.sign_in_user("bob").await;
+    let before = app.event_count().await;
+    let url = media.video_url("clip");
+    let cases = [
+        (
+            "a NUL in the URL",
+            app.request_as(&user.token, Method::POST, "/api/v1/downloads")
+                .json(&json!({"url": format!("{url}\u{0}")})),
+            "url",
+        ),
+        (
+            "a NUL in the quality",
+            app.request_as(&user.token, Method::POST, "/api/v1/downloads")
+                .json(&json!({"url": url, "quality": "\u{0}"})),
+            "quality",
+        ),
+        (
+            "a NUL as the download id",
+            app.request_as(&user.token, Method::POST, "/api/v1/downloads/%00/cancel"),
+            "path",
+        ),
+        (
+            "a NUL in requested_by",
+            app.request(Method::GET, "/api/v1/downloads?requested_by=%00"),
+            "requested_by",
+        ),
+        (
+            "a NUL inside requested_by",
+            app.request(
+                Method::GET,
+                &format!("/api/v1/downloads?requested_by=user:{}%00", user.id),
+            ),
+            "requested_by",
+        ),
+        (
+            "requested_by that is not UTF-8",
+            app.request(Method::GET, "/api/v1/downloads?requested_by=%C3"),
+            "requested_by",
+        ),
+        (
+            "a NUL in a download id to read",
+            app.request(Method::GET, "/api/v1/downloads/%00"),
+            "path",
+        ),
+    ];
+    for (case, request, field) in cases {
+        assert_invalid_text(case, request.send().await.unwrap(), field).await;
+    }
+    assert_eq!(app.event_count().await, before, "no event written");
+    assert_eq!(video_requests(&media), 0, "no download started");
+    // The control: a requested_by without a NUL lists (nothing yet).
+    let response = app.get("/api/v1/downloads?requested_by=nobody").await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_plex_webhook_whose_payload_holds_a_nul_is_a_400_invalid_text_with_nothing_written() {
+    let app = app_with(5).await;
+    let request = app.submit_movie(603, "The Matrix").await;
+    let id = request["id"].as_str().unwrap();
+    let url = app.url(&format!("/api/v1/webhooks/plex/{PLEX_WEBHOOK_SECRET}"));
+    let events_before = app.events_of("media_request", id).await.len();
+    let payload =
+        || PmsSim::library_new_payload("movie", "The Matrix", Some(1999), "1", &["tmdb://603"]);
+    let with = |pointer: &str, value: Value| {
+        let mut payload = payload();
+        *payload
+            .pointer_mut(pointer)
+            .expect("the simulator's payload has it") = value;
+        payload
+    };
+    let mut nul_key = payload();
+    nul_key["Metadata"]["ti\u{0}tle"] = json!("x");
+    let cases = [
+        (
+            "a NUL in the ratingKey",
+            with("/Metadata/ratingKey", json!("1\u{0}")),
+            "Metadata.ratingKey",
+        ),
+        (
+            "a NUL in a guid",
+            with("/Metadata/Guid/0/id", json!("tmdb://603\u{0}")),
+            "Metadata.Guid.0.id",
+        ),
+        ("a NUL in a key", nul_key, "Metadata.ti\\0tle"),
+    ];
+    for (case, payload, field) in cases {
+        let (content_type, body) = PmsSim::webhook_multipart(&payload, None, true);
+        let response = app
+            .http
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_invalid_text(case, response, field).await;
+    }
+    assert_eq!(
+        app.events_of("media_request", id).await.len(),
+        events_before
+    );
+    // The control: the same payload without the NUL marks the request available.
+    let (content_type, body) = PmsSim::webhook_multipart(&payload(), None, true);
+    let response = app
+        .http
+        .post(&url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}

@@ -629,7 +629,7 @@ async fn bad_search_input_is_400_and_changes_nothing() {
         ("empty q", "q="),
         ("whitespace q", "q=%20%20%09"),
         ("q over 200 characters", long_query.as_str()),
-        ("q with a NUL", "q=mat%00rix"),
+        ("q with a control character", "q=mat%01rix"),
         ("two q", "q=a&q=b"),
         ("unknown parameter", "q=matrix&sort=title"),
         (
@@ -656,6 +656,14 @@ async fn bad_search_input_is_400_and_changes_nothing() {
             assert_problem(case, response, 400, "malformed-request").await;
         }
     }
+    // A NUL is refused before the search sees it, as in every query parameter.
+    let response = app
+        .request_as(&user.token, Method::GET, &format!("{SEARCH}?q=mat%00rix"))
+        .send()
+        .await
+        .expect("GET reaches the app");
+    let problem = assert_problem("q with a NUL", response, 400, "invalid-text").await;
+    assert_eq!(problem.body["field"], "q", "{}", problem.body);
     let response = app
         .request_as(&user.token, Method::GET, &format!("{SEARCH}?q=matrix"))
         .header("X-Min-Position", "soon")
