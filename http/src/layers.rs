@@ -28,7 +28,7 @@ pub const MAX_ROUTE_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
-        .layer(CatchPanicLayer::new())
+        .layer(CatchPanicLayer::custom(problem_for_panic))
         .layer(RequestBodyLimitLayer::new(MAX_ROUTE_BODY_BYTES))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(problem_for_plain_413))
@@ -51,6 +51,17 @@ pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
+/// A panic in a handler answers a 500 `internal` problem, like every other failure (the
+/// default of `CatchPanicLayer` is a plain-text body).
+fn problem_for_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let cause = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::internal(&format_args!("handler panicked: {cause}")).into_response()
+}
+
 /// Body limits answer 413 in plain text (tower-http's layer, axum's `Bytes` extractor):
 /// give them the problem+json body every other error has.
 async fn problem_for_plain_413(response: Response) -> Response {
@@ -70,4 +81,48 @@ pub fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_500_internal_problem() {
+        let router = apply(Router::new().route(
+            "/boom",
+            get(|| async {
+                if true {
+                    panic!("boom");
+                }
+                "unreachable"
+            }),
+        ));
+        let response = router
+            .oneshot(
+                Request::get("/boom")
+                    .body(Body::empty())
+                    .expect("a request"),
+            )
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("a body");
+        let problem: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(problem["type"], "urn:medianest:problem:internal");
+        assert!(
+            !problem.to_string().contains("boom"),
+            "the cause is not sent"
+        );
+    }
 }
