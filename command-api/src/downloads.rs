@@ -136,13 +136,11 @@ fn intake(state: &CommandState) -> Result<&DownloadIntake, ApiError> {
     params(("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable")),
     responses(
         (status = 202, description = "queued", body = DownloadAnswer),
-        (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid session", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the URL is already queued or running for you", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "URL refused, unsupported quality or container, playlist too large", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "per-user limit reached (next_slot_at, Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "downloads not configured, or the URL's site unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the URL is already queued or running for you (`duplicate-download`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not `application/json` (`unsupported-media-type`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "URL refused by the allow-list, unsupported quality or container (`validation-failed`), a redirect or address outside the allow-list (`download-url-refused`), nothing to download (`download-url-unusable`), playlist too large (`playlist-too-large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "the per-user download limit is reached (`download-limit-exceeded`, `next_slot_at`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "downloads are not configured (`downloads-disabled`), or the URL's site could not be asked (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -278,10 +276,10 @@ async fn run(
     ),
     responses(
         (status = 200, description = "done", body = DownloadAnswer),
-        (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown id, or another user's download", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "not possible in the current status, or the URL is active again", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "the body is neither empty nor `{}` (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown id, or another user's download (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "not possible in the current status (`illegal-transition`), the URL is active again (`duplicate-download`), or lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "downloads are not configured (`downloads-disabled`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use axum::Router;
 use medianest_http::auth::HasAuthenticator;
+use medianest_http::openapi::SharedAnswers;
 use medianest_http::ratelimit::SignInLimiter;
 use medianest_http::Authenticator;
 use medianest_store::accounts::UserAccounts;
@@ -88,23 +89,9 @@ impl HasAuthenticator for CommandState {
         users::enable
     ),
     components(schemas(medianest_http::openapi::Problem)),
-    modifiers(&BearerAuth)
+    modifiers(&SharedAnswers)
 )]
 pub struct CommandApiDoc;
-
-/// Declares the `bearer` security scheme.
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
 
 /// Every command route, with state applied.
 pub fn router(state: CommandState) -> Router {

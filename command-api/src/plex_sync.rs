@@ -40,8 +40,7 @@ pub(crate) struct SyncRequested {
     tag = "plex",
     responses(
         (status = 202, description = "the full pass is requested", body = SyncRequested),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "the Plex sync is off: no Plex Media Server configured, or MEDIANEST_PLEX_SYNC=false (`plex-disabled`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

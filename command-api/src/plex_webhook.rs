@@ -86,10 +86,10 @@ struct PlexMedia {
     responses(
         (status = 202, description = "requests marked available: {\"updated\": [answers]}"),
         (status = 204, description = "ignored"),
-        (status = 400, description = "no or malformed payload part (`malformed-request`), or text in it holding a NUL (`invalid-text`)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "wrong secret", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "webhook disabled", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "not multipart/form-data", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "no or malformed `payload` part (`malformed-request`), or text in it holding a NUL (`invalid-text`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "the path's secret is not the webhook secret (`webhook-unauthenticated`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the webhook is disabled: no secret configured (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not `multipart/form-data` (`unsupported-media-type`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn plex(

@@ -175,11 +175,10 @@ async fn run(
     params(("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable")),
     responses(
         (status = 202, description = "accepted", body = CommandAnswer),
-        (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the request quota of the media type is used up (`quota-exceeded`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "duplicate request (`duplicate-request`), or Plex already has the movie or every named season (`already-available`)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "rule violated; `seasons-available` lists the named seasons Plex already has", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not `application/json` (`unsupported-media-type`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a rule is broken (`validation-failed`, `field`), or the show request names seasons Plex already has (`seasons-available`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -286,11 +285,10 @@ impl Action {
     request_body(content = Option<ReasonBody>),
     responses(
         (status = 200, description = "done", body = CommandAnswer),
-        (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "illegal transition", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "only admins may approve, decline or retry (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown id, or another user's request (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the reason is over 1,000 characters (`validation-failed`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

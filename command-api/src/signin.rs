@@ -35,7 +35,7 @@ use medianest_http::ratelimit::SignInKey;
 use medianest_http::{ApiError, Authenticated, Json};
 use medianest_integrations::plex::{PlexError, PlexTvClient, PmsClient};
 use medianest_store::accounts::{AccountCommandError, Identity, Registration, RoleRule};
-use medianest_store::checkpoint;
+use medianest_store::checkpoint::{self, WaitOutcome};
 use medianest_store::credentials::verify_password;
 use medianest_store::sessions::NewSession;
 use serde::{Deserialize, Serialize};
@@ -269,7 +269,7 @@ pub(crate) async fn wait_for_read_models(
     state: &CommandState,
     position: i64,
 ) -> Result<(), ApiError> {
-    let reached = checkpoint::wait_until_reached(
+    let outcome = checkpoint::wait_until_reached(
         &state.pool,
         &["projection-users", "projection-sessions"],
         position,
@@ -277,13 +277,16 @@ pub(crate) async fn wait_for_read_models(
     )
     .await
     .map_err(store_error)?;
-    if reached {
-        Ok(())
-    } else {
-        Err(ApiError::unavailable(
+    match outcome {
+        WaitOutcome::Reached => Ok(()),
+        WaitOutcome::TimedOut => Err(ApiError::unavailable(
             "the change is recorded but the session read models lag behind; try again",
             1,
-        ))
+        )),
+        // `position` is what this command just committed: the log must have it.
+        WaitOutcome::NoSuchEvent { head } => Err(store_error(format!(
+            "the event at position {position} just written is not in the log (head {head})"
+        ))),
     }
 }
 
@@ -295,10 +298,11 @@ pub(crate) async fn wait_for_read_models(
     request_body = LoginBody,
     responses(
         (status = 200, description = "signed in", body = SessionAnswer),
-        (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unknown username or wrong password", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "account disabled", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "too many failed sign-ins", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "unknown username or wrong password (`invalid-credentials`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the account is disabled (`account-disabled`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not `application/json` (`unsupported-media-type`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many failed sign-ins from this address or for this account (`rate-limited`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the session is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn login(
@@ -353,7 +357,7 @@ pub(crate) async fn login(
     tag = "auth",
     responses(
         (status = 204, description = "signed out"),
-        (status = 401, description = "no valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the session is ended but the read models lag behind (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -418,13 +422,18 @@ fn plex_problem(error: PlexError) -> ApiError {
             format!("plex.tv or the Plex Media Server did not answer: {other}"),
         )
         .retry_after(5),
-        other => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "plex-error",
-            "Unexpected answer from Plex",
-            other.to_string(),
-        ),
+        other => plex_error(other.to_string()),
     }
+}
+
+/// 502 `plex-error`: plex.tv or the Plex server answered something we cannot use.
+fn plex_error(detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "plex-error",
+        "Unexpected answer from Plex",
+        detail,
+    )
 }
 
 /// Create a Plex PIN.
@@ -434,12 +443,24 @@ fn plex_problem(error: PlexError) -> ApiError {
     tag = "auth",
     responses(
         (status = 201, description = "created", body = PinAnswer),
-        (status = 503, description = "Plex sign-in not configured, or plex.tv unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "plex.tv answered something unexpected (`plex-error`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Plex sign-in is not configured (`plex-sign-in-unavailable`), or plex.tv did not answer (`plex-unavailable`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_pin(State(state): State<CommandState>) -> Result<Response, ApiError> {
     let plex = plex_sign_in(&state)?;
-    let pin = plex.plex_tv.create_pin().await.map_err(plex_problem)?;
+    let pin = plex
+        .plex_tv
+        .create_pin()
+        .await
+        .map_err(|error| match error {
+            // Creating a PIN needs no token and names no PIN: plex.tv refusing it, or not
+            // finding it, is an answer we cannot use, not the caller's mistake.
+            PlexError::NotFound | PlexError::Unauthorized => {
+                plex_error(format!("plex.tv refused to create a PIN: {error}"))
+            }
+            other => plex_problem(other),
+        })?;
     let answer = PinAnswer {
         auth_url: plex.plex_tv.auth_url(&pin.code, None),
         id: pin.id,
@@ -457,11 +478,13 @@ pub(crate) async fn create_pin(State(state): State<CommandState>) -> Result<Resp
     params(("id" = u64, Path, description = "PIN id")),
     responses(
         (status = 200, description = "signed in", body = SessionAnswer),
-        (status = 403, description = "no access to the Plex server, or account disabled", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown or expired PIN", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "PIN not yet authorised, or already used", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "too many failed sign-ins", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "plex.tv unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "plex.tv refused the PIN's token (`plex-token-rejected`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the Plex account has no access to the Plex server (`no-server-access`), or the account is disabled (`account-disabled`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown or expired PIN (`pin-not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the PIN is not authorised yet (`pin-not-authorized`), or already used (`pin-already-used`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many failed sign-ins from this address or for this account (`rate-limited`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "plex.tv or the Plex server answered something unexpected (`plex-error`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Plex sign-in is not configured (`plex-sign-in-unavailable`), plex.tv or the Plex server did not answer (`plex-unavailable`), or the read models lag behind the new session (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn exchange_pin(

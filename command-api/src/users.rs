@@ -185,13 +185,17 @@ async fn answer(
     put,
     path = "/api/v1/admin/users/{id}/role",
     tag = "users",
-    params(("id" = Uuid, Path, description = "user id")),
+    params(
+        ("id" = Uuid, Path, description = "user id"),
+        ("If-Match" = Option<String>, Header, description = "expected account version, e.g. \"2\""),
+    ),
     request_body = RoleBody,
     responses(
         (status = 200, description = "done", body = AccountAnswer),
-        (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin, or your own account", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown user", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin, or your own account (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown user (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -217,14 +221,18 @@ pub(crate) async fn change_role(
     put,
     path = "/api/v1/admin/users/{id}/quota",
     tag = "users",
-    params(("id" = Uuid, Path, description = "user id")),
+    params(
+        ("id" = Uuid, Path, description = "user id"),
+        ("If-Match" = Option<String>, Header, description = "expected account version, e.g. \"2\""),
+    ),
     request_body = QuotasBody,
     responses(
         (status = 200, description = "done", body = AccountAnswer),
-        (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown user", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "limit or days out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown user (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "limit or days out of range (`validation-failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -259,11 +267,16 @@ pub(crate) async fn change_quota(
     post,
     path = "/api/v1/admin/users/{id}/disable",
     tag = "users",
-    params(("id" = Uuid, Path, description = "user id")),
+    params(
+        ("id" = Uuid, Path, description = "user id"),
+        ("If-Match" = Option<String>, Header, description = "expected account version, e.g. \"2\""),
+    ),
     responses(
         (status = 200, description = "done", body = AccountAnswer),
-        (status = 403, description = "not an admin, or your own account", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown user", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin, or your own account (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown user (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -321,11 +334,16 @@ async fn switch(
     post,
     path = "/api/v1/admin/users/{id}/enable",
     tag = "users",
-    params(("id" = Uuid, Path, description = "user id")),
+    params(
+        ("id" = Uuid, Path, description = "user id"),
+        ("If-Match" = Option<String>, Header, description = "expected account version, e.g. \"2\""),
+    ),
     responses(
         (status = 200, description = "done", body = AccountAnswer),
-        (status = 403, description = "not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown user", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown user (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -351,8 +369,8 @@ struct EmptyBody {}
     params(("id" = Uuid, Path, description = "session id")),
     responses(
         (status = 204, description = "ended"),
-        (status = 401, description = "no valid session", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not one of your sessions", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not one of your sessions (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

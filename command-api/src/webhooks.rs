@@ -75,9 +75,9 @@ fn lenient_number(value: Option<&Value>) -> Option<i64> {
     responses(
         (status = 202, description = "applied to a request"),
         (status = 204, description = "ignored"),
-        (status = 400, description = "malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "wrong secret", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "webhook disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "the `Authorization` header is not the webhook secret (`webhook-unauthenticated`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the webhook is disabled: no secret configured (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the notification does not fit the request's status (`illegal-transition`), or lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn overseerr(

@@ -43,7 +43,7 @@ pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
             crate::text::refuse_unstorable_uri,
         ))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
-        .layer(CatchPanicLayer::new())
+        .layer(CatchPanicLayer::custom(problem_for_panic))
         .layer(RequestBodyLimitLayer::new(MAX_ROUTE_BODY_BYTES))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(problem_for_plain_413))
@@ -99,6 +99,17 @@ async fn refuse_oversized_headers(request: axum::extract::Request, next: Next) -
             ApiError::headers_too_large(detail).into_response()
         }
     }
+}
+
+/// A panic in a handler answers a 500 `internal` problem, like every other failure (the
+/// default of `CatchPanicLayer` is a plain-text body).
+fn problem_for_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let cause = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::internal(&format_args!("handler panicked: {cause}")).into_response()
 }
 
 /// Body limits answer 413 in plain text (tower-http's layer, axum's `Bytes` extractor):
@@ -183,5 +194,40 @@ mod tests {
         }
         let fits = user_agent(MAX_HEADER_BYTES - "user-agent".len());
         assert_eq!(answer("/items/1", &[fits]).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_500_internal_problem() {
+        let router = apply(Router::new().route(
+            "/boom",
+            get(|| async {
+                if true {
+                    panic!("boom");
+                }
+                "unreachable"
+            }),
+        ));
+        let response = router
+            .oneshot(
+                Request::get("/boom")
+                    .body(Body::empty())
+                    .expect("a request"),
+            )
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("a body");
+        let problem: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(problem["type"], "urn:medianest:problem:internal");
+        assert!(
+            !problem.to_string().contains("boom"),
+            "the cause is not sent"
+        );
     }
 }

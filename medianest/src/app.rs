@@ -423,15 +423,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 }),
             }));
         }
-        let mut document = utoipa::openapi::OpenApi::default();
-        if settings.runs(Role::CommandApi) {
-            document.merge(medianest_command_api::CommandApiDoc::openapi());
-        }
-        if settings.runs(Role::QueryApi) {
-            document.merge(medianest_query_api::QueryApiDoc::openapi());
-        }
-        document.info.title = "MediaNest".to_string();
-        document.info.version = env!("CARGO_PKG_VERSION").to_string();
+        let document = openapi_document(
+            settings.runs(Role::CommandApi),
+            settings.runs(Role::QueryApi),
+        );
         let router = layers::apply(router.merge(medianest_http::openapi::router(document)));
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
             .await
@@ -463,6 +458,21 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         shutdown,
         tasks,
     })
+}
+
+/// The OpenAPI document of the routes a process serves: the command routes, the query
+/// routes, or both.
+pub fn openapi_document(command: bool, query: bool) -> utoipa::openapi::OpenApi {
+    let mut document = utoipa::openapi::OpenApi::default();
+    if command {
+        document.merge(medianest_command_api::CommandApiDoc::openapi());
+    }
+    if query {
+        document.merge(medianest_query_api::QueryApiDoc::openapi());
+    }
+    document.info.title = "MediaNest".to_string();
+    document.info.version = env!("CARGO_PKG_VERSION").to_string();
+    document
 }
 
 /// The client of the configured Plex Media Server (for the scanner or the sync, named by

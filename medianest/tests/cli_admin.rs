@@ -317,7 +317,7 @@ async fn replay_to_nats_republishes_a_range_that_a_subscriber_receives_intact() 
         .await
         .expect("head");
     let relay = format!("relay:{}", app.stream);
-    assert!(
+    assert_eq!(
         medianest_store::checkpoint::wait_until_reached(
             &app.pool,
             &[&relay],
@@ -326,6 +326,7 @@ async fn replay_to_nats_republishes_a_range_that_a_subscriber_receives_intact() 
         )
         .await
         .expect("checkpoint"),
+        medianest_store::checkpoint::WaitOutcome::Reached,
         "the relay catches up"
     );
 

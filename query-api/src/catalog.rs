@@ -594,10 +594,9 @@ fn with_origin(body: impl Serialize, origin: Origin) -> Response {
     ),
     responses(
         (status = 200, description = "movies and shows in Overseerr's order; header X-Catalog-Cache: hit, miss or stale", body = EntryPage),
-        (status = 400, description = "q missing, empty, over 200 characters or with control characters; page out of range; unknown parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Overseerr's answer is unusable", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "catalogue not configured, Overseerr unavailable with nothing cached, or min_position not reached", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`q` missing, empty, over 200 characters or with control characters, or `page` out of range (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -631,11 +630,10 @@ pub(crate) async fn search(
     ),
     responses(
         (status = 200, description = "movies and shows; header X-Catalog-Cache", body = EntryPage),
-        (status = 400, description = "page out of range or unknown parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such list", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Overseerr's answer is unusable", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "catalogue not configured, Overseerr unavailable with nothing cached, or min_position not reached", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`page` out of range (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such list (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -674,10 +672,9 @@ pub(crate) async fn discover(
     ),
     responses(
         (status = 200, description = "the movie; header X-Catalog-Cache", body = MovieEntry),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such movie", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Overseerr's answer is unusable", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "catalogue not configured, Overseerr unavailable with nothing cached, or min_position not reached", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "TMDB does not know the movie, or the id is not a positive whole number (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -736,10 +733,9 @@ pub(crate) async fn movie(
     ),
     responses(
         (status = 200, description = "the show; header X-Catalog-Cache", body = TvEntry),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such show", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Overseerr's answer is unusable", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "catalogue not configured, Overseerr unavailable with nothing cached, or min_position not reached", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "TMDB does not know the show, or the id is not a positive whole number (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -809,10 +805,9 @@ pub(crate) async fn tv(
     ),
     responses(
         (status = 200, description = "the season; header X-Catalog-Cache", body = SeasonDetailsEntry),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such show or season", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Overseerr's answer is unusable", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "catalogue not configured, Overseerr unavailable with nothing cached, or min_position not reached", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such show or season (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -183,10 +183,8 @@ struct HealthRow {
     ),
     responses(
         (status = 200, body = DashboardView),
-        (status = 400, description = "unknown parameter or bad value", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`scope=all` asked by a user", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "min_position not reached in time", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "a bad `scope` (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`scope=all` asked by a user (`forbidden`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

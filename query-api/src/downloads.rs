@@ -174,9 +174,6 @@ pub(crate) struct DownloadPage {
     ),
     responses(
         (status = 200, body = DownloadPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "min_position not reached in time", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -228,8 +225,7 @@ pub(crate) async fn list(
     ),
     responses(
         (status = 200, body = DownloadView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown id, or another user's download (`not-found`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

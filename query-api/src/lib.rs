@@ -7,7 +7,9 @@
 //!
 //! Every read-model endpoint honours `min_position` (query parameter or `X-Min-Position`):
 //! it waits, at most [`QueryState::min_position_wait`], until the projection has passed that
-//! global position, then answers 503 with `Retry-After` rather than stale data.
+//! global position, then answers 503 with `Retry-After` rather than stale data. A position no
+//! event has (beyond the head of the log) cannot be reached by waiting: it is answered 400 at
+//! once ([`wait_for_position`]).
 
 pub mod catalog;
 pub mod dashboard;
@@ -20,12 +22,13 @@ pub mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Router;
 use medianest_domain::user_account::Quotas;
 use medianest_http::auth::HasAuthenticator;
+use medianest_http::openapi::SharedAnswers;
 use medianest_http::{ApiError, Authenticator};
-use medianest_store::checkpoint;
+use medianest_store::checkpoint::{self, WaitOutcome};
 use sqlx::PgPool;
 
 /// Shared state of the query routes.
@@ -73,7 +76,7 @@ impl HasAuthenticator for QueryState {
     catalog::movie,
     catalog::tv,
     catalog::season
-))]
+), modifiers(&SharedAnswers))]
 pub struct QueryApiDoc;
 
 /// Every query route, with state applied.
@@ -124,10 +127,14 @@ pub(crate) fn paginate<T>(
 pub const MIN_POSITION_HEADER: &str = "x-min-position";
 
 /// Waits until projection `projection` has passed `min_position` (from the query or the
-/// header; the larger wins).
+/// header; the larger wins). 0 (the start of the log) needs no wait.
 ///
 /// # Errors
-/// 400 for an unreadable header, 503 with `Retry-After: 1` when the wait times out.
+/// 400 `malformed-request` for a negative value or an unreadable header (the query
+/// extractor already refuses what is not an `i64`); 400 `unknown-min-position` at once when
+/// no event has that position (beyond the head of the log): waiting cannot reach it, and a
+/// client that retried would wait the whole bound every time; 503 with `Retry-After: 1` when
+/// the wait times out.
 pub async fn wait_for_position(
     state: &QueryState,
     projection: &str,
@@ -141,14 +148,22 @@ pub async fn wait_for_position(
                 .to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<i64>().ok())
-                .ok_or_else(|| ApiError::malformed("X-Min-Position must be an integer"))?,
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| {
+                    ApiError::malformed("X-Min-Position must be a non-negative integer")
+                })?,
         ),
     };
+    if query.is_some_and(|p| p < 0) {
+        return Err(ApiError::malformed(
+            "min_position must be a non-negative integer",
+        ));
+    }
     let Some(position) = query.max(header).filter(|p| *p > 0) else {
         return Ok(());
     };
     let checkpoint = format!("projection-{projection}");
-    let reached = checkpoint::wait_until_reached(
+    let outcome = checkpoint::wait_until_reached(
         &state.pool,
         &[&checkpoint],
         position,
@@ -156,12 +171,33 @@ pub async fn wait_for_position(
     )
     .await
     .map_err(|e| ApiError::internal(&e))?;
-    if reached {
-        Ok(())
-    } else {
-        Err(ApiError::unavailable(
+    match outcome {
+        WaitOutcome::Reached => Ok(()),
+        WaitOutcome::TimedOut => Err(ApiError::unavailable(
             format!("the {projection} read model has not reached position {position} yet"),
             1,
-        ))
+        )),
+        WaitOutcome::NoSuchEvent { head } => Err(unknown_min_position(position, head)),
     }
+}
+
+/// 400 `unknown-min-position`: no event of the log has `position` (the log's head is at
+/// `head`), so no wait can reach it.
+fn unknown_min_position(position: i64, head: i64) -> ApiError {
+    let detail = if position > head {
+        format!(
+            "min_position {position} is beyond the head of the event log ({head}); \
+             pass a position this server answered, or none"
+        )
+    } else {
+        format!("no event has position {position}; pass a position this server answered, or none")
+    };
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "unknown-min-position",
+        "Unknown position",
+        detail,
+    )
+    .with("min_position", position)
+    .with("head", head)
 }

@@ -185,9 +185,6 @@ fn visible(caller: &Actor, row: &RequestRow) -> bool {
     ),
     responses(
         (status = 200, body = RequestPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "min_position not reached in time", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -262,8 +259,7 @@ async fn visible_row(
     ),
     responses(
         (status = 200, body = RequestView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown id, or another user's request (`not-found`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -290,10 +286,13 @@ pub(crate) async fn detail(
     get,
     path = "/api/v1/requests/{id}/history",
     tag = "requests",
-    params(("id" = Uuid, Path, description = "request id")),
+    params(
+        ("id" = Uuid, Path, description = "request id"),
+        ("min_position" = Option<i64>, Query, description = "wait until the requests read model has this position (visibility follows it)"),
+    ),
     responses(
         (status = 200, body = History),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown id, or another user's request (`not-found`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

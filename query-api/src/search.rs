@@ -139,9 +139,7 @@ pub(crate) fn search_text(q: Option<&str>) -> Result<&str, ApiError> {
     ),
     responses(
         (status = 200, body = SearchResults),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "min_position not reached in time", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`q` missing, empty, over 200 characters, with control characters or given twice (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -609,9 +609,8 @@ fn parse_position(raw: &str) -> Result<i64, ApiError> {
     ),
     responses(
         (status = 200, content_type = "text/event-stream", body = String, description = "first a `ready` frame (`id` = the position the stream starts after, `data` = `{\"position\": …}`), then events (`id` = global position, `event` = CloudEvents type, `data` = CloudEvent JSON) and `progress` frames (no `id`) until the session ends or the server shuts down"),
-        (status = 400, description = "malformed-request or unknown-last-event-id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the stream is not enabled in this process", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "the id is not a non-negative integer (`malformed-request`), or no event has that position (`unknown-last-event-id`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "this process does not serve the stream (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -242,8 +242,7 @@ fn caller_uuid(caller: &medianest_domain::Actor) -> Result<Uuid, ApiError> {
     params(("min_position" = Option<i64>, Query, description = "wait until this position is read")),
     responses(
         (status = 200, description = "the account", body = UserView),
-        (status = 401, description = "no valid session", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "signed in with the bootstrap token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "signed in with the bootstrap token, which has no account (`not-found`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -273,7 +272,6 @@ pub(crate) async fn me(
     ),
     responses(
         (status = 200, description = "the sessions", body = SessionList),
-        (status = 401, description = "no valid session", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -308,8 +306,7 @@ pub(crate) async fn my_sessions(
     ),
     responses(
         (status = 200, description = "a page of accounts", body = UserPage),
-        (status = 400, description = "bad parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -90,8 +90,28 @@ pub async fn has_reached<'e>(
     Ok(reached.unwrap_or(false))
 }
 
+/// How a wait for a position ended ([`wait_until_reached`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Every reader has passed the event at the position.
+    Reached,
+    /// The time ran out first.
+    TimedOut,
+    /// No committed event has the position, so no wait can reach it. Positions are only
+    /// handed out once their event is committed (command answers, reads, the stream), so
+    /// this is a position from elsewhere (another installation, a restored backup) or made
+    /// up: beyond the head, or a gap a rolled-back insert left.
+    NoSuchEvent {
+        /// The highest position written so far (0 for an empty log).
+        head: i64,
+    },
+}
+
 /// Waits, polling every 10 ms for at most `timeout`, until every reader in `names` has passed
-/// the event at `position`; answers whether they did.
+/// the event at `position`. A position of 0 or less (the start of the log) is reached at
+/// once. `position` must be one the log handed out (its event committed): when the first
+/// look finds a reader behind and no committed event at `position`, the answer is
+/// [`WaitOutcome::NoSuchEvent`] at once rather than after `timeout`.
 ///
 /// # Errors
 /// The database error.
@@ -100,9 +120,13 @@ pub async fn wait_until_reached(
     names: &[&str],
     position: i64,
     timeout: std::time::Duration,
-) -> Result<bool, StoreError> {
+) -> Result<WaitOutcome, StoreError> {
+    if position <= 0 {
+        return Ok(WaitOutcome::Reached);
+    }
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pending: Vec<&str> = names.to_vec();
+    let mut event_known = false;
     loop {
         let mut still = Vec::with_capacity(pending.len());
         for name in pending {
@@ -111,10 +135,19 @@ pub async fn wait_until_reached(
             }
         }
         if still.is_empty() {
-            return Ok(true);
+            return Ok(WaitOutcome::Reached);
+        }
+        // Asked once, and only when a reader is behind: the common read-your-write wait
+        // costs no extra query.
+        if !event_known {
+            if crate::log::cursor_of(pool, position).await?.is_none() {
+                let head = crate::log::head_position(pool).await?;
+                return Ok(WaitOutcome::NoSuchEvent { head });
+            }
+            event_known = true;
         }
         if tokio::time::Instant::now() >= deadline {
-            return Ok(false);
+            return Ok(WaitOutcome::TimedOut);
         }
         pending = still;
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

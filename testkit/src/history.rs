@@ -195,8 +195,12 @@ pub async fn projections_caught_up(app: &TestApp) {
         .map(|p| format!("projection-{}", p.name()))
         .collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let reached = checkpoint::wait_until_reached(&app.pool, &names, head, WAIT)
+    let outcome = checkpoint::wait_until_reached(&app.pool, &names, head, WAIT)
         .await
         .expect("checkpoints");
-    assert!(reached, "the projections reach position {head}");
+    assert_eq!(
+        outcome,
+        checkpoint::WaitOutcome::Reached,
+        "the projections reach position {head}"
+    );
 }

@@ -79,7 +79,7 @@ async fn footprint(app: &TestApp) -> Footprint {
         .fetch_one(&app.pool)
         .await
         .expect("the head of the log (the harness's admin signed in)");
-    let caught_up = medianest_store::checkpoint::wait_until_reached(
+    let outcome = medianest_store::checkpoint::wait_until_reached(
         &app.pool,
         &READ_MODELS,
         head,
@@ -87,7 +87,11 @@ async fn footprint(app: &TestApp) -> Footprint {
     )
     .await
     .expect("read the checkpoints");
-    assert!(caught_up, "the read models reach position {head}");
+    assert_eq!(
+        outcome,
+        medianest_store::checkpoint::WaitOutcome::Reached,
+        "the read models reach position {head}"
+    );
     let (user_session_events, sessions, users, identities, pins_used): (i64, i64, i64, i64, i64) =
         sqlx::query_as(
             "SELECT (SELECT count(*) FROM events WHERE aggregate_type = 'user_session'),
@@ -717,6 +721,25 @@ async fn a_plex_tv_answering_5xx_is_a_503_plex_unavailable_with_retry_after() {
         .await;
     }
     exchanged(&app, "once plex.tv answers again", pin).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn plex_tv_refusing_to_create_a_pin_is_a_502_plex_error_not_the_callers_mistake() {
+    let app = spawn().await;
+    // Creating a PIN sends no token and names no PIN: a 401 or 404 from plex.tv there is an
+    // answer MediaNest cannot use, not a `plex-token-rejected` or `pin-not-found`.
+    for status in [401, 404] {
+        app.plex_tv().fail_next(1, status);
+        refused(
+            &app,
+            &format!("create a PIN while plex.tv answers {status}"),
+            app.http.post(app.url(PINS)),
+            502,
+            "plex-error",
+        )
+        .await;
+    }
     app.stop().await;
 }
 

@@ -12,7 +12,7 @@ use medianest_integrations::overseerr::{
 };
 use medianest_testkit::app::{TestApp, TestOptions, WEBHOOK_SECRET};
 use medianest_testkit::problem;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -818,59 +818,209 @@ async fn queries_without_a_valid_bearer_token_are_a_401() {
     app.stop().await;
 }
 
+/// Holds the checkpoint row of every projection locked, as a projection applying an event
+/// does: no read model moves until the transaction is dropped.
+async fn hold_read_models(app: &TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = app.pool.begin().await.expect("a transaction");
+    for projection in medianest_projections::all() {
+        let name = format!("projection-{}", projection.name());
+        medianest_store::checkpoint::load_for_update(&mut tx, &name)
+            .await
+            .expect("the checkpoint row, locked");
+    }
+    tx
+}
+
+/// Leaves a gap in `global_position`: an insert that rolls back still uses up its identity
+/// value (as a command that loses a race does). Answers the lost position.
+async fn rolled_back_position(app: &TestApp) -> i64 {
+    let mut tx = app.pool.begin().await.expect("a transaction");
+    let position: i64 = sqlx::query_scalar(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata)
+         VALUES ('media_request', $1, 1, 'submitted', '1.0', '{}', '{}')
+         RETURNING global_position",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .fetch_one(&mut *tx)
+    .await
+    .expect("an insert");
+    tx.rollback().await.expect("a rollback");
+    position
+}
+
 #[tokio::test]
-async fn a_read_waiting_for_a_position_far_beyond_the_head_is_a_503_with_retry_after() {
-    let wait = Duration::from_millis(200);
+async fn a_read_waiting_for_a_position_its_read_model_has_not_reached_is_a_503_with_retry_after() {
+    let wait = Duration::from_millis(300);
     let app = TestApp::spawn_with(TestOptions {
         min_position_wait: wait,
         ..TestOptions::default()
     })
     .await;
     let id = pending_request(&app, 603).await;
-    let far = 1_000_000_000_i64;
+    let read_models = hold_read_models(&app).await;
+    let position = app.submit_movie(604, "The Matrix Reloaded").await["position"]
+        .as_i64()
+        .expect("a position");
     let cases = [
         (
             "list, min_position",
-            app.request(Method::GET, &format!("{REQUESTS}?min_position={far}")),
-        ),
-        (
-            "detail, min_position",
-            app.request(Method::GET, &format!("{REQUESTS}/{id}?min_position={far}")),
+            app.request(Method::GET, &format!("{REQUESTS}?min_position={position}")),
         ),
         (
             "detail, X-Min-Position",
             app.request(Method::GET, &format!("{REQUESTS}/{id}"))
-                .header("X-Min-Position", far.to_string()),
+                .header("X-Min-Position", position.to_string()),
         ),
     ];
     for (case, request) in cases {
         let started = Instant::now();
         let response = send(case, request).await;
         let elapsed = started.elapsed();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        assert_problem(case, response, 503, "unavailable").await;
+        let problem = problem::assert_problem(case, response, 503, "unavailable").await;
         assert!(
-            retry_after.is_some_and(|s| s >= 1),
-            "{case}: Retry-After in seconds, got {retry_after:?}"
+            problem.retry_after.is_some_and(|s| s >= 1),
+            "{case}: Retry-After in seconds, got {:?}",
+            problem.retry_after
         );
         assert!(
-            elapsed >= wait && elapsed < Duration::from_secs(5),
+            elapsed >= wait,
             "{case}: waited the configured {wait:?}, took {elapsed:?}"
         );
     }
+    drop(read_models);
+    let response = app
+        .get(&format!("{REQUESTS}?min_position={position}"))
+        .await;
+    assert_eq!(response.status(), 200, "answered once the read model moves");
     app.stop().await;
 }
 
 #[tokio::test]
-async fn an_x_min_position_header_that_is_not_an_integer_is_a_400() {
+async fn a_min_position_no_event_has_is_a_400_at_once_instead_of_a_wait() {
+    // A wait that would outlast the test: the answer must not come from waiting.
+    let app = TestApp::spawn_with(TestOptions {
+        min_position_wait: Duration::from_secs(30),
+        ..TestOptions::default()
+    })
+    .await;
+    let id = pending_request(&app, 603).await;
+    let gap = rolled_back_position(&app).await;
+    let head = app.submit_movie(604, "The Matrix Reloaded").await["position"]
+        .as_i64()
+        .expect("a position");
+    assert!(gap < head, "the gap {gap} lies below the head {head}");
+    let far = 1_000_000_000_i64;
+    let cases = [
+        (
+            "list, beyond the head",
+            format!("{REQUESTS}?min_position={far}"),
+            None,
+            far,
+        ),
+        (
+            "detail, beyond the head",
+            format!("{REQUESTS}/{id}?min_position={}", head + 1),
+            None,
+            head + 1,
+        ),
+        (
+            "history, i64::MAX",
+            format!("{REQUESTS}/{id}/history?min_position={}", i64::MAX),
+            None,
+            i64::MAX,
+        ),
+        (
+            "detail, X-Min-Position beyond the head",
+            format!("{REQUESTS}/{id}"),
+            Some(far),
+            far,
+        ),
+        (
+            "the larger of query and header wins",
+            format!("{REQUESTS}/{id}?min_position={head}"),
+            Some(far),
+            far,
+        ),
+        (
+            "a rolled-back position below the head",
+            format!("{REQUESTS}?min_position={gap}"),
+            None,
+            gap,
+        ),
+        (
+            "dashboard",
+            format!("/api/v1/dashboard?min_position={far}"),
+            None,
+            far,
+        ),
+        ("me", format!("/api/v1/me?min_position={far}"), None, far),
+        (
+            "search",
+            format!("/api/v1/search?q=matrix&min_position={far}"),
+            None,
+            far,
+        ),
+        (
+            "downloads",
+            format!("/api/v1/downloads?min_position={far}"),
+            None,
+            far,
+        ),
+    ];
+    for (case, path, header, asked) in cases {
+        let mut request = app.request(Method::GET, &path);
+        if let Some(header) = header {
+            request = request.header("X-Min-Position", header.to_string());
+        }
+        let before = app.event_count().await;
+        let response = tokio::time::timeout(Duration::from_secs(10), send(case, request))
+            .await
+            .unwrap_or_else(|_| panic!("{case}: answered without waiting for the position"));
+        let problem = assert_problem(case, response, 400, "unknown-min-position").await;
+        assert_eq!(problem["min_position"], asked, "{case}: {problem}");
+        assert!(
+            problem["head"].as_i64().is_some_and(|h| h >= head),
+            "{case}: {problem}"
+        );
+        assert_eq!(app.event_count().await, before, "{case}: no event written");
+    }
+    // A position a command answered is still waited for and read.
+    let response = app
+        .get(&format!("{REQUESTS}/{id}?min_position={head}"))
+        .await;
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_min_position_that_is_negative_huge_or_not_a_number_is_a_400() {
     let app = TestApp::spawn().await;
     let id = pending_request(&app, 603).await;
+    let values = [
+        "-1",
+        "-9223372036854775808",
+        "9223372036854775808",
+        "99999999999999999999",
+        "abc",
+        "1.5",
+        "1e3",
+        "",
+    ];
     for path in [REQUESTS.to_string(), format!("{REQUESTS}/{id}")] {
-        for value in ["abc", "1.5", ""] {
+        for value in values {
+            let case = format!("{path}?min_position={value:?}");
+            // `""` as a query value is "no value": only the header form is malformed.
+            if !value.is_empty() {
+                refused(
+                    &app,
+                    &case,
+                    app.request(Method::GET, &format!("{path}?min_position={value}")),
+                    400,
+                    "malformed-request",
+                )
+                .await;
+            }
             refused(
                 &app,
                 &format!("{path} with X-Min-Position: {value:?}"),
@@ -881,6 +1031,331 @@ async fn an_x_min_position_header_that_is_not_an_integer_is_a_400() {
             )
             .await;
         }
+    }
+    // 0 is the start of the log (an empty log's dashboard answers it): nothing to wait for.
+    for request in [
+        app.request(Method::GET, &format!("{REQUESTS}?min_position=0")),
+        app.request(Method::GET, REQUESTS)
+            .header("X-Min-Position", "0"),
+    ] {
+        assert_eq!(send("min_position 0", request).await.status(), 200);
+    }
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The OpenAPI document lists what the routes answer
+// ---------------------------------------------------------------------------------------
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// Every operation of the document: `(method, path template, operation)`.
+fn operations(document: &Value) -> Vec<(&str, &str, &Value)> {
+    let paths = document["paths"].as_object().expect("paths");
+    let mut out = Vec::new();
+    for (path, item) in paths {
+        for method in METHODS {
+            if item[method].is_object() {
+                out.push((method, path.as_str(), &item[method]));
+            }
+        }
+    }
+    out
+}
+
+fn is_secured(operation: &Value) -> bool {
+    operation["security"].as_array().is_some_and(|s| {
+        s.iter()
+            .any(|r| r.as_object().is_some_and(|r| !r.is_empty()))
+    })
+}
+
+fn parameter<'a>(operation: &'a Value, location: &str, name: &str) -> Option<&'a Value> {
+    operation["parameters"].as_array()?.iter().find(|p| {
+        p["in"] == location
+            && p["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })
+}
+
+/// Asserts the document lists `status` for `method path`.
+fn assert_listed(document: &Value, case: &str, method: &str, path: &str, status: u16) {
+    let responses = &document["paths"][path][method]["responses"];
+    assert!(
+        responses[status.to_string()].is_object(),
+        "{case}: {} {path} answered {status}, which its OpenAPI entry does not list: {responses}",
+        method.to_uppercase()
+    );
+}
+
+/// A concrete path for a template (path parameters filled with values the route accepts).
+fn concrete(path: &str) -> String {
+    let action = if path.starts_with("/api/v1/downloads") {
+        "cancel"
+    } else {
+        "approve"
+    };
+    path.replace("{id}", &Uuid::now_v7().to_string())
+        .replace("{action}", action)
+        .replace("{list}", "trending")
+        .replace("{tmdb_id}", "603")
+        .replace("{season_number}", "1")
+        .replace("{secret}", "not-the-secret")
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_answers_every_operation_shares() {
+    let app = spawn_without_sagas().await;
+    let document = app.openapi_document().await;
+    let operations = operations(&document);
+    assert!(operations.len() >= 30, "every route is described");
+    let problem_ref = json!({"$ref": "#/components/schemas/Problem"});
+    assert!(document["components"]["schemas"]["Problem"].is_object());
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let mut secured = 0;
+    let mut waiting = 0;
+    for (method, path, operation) in operations {
+        let case = format!("{} {path}", method.to_uppercase());
+        let responses = operation["responses"].as_object().expect("responses");
+        let lists = |status: &str| responses.contains_key(status);
+        for status in ["413", "500"] {
+            assert!(lists(status), "{case}: every route can answer {status}");
+        }
+        if is_secured(operation) {
+            secured += 1;
+            for status in ["401", "429", "503"] {
+                assert!(lists(status), "{case}: needs a session, so lists {status}");
+            }
+        }
+        if let Some(min_position) = parameter(operation, "query", "min_position") {
+            waiting += 1;
+            for status in ["400", "503"] {
+                assert!(
+                    lists(status),
+                    "{case}: takes min_position, so lists {status}"
+                );
+            }
+            assert_eq!(
+                min_position["schema"]["minimum"], 0,
+                "{case}: {min_position}"
+            );
+            let header = parameter(operation, "header", "X-Min-Position")
+                .unwrap_or_else(|| panic!("{case}: X-Min-Position is documented"));
+            assert_eq!(header["schema"]["minimum"], 0, "{case}: {header}");
+        }
+        if parameter(operation, "header", "If-Match").is_some() {
+            assert!(lists("412"), "{case}: takes If-Match, so lists 412");
+        }
+        if parameter(operation, "header", "Idempotency-Key").is_some() {
+            assert!(
+                lists("409") && lists("422"),
+                "{case}: takes Idempotency-Key"
+            );
+        }
+        let reads_query = operation["parameters"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["in"] == "query"));
+        if reads_query || operation["requestBody"].is_object() {
+            assert!(lists("400"), "{case}: reads input, so lists 400");
+        }
+        for (status, answer) in responses {
+            if status.starts_with('4') || status.starts_with('5') {
+                assert_eq!(
+                    answer["content"][problem::PROBLEM_JSON]["schema"],
+                    problem_ref,
+                    "{case}: {status} has a problem+json body: {answer}"
+                );
+                assert!(
+                    answer["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{case}: {status} says when: {answer}"
+                );
+            }
+        }
+    }
+    assert!(secured >= 25, "{secured} operations need a session");
+    assert!(waiting >= 14, "{waiting} operations take min_position");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_statuses_routes_answer_are_the_ones_their_openapi_entries_list() {
+    // Nothing optional configured: no Overseerr (catalogue), no Plex, no downloads.
+    let app = TestApp::spawn_with(TestOptions {
+        overseerr: false,
+        plex: false,
+        min_position_wait: Duration::from_millis(300),
+        ..TestOptions::default()
+    })
+    .await;
+    let document = app.openapi_document().await;
+
+    // Without a session, every operation that needs one is a 401.
+    for (method, path, operation) in operations(&document) {
+        if !is_secured(operation) {
+            continue;
+        }
+        let case = format!("{} {path} without a token", method.to_uppercase());
+        let verb = Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
+        let response = send(&case, app.http.request(verb, app.url(&concrete(path)))).await;
+        assert_problem(&case, response, 401, "unauthenticated").await;
+        assert_listed(&document, &case, method, path, 401);
+    }
+
+    // While the read models stand still, every operation taking min_position is a 503.
+    let id = pending_request(&app, 603).await;
+    let read_models = hold_read_models(&app).await;
+    let position = app.submit_movie(604, "The Matrix Reloaded").await["position"]
+        .as_i64()
+        .expect("a position");
+    let waits: Vec<_> = operations(&document)
+        .into_iter()
+        .filter(|(_, _, operation)| parameter(operation, "query", "min_position").is_some())
+        .map(|(method, path, _)| {
+            let separator = if path.contains("search") {
+                "?q=matrix&"
+            } else {
+                "?"
+            };
+            let url = format!("{}{separator}min_position={position}", concrete(path));
+            let request = app.request(Method::GET, &url);
+            async move { (method, path, send(path, request).await) }
+        })
+        .collect();
+    assert!(waits.len() >= 14, "every min_position operation is tried");
+    for (method, path, response) in futures::future::join_all(waits).await {
+        let case = format!("{path} with min_position not reached");
+        let slug = if path.starts_with("/api/v1/catalog") {
+            "catalog-disabled"
+        } else {
+            "unavailable"
+        };
+        assert_problem(&case, response, 503, slug).await;
+        assert_listed(&document, &case, method, path, 503);
+    }
+    drop(read_models);
+
+    // What is not configured, and other answers every route of a kind can give.
+    let big = "x".repeat(70 * 1024);
+    let cases = [
+        (
+            "downloads not configured",
+            "post",
+            "/api/v1/downloads",
+            app.request(Method::POST, "/api/v1/downloads")
+                .json(&json!({"url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ"})),
+            503,
+            "downloads-disabled",
+        ),
+        (
+            "download commands, downloads not configured",
+            "post",
+            "/api/v1/downloads/{id}/{action}",
+            app.request(
+                Method::POST,
+                &format!("/api/v1/downloads/{}/cancel", Uuid::now_v7()),
+            ),
+            503,
+            "downloads-disabled",
+        ),
+        (
+            "Plex PIN, Plex not configured",
+            "post",
+            "/api/v1/auth/plex/pins",
+            app.http.post(app.url("/api/v1/auth/plex/pins")),
+            503,
+            "plex-sign-in-unavailable",
+        ),
+        (
+            "Plex PIN exchange, Plex not configured",
+            "post",
+            "/api/v1/auth/plex/pins/{id}/session",
+            app.http.post(app.url("/api/v1/auth/plex/pins/1/session")),
+            503,
+            "plex-sign-in-unavailable",
+        ),
+        (
+            "Plex sync, Plex not configured",
+            "post",
+            "/api/v1/admin/plex/sync",
+            app.request(Method::POST, "/api/v1/admin/plex/sync"),
+            503,
+            "plex-disabled",
+        ),
+        (
+            "catalogue, Overseerr not configured",
+            "get",
+            "/api/v1/catalog/search",
+            app.request(Method::GET, "/api/v1/catalog/search?q=matrix"),
+            503,
+            "catalog-disabled",
+        ),
+        (
+            "min_position beyond the head",
+            "get",
+            "/api/v1/requests/{id}",
+            app.request(
+                Method::GET,
+                &format!("{REQUESTS}/{id}?min_position=1000000000"),
+            ),
+            400,
+            "unknown-min-position",
+        ),
+        (
+            "negative min_position",
+            "get",
+            "/api/v1/dashboard",
+            app.request(Method::GET, "/api/v1/dashboard?min_position=-1"),
+            400,
+            "malformed-request",
+        ),
+        (
+            "stale If-Match",
+            "post",
+            "/api/v1/requests/{id}/{action}",
+            command(&app, &id, "approve").header(IF_MATCH, "\"7\""),
+            412,
+            "version-mismatch",
+        ),
+        (
+            "a body over 64 KiB",
+            "post",
+            "/api/v1/auth/login",
+            app.http
+                .post(app.url("/api/v1/auth/login"))
+                .json(&json!({"username": big, "password": "x"})),
+            413,
+            "body-too-large",
+        ),
+        (
+            "a body that is not JSON",
+            "put",
+            "/api/v1/admin/users/{id}/role",
+            app.request(
+                Method::PUT,
+                &format!("/api/v1/admin/users/{}/role", app.admin.id),
+            )
+            .body("role=user"),
+            400,
+            "malformed-request",
+        ),
+        (
+            "sign-in without a JSON content type",
+            "post",
+            "/api/v1/auth/login",
+            post_raw(&app, "/api/v1/auth/login", Some("text/plain"), "{}"),
+            415,
+            "unsupported-media-type",
+        ),
+    ];
+    for (case, method, path, request, status, slug) in cases {
+        refused(&app, case, request, status, slug).await;
+        assert_listed(&document, case, method, path, status);
     }
     app.stop().await;
 }

@@ -578,13 +578,18 @@ async fn the_dashboard_refuses_strangers_and_unknown_parameters() {
             .is_object()
     );
 
-    // min_position beyond the log: 503 with Retry-After rather than stale figures.
-    let app_wait = app
+    // min_position beyond the log: no wait can reach it, so a 400 at once rather than
+    // stale figures or a wait for nothing.
+    let beyond = app
         .request(Method::GET, "/api/v1/dashboard?min_position=999999999")
         .send()
         .await
         .unwrap();
-    assert_eq!(app_wait.status(), 503);
-    assert!(app_wait.headers().contains_key("retry-after"));
+    assert_eq!(beyond.status(), 400);
+    let problem: Value = beyond.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "urn:medianest:problem:unknown-min-position"
+    );
     app.stop().await;
 }

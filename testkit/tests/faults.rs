@@ -205,10 +205,16 @@ async fn a_request_left_approved_too_long_is_forwarded_by_the_reconciler_once() 
         Arc::new(RequestsProjection),
     );
     let name = runner.checkpoint_name();
-    for stored in medianest_store::log::read_after(&pool, Default::default(), 100, None)
-        .await
-        .unwrap()
-    {
+    // The log is read behind the transaction fence, which other tests' transactions on the
+    // same server can hold back for a moment.
+    let stored = eventually("both events behind the fence", WAIT, || async {
+        let events = medianest_store::log::read_after(&pool, Default::default(), 100, None)
+            .await
+            .unwrap();
+        (events.len() == 2).then_some(events)
+    })
+    .await;
+    for stored in stored {
         let event = FeedEvent::from_stored(&stored).unwrap();
         runner.apply_once(&name, &event).await.unwrap();
     }
@@ -246,23 +252,33 @@ async fn a_request_left_approved_too_long_is_forwarded_by_the_reconciler_once() 
 
     let redriven = reconciler(Duration::ZERO).pass().await.unwrap();
     assert_eq!(redriven, 1, "the stuck request is re-driven");
-    assert_eq!(sim.requests().len(), 1, "received: {:?}", sim.received().len());
+    assert_eq!(
+        sim.requests().len(),
+        1,
+        "received: {:?}",
+        sim.received().len()
+    );
     let kinds = |events: Vec<medianest_store::StoredEvent>| {
         events.into_iter().map(|e| e.event_type).collect::<Vec<_>>()
     };
-    let events = medianest_store::log::read_after(&pool, Default::default(), 100, None)
-        .await
-        .unwrap();
+    let events = eventually("the forwarded event behind the fence", WAIT, || async {
+        let events = medianest_store::log::read_after(&pool, Default::default(), 100, None)
+            .await
+            .unwrap();
+        (events.len() >= 3).then_some(events)
+    })
+    .await;
     assert_eq!(kinds(events), ["submitted", "approved", "forwarded"]);
 
     // The read model still says approved (no projection ran): a second pass finds the
     // request forwarded and does nothing.
     reconciler(Duration::ZERO).pass().await.unwrap();
     assert_eq!(sim.requests().len(), 1);
-    let events = medianest_store::log::read_after(&pool, Default::default(), 100, None)
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(events.len(), 3);
+    assert_eq!(written, 3);
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
 
