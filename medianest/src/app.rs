@@ -34,8 +34,8 @@ use medianest_store::downloads::Downloads;
 use medianest_store::media_requests::MediaRequests;
 use medianest_store::sessions::UserSessions;
 use medianest_workers::{
-    CircuitBreaker, Downloader, OverseerrForwarder, OverseerrReconciler, PlexScanner, PlexSync,
-    ScanTarget, Service, SessionExpirer,
+    CircuitBreaker, Downloader, IdempotencySweeper, OverseerrForwarder, OverseerrReconciler,
+    PlexScanner, PlexSync, ScanTarget, Service, SessionExpirer,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -234,6 +234,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         );
         let token = shutdown.clone();
         tasks.spawn(async move { expirer.run(token).await });
+        let sweeper = IdempotencySweeper::new(
+            pool.clone(),
+            settings.idempotency_ttl,
+            Duration::from_secs(3600),
+        );
+        let token = shutdown.clone();
+        tasks.spawn(async move { sweeper.run(token).await });
         match &overseerr {
             Some(client) => {
                 let forwarder = OverseerrForwarder::new(

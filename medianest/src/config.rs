@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// order).
     #[arg(long, env = "MEDIANEST_SAGA_CONCURRENCY", default_value = "8")]
     pub saga_concurrency: String,
+    /// Hours an `Idempotency-Key` is remembered.
+    #[arg(long, env = "MEDIANEST_IDEMPOTENCY_TTL_HOURS", default_value = "24")]
+    pub idempotency_ttl_hours: String,
     /// Seconds a request may stay approved but not forwarded before the reconciler forwards
     /// it again.
     #[arg(long, env = "MEDIANEST_REDRIVE_AFTER_SECS", default_value = "600")]
@@ -464,6 +467,8 @@ pub struct Settings {
     pub redrive_after: Duration,
     /// How many aggregates each saga works on at once.
     pub saga_concurrency: usize,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
     /// Longest `min_position` wait.
     pub min_position_wait: Duration,
     /// Roles to run.
@@ -784,6 +789,13 @@ impl Settings {
             )?)
             .unwrap_or(usize::MAX)
             .min(1024),
+            idempotency_ttl: Duration::from_secs(
+                positive(
+                    "MEDIANEST_IDEMPOTENCY_TTL_HOURS",
+                    &args.idempotency_ttl_hours,
+                )?
+                .saturating_mul(3600),
+            ),
             min_position_wait: Duration::from_millis(wait),
             roles,
             forward_retry: medianest_workers::RetryPolicy::default(),

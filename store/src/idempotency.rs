@@ -4,7 +4,8 @@
 //! is stored and replayed to later requests with the same key and body; a later request with
 //! the same key and another body is refused. A reservation whose request crashed before it
 //! answered is taken over after [`STALE_AFTER_SECS`]. Server errors are not stored, so the
-//! client may retry them.
+//! client may retry them. Keys are forgotten after a time ([`expire`], 24 hours by default,
+//! swept by a worker).
 
 use serde_json::Value;
 use sqlx::PgPool;
@@ -116,4 +117,19 @@ pub async fn abandon(pool: &PgPool, scope: &str, key: &str) -> Result<(), StoreE
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Forgets every key recorded more than `ttl` ago (answered or not): after that the same key
+/// starts a new request. Answers how many went.
+///
+/// # Errors
+/// [`StoreError::Database`].
+pub async fn expire(pool: &PgPool, ttl: std::time::Duration) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(ttl.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected())
 }

@@ -197,6 +197,9 @@ pub struct TestOptions {
     /// Whether the app reaches PostgreSQL through a [`FaultProxy`] ([`TestApp::db_proxy`]),
     /// for outage tests (default false). The test's own pool connects directly.
     pub database_proxy: bool,
+    /// Whether the app reaches NATS through a [`FaultProxy`] ([`TestApp::nats_proxy`]), for
+    /// outage tests (default false). The test's own client connects directly.
+    pub nats_proxy: bool,
 }
 
 impl TestOptions {
@@ -255,6 +258,7 @@ impl Default for TestOptions {
                 ..medianest_query_api::catalog::CatalogSettings::default()
             },
             database_proxy: false,
+            nats_proxy: false,
         }
     }
 }
@@ -300,6 +304,8 @@ pub struct TestApp {
     pub downloads_dir: Option<std::path::PathBuf>,
     /// The proxy between the app and PostgreSQL, with [`TestOptions::database_proxy`].
     pub db_proxy: Option<FaultProxy>,
+    /// The proxy between the app and NATS, with [`TestOptions::nats_proxy`].
+    pub nats_proxy: Option<FaultProxy>,
     settings: Settings,
     running: Option<Running>,
 }
@@ -317,6 +323,23 @@ impl TestApp {
     pub async fn spawn_with(options: TestOptions) -> Self {
         init_tracing();
         let (database_url, pool) = fresh_database().await;
+        let (app_nats_url, nats_proxy) = if options.nats_proxy {
+            let url = reqwest::Url::parse(&nats_url()).expect("a NATS URL");
+            let upstream = format!(
+                "{}:{}",
+                url.host_str().unwrap_or("127.0.0.1"),
+                url.port().unwrap_or(4222)
+            );
+            let upstream = tokio::net::lookup_host(&upstream)
+                .await
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .expect("NATS's address");
+            let proxy = FaultProxy::start(upstream).await;
+            (format!("nats://{}", proxy.addr()), Some(proxy))
+        } else {
+            (nats_url(), None)
+        };
         let (app_database_url, db_proxy) = if options.database_proxy {
             let mut url = reqwest::Url::parse(&database_url).expect("a database URL");
             let upstream = format!(
@@ -403,7 +426,7 @@ impl TestApp {
         };
         let settings = Settings {
             database_url: app_database_url,
-            nats_url: nats_url(),
+            nats_url: app_nats_url,
             stream: stream.clone(),
             subject_prefix: subjects.prefix().to_string(),
             http_addr: "127.0.0.1:0".parse().expect("an address"),
@@ -417,6 +440,7 @@ impl TestApp {
             reconcile_interval: options.reconcile_interval,
             redrive_after: options.redrive_after,
             saga_concurrency: options.saga_concurrency,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
             min_position_wait: options.min_position_wait,
             roles: options.roles,
             forward_retry: options.forward_retry,
@@ -433,7 +457,7 @@ impl TestApp {
             plex_sync: options.plex_sync,
             catalog: options.catalog,
         };
-        let nats = medianest_nats::connect(&settings.nats_url)
+        let nats = medianest_nats::connect(&nats_url())
             .await
             .expect("NATS with JetStream is needed for tests");
         let mut app = Self {
@@ -455,6 +479,7 @@ impl TestApp {
             },
             downloads_dir,
             db_proxy,
+            nats_proxy,
             settings,
             running: None,
         };

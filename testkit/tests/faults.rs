@@ -326,3 +326,80 @@ async fn with_a_saga_concurrency_of_one_overseerr_calls_come_one_at_a_time() {
     }
     assert_eq!(app.sim().max_in_flight(), 1);
 }
+
+#[tokio::test]
+async fn idempotency_keys_are_forgotten_after_their_time_to_live() {
+    let (_url, pool) = fresh_database().await;
+    for (key, age_hours) in [("old", 25.0_f64), ("fresh", 1.0)] {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response,
+                                           created_at, completed_at)
+             VALUES ('user:submit', $1, 'h', 202, '{}',
+                     now() - make_interval(secs => $2), now())",
+        )
+        .bind(key)
+        .bind(age_hours * 3600.0)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let gone = medianest_store::idempotency::expire(&pool, Duration::from_secs(24 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(gone, 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, ["fresh"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_accepted_while_nats_is_away_and_everything_arrives_once_after() {
+    let app = TestApp::spawn_with(TestOptions {
+        nats_proxy: true,
+        overseerr: false,
+        ..TestOptions::default()
+    })
+    .await;
+    let proxy = app.nats_proxy.as_ref().expect("a NATS proxy");
+    proxy.set_down(true);
+    let mut submitted = Vec::new();
+    for (tmdb_id, title) in [
+        (550, "Fight Club"),
+        (603, "The Matrix"),
+        (27205, "Inception"),
+    ] {
+        submitted.push(app.submit_movie(tmdb_id, title).await);
+    }
+    eventually("readiness to say NATS is away", WAIT, || async {
+        (app.get("/readyz").await.status() == 503).then_some(())
+    })
+    .await;
+    proxy.set_down(false);
+
+    let written = app.event_count().await;
+    let published = app
+        .wait_for_stream(usize::try_from(written).unwrap(), WAIT)
+        .await;
+    let mut ids: Vec<String> = published.iter().filter_map(|m| m.msg_id.clone()).collect();
+    let all = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "every event published once");
+    assert_eq!(all, usize::try_from(written).unwrap());
+    for answer in &submitted {
+        let (id, position) = (
+            answer["id"].as_str().unwrap(),
+            answer["position"].as_i64().unwrap(),
+        );
+        let read = app
+            .get(&format!("/api/v1/requests/{id}?min_position={position}"))
+            .await;
+        assert_eq!(read.status(), 200, "the read model caught up with {id}");
+    }
+    eventually("readiness back", WAIT, || async {
+        (app.get("/readyz").await.status() == 200).then_some(())
+    })
+    .await;
+}

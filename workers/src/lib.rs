@@ -5,6 +5,7 @@
 //! - [`reconciler::OverseerrReconciler`]: polls forwarded requests until they settle, for
 //!   webhooks that never arrive.
 //! - [`session_expirer::SessionExpirer`]: records `expired` for sessions past their expiry.
+//! - [`housekeeping::IdempotencySweeper`]: forgets idempotency keys past their time to live.
 //! - [`downloader::Downloader`]: `queued`/`retried` downloads → yt-dlp runs, progress on
 //!   core NATS, items and outcome recorded.
 //! - [`scanner::PlexScanner`]: `completed` downloads → a Plex library section scan.
@@ -23,6 +24,7 @@ pub mod breaker;
 pub mod consumer;
 pub mod downloader;
 pub mod forwarder;
+pub mod housekeeping;
 pub mod plex_sync;
 pub mod reconciler;
 pub mod retry;
@@ -33,6 +35,7 @@ pub use breaker::{BreakerConfig, CircuitBreaker, Service};
 pub use consumer::{Backoff, Saga, Step};
 pub use downloader::{Downloader, DownloaderConfig};
 pub use forwarder::OverseerrForwarder;
+pub use housekeeping::IdempotencySweeper;
 pub use plex_sync::{PlexSync, PlexSyncConfig};
 pub use reconciler::OverseerrReconciler;
 pub use retry::RetryPolicy;
