@@ -403,3 +403,53 @@ async fn commands_are_accepted_while_nats_is_away_and_everything_arrives_once_af
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_a_quick_503_and_recovery_needs_no_restart() {
+    let app = TestApp::spawn_with(TestOptions {
+        database_proxy: true,
+        overseerr: false,
+        ..TestOptions::default()
+    })
+    .await;
+    let proxy = app.db_proxy.as_ref().expect("a database proxy");
+    let before = app.event_count().await;
+    proxy.set_down(true);
+    let submit = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.post_json(
+            "/api/v1/requests",
+            &serde_json::json!({"media_type": "movie", "tmdb_id": 603, "title": "The Matrix"}),
+        ),
+    )
+    .await
+    .expect("answered without waiting out the outage");
+    medianest_testkit::problem::assert_problem("a command", submit, 503, "unavailable").await;
+    let read = tokio::time::timeout(Duration::from_secs(10), app.get("/api/v1/requests"))
+        .await
+        .expect("answered without waiting out the outage");
+    medianest_testkit::problem::assert_problem("a query", read, 503, "unavailable").await;
+    let ready = tokio::time::timeout(Duration::from_secs(10), app.get("/readyz"))
+        .await
+        .expect("answered");
+    assert_eq!(ready.status(), 503);
+    assert_eq!(app.event_count().await, before, "nothing was written");
+
+    proxy.set_down(false);
+    let accepted = eventually("commands accepted again", WAIT, || async {
+        let answer = app
+            .post_json(
+                "/api/v1/requests",
+                &serde_json::json!({"media_type": "movie", "tmdb_id": 603, "title": "The Matrix"}),
+            )
+            .await;
+        (answer.status() == 202).then_some(answer)
+    })
+    .await;
+    let id = accepted.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.wait_for_status(&id, "pending", WAIT).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
