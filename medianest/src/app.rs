@@ -35,7 +35,7 @@ use medianest_store::media_requests::MediaRequests;
 use medianest_store::sessions::UserSessions;
 use medianest_workers::{
     CircuitBreaker, Downloader, IdempotencySweeper, OverseerrForwarder, OverseerrReconciler,
-    PlexScanner, PlexSync, ScanTarget, Service, SessionExpirer,
+    PlexScanner, PlexSync, ProgressOut, ScanTarget, Service, SessionExpirer,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -248,15 +248,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                     client.clone(),
                     saga_feed.clone(),
                     settings.forward_retry,
-                )
-                .with_breaker(overseerr_breaker());
+                    overseerr_breaker(),
+                );
                 let reconciler = OverseerrReconciler::new(
                     pool.clone(),
                     requests.clone(),
                     client.clone(),
                     settings.reconcile_interval,
+                    overseerr_breaker(),
                 )
-                .with_breaker(overseerr_breaker())
                 .with_redrive(forwarder.clone(), settings.redrive_after);
                 let token = shutdown.clone();
                 tasks.spawn(async move { forwarder.run(token).await });
@@ -271,12 +271,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                     downloads.clone(),
                     ytdlp.clone(),
                     saga_feed.clone(),
-                    nats.clone(),
-                    subjects.clone(),
+                    ProgressOut {
+                        nats: nats.clone(),
+                        subjects: subjects.clone(),
+                    },
                     pool.clone(),
                     settings.downloads.downloader,
-                )
-                .with_breaker(breaker(Service::YtDlp));
+                    breaker(Service::YtDlp),
+                );
                 let token = shutdown.clone();
                 tasks.spawn(async move { downloader.run(token).await });
                 match pms_client(&settings, "medianest-plex-scanner")? {
@@ -294,8 +296,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                                     .unwrap_or_else(|| ytdlp.downloads_root().to_path_buf()),
                             },
                             settings.downloads.scan_retry,
-                        )
-                        .with_breaker(plex_breaker());
+                            plex_breaker(),
+                        );
                         let token = shutdown.clone();
                         tasks.spawn(async move { scanner.run(token).await });
                     }

@@ -226,6 +226,10 @@ async fn a_request_left_approved_too_long_is_forwarded_by_the_reconciler_once() 
         timeout: Duration::from_secs(5),
     })
     .unwrap();
+    let breaker = Arc::new(medianest_workers::CircuitBreaker::new(
+        medianest_workers::Service::Overseerr,
+        medianest_workers::BreakerConfig::default(),
+    ));
     let forwarder = OverseerrForwarder::new(
         Arc::clone(&requests),
         client.clone(),
@@ -235,6 +239,7 @@ async fn a_request_left_approved_too_long_is_forwarded_by_the_reconciler_once() 
             min_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(1),
         },
+        Arc::clone(&breaker),
     );
     let reconciler = |after| {
         OverseerrReconciler::new(
@@ -242,6 +247,7 @@ async fn a_request_left_approved_too_long_is_forwarded_by_the_reconciler_once() 
             Arc::clone(&requests),
             client.clone(),
             Duration::from_secs(3600),
+            Arc::clone(&breaker),
         )
         .with_redrive(forwarder.clone(), after)
     };

@@ -1,7 +1,9 @@
 //! The saga skeleton (issue 12): every event-driven saga states which events it wants and
 //! what it does with one ([`Saga`]); [`run`] owns the rest — subscribing as a durable
 //! consumer (retrying), handing each wanted event to the saga, acknowledging it only when the
-//! saga is done with it, and resubscribing when the subscription ends, until shutdown.
+//! saga is done with it, and resubscribing when the subscription ends, until shutdown. Every
+//! saga takes the circuit breaker of the service it calls as a constructor argument (a
+//! required part, shared by everything in the process that calls that service).
 //!
 //! The guarantee it keeps: **an event is acknowledged only after its effect is recorded.**
 //! A saga answers [`Step::Retry`] for a transient failure (the database, NATS, a store error

@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
-use crate::breaker::{BreakerConfig, CircuitBreaker, Service};
+use crate::breaker::CircuitBreaker;
 use crate::consumer::{self, Backoff, Saga, Step};
 use crate::RetryPolicy;
 
@@ -107,46 +107,42 @@ pub struct Downloader {
     downloads: Arc<Downloads>,
     ytdlp: YtDlp,
     feed: Arc<dyn EventFeed>,
-    nats: async_nats::Client,
-    subjects: Subjects,
+    progress: ProgressOut,
     pool: PgPool,
     config: DownloaderConfig,
     breaker: Arc<CircuitBreaker>,
 }
 
+/// Where progress messages go: core NATS, under `<prefix>.progress.download.<id>`.
+#[derive(Debug, Clone)]
+pub struct ProgressOut {
+    /// The NATS connection.
+    pub nats: async_nats::Client,
+    /// The subject scheme.
+    pub subjects: Subjects,
+}
+
 impl Downloader {
     /// A downloader running `ytdlp` for the downloads of `downloads`, fed by `feed`,
-    /// publishing progress with `nats` under `subjects`.
+    /// publishing progress to `progress`, calling yt-dlp through `breaker`.
     pub fn new(
         downloads: Arc<Downloads>,
         ytdlp: YtDlp,
         feed: Arc<dyn EventFeed>,
-        nats: async_nats::Client,
-        subjects: Subjects,
+        progress: ProgressOut,
         pool: PgPool,
         config: DownloaderConfig,
+        breaker: Arc<CircuitBreaker>,
     ) -> Self {
         Self {
             downloads,
             ytdlp,
             feed,
-            nats,
-            subjects,
+            progress,
             pool,
             config,
-            breaker: Arc::new(CircuitBreaker::new(
-                Service::YtDlp,
-                BreakerConfig::default(),
-            )),
+            breaker,
         }
-    }
-
-    /// Runs yt-dlp through `breaker` instead of a breaker of its own with the default
-    /// settings.
-    #[must_use]
-    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
-        self.breaker = breaker;
-        self
     }
 
     /// Runs until `shutdown` (then kills running yt-dlp processes and returns once they are
@@ -419,7 +415,7 @@ impl Downloader {
         shutdown: &CancellationToken,
     ) -> (Option<Result<Finished, YtDlpError>>, Attempt) {
         let id = attempt.id;
-        let subject = self.subjects.progress("download", &id.to_string());
+        let subject = self.progress.subjects.progress("download", &id.to_string());
         let mut last_published: Option<Instant> = None;
         let mut items_completed = 0u32;
         let mut current_item: (Option<u32>, Option<u32>) = (None, None);
@@ -462,6 +458,7 @@ impl Downloader {
                             "at": chrono::Utc::now(),
                         });
                         if let Err(error) = self
+                            .progress
                             .nats
                             .publish(subject.clone(), message.to_string().into())
                             .await

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
-use crate::breaker::{BreakerConfig, CircuitBreaker, Guarded, Service};
+use crate::breaker::{CircuitBreaker, Guarded};
 use crate::consumer::{self, Backoff, Saga, Step};
 use crate::RetryPolicy;
 
@@ -62,25 +62,15 @@ impl OverseerrForwarder {
         client: OverseerrClient,
         feed: Arc<dyn EventFeed>,
         retry: RetryPolicy,
+        breaker: Arc<CircuitBreaker>,
     ) -> Self {
         Self {
             requests,
             client,
             feed,
             retry,
-            breaker: Arc::new(CircuitBreaker::new(
-                Service::Overseerr,
-                BreakerConfig::default(),
-            )),
+            breaker,
         }
-    }
-
-    /// Calls Overseerr through `breaker` (shared with the reconciler) instead of a breaker
-    /// of its own with the default settings.
-    #[must_use]
-    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
-        self.breaker = breaker;
-        self
     }
 
     /// Consumes media-request events until `shutdown` on the saga skeleton

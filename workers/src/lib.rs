@@ -33,7 +33,7 @@ pub mod session_expirer;
 
 pub use breaker::{BreakerConfig, CircuitBreaker, Service};
 pub use consumer::{Backoff, Saga, Step};
-pub use downloader::{Downloader, DownloaderConfig};
+pub use downloader::{Downloader, DownloaderConfig, ProgressOut};
 pub use forwarder::OverseerrForwarder;
 pub use housekeeping::IdempotencySweeper;
 pub use plex_sync::{PlexSync, PlexSyncConfig};

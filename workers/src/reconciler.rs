@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
-use crate::breaker::{BreakerConfig, CircuitBreaker, Service};
+use crate::breaker::CircuitBreaker;
 use crate::consumer::Step;
 use crate::forwarder::OverseerrForwarder;
 
@@ -62,6 +62,7 @@ impl OverseerrReconciler {
         requests: Arc<MediaRequests>,
         client: OverseerrClient,
         interval: Duration,
+        breaker: Arc<CircuitBreaker>,
     ) -> Self {
         Self {
             pool,
@@ -69,10 +70,7 @@ impl OverseerrReconciler {
             client,
             interval,
             batch: 200,
-            breaker: Arc::new(CircuitBreaker::new(
-                Service::Overseerr,
-                BreakerConfig::default(),
-            )),
+            breaker,
             redrive: None,
         }
     }
@@ -82,14 +80,6 @@ impl OverseerrReconciler {
     #[must_use]
     pub fn with_redrive(mut self, forwarder: OverseerrForwarder, after: Duration) -> Self {
         self.redrive = Some((forwarder, after));
-        self
-    }
-
-    /// Calls Overseerr through `breaker` (shared with the forwarder) instead of a breaker
-    /// of its own with the default settings.
-    #[must_use]
-    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
-        self.breaker = breaker;
         self
     }
 

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
-use crate::breaker::{BreakerConfig, CircuitBreaker, Guarded, Service};
+use crate::breaker::{CircuitBreaker, Guarded};
 use crate::consumer::{self, Backoff, Saga, Step};
 use crate::RetryPolicy;
 
@@ -68,6 +68,7 @@ impl PlexScanner {
         feed: Arc<dyn EventFeed>,
         target: ScanTarget,
         retry: RetryPolicy,
+        breaker: Arc<CircuitBreaker>,
     ) -> Self {
         Self {
             downloads,
@@ -75,16 +76,8 @@ impl PlexScanner {
             feed,
             target,
             retry,
-            breaker: Arc::new(CircuitBreaker::new(Service::Plex, BreakerConfig::default())),
+            breaker,
         }
-    }
-
-    /// Calls Plex through `breaker` instead of a breaker of its own with the default
-    /// settings.
-    #[must_use]
-    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
-        self.breaker = breaker;
-        self
     }
 
     /// Consumes download events until `shutdown` on the saga skeleton ([`crate::consumer`]).
