@@ -192,11 +192,23 @@ async fn a_replay_while_commands_arrive_ends_with_the_rows_of_an_uninterrupted_r
     let history = scripted(&app).await;
     // alice signed out at the end of the history.
     let alice = app.sign_in_user("carol").await;
+    // The writer sends half of its commands, waits for the first round of replays to end,
+    // sends the rest during the second, and ends only after it: the replays and the commands
+    // overlap however fast either is.
+    let rounds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let round_reached = |rounds: Arc<std::sync::atomic::AtomicUsize>, n: usize| async move {
+        while rounds.load(std::sync::atomic::Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
     let writer = {
-        let (app, alice) = (app.clone(), alice.clone());
+        let (app, alice, rounds) = (app.clone(), alice.clone(), Arc::clone(&rounds));
         tokio::spawn(async move {
             let mut ids = Vec::new();
             for n in 0..40u32 {
+                if n == 20 {
+                    round_reached(Arc::clone(&rounds), 1).await;
+                }
                 let submitted = submit_as(&app, &alice, 10_000 + n, &format!("Film {n}")).await;
                 ids.push(submitted["id"].as_str().expect("an id").to_string());
                 if n % 3 == 0 {
@@ -206,6 +218,7 @@ async fn a_replay_while_commands_arrive_ends_with_the_rows_of_an_uninterrupted_r
                     assert_eq!(approved.status(), 200);
                 }
             }
+            round_reached(rounds, 2).await;
             ids
         })
     };
@@ -235,6 +248,7 @@ async fn a_replay_while_commands_arrive_ends_with_the_rows_of_an_uninterrupted_r
             assert_identical(&report);
         }
         swaps += 1;
+        rounds.store(swaps, std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
