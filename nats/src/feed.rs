@@ -216,9 +216,8 @@ impl JetStreamFeed {
     /// Lets a subscriber hold up to `n` events unacknowledged (JetStream's
     /// `max_ack_pending`; default 1). Only for subscribers that do not need the log's order
     /// across aggregates (sagas, which keep each aggregate's order themselves): a projection
-    /// needs 1, so that a crashed subscriber's event is redelivered before any later one. It
-    /// applies to consumers this feed creates; an existing durable consumer keeps its
-    /// setting.
+    /// needs 1, so that a crashed subscriber's event is redelivered before any later one. An
+    /// existing durable consumer with another setting is updated when subscribed to.
     pub fn with_max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n.max(1);
         self
@@ -250,28 +249,29 @@ impl EventFeed for JetStreamFeed {
             .iter()
             .map(|t| self.subjects.aggregate_events(t))
             .collect();
-        let consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(
-                name,
-                consumer::pull::Config {
-                    durable_name: Some(name.to_string()),
-                    filter_subjects,
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: self.ack_wait,
-                    deliver_policy: match start {
-                        StartAt::Beginning => consumer::DeliverPolicy::All,
-                        StartAt::New => consumer::DeliverPolicy::New,
-                    },
-                    // One event in flight unless asked otherwise: a crashed subscriber's
-                    // unacknowledged event is redelivered before any later one, so consumers
-                    // see the log in order (a projection would otherwise skip it as "below
-                    // its checkpoint").
-                    max_ack_pending: i64::try_from(self.max_in_flight).unwrap_or(1),
-                    ..Default::default()
-                },
-            )
+        let config = consumer::pull::Config {
+            durable_name: Some(name.to_string()),
+            filter_subjects,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.ack_wait,
+            deliver_policy: match start {
+                StartAt::Beginning => consumer::DeliverPolicy::All,
+                StartAt::New => consumer::DeliverPolicy::New,
+            },
+            // One event in flight unless asked otherwise: a crashed subscriber's
+            // unacknowledged event is redelivered before any later one, so consumers see the
+            // log in order (a projection would otherwise skip it as "below its checkpoint").
+            max_ack_pending: i64::try_from(self.max_in_flight).unwrap_or(1),
+            ..Default::default()
+        };
+        let mut consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(name, config.clone())
             .await
             .map_err(|e| nats(&e))?;
+        if consumer.cached_info().config.max_ack_pending != config.max_ack_pending {
+            // A consumer made by an earlier version (or setting): create-or-update it.
+            consumer = stream.create_consumer(config).await.map_err(|e| nats(&e))?;
+        }
         let messages = consumer.messages().await.map_err(|e| nats(&e))?;
         let ack_wait = self.ack_wait;
         Ok(Box::pin(messages.map(move |message| {

@@ -459,3 +459,45 @@ async fn a_database_outage_is_a_quick_503_and_recovery_needs_no_restart() {
     app.wait_for_status(&id, "pending", WAIT).await;
     assert_eq!(app.get("/readyz").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_saga_consumer_made_for_one_event_at_a_time_is_updated_to_the_concurrency_asked_for() {
+    use medianest_nats::feed::StartAt;
+    use medianest_nats::{EventFeed, JetStreamFeed};
+
+    let stream = medianest_testkit::app::fresh_stream().await;
+    let feed = |n| {
+        JetStreamFeed::new(
+            stream.js.clone(),
+            stream.name.clone(),
+            stream.subjects.clone(),
+        )
+        .with_max_in_flight(n)
+    };
+    let max_ack_pending = || async {
+        stream
+            .js
+            .get_stream(&stream.name)
+            .await
+            .unwrap()
+            .consumer_info("saga-upgrade-test")
+            .await
+            .unwrap()
+            .config
+            .max_ack_pending
+    };
+    drop(
+        feed(1)
+            .subscribe("saga-upgrade-test", &["media_request"], StartAt::Beginning)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(max_ack_pending().await, 1);
+    drop(
+        feed(4)
+            .subscribe("saga-upgrade-test", &["media_request"], StartAt::Beginning)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(max_ack_pending().await, 4);
+}
