@@ -9,15 +9,17 @@
 //! choice and is not checked for privacy (that is how tests and LAN mirrors are allowed);
 //! names are. Each hop's request goes to the addresses that were checked (the resolution is
 //! pinned, no proxy), with redirects not followed by the HTTP client but one by one here, at
-//! most [`MAX_REDIRECTS`]. This covers the URL as queued; yt-dlp resolves and follows again
-//! when it runs (docs/decisions.md, "YouTube downloads").
+//! most [`MAX_REDIRECTS`]. This covers the URL as queued; when yt-dlp runs, every connection
+//! it makes goes through the egress proxy ([`medianest_integrations::egress`]), which applies
+//! the same rule (and the same [`is_public`]).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use medianest_domain::download::DownloadServices;
 use medianest_http::ApiError;
+use medianest_integrations::egress::is_public;
 use url::Url;
 
 /// The most redirects followed before a URL is refused.
@@ -151,106 +153,4 @@ fn refused(hop: &str, reason: impl Into<String>) -> ApiError {
     )
     .with("field", "url")
     .with("hop", hop)
-}
-
-/// Whether `ip` is a public unicast address (not loopback, private, link-local, shared,
-/// documentation, benchmarking, multicast, broadcast, reserved or unspecified).
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_public_v4(v4),
-            None => is_public_v6(v6),
-        },
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    !(ip.is_private()
-        || ip.is_loopback()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_documentation()
-        || ip.is_multicast()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-        || (a == 198 && (b == 18 || b == 19)) // benchmarking
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || a >= 240)
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let s = ip.segments();
-    // Addresses that carry an IPv4 address: judge that one.
-    let embedded = |hi: u16, lo: u16| {
-        let [a, b] = hi.to_be_bytes();
-        let [c, d] = lo.to_be_bytes();
-        Ipv4Addr::new(a, b, c, d)
-    };
-    if s[..6] == [0; 6] {
-        return is_public_v4(embedded(s[6], s[7])); // IPv4-compatible ::a.b.c.d
-    }
-    if s[0] == 0x0064 && s[1] == 0xff9b {
-        return is_public_v4(embedded(s[6], s[7])); // NAT64
-    }
-    if s[0] == 0x2002 {
-        return is_public_v4(embedded(s[1], s[2])); // 6to4
-    }
-    !(ip.is_loopback()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local
-        || (s[0] & 0xffc0) == 0xfe80 // link-local
-        || (s[0] & 0xffc0) == 0xfec0 // site-local
-        || (s[0] == 0x2001 && s[1] == 0x0000) // Teredo
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])) // discard
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn private_loopback_and_reserved_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.10",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "255.255.255.255",
-            "::1",
-            "::",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:192.168.1.1",
-            "2001:db8::1",
-            "::7f00:1",
-            "64:ff9b::a00:1",
-            "2002:c0a8:101::1",
-            "2001::1",
-            "fec0::1",
-            "100::1",
-            "192.0.0.8",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip} counted as public");
-        }
-    }
-
-    #[test]
-    fn public_addresses_are_public() {
-        for ip in [
-            "142.250.185.78",
-            "8.8.8.8",
-            "2a00:1450:4001:82a::200e",
-            "64:ff9b::808:808",
-            "2002:808:808::1",
-        ] {
-            assert!(is_public(ip.parse().unwrap()), "{ip} counted as private");
-        }
-    }
 }

@@ -6,6 +6,7 @@
 //! whose variants say whether a retry can help. The clients never retry on their own: the
 //! sagas in `medianest-workers` own timeouts' consequences, backoff and circuit breaking.
 
+pub mod egress;
 pub mod overseerr;
 pub mod plex;
 pub mod ytdlp;

@@ -126,6 +126,10 @@ pub struct YtDlpConfig {
     pub downloads_root: PathBuf,
     /// Upper bound for one [`YtDlp::probe`]. Default 30 s.
     pub probe_timeout: Duration,
+    /// The HTTP proxy every run goes through (`--proxy`): MediaNest's egress proxy
+    /// ([`crate::egress::EgressProxy`]), so the download URL rule holds for each connection
+    /// yt-dlp makes. `None`: direct.
+    pub proxy: Option<String>,
 }
 
 impl Default for YtDlpConfig {
@@ -136,6 +140,7 @@ impl Default for YtDlpConfig {
             program: PathBuf::from("yt-dlp"),
             downloads_root: PathBuf::from("downloads"),
             probe_timeout: Duration::from_secs(30),
+            proxy: None,
         }
     }
 }
@@ -146,6 +151,7 @@ pub struct YtDlp {
     program: PathBuf,
     root: PathBuf,
     probe_timeout: Duration,
+    proxy: Option<String>,
 }
 
 /// How [`YtDlp::probe`] treats a URL that names both a video and a playlist
@@ -311,6 +317,7 @@ impl YtDlp {
             program: cfg.program,
             root,
             probe_timeout: cfg.probe_timeout,
+            proxy: cfg.proxy,
         }
     }
 
@@ -375,6 +382,9 @@ impl YtDlp {
             .arg(self.root.join(STATE_DIR).join("cache"));
         if kind_hint == ProbeMode::SingleVideo {
             cmd.arg("--no-playlist");
+        }
+        if let Some(proxy) = &self.proxy {
+            cmd.arg("--proxy").arg(proxy);
         }
         cmd.arg("--").arg(url);
         cmd.stdin(Stdio::null())
@@ -527,6 +537,10 @@ impl YtDlp {
             }
             .into(),
         );
+        if let Some(proxy) = &self.proxy {
+            args.push("--proxy".into());
+            args.push(proxy.clone());
+        }
         args.push("--".into());
         args.push(job.url.clone());
         Ok(args)

@@ -18,6 +18,7 @@ use medianest_http::health::{self, Readiness};
 use medianest_http::ratelimit::{ApiRateLimiter, SignInLimiter, SignInLimits};
 use medianest_http::sessions::SessionAuthenticator;
 use medianest_http::{layers, Authenticator};
+use medianest_integrations::egress::{EgressPolicy, EgressProxy};
 use medianest_integrations::overseerr::{OverseerrClient, OverseerrConfig};
 use medianest_integrations::plex::{
     PlexClientInfo, PlexTvClient, PlexTvConfig, PmsClient, PmsConfig,
@@ -56,6 +57,8 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
+    /// The yt-dlp egress proxy, kept for as long as the process runs.
+    _egress: Option<EgressProxy>,
 }
 
 impl Running {
@@ -139,10 +142,21 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         })
         .transpose()
         .map_err(|e| anyhow::anyhow!("MEDIANEST_OVERSEERR_URL / _API_KEY: {e}"))?;
+    // Every yt-dlp run goes through the egress proxy, so the download URL rule holds for
+    // each connection it makes (a redirect or a playlist item seen only at run time).
+    let egress = match &settings.downloads.dir {
+        Some(_) => Some(
+            EgressProxy::start(EgressPolicy::new(&settings.downloads.allowed_hosts))
+                .await
+                .context("starting the egress proxy for yt-dlp")?,
+        ),
+        None => None,
+    };
     let ytdlp = settings.downloads.dir.as_ref().map(|dir| {
         YtDlp::new(YtDlpConfig {
             program: settings.downloads.ytdlp.clone(),
             downloads_root: dir.clone(),
+            proxy: egress.as_ref().map(EgressProxy::url),
             ..YtDlpConfig::default()
         })
     });
@@ -466,6 +480,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         http_addr,
         shutdown,
         tasks,
+        _egress: egress,
     })
 }
 

@@ -43,6 +43,7 @@ fn runner(root: &TempRoot) -> YtDlp {
         program: PathBuf::from("yt-dlp"),
         downloads_root: root.path().to_path_buf(),
         probe_timeout: Duration::from_secs(30),
+        proxy: None,
     })
 }
 
@@ -427,6 +428,7 @@ async fn a_missing_program_is_a_spawn_error() {
         program: PathBuf::from("/nonexistent/yt-dlp"),
         downloads_root: root.path().to_path_buf(),
         probe_timeout: Duration::from_secs(5),
+        proxy: None,
     });
     let err = yt
         .spawn(&job("http://127.0.0.1:9/x.mp4".to_owned(), false))
@@ -463,6 +465,51 @@ async fn a_crashed_attempts_partial_files_are_wiped() {
         .join(".incomplete")
         .join(&job.id)
         .exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_egress_proxy_a_redirect_at_run_time_to_a_private_address_is_refused() {
+    use medianest_integrations::egress::{EgressPolicy, EgressProxy};
+
+    let server = MediaServer::start().await;
+    server.add_video("a", 5_000);
+    let proxy = EgressProxy::start(EgressPolicy::new(&[
+        "127.0.0.1".to_string(),
+        "localhost".to_string(),
+    ]))
+    .await
+    .unwrap();
+    let root = TempRoot::new();
+    let yt = YtDlp::new(YtDlpConfig {
+        program: PathBuf::from("yt-dlp"),
+        downloads_root: root.path().to_path_buf(),
+        probe_timeout: Duration::from_secs(30),
+        proxy: Some(proxy.url()),
+    });
+
+    // An allowed IP literal goes through the proxy.
+    let (events, outcome) = run_to_end(yt.spawn(&job(server.video_url("a"), false)).unwrap()).await;
+    assert_eq!(outcome, Ok(Finished::Success));
+    assert_eq!(done_items(&events)[0].bytes, 5_000);
+
+    // A redirect, seen only when the download runs, to a name that resolves to loopback.
+    let port = reqwest::Url::parse(&server.base_url())
+        .unwrap()
+        .port()
+        .unwrap();
+    let target = format!("http://localhost:{port}/videos/a.mp4");
+    let redirect = reqwest::Url::parse_with_params(&server.url("/redirect"), &[("to", &target)])
+        .unwrap()
+        .to_string();
+    let fetched = video_requests(&server).len();
+    let (_, outcome) = run_to_end(yt.spawn(&job(redirect, false)).unwrap()).await;
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(
+        video_requests(&server).len(),
+        fetched,
+        "the redirect's target was never fetched"
+    );
+    assert!(server.received().iter().any(|p| p.starts_with("/redirect")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
