@@ -80,3 +80,32 @@ ensure_ytdlp() {
   fi
   export PATH="$venv/bin:$PATH"
 }
+
+# The schemathesis version the tests use (testkit/tests/bad_input/schemathesis.rs drives its CLI).
+SCHEMATHESIS_VERSION=4.32.5
+
+# Puts schemathesis $SCHEMATHESIS_VERSION (`schemathesis`, `st`) on PATH: the one already there
+# if it is that version, else one installed from PyPI into a virtualenv under target/tools
+# (python3 -m venv; with plain pip into the user's site when venv is unavailable).
+ensure_schemathesis() {
+  if command -v schemathesis >/dev/null \
+    && [ "$(schemathesis --version 2>/dev/null | awk '{print $NF}')" = "$SCHEMATHESIS_VERSION" ]; then
+    return 0
+  fi
+  local venv
+  venv="$(pwd)/target/tools/schemathesis-$SCHEMATHESIS_VERSION"
+  if [ ! -x "$venv/bin/schemathesis" ]; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $venv"
+    if python3 -m venv "$venv" >/dev/null 2>&1; then
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION"
+    else
+      rm -rf "$venv"
+      python3 -m pip install --quiet --user --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION"
+      export PATH="$HOME/.local/bin:$PATH"
+      return 0
+    fi
+  fi
+  export PATH="$venv/bin:$PATH"
+}

@@ -137,7 +137,6 @@ fn intake(state: &CommandState) -> Result<&DownloadIntake, ApiError> {
     responses(
         (status = 202, description = "queued", body = DownloadAnswer),
         (status = 409, description = "the URL is already queued or running for you (`duplicate-download`)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "the body is not `application/json` (`unsupported-media-type`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "URL refused by the allow-list, unsupported quality or container (`validation-failed`), a redirect or address outside the allow-list (`download-url-refused`), nothing to download (`download-url-unusable`), playlist too large (`playlist-too-large`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "the per-user download limit is reached (`download-limit-exceeded`, `next_slot_at`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "downloads are not configured (`downloads-disabled`), or the URL's site could not be asked (`unavailable`)", body = Problem, content_type = "application/problem+json"),

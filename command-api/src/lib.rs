@@ -1,11 +1,13 @@
 //! The command side over HTTP (DESIGN.md §7): media-request commands, sign-in and sign-out
 //! (local and Plex PIN), account and session management, YouTube download commands, and the
-//! Overseerr and Plex webhooks, and an admin's request for a full Plex library sync. Answers carry the aggregate `version` (also as `ETag`) and the global `position`
+//! Overseerr and Plex webhooks, an admin's request for a full Plex library sync, and the
+//! notification settings, preferences and deliveries. Answers carry the aggregate `version` (also as `ETag`) and the global `position`
 //! of what was written, so callers can read their writes with `min_position`.
 
 pub mod downloads;
 mod errors;
 mod idempotency;
+pub mod notifications;
 pub mod plex_sync;
 pub mod plex_webhook;
 pub mod requests;
@@ -59,6 +61,9 @@ pub struct CommandState {
     pub downloads: Option<downloads::DownloadIntake>,
     /// The secret path segment of the Plex webhook; `None` refuses it.
     pub plex_webhook_secret: Option<Arc<str>>,
+    /// Notification settings and deliveries; `None` (notifications off) answers the writes
+    /// and tests 503.
+    pub notifications: Option<notifications::NotificationSettings>,
 }
 
 impl HasAuthenticator for CommandState {
@@ -86,7 +91,15 @@ impl HasAuthenticator for CommandState {
         users::change_role,
         users::change_quota,
         users::disable,
-        users::enable
+        users::enable,
+        notifications::list_channels,
+        notifications::read_channel,
+        notifications::put_channel,
+        notifications::test_channel,
+        notifications::list_deliveries,
+        notifications::retry_delivery,
+        notifications::read_preferences,
+        notifications::put_preferences
     ),
     components(schemas(medianest_http::openapi::Problem)),
     modifiers(&SharedAnswers)
@@ -103,5 +116,6 @@ pub fn router(state: CommandState) -> Router {
         .merge(plex_webhook::router())
         .merge(plex_sync::router())
         .merge(downloads::router())
+        .merge(notifications::router())
         .with_state(state)
 }

@@ -177,7 +177,6 @@ async fn run(
         (status = 202, description = "accepted", body = CommandAnswer),
         (status = 403, description = "the request quota of the media type is used up (`quota-exceeded`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "duplicate request (`duplicate-request`), or Plex already has the movie or every named season (`already-available`)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "the body is not `application/json` (`unsupported-media-type`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "a rule is broken (`validation-failed`, `field`), or the show request names seasons Plex already has (`seasons-available`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -300,7 +300,6 @@ pub(crate) async fn wait_for_read_models(
         (status = 200, description = "signed in", body = SessionAnswer),
         (status = 401, description = "unknown username or wrong password (`invalid-credentials`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "the account is disabled (`account-disabled`)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "the body is not `application/json` (`unsupported-media-type`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "too many failed sign-ins from this address or for this account (`rate-limited`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "the session is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
     )

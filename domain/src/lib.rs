@@ -7,6 +7,7 @@
 pub mod actor;
 pub mod download;
 pub mod media_request;
+pub mod notification;
 pub mod public;
 pub mod quota;
 pub mod user_account;

@@ -137,6 +137,13 @@ const SHARED: &[Shared] = &[
         retry_after: false,
     },
     Shared {
+        status: "415",
+        slug: "unsupported-media-type",
+        reason: "the body is not `application/json`",
+        applies: takes_json,
+        retry_after: false,
+    },
+    Shared {
         status: "422",
         slug: "idempotency-key-reused",
         reason: "this `Idempotency-Key` was used with another request",
@@ -173,6 +180,15 @@ const SHARED: &[Shared] = &[
         retry_after: true,
     },
 ];
+
+/// Whether the operation takes a JSON body ([`crate::json::Json`] answers 415 to another
+/// content type).
+fn takes_json(operation: &Operation) -> bool {
+    operation
+        .request_body
+        .as_ref()
+        .is_some_and(|body| body.content.contains_key("application/json"))
+}
 
 fn always(_: &Operation) -> bool {
     true

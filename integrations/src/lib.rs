@@ -7,6 +7,7 @@
 //! sagas in `medianest-workers` own timeouts' consequences, backoff and circuit breaking.
 
 pub mod egress;
+pub mod notify;
 pub mod overseerr;
 pub mod plex;
 pub mod ytdlp;

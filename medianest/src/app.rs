@@ -34,9 +34,11 @@ use medianest_store::accounts::UserAccounts;
 use medianest_store::downloads::Downloads;
 use medianest_store::media_requests::MediaRequests;
 use medianest_store::sessions::UserSessions;
+use medianest_workers::notifier::Posters;
 use medianest_workers::{
-    CircuitBreaker, Downloader, IdempotencySweeper, OverseerrForwarder, OverseerrReconciler,
-    PlexScanner, PlexSync, ProgressOut, ScanTarget, Service, SessionExpirer,
+    CircuitBreaker, Dispatcher, Downloader, HealthWatcher, IdempotencySweeper, Notifier,
+    OverseerrForwarder, OverseerrReconciler, PlexScanner, PlexSync, ProgressOut, ScanTarget,
+    Service, SessionExpirer,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -339,6 +341,41 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             (None, _) => info!("MEDIANEST_PLEX_SYNC is off: the Plex library is not synced"),
             (_, None) => info!("MEDIANEST_PLEX_URL not set: the Plex library is not synced"),
         }
+        if let Some(notify) = &settings.notifications {
+            let wake = Arc::new(tokio::sync::Notify::new());
+            // Posters come from the catalogue's cache of Overseerr's details.
+            let posters = overseerr.as_ref().map(|client| {
+                Arc::new(Catalog::new(
+                    client.clone(),
+                    overseerr_breaker(),
+                    settings.catalog.clone(),
+                )) as Arc<dyn Posters>
+            });
+            let notifier = Notifier::new(
+                pool.clone(),
+                requests.clone(),
+                downloads.clone(),
+                saga_feed.clone(),
+                posters,
+                notify.worker.clone(),
+                wake.clone(),
+            );
+            let dispatcher = Dispatcher::new(
+                pool.clone(),
+                notify.sender(),
+                notify.worker.clone(),
+                wake.clone(),
+            );
+            let watcher = HealthWatcher::new(pool.clone(), notify.worker.clone(), wake);
+            let token = shutdown.clone();
+            tasks.spawn(async move { notifier.run(token).await });
+            let token = shutdown.clone();
+            tasks.spawn(async move { dispatcher.run(token).await });
+            let token = shutdown.clone();
+            tasks.spawn(async move { watcher.run(token).await });
+        } else {
+            info!("MEDIANEST_NOTIFICATIONS is off: nobody is notified");
+        }
     }
 
     let mut http_addr = None;
@@ -404,6 +441,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                     .plex_webhook_secret
                     .as_deref()
                     .map(Arc::from),
+                notifications: settings.notifications.as_ref().map(|notify| {
+                    medianest_command_api::notifications::NotificationSettings {
+                        sender: notify.sender(),
+                        retry_for: notify.worker.retry_for,
+                        public_url: notify.worker.public_url.clone(),
+                    }
+                }),
             }));
         }
         if settings.runs(Role::QueryApi) {

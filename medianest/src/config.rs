@@ -85,6 +85,23 @@ pub struct ServeArgs {
     /// it again.
     #[arg(long, env = "MEDIANEST_REDRIVE_AFTER_SECS", default_value = "600")]
     pub redrive_after_secs: String,
+    /// Whether notifications are on (e-mail, webhooks, push services; configured through
+    /// the admin API).
+    #[arg(long, env = "MEDIANEST_NOTIFICATIONS", default_value = "true")]
+    pub notifications: String,
+    /// MediaNest's public URL, the base of the links in notifications.
+    #[arg(long, env = "MEDIANEST_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Hosts (names or IP literals, comma-separated) notifications may reach although they
+    /// are private, or over http (a Gotify or ntfy on the LAN).
+    #[arg(long, env = "MEDIANEST_NOTIFY_ALLOW_HOSTS", default_value = "")]
+    pub notify_allow_hosts: String,
+    /// Hours a notification that fails transiently is retried before it is dead.
+    #[arg(long, env = "MEDIANEST_NOTIFY_RETRY_HOURS", default_value = "24")]
+    pub notify_retry_hours: String,
+    /// Seconds one notification call may take.
+    #[arg(long, env = "MEDIANEST_NOTIFY_TIMEOUT_SECS", default_value = "10")]
+    pub notify_timeout_secs: String,
     /// Longest wait of a query for `min_position`, in milliseconds.
     #[arg(long, env = "MEDIANEST_MIN_POSITION_WAIT_MS", default_value = "5000")]
     pub min_position_wait_ms: String,
@@ -491,6 +508,29 @@ pub struct Settings {
     pub plex_sync: Option<medianest_workers::PlexSyncConfig>,
     /// The catalogue's cache and image URLs.
     pub catalog: medianest_query_api::catalog::CatalogSettings,
+    /// Notifications; `None` turns them off.
+    pub notifications: Option<NotificationSettings>,
+}
+
+/// Notification settings of `medianest serve`.
+#[derive(Debug, Clone)]
+pub struct NotificationSettings {
+    /// The notifier's, dispatcher's and health watcher's settings.
+    pub worker: medianest_workers::NotifierConfig,
+    /// The destination allow-list.
+    pub allow_hosts: Vec<String>,
+    /// The longest notification call.
+    pub timeout: Duration,
+}
+
+impl NotificationSettings {
+    /// The sender these settings describe.
+    pub fn sender(&self) -> medianest_integrations::notify::Sender {
+        medianest_integrations::notify::Sender::new(
+            medianest_integrations::notify::DestinationPolicy::new(&self.allow_hosts),
+            self.timeout,
+        )
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -763,6 +803,33 @@ impl Settings {
                 .to_string(),
             ..medianest_query_api::catalog::CatalogSettings::default()
         };
+        let public_url = optional(args.public_url)
+            .map(|url| http_url("MEDIANEST_PUBLIC_URL", &url))
+            .transpose()?
+            .map(|url| url.as_str().trim_end_matches('/').to_string());
+        let notifications = boolean("MEDIANEST_NOTIFICATIONS", &args.notifications)?.then(|| {
+            Ok::<_, ConfigError>(NotificationSettings {
+                worker: medianest_workers::NotifierConfig {
+                    public_url,
+                    retry_for: Duration::from_secs(
+                        positive("MEDIANEST_NOTIFY_RETRY_HOURS", &args.notify_retry_hours)?
+                            .saturating_mul(3600),
+                    ),
+                    ..medianest_workers::NotifierConfig::default()
+                },
+                allow_hosts: args
+                    .notify_allow_hosts
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                timeout: Duration::from_secs(positive(
+                    "MEDIANEST_NOTIFY_TIMEOUT_SECS",
+                    &args.notify_timeout_secs,
+                )?),
+            })
+        });
+        let notifications = notifications.transpose()?;
         let roles = if args.roles.is_empty() {
             vec![Role::CommandApi, Role::QueryApi, Role::Workers, Role::Relay]
         } else {
@@ -807,6 +874,7 @@ impl Settings {
             breaker,
             plex_sync,
             catalog,
+            notifications,
         })
     }
 

@@ -284,6 +284,39 @@ impl Catalog {
     }
 }
 
+/// Posters for notifications, through the same cache as the catalogue's details.
+#[async_trait::async_trait]
+impl medianest_workers::notifier::Posters for Catalog {
+    async fn poster_url(
+        &self,
+        media_type: medianest_domain::media_request::MediaType,
+        tmdb_id: u32,
+    ) -> Option<String> {
+        let id = u64::from(tmdb_id);
+        let path = match media_type {
+            medianest_domain::media_request::MediaType::Movie => {
+                let (answer, _) = self
+                    .fetch(
+                        format!("movie:{id}"),
+                        self.settings.details_ttl,
+                        true,
+                        || async move { self.client.movie(id).await.map(Answer::Movie) },
+                    )
+                    .await
+                    .ok()?;
+                match answer {
+                    Answer::Movie(movie) => movie.item.poster_path,
+                    _ => None,
+                }
+            }
+            medianest_domain::media_request::MediaType::Tv => {
+                tv_details(self, id).await.ok()?.0.item.poster_path
+            }
+        };
+        self.image("w500", path.as_deref())
+    }
+}
+
 /// Whether Overseerr's answer says it could not find a title in TMDB.
 ///
 /// Overseerr has no 404 for an unknown TMDB id: `server/routes/movie.ts` and

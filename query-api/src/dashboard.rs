@@ -157,6 +157,10 @@ pub(crate) struct DashboardView {
     top_requesters: Option<Vec<RequesterView>>,
     /// Overseerr, Plex and yt-dlp, in that order.
     services: Vec<ServiceView>,
+    /// Notification deliveries that failed for good and wait for an admin (admins,
+    /// `scope=all` only; absent otherwise). See `GET /api/v1/admin/notifications/deliveries?status=dead`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_notifications: Option<i64>,
 }
 
 #[derive(Debug, FromRow)]
@@ -235,14 +239,22 @@ pub(crate) async fn show(
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| internal(&e))?;
+    let dead_notifications = if all {
+        Some(
+            sqlx::query_scalar(
+                "SELECT count(*) FROM notification_deliveries WHERE status = 'dead'",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| internal(&e))?,
+        )
+    } else {
+        None
+    };
     tx.commit().await.map_err(|e| internal(&e))?;
-    Ok(Json(view(
-        summary,
-        all,
-        position,
-        &health,
-        caller.is_admin(),
-    )))
+    let mut answer = view(summary, all, position, &health, caller.is_admin());
+    answer.dead_notifications = dead_notifications;
+    Ok(Json(answer))
 }
 
 fn view(
@@ -348,5 +360,6 @@ fn view(
                 .collect()
         }),
         services,
+        dead_notifications: None,
     }
 }

@@ -18,6 +18,7 @@ pub mod lock;
 pub mod log;
 pub mod media_requests;
 pub mod metadata;
+pub mod notifications;
 pub mod plex_library;
 pub mod pool;
 pub mod sessions;

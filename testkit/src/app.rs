@@ -40,6 +40,8 @@ pub fn password_of(username: &str) -> String {
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 /// The secret path segment of the Plex webhook of every test app.
 pub const PLEX_WEBHOOK_SECRET: &str = "test-plex-webhook-secret";
+/// The `MEDIANEST_PUBLIC_URL` of test apps (links in notifications).
+pub const PUBLIC_URL: &str = "https://medianest.example";
 /// The title of the PMS simulator's YouTube library when downloads are on.
 pub const PLEX_LIBRARY: &str = "YouTube";
 /// The key of that library section (a movie section `1` is added before it, so the scanner
@@ -200,9 +202,30 @@ pub struct TestOptions {
     /// Whether the app reaches NATS through a [`FaultProxy`] ([`TestApp::nats_proxy`]), for
     /// outage tests (default false). The test's own client connects directly.
     pub nats_proxy: bool,
+    /// Notifications (default on, with [`TestOptions::quick_notifications`]); `None` turns
+    /// them off.
+    pub notifications: Option<medianest::config::NotificationSettings>,
 }
 
 impl TestOptions {
+    /// Notifications for tests: `127.0.0.1` allow-listed (the simulators), links under
+    /// [`PUBLIC_URL`], calls bounded by 2 s, retries from 200 ms doubling to 1 s within an
+    /// hour, the dispatcher looking every 100 ms and holding a claim for 3 s.
+    pub fn quick_notifications() -> medianest::config::NotificationSettings {
+        medianest::config::NotificationSettings {
+            worker: medianest_workers::NotifierConfig {
+                public_url: Some(PUBLIC_URL.to_string()),
+                retry_for: Duration::from_secs(3600),
+                backoff_min: Duration::from_millis(200),
+                backoff_max: Duration::from_secs(1),
+                poll: Duration::from_millis(100),
+                claim_for: Duration::from_secs(3),
+            },
+            allow_hosts: vec!["127.0.0.1".to_string()],
+            timeout: Duration::from_secs(2),
+        }
+    }
+
     /// A Plex sync that looks every 100 ms, runs a recently-added pass every 300 ms and a
     /// full pass at start (and when asked), in pages of 50.
     pub fn quick_plex_sync() -> medianest_workers::PlexSyncConfig {
@@ -259,6 +282,7 @@ impl Default for TestOptions {
             },
             database_proxy: false,
             nats_proxy: false,
+            notifications: Some(Self::quick_notifications()),
         }
     }
 }
@@ -456,6 +480,7 @@ impl TestApp {
             breaker: options.breaker,
             plex_sync: options.plex_sync,
             catalog: options.catalog,
+            notifications: options.notifications,
         };
         let nats = medianest_nats::connect(&nats_url())
             .await
@@ -589,6 +614,25 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(200)).await;
             response = self.login(username, &password_of(username)).await;
         }
+        assert_eq!(response.status(), 200, "login of {username}");
+        test_user(response.json().await.expect("a JSON answer"))
+    }
+
+    /// Creates a local account with e-mail address `email` and signs it in.
+    ///
+    /// # Panics
+    /// When either fails.
+    pub async fn sign_in_with_email(&self, username: &str, email: &str, admin: bool) -> TestUser {
+        medianest::users::create_user(
+            &self.pool,
+            username,
+            Some(email.to_string()),
+            admin,
+            password_of(username),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create {username}: {e}"));
+        let response = self.login(username, &password_of(username)).await;
         assert_eq!(response.status(), 200, "login of {username}");
         test_user(response.json().await.expect("a JSON answer"))
     }

@@ -4,6 +4,7 @@
 //!
 //! Tests that move requests through approve/decline/cancel run without the Overseerr
 //! simulator, so no saga writes events (or moves a request on) while a test counts them.
+//! The `schemathesis` module fuzzes the served OpenAPI document against the API.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,9 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
+
+#[path = "bad_input/schemathesis.rs"]
+mod schemathesis;
 
 const REQUESTS: &str = "/api/v1/requests";
 const ACTIONS: [&str; 4] = ["approve", "decline", "cancel", "retry"];

@@ -9,6 +9,8 @@
 //! - [`downloader::Downloader`]: `queued`/`retried` downloads → yt-dlp runs, progress on
 //!   core NATS, items and outcome recorded.
 //! - [`scanner::PlexScanner`]: `completed` downloads → a Plex library section scan.
+//! - [`notifier::Notifier`], [`notifier::Dispatcher`], [`notifier::HealthWatcher`]: events and
+//!   breaker transitions → notification deliveries → e-mail, webhooks and push services.
 //! - [`plex_sync::PlexSync`]: the Plex library read model from the PMS library routes, and
 //!   `partially_available` / `available` for the requests Plex covers.
 //!
@@ -25,6 +27,7 @@ pub mod consumer;
 pub mod downloader;
 pub mod forwarder;
 pub mod housekeeping;
+pub mod notifier;
 pub mod plex_sync;
 pub mod reconciler;
 pub mod retry;
@@ -36,6 +39,7 @@ pub use consumer::{Backoff, Saga, Step};
 pub use downloader::{Downloader, DownloaderConfig, ProgressOut};
 pub use forwarder::OverseerrForwarder;
 pub use housekeeping::IdempotencySweeper;
+pub use notifier::{Dispatcher, HealthWatcher, Notifier, NotifierConfig};
 pub use plex_sync::{PlexSync, PlexSyncConfig};
 pub use reconciler::OverseerrReconciler;
 pub use retry::RetryPolicy;
