@@ -684,3 +684,334 @@ async fn bad_settings_are_refused_with_a_stable_type_and_change_nothing() {
     assert_eq!(mine["customised"], false, "nothing saved: {mine}");
     assert_eq!(mine["channels"], json!({}), "no e-mail known: no defaults");
 }
+
+const DISCORD_USER: &str = "80351110224678912";
+const PUSHOVER_APP: &str = "azGDORePK8gMaC0QOYAMyEEuzJnyUi";
+const PUSHOVER_USER: &str = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG";
+const BOT_TOKEN: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
+
+impl Household {
+    /// Discord, Slack, Telegram, ntfy, Gotify and Pushover on the simulator, each carrying
+    /// `types` for the household.
+    async fn push_services(&self, types: &[&str]) {
+        let base = self.sim.base_url();
+        for (channel, body) in [
+            (
+                "discord",
+                json!({"secrets": {"webhook_url": format!("{base}/discord/api/webhooks/1/tok")}}),
+            ),
+            (
+                "slack",
+                json!({"secrets": {"webhook_url": format!("{base}/slack/services/T1/B1/x1")}}),
+            ),
+            (
+                "telegram",
+                json!({"settings": {"api_url": format!("{base}/telegram"), "chat_id": "-1001234567890"}, "secrets": {"bot_token": BOT_TOKEN}}),
+            ),
+            (
+                "ntfy",
+                json!({"settings": {"server_url": format!("{base}/ntfy"), "topic": "household"}}),
+            ),
+            (
+                "gotify",
+                json!({"settings": {"server_url": format!("{base}/gotify")}, "secrets": {"app_token": "AqF0.bA3x9F2kWm"}}),
+            ),
+            (
+                "pushover",
+                json!({"settings": {"api_url": format!("{base}/pushover"), "user_key": PUSHOVER_USER}, "secrets": {"app_token": PUSHOVER_APP}}),
+            ),
+        ] {
+            let mut body = body;
+            body["enabled"] = json!(true);
+            body["types"] = json!(types);
+            self.configure(channel, body).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_push_service_gets_the_call_its_api_documents() {
+    let house = Household::start().await;
+    house.push_services(&["request_approved"]).await;
+    house.sim.expect_telegram_token(BOT_TOKEN);
+    let id = house.app.submit_and_approve(603, "The Matrix").await;
+
+    for service in [
+        Service::Discord,
+        Service::Slack,
+        Service::Telegram,
+        Service::Ntfy,
+        Service::Gotify,
+        Service::Pushover,
+    ] {
+        let calls = house.sim.wait_for(service, 1, WAIT).await;
+        assert_eq!(
+            calls[0].status / 100,
+            2,
+            "{service:?} answered {}",
+            calls[0].status
+        );
+    }
+    assert!(
+        house.sim.violations().is_empty(),
+        "{:?}",
+        house.sim.violations()
+    );
+    let link = format!("{PUBLIC_URL}/requests/{id}");
+    let slack = house.sim.received(Service::Slack)[0].json();
+    assert_eq!(slack["text"], "The Matrix (1999) was approved");
+    let telegram = house.sim.received(Service::Telegram)[0].json();
+    assert_eq!(telegram["chat_id"], -1_001_234_567_890_i64);
+    assert_eq!(telegram["parse_mode"], "HTML");
+    assert!(telegram["text"].as_str().unwrap().contains(&link));
+    let ntfy = house.sim.received(Service::Ntfy)[0].json();
+    assert_eq!(
+        (ntfy["topic"].as_str(), ntfy["click"].as_str()),
+        (Some("household"), Some(link.as_str()))
+    );
+    let gotify = &house.sim.received(Service::Gotify)[0];
+    assert_eq!(header(gotify, "x-gotify-key"), "AqF0.bA3x9F2kWm");
+    assert_eq!(gotify.json()["title"], "The Matrix (1999) was approved");
+    let pushover: std::collections::HashMap<String, String> = house.sim.received(Service::Pushover)
+        [0]
+    .form()
+    .into_iter()
+    .collect();
+    assert_eq!(pushover["token"], PUSHOVER_APP);
+    assert_eq!(pushover["user"], PUSHOVER_USER);
+    assert_eq!(pushover["url"], link);
+    house.settled("?status=sent", 6, "sent").await;
+
+    // A test message through each.
+    for channel in ["discord", "slack", "telegram", "ntfy", "gotify", "pushover"] {
+        let tested = house
+            .app
+            .post_empty(&format!("{CHANNELS}/{channel}/test"))
+            .await;
+        assert_eq!(tested.status(), 200, "{channel}");
+    }
+    assert!(
+        house.sim.violations().is_empty(),
+        "{:?}",
+        house.sim.violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_reached_at_their_own_addresses_on_the_channels_they_chose() {
+    let house = Household::start().await;
+    house.push_services(&[]).await;
+    let jane = house.app.sign_in_user("jane").await;
+    let choices = json!({"channels": {
+        "discord": {"address": DISCORD_USER, "types": ["request_approved"]},
+        "telegram": {"address": "123456789", "types": ["request_approved"]},
+        "ntfy": {"address": "jane-alerts", "types": ["request_approved"]},
+        "pushover": {"address": "gznej3rKEVAvPUxu9vvNnqpmZpokzF", "types": ["request_approved", "request_declined"]},
+    }});
+    let saved = house
+        .app
+        .request_as(&jane.token, Method::PUT, "/api/v1/me/notifications")
+        .json(&choices)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    let submitted: Value = house
+        .app
+        .request_as(&jane.token, Method::POST, "/api/v1/requests")
+        .json(&json!({"media_type": "tv", "tmdb_id": 1399, "title": "Game of Thrones", "year": 2011, "seasons": [1, 2], "is_4k": false}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = submitted["id"].as_str().unwrap();
+    assert_eq!(
+        house
+            .app
+            .post_empty(&format!("/api/v1/requests/{id}/approve"))
+            .await
+            .status(),
+        200
+    );
+
+    let discord = house.sim.wait_for(Service::Discord, 1, WAIT).await[0].json();
+    assert!(discord["content"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("<@{DISCORD_USER}>")));
+    assert_eq!(discord["allowed_mentions"]["users"], json!([DISCORD_USER]));
+    assert_eq!(
+        discord["embeds"][0]["title"],
+        "Game of Thrones (2011) was approved"
+    );
+    let telegram = house.sim.wait_for(Service::Telegram, 1, WAIT).await[0].json();
+    assert_eq!(telegram["chat_id"], 123_456_789);
+    let ntfy = house.sim.wait_for(Service::Ntfy, 1, WAIT).await[0].json();
+    assert_eq!(ntfy["topic"], "jane-alerts");
+    let pushover: std::collections::HashMap<String, String> =
+        house.sim.wait_for(Service::Pushover, 1, WAIT).await[0]
+            .form()
+            .into_iter()
+            .collect();
+    assert_eq!(pushover["user"], "gznej3rKEVAvPUxu9vvNnqpmZpokzF");
+    let mine = house.deliveries(&format!("?status=sent")).await;
+    assert_eq!(mine.len(), 4);
+    assert!(mine.iter().all(|d| d["recipient"] == jane.id.to_string()));
+    assert!(
+        house.sim.received(Service::Slack).is_empty(),
+        "Slack is household-only"
+    );
+    assert!(
+        house.sim.violations().is_empty(),
+        "{:?}",
+        house.sim.violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_server_that_defers_is_retried_and_one_that_refuses_is_not() {
+    let house = Household::start().await;
+    house.email().await;
+    let jane = house
+        .app
+        .sign_in_with_email("jane", "jane@household.example", false)
+        .await;
+    let submit = |tmdb_id: u32, title: &'static str| {
+        let (app, token) = (&house.app, jane.token.clone());
+        async move {
+            let answer: Value = app
+                .request_as(&token, Method::POST, "/api/v1/requests")
+                .json(&json!({"media_type": "movie", "tmdb_id": tmdb_id, "title": title, "year": 1999, "is_4k": false}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["id"].as_str().unwrap().to_string()
+        }
+    };
+
+    // 4xx: greylisted, then accepted.
+    house
+        .smtp
+        .reply_to_rcpt(Some((450, "4.2.1 mailbox busy, try later".to_string())));
+    let first = submit(603, "The Matrix").await;
+    assert_eq!(
+        house
+            .app
+            .post_empty(&format!("/api/v1/requests/{first}/approve"))
+            .await
+            .status(),
+        200
+    );
+    let retrying = house.settled("?channel=email", 1, "retrying").await;
+    assert!(retrying[0]["last_error"].as_str().unwrap().contains("450"));
+    house.smtp.reply_to_rcpt(None);
+    house.settled("?channel=email", 1, "sent").await;
+
+    // Declined with a reason: the reason is in the mail.
+    let second = submit(604, "The Matrix Reloaded").await;
+    let declined = house
+        .app
+        .request(Method::POST, &format!("/api/v1/requests/{second}/decline"))
+        .json(&json!({"reason": "We already have it on disc"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declined.status(), 200);
+    let mails = house.smtp.wait_for(2, WAIT).await;
+    let mail = mails
+        .iter()
+        .find(|m| m.header("Subject").as_deref() == Some("The Matrix Reloaded (1999) was declined"))
+        .expect("the decline");
+    assert!(mail
+        .text_body()
+        .unwrap()
+        .contains("We already have it on disc"));
+
+    // 5xx: refused for good at once.
+    house
+        .smtp
+        .reply_to_rcpt(Some((550, "5.1.1 no such user".to_string())));
+    let third = submit(605, "The Matrix Revolutions").await;
+    assert_eq!(
+        house
+            .app
+            .post_empty(&format!("/api/v1/requests/{third}/approve"))
+            .await
+            .status(),
+        200
+    );
+    let dead = house.settled("?status=dead", 1, "dead").await;
+    assert_eq!(dead[0]["attempts"], 1);
+    assert!(dead[0]["last_error"].as_str().unwrap().contains("550"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_download_and_a_failed_one_are_mailed_to_who_queued_them() {
+    let house = Household::start_with(TestOptions {
+        downloads: true,
+        ..TestOptions::default()
+    })
+    .await;
+    house.email().await;
+    let media = medianest_testkit::media_server::MediaServer::start().await;
+    media.add_video("clip", 64 * 1024);
+    media.add_feed(
+        "broken",
+        "Broken Channel",
+        &[medianest_testkit::media_server::FeedItem::new(
+            "Gone",
+            "g1",
+            "not-served",
+        )],
+    );
+    let jane = house
+        .app
+        .sign_in_with_email("jane", "jane@household.example", false)
+        .await;
+    let saved = house
+        .app
+        .request_as(&jane.token, Method::PUT, "/api/v1/me/notifications")
+        .json(&json!({"channels": {"email": {"types": ["download_completed", "download_failed"]}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    for url in [media.video_url("clip"), media.feed_url("broken")] {
+        let queued = house
+            .app
+            .request_as(&jane.token, Method::POST, "/api/v1/downloads")
+            .json(&json!({"url": url}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(queued.status(), 202, "{url}");
+    }
+
+    let mails = house.smtp.wait_for(2, Duration::from_secs(90)).await;
+    let subjects: std::collections::BTreeSet<String> =
+        mails.iter().filter_map(|m| m.header("Subject")).collect();
+    assert_eq!(
+        subjects,
+        ["Your download failed", "Your download is in Plex"]
+            .map(str::to_string)
+            .into()
+    );
+    let done = mails
+        .iter()
+        .find(|m| m.header("Subject").as_deref() == Some("Your download is in Plex"))
+        .unwrap();
+    let text = done.text_body().unwrap();
+    assert!(
+        text.contains(&format!(
+            "1 file from {} is in the Plex library",
+            media.video_url("clip")
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{PUBLIC_URL}/downloads/")), "{text}");
+}

@@ -164,7 +164,7 @@ impl Notifier {
             let url = download.url().unwrap_or_default().to_string();
             let (title, body) = match kind {
                 NotificationType::DownloadCompleted => {
-                    let files = data["files"].as_u64().unwrap_or(0);
+                    let files = data["items"].as_u64().unwrap_or(0);
                     (
                         "Your download is in Plex".to_string(),
                         format!(
