@@ -1274,6 +1274,35 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_destination_refused_at_send_time_is_a_permanent_failure() {
+        // Saved while 127.0.0.1 was allow-listed; the allow-list no longer names it.
+        let sender = Sender::new(DestinationPolicy::default(), Duration::from_secs(1));
+        let config = ChannelConfig::Webhook(
+            WebhookSettings {
+                url: "http://127.0.0.1:9/hook".to_string(),
+            },
+            Secrets::default()
+                .merged(&json!({"signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
+                .unwrap(),
+        );
+        let message = Message {
+            notification_type: "test".to_string(),
+            title: "t".to_string(),
+            body: "b".to_string(),
+            url: None,
+            image_url: None,
+            time: "2026-12-07T00:00:00Z".to_string(),
+            data: json!({}),
+        };
+        match sender.send(&config, To::Household, &message, "1").await {
+            Outcome::Permanent { error } => {
+                assert!(error.contains("destination refused"), "{error}")
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
     #[test]
     fn the_webhook_signature_follows_the_standard_webhooks_example() {
         // The example of the Standard Webhooks specification (spec/standard-webhooks.md,

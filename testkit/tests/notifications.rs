@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use medianest_testkit::app::{eventually, TestApp, TestOptions, TestUser, PUBLIC_URL};
 use medianest_testkit::notify_sim::{verify_standard_webhook, Fault, NotifySim, Service};
+use medianest_testkit::overseerr_sim::CatalogMovie;
 use medianest_testkit::problem;
 use medianest_testkit::smtp_sink::SmtpSink;
 use reqwest::{Method, Response};
@@ -163,6 +164,10 @@ async fn a_request_made_available_is_emailed_to_its_requester_and_posted_once_to
         .app
         .sign_in_with_email("jane", "jane@household.example", false)
         .await;
+    house.app.sim().add_movie(CatalogMovie {
+        poster_path: Some("/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg".to_string()),
+        ..CatalogMovie::new(603, "The Matrix", "1999-03-31")
+    });
 
     let id = house
         .request_until_available(&jane, 603, "The Matrix")
@@ -215,6 +220,14 @@ async fn a_request_made_available_is_emailed_to_its_requester_and_posted_once_to
     assert_eq!(body["data"]["media"]["title"], "The Matrix");
     assert_eq!(body["data"]["media"]["tmdb_id"], 603);
     assert_eq!(body["data"]["url"], format!("{PUBLIC_URL}/requests/{id}"));
+    assert_eq!(
+        body["data"]["image_url"],
+        "https://image.tmdb.org/t/p/w500/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg",
+        "the poster, from the catalogue"
+    );
+    assert!(available
+        .html_body()
+        .is_some_and(|html| html.contains("w500/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg")));
     assert!(header(hook, "webhook-id").starts_with("msg_"));
 
     house.settled("?channel=webhook", 1, "sent").await;
@@ -273,6 +286,13 @@ async fn admins_get_a_members_pending_request_on_the_household_discord() {
 async fn a_webhook_receiver_down_for_a_while_gets_the_notification_exactly_once_after_retries() {
     let house = Household::start().await;
     house.webhook("flaky", &["request_approved"]).await;
+    let discord = format!("{}/discord/api/webhooks/1/tok", house.sim.base_url());
+    house
+        .configure(
+            "discord",
+            json!({"enabled": true, "types": ["request_approved"], "secrets": {"webhook_url": discord}}),
+        )
+        .await;
     house.sim.set_fault(Service::Webhook, Fault::Status(503));
 
     house.app.submit_and_approve(550, "Fight Club").await;
@@ -280,6 +300,8 @@ async fn a_webhook_receiver_down_for_a_while_gets_the_notification_exactly_once_
         (house.sim.received(Service::Webhook).len() >= 3).then_some(())
     })
     .await;
+    // One channel's outage does not hold up another.
+    house.settled("?channel=discord", 1, "sent").await;
     let retrying = house.deliveries("?channel=webhook").await;
     assert_eq!(retrying.len(), 1);
     assert_eq!(retrying[0]["status"], "retrying");
@@ -856,7 +878,7 @@ async fn members_are_reached_at_their_own_addresses_on_the_channels_they_chose()
             .into_iter()
             .collect();
     assert_eq!(pushover["user"], "gznej3rKEVAvPUxu9vvNnqpmZpokzF");
-    let mine = house.deliveries(&format!("?status=sent")).await;
+    let mine = house.deliveries("?status=sent").await;
     assert_eq!(mine.len(), 4);
     assert!(mine.iter().all(|d| d["recipient"] == jane.id.to_string()));
     assert!(

@@ -186,6 +186,7 @@ impl Notifier {
                 requester: download
                     .requested_by()
                     .and_then(|a| a.as_str().parse().ok()),
+                poster_of: None,
                 message: self.message(
                     kind,
                     event,
@@ -275,17 +276,10 @@ impl Notifier {
                 ),
             ),
         };
-        let poster = match &self.posters {
-            Some(posters) => {
-                posters
-                    .poster_url(media.media_type, media.tmdb_id.get())
-                    .await
-            }
-            None => None,
-        };
         Ok(Some(Subject {
             requester: request.requested_by().and_then(|a| a.as_str().parse().ok()),
-            message: self.message(kind, event, title, body, link("requests"), poster, json!({
+            poster_of: Some((media.media_type, media.tmdb_id.get())),
+            message: self.message(kind, event, title, body, link("requests"), None, json!({
                 "request": { "id": id, "status": request.status().map(RequestStatus::as_str), "is_4k": request.is_4k() },
                 "media": { "media_type": media.media_type.as_str(), "tmdb_id": media.tmdb_id.get(), "tvdb_id": media.tvdb_id, "title": media.title, "year": media.year },
             })),
@@ -317,9 +311,11 @@ impl Notifier {
     }
 }
 
-/// What an event tells: the message and whose request or download it is.
+/// What an event tells: the message, whose request or download it is, and the media whose
+/// poster the message shows (looked up only when someone is to be told).
 struct Subject {
     requester: Option<Uuid>,
+    poster_of: Option<(MediaType, u32)>,
     message: Message,
 }
 
@@ -352,19 +348,25 @@ impl Saga for Notifier {
         else {
             return Step::Done;
         };
-        let subject = match self.subject(kind, event).await {
+        let mut subject = match self.subject(kind, event).await {
             Ok(Some(subject)) => subject,
             Ok(None) => return Step::Done,
             Err(error) => return Step::Retry(error),
         };
+        let planned = match plan(&self.pool, kind, subject.requester).await {
+            Ok(planned) if planned.is_empty() => return Step::Done,
+            Ok(planned) => planned,
+            Err(error) => return Step::Retry(format!("cannot plan deliveries: {error}")),
+        };
+        if let (Some(posters), Some((media_type, tmdb_id))) = (&self.posters, subject.poster_of) {
+            subject.message.image_url = posters.poster_url(media_type, tmdb_id).await;
+        }
         let event_id = event.event.id.clone();
-        let position = event.cursor.position;
-        match plan_and_record(
+        match record(
             &self.pool,
+            &planned,
             kind,
-            &event_id,
-            position,
-            subject.requester,
+            (&event_id, event.cursor.position),
             &subject.message,
             self.config.retry_for,
         )
@@ -381,57 +383,72 @@ impl Saga for Notifier {
     }
 }
 
-/// Records the deliveries of one notification: the people of `kind`'s audience by their
-/// preferences, and the household destinations of the enabled channels carrying `kind`.
-/// Answers how many were new.
-async fn plan_and_record(
+/// One delivery to make: the recipient (a user id or [`HOUSEHOLD`]), the channel and the
+/// personal address.
+type Planned = (String, Channel, Option<String>);
+
+/// The deliveries of one notification of `kind`: the people of its audience by their
+/// preferences, and the household destinations of the enabled channels carrying it.
+async fn plan(
     pool: &PgPool,
     kind: NotificationType,
-    event_id: &str,
-    position: i64,
     requester: Option<Uuid>,
-    message: &Message,
-    retry_for: Duration,
-) -> Result<u64, sqlx::Error> {
+) -> Result<Vec<Planned>, sqlx::Error> {
     let channels = store::channels(pool).await?;
     let enabled: HashMap<Channel, Vec<String>> = channels
         .iter()
         .filter(|c| c.enabled)
         .filter_map(|c| Channel::parse(&c.channel).map(|ch| (ch, c.types.clone())))
         .collect();
+    if enabled.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut planned = Vec::new();
+    for (channel, types) in &enabled {
+        if types.iter().any(|t| t == kind.as_str()) {
+            planned.push((HOUSEHOLD.to_string(), *channel, None));
+        }
+    }
     let audience = kind.audience();
     let ids: Vec<Uuid> = requester
         .filter(|_| audience.requester)
         .into_iter()
         .collect();
-    let people = store::recipients(pool, &ids, audience.admins).await?;
-    let give_up_at = Utc::now() + chrono::Duration::from_std(retry_for).unwrap_or_default();
-    let message_json = serde_json::to_value(message).unwrap_or_default();
-    let mut new = Vec::new();
-    let mut delivery = |recipient: String, channel: Channel, address: Option<String>| {
-        new.push(NewDelivery {
-            event_id: event_id.to_string(),
-            event_position: position,
-            notification_type: kind.as_str().to_string(),
-            recipient,
-            channel: channel.as_str().to_string(),
-            address,
-            message: message_json.clone(),
-            give_up_at,
-        });
-    };
-    for (channel, types) in &enabled {
-        if types.iter().any(|t| t == kind.as_str()) {
-            delivery(HOUSEHOLD.to_string(), *channel, None);
-        }
-    }
-    for person in &people {
-        for (channel, address) in personal_channels(person, kind) {
+    for person in store::recipients(pool, &ids, audience.admins).await? {
+        for (channel, address) in personal_channels(&person, kind) {
             if enabled.contains_key(&channel) {
-                delivery(person.id.to_string(), channel, Some(address));
+                planned.push((person.id.to_string(), channel, Some(address)));
             }
         }
     }
+    Ok(planned)
+}
+
+/// Records `planned` deliveries of `message` for the event `(id, global position)`; answers
+/// how many were new.
+async fn record(
+    pool: &PgPool,
+    planned: &[Planned],
+    kind: NotificationType,
+    (event_id, position): (&str, i64),
+    message: &Message,
+    retry_for: Duration,
+) -> Result<u64, sqlx::Error> {
+    let give_up_at = Utc::now() + chrono::Duration::from_std(retry_for).unwrap_or_default();
+    let message = serde_json::to_value(message).unwrap_or_default();
+    let new: Vec<NewDelivery> = planned
+        .iter()
+        .map(|(recipient, channel, address)| NewDelivery {
+            event_id: event_id.to_string(),
+            event_position: position,
+            notification_type: kind.as_str().to_string(),
+            recipient: recipient.clone(),
+            channel: channel.as_str().to_string(),
+            address: address.clone(),
+            message: message.clone(),
+            give_up_at,
+        })
+        .collect();
     if new.is_empty() {
         return Ok(0);
     }
@@ -761,12 +778,12 @@ impl HealthWatcher {
                 time: at.to_rfc3339(),
                 data: json!({ "service": service, "state": state, "since": at }),
             };
-            recorded += plan_and_record(
+            let planned = plan(&self.pool, kind, None).await?;
+            recorded += record(
                 &self.pool,
+                &planned,
                 kind,
-                &event_id,
-                0,
-                None,
+                (&event_id, 0),
                 &message,
                 self.config.retry_for,
             )
