@@ -186,10 +186,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             .clone()
     };
     let plex_breaker = || plex_cell.get_or_init(|| breaker(Service::Plex)).clone();
-    let feed: Arc<dyn EventFeed> = Arc::new(
-        JetStreamFeed::new(js.clone(), settings.stream.clone(), subjects.clone())
-            .with_ack_wait(settings.consumer_ack_wait),
-    );
     // Sagas keep each aggregate's order themselves, so they may hold several events at once.
     let saga_feed: Arc<dyn EventFeed> = Arc::new(
         JetStreamFeed::new(js.clone(), settings.stream.clone(), subjects.clone())
@@ -216,16 +212,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     }
 
     if settings.runs(Role::Workers) {
-        // `users` and `sessions` keep private fields, so they read the PostgreSQL log.
+        // Projections consume the PostgreSQL log from their own checkpoints, in order and in
+        // batches (one transaction per batch, the checkpoint its acknowledgement); they keep
+        // working while NATS is away. The public ones read the events' public forms.
         let log_feed: Arc<dyn EventFeed> = Arc::new(LogFeed::new(pool.clone()));
         for projection in medianest_projections::all() {
-            let source = if projection.reads_private_fields() {
-                log_feed.clone()
-            } else {
-                feed.clone()
-            };
             let name = projection.name();
-            let runner = ProjectionRunner::new(pool.clone(), source, projection.clone());
+            let runner = ProjectionRunner::new(pool.clone(), log_feed.clone(), projection.clone());
             let (token, db) = (shutdown.clone(), pool.clone());
             tasks.spawn(async move {
                 // A read model added by an upgrade is built from the whole log first.

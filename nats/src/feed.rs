@@ -138,6 +138,18 @@ impl FeedEvent {
         }
     }
 
+    /// Whether the checkpoint `name` is this event's acknowledgement: an event of the log
+    /// feed subscribed to as `name` (whose position the subscriber saves itself, in its own
+    /// transaction), or one read straight from the log. Acknowledging it apart would only
+    /// write the same checkpoint again.
+    pub fn acknowledged_by_checkpoint(&self, name: &str) -> bool {
+        match &self.acker {
+            Acker::None => true,
+            Acker::Log { name: own, .. } => own == name,
+            Acker::JetStream(_) => false,
+        }
+    }
+
     /// Acknowledges the event: it will not be delivered to this subscriber again (beyond
     /// at-least-once redelivery after a crash).
     ///

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use medianest_nats::feed::StartAt;
 use medianest_nats::{EventFeed, FeedEvent};
 use medianest_store::checkpoint;
@@ -62,13 +62,27 @@ pub trait Projection: Send + Sync + 'static {
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError>;
 }
 
-/// Runs a projection from a feed.
+/// The most events applied in one transaction.
+pub const MAX_BATCH: usize = 500;
+
+/// Runs a projection from a feed, in batches.
+///
+/// The runner takes the first event the feed has, then every further event the feed already
+/// holds (up to [`MAX_BATCH`]), and applies them in log order in one transaction together
+/// with the checkpoint; events at or below the checkpoint change nothing. A failure rolls
+/// the whole batch back, and the same batch is applied again, so a crash or a redelivery at
+/// any point neither skips nor repeats an event. Fed from the PostgreSQL log (`LogFeed`), the
+/// projection consumes from its own checkpoint in order and nothing is acknowledged apart
+/// (the checkpoint is the acknowledgement); fed from JetStream, each event is acknowledged
+/// after its batch is committed, and `max_ack_pending = 1` keeps redeliveries in order (at
+/// the cost of batches of one).
 #[derive(Clone)]
 pub struct ProjectionRunner {
     pool: PgPool,
     feed: Arc<dyn EventFeed>,
     projection: Arc<dyn Projection>,
     retry_delay: Duration,
+    max_batch: usize,
 }
 
 impl ProjectionRunner {
@@ -79,7 +93,15 @@ impl ProjectionRunner {
             feed,
             projection,
             retry_delay: Duration::from_millis(500),
+            max_batch: MAX_BATCH,
         }
+    }
+
+    /// At most `n` events per transaction (default [`MAX_BATCH`]; 1 applies them one by one,
+    /// the old path, kept for benchmarks).
+    pub fn with_max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
     }
 
     /// The consumer and checkpoint name: `projection-<name>`.
@@ -87,7 +109,7 @@ impl ProjectionRunner {
         format!("projection-{}", self.projection.name())
     }
 
-    /// Consumes the feed until `shutdown`; the event in hand is finished first.
+    /// Consumes the feed until `shutdown`; the batch in hand is finished first.
     ///
     /// Every event is read (not only the projection's aggregate types) so the checkpoint
     /// follows the whole log, which is what `min_position` waits on.
@@ -116,31 +138,46 @@ impl ProjectionRunner {
             let Some(next) = next else {
                 return Ok(());
             };
-            let event = match next {
-                Ok(event) => event,
-                Err(error) => {
-                    warn!(%error, projection = %name, "feed error");
-                    continue;
-                }
-            };
-            // Retry transient failures in place: moving on would apply events out of order.
-            loop {
-                match self.apply_once(&name, &event).await {
-                    Ok(()) => break,
-                    Err(ProjectionError::Undecodable { id, reason }) => {
-                        warn!(%id, %reason, projection = %name, "skipping undecodable event");
-                        self.skip(&name, &event).await;
+            let mut batch = Vec::new();
+            let mut ended = false;
+            match next {
+                Ok(event) => batch.push(event),
+                Err(error) => warn!(%error, projection = %name, "feed error"),
+            }
+            // Whatever else the feed already holds joins the batch; nothing waits for more.
+            while batch.len() < self.max_batch {
+                match stream.next().now_or_never() {
+                    Some(Some(Ok(event))) => batch.push(event),
+                    Some(Some(Err(error))) => {
+                        warn!(%error, projection = %name, "feed error");
                         break;
                     }
-                    Err(error) => {
-                        warn!(%error, projection = %name, "apply failed; retrying");
-                        tokio::time::sleep(self.retry_delay).await;
+                    Some(None) => {
+                        ended = true;
+                        break;
                     }
+                    None => break,
                 }
             }
-            if let Err(error) = event.ack().await {
-                // Redelivery is harmless: the checkpoint already covers the event.
-                debug!(%error, projection = %name, "ack failed");
+            if batch.is_empty() {
+                continue;
+            }
+            // Retry transient failures in place: moving on would apply events out of order.
+            while let Err(error) = self.apply_batch(&name, &batch).await {
+                warn!(%error, projection = %name, events = batch.len(), "apply failed; retrying");
+                tokio::time::sleep(self.retry_delay).await;
+            }
+            for event in batch {
+                if event.acknowledged_by_checkpoint(&name) {
+                    continue;
+                }
+                if let Err(error) = event.ack().await {
+                    // Redelivery is harmless: the checkpoint already covers the event.
+                    debug!(%error, projection = %name, "ack failed");
+                }
+            }
+            if ended {
+                return Ok(());
             }
         }
     }
@@ -151,32 +188,57 @@ impl ProjectionRunner {
     /// # Errors
     /// What the projection or the database reports.
     pub async fn apply_once(&self, name: &str, event: &FeedEvent) -> Result<(), ProjectionError> {
-        let mut tx = self.pool.begin().await?;
-        let checkpoint = checkpoint::load_for_update(&mut tx, name).await?;
-        if event.cursor <= checkpoint {
-            debug!(event = %event.event.id, "already applied");
-            return Ok(());
-        }
-        if self
-            .projection
-            .aggregate_types()
-            .contains(&event.aggregate_type())
-        {
-            self.projection.apply(&mut tx, event).await?;
-        }
-        checkpoint::save(&mut *tx, name, event.cursor).await?;
-        tx.commit().await?;
-        metrics::counter!("medianest_projection_events_applied_total", "projection" => name.to_string())
-            .increment(1);
-        metrics::gauge!("medianest_projection_position", "projection" => name.to_string())
-            .set(event.cursor.position as f64);
-        Ok(())
+        self.apply_batch(name, std::slice::from_ref(event))
+            .await
+            .map(|_| ())
     }
 
-    async fn skip(&self, name: &str, event: &FeedEvent) {
-        if let Err(error) = checkpoint::save(&self.pool, name, event.cursor).await {
-            warn!(%error, "cannot move the checkpoint past a skipped event");
+    /// Applies `events` (in log order) past the checkpoint and moves the checkpoint to the
+    /// last of them, in one transaction; answers how many were past it. An undecodable event
+    /// is logged and passed over (never retried forever); any other failure rolls the whole
+    /// batch back.
+    ///
+    /// # Errors
+    /// What the projection or the database reports.
+    pub async fn apply_batch(
+        &self,
+        name: &str,
+        events: &[FeedEvent],
+    ) -> Result<usize, ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        let checkpoint = checkpoint::load_for_update(&mut tx, name).await?;
+        let mut last = None;
+        let mut applied = 0;
+        for event in events.iter().filter(|e| e.cursor > checkpoint) {
+            if self
+                .projection
+                .aggregate_types()
+                .contains(&event.aggregate_type())
+            {
+                match self.projection.apply(&mut tx, event).await {
+                    Ok(()) => {}
+                    Err(ProjectionError::Undecodable { id, reason }) => {
+                        warn!(%id, %reason, projection = %name, "skipping undecodable event");
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            last = Some(event.cursor);
+            applied += 1;
         }
+        let Some(last) = last else {
+            debug!(projection = %name, "already applied");
+            return Ok(0);
+        };
+        checkpoint::save(&mut *tx, name, last).await?;
+        tx.commit().await?;
+        metrics::counter!("medianest_projection_events_applied_total", "projection" => name.to_string())
+            .increment(applied as u64);
+        metrics::counter!("medianest_projection_batches_total", "projection" => name.to_string())
+            .increment(1);
+        metrics::gauge!("medianest_projection_position", "projection" => name.to_string())
+            .set(last.position as f64);
+        Ok(applied)
     }
 }
 
