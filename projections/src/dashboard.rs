@@ -1,16 +1,23 @@
-//! The `dashboard` read model (DESIGN.md §5; issue 5): counts by status and day, time to
-//! available, downloads, top requesters.
+//! The `dashboard` read model (DESIGN.md §5; issues 5 and 13): counts by status and day, time
+//! to available, downloads, top requesters.
 //!
 //! The projection keeps one slim row per media request (`dashboard_requests`: requester,
 //! media type, status, when submitted and when it became available) and per download
 //! (`dashboard_downloads`: requester, status, when queued and finished, bytes and files of
-//! the current attempt); the statistics are computed from them with SQL when asked
-//! ([`summary`]), so they are never stale aggregates and a replay has little to rebuild.
+//! the current attempt), and beside them, per requester, the figures the dashboard shows,
+//! pre-aggregated: counts and totals by status and media type (`dashboard_totals`), per UTC
+//! day (`dashboard_days`), a histogram of the time to available
+//! (`dashboard_available_times`) and requests per requester (`dashboard_requesters`). Each
+//! event that changes a slim row moves the figures in the same transaction (the update
+//! answers the row's values before and after), so [`summary`] reads a few rows per user and
+//! its cost does not grow with the history.
 //!
-//! Fed from the public events on JetStream. Rows carry the aggregate version, as `requests`
-//! (an event only updates a row below its sequence), and every time is the event's time,
+//! Rows carry the aggregate version, as `requests` (an event only updates a row below its
+//! sequence, and a skipped update moves no figure), and every time is the event's time,
 //! never `now()`, so a replay builds identical rows. Statuses follow the `requests` and
 //! `downloads` read models exactly.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -20,7 +27,7 @@ use medianest_domain::public::{download_event, media_request_event};
 use medianest_nats::FeedEvent;
 use sqlx::{FromRow, PgConnection, QueryBuilder};
 
-use crate::runner::{finish_row_update, public_event, row_update};
+use crate::runner::{public_event, row_update};
 use crate::{Projection, ProjectionError};
 
 /// The projection's name.
@@ -31,6 +38,16 @@ pub const SERIES_DAYS: i32 = 30;
 
 /// Rows of the top-requesters list.
 pub const TOP_REQUESTERS: i64 = 10;
+
+/// The tables of the read model.
+pub const TABLES: [&str; 6] = [
+    "dashboard_requests",
+    "dashboard_downloads",
+    "dashboard_totals",
+    "dashboard_days",
+    "dashboard_available_times",
+    "dashboard_requesters",
+];
 
 /// The `dashboard` projection.
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,19 +64,179 @@ impl Projection for DashboardProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["dashboard_requests", "dashboard_downloads"]
+        &TABLES
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
-        match event.aggregate_type() {
-            "media_request" => apply_request(tx, event).await,
-            "download" => apply_download(tx, event).await,
-            _ => Ok(()),
+        let mut deltas = Deltas::default();
+        apply_one(tx, event, &mut deltas).await?;
+        deltas.flush(tx).await?;
+        Ok(())
+    }
+
+    /// The slim rows event by event; the figures they move summed in memory and written once
+    /// for the whole batch.
+    async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&FeedEvent],
+    ) -> Result<usize, ProjectionError> {
+        let mut deltas = Deltas::default();
+        let mut skipped = 0;
+        for event in events {
+            match apply_one(tx, event, &mut deltas).await {
+                Ok(()) => {}
+                Err(ProjectionError::Undecodable { id, reason }) => {
+                    tracing::warn!(%id, %reason, projection = NAME, "skipping undecodable event");
+                    skipped += 1;
+                }
+                Err(error) => return Err(error),
+            }
         }
+        deltas.flush(tx).await?;
+        Ok(skipped)
     }
 }
 
-async fn apply_request(tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
+async fn apply_one(
+    tx: &mut PgConnection,
+    event: &FeedEvent,
+    deltas: &mut Deltas,
+) -> Result<(), ProjectionError> {
+    match event.aggregate_type() {
+        "media_request" => apply_request(tx, event, deltas).await,
+        "download" => apply_download(tx, event, deltas).await,
+        _ => Ok(()),
+    }
+}
+
+/// The columns of `dashboard_days`, in the order of [`Deltas::days`].
+#[derive(Clone, Copy)]
+enum Day {
+    Requests = 0,
+    Available = 1,
+    Downloads = 2,
+    DownloadsCompleted = 3,
+}
+
+/// What a batch of events changes in the pre-aggregated figures, summed per row.
+#[derive(Default)]
+struct Deltas {
+    /// `(requester, kind, key)` → `(count, bytes, items)`.
+    totals: HashMap<(String, &'static str, String), (i64, i64, i64)>,
+    /// `(requester, day)` → added to requests, available, downloads, downloads completed.
+    days: HashMap<(String, NaiveDate), [i64; 4]>,
+    /// `(requester, bucket)` → added.
+    times: HashMap<(String, i32), i64>,
+    /// requester → (requests added, earliest submission).
+    requesters: HashMap<String, (i64, DateTime<Utc>)>,
+}
+
+impl Deltas {
+    fn total(&mut self, user: &str, kind: &'static str, key: &str, delta: (i64, i64, i64)) {
+        let entry = self
+            .totals
+            .entry((user.to_string(), kind, key.to_string()))
+            .or_default();
+        entry.0 += delta.0;
+        entry.1 += delta.1;
+        entry.2 += delta.2;
+    }
+
+    fn day(&mut self, user: &str, at: DateTime<Utc>, column: Day) {
+        self.days
+            .entry((user.to_string(), at.date_naive()))
+            .or_default()[column as usize] += 1;
+    }
+
+    fn requester(&mut self, user: &str, at: DateTime<Utc>) {
+        let entry = self.requesters.entry(user.to_string()).or_insert((0, at));
+        entry.0 += 1;
+        entry.1 = entry.1.min(at);
+    }
+
+    /// Writes the sums: one upsert per table (every key once, so no row is hit twice).
+    async fn flush(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if !self.totals.is_empty() {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO dashboard_totals (requested_by, kind, key, count, bytes, items) ",
+            );
+            insert.push_values(
+                self.totals,
+                |mut row, ((user, kind, key), (count, bytes, items))| {
+                    row.push_bind(user)
+                        .push_bind(kind)
+                        .push_bind(key)
+                        .push_bind(count)
+                        .push_bind(bytes)
+                        .push_bind(items);
+                },
+            );
+            insert.push(
+                " ON CONFLICT (requested_by, kind, key) DO UPDATE SET
+                     count = dashboard_totals.count + EXCLUDED.count,
+                     bytes = dashboard_totals.bytes + EXCLUDED.bytes,
+                     items = dashboard_totals.items + EXCLUDED.items",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+        if !self.days.is_empty() {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO dashboard_days (requested_by, day, requests, available, downloads,
+                     downloads_completed) ",
+            );
+            insert.push_values(self.days, |mut row, ((user, day), added)| {
+                row.push_bind(user).push_bind(day);
+                for n in added {
+                    row.push_bind(n);
+                }
+            });
+            insert.push(
+                " ON CONFLICT (requested_by, day) DO UPDATE SET
+                     requests = dashboard_days.requests + EXCLUDED.requests,
+                     available = dashboard_days.available + EXCLUDED.available,
+                     downloads = dashboard_days.downloads + EXCLUDED.downloads,
+                     downloads_completed =
+                         dashboard_days.downloads_completed + EXCLUDED.downloads_completed",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+        if !self.times.is_empty() {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO dashboard_available_times (requested_by, bucket, count) ",
+            );
+            insert.push_values(self.times, |mut row, ((user, bucket), n)| {
+                row.push_bind(user).push_bind(bucket).push_bind(n);
+            });
+            insert.push(
+                " ON CONFLICT (requested_by, bucket) DO UPDATE SET
+                     count = dashboard_available_times.count + EXCLUDED.count",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+        if !self.requesters.is_empty() {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO dashboard_requesters (requested_by, requests, first_at) ",
+            );
+            insert.push_values(self.requesters, |mut row, (user, (n, first))| {
+                row.push_bind(user).push_bind(n).push_bind(first);
+            });
+            insert.push(
+                " ON CONFLICT (requested_by) DO UPDATE SET
+                     requests = dashboard_requesters.requests + EXCLUDED.requests,
+                     first_at = LEAST(dashboard_requesters.first_at, EXCLUDED.first_at)",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn apply_request(
+    tx: &mut PgConnection,
+    event: &FeedEvent,
+    deltas: &mut Deltas,
+) -> Result<(), ProjectionError> {
     let (id, decoded) = public_event(event, media_request_event)?;
     let (sequence, position, time) = (event.event.sequence, event.cursor.position, event.time());
     if let MediaRequestEvent::Submitted {
@@ -68,7 +245,7 @@ async fn apply_request(tx: &mut PgConnection, event: &FeedEvent) -> Result<(), P
         ..
     } = &decoded
     {
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO dashboard_requests (id, version, requested_by, media_type, status,
                 submitted_at, updated_at, last_position)
              VALUES ($1, $2, $3, $4, 'pending', $5, $5, $6)
@@ -81,10 +258,23 @@ async fn apply_request(tx: &mut PgConnection, event: &FeedEvent) -> Result<(), P
         .bind(time)
         .bind(position)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            let user = requested_by.as_str();
+            deltas.total(user, "request_status", "pending", (1, 0, 0));
+            deltas.total(
+                user,
+                "request_media_type",
+                media.media_type.as_str(),
+                (1, 0, 0),
+            );
+            deltas.day(user, time, Day::Requests);
+            deltas.requester(user, time);
+        }
         return Ok(());
     }
-    let mut update = row_update("dashboard_requests", sequence, time, position);
+    let mut update = row_update("dashboard_requests AS d", sequence, time, position);
     let status = |update: &mut QueryBuilder<'_, sqlx::Postgres>, status: RequestStatus| {
         update.push(", status = ").push_bind(status.as_str());
     };
@@ -115,15 +305,102 @@ async fn apply_request(tx: &mut PgConnection, event: &FeedEvent) -> Result<(), P
                 .push(")");
         }
     }
-    finish_row_update(update, id, sequence, tx).await?;
+    let changed: Option<RequestChange> = finish_with_old_values(
+        update,
+        "dashboard_requests",
+        "status AS old_status, available_at AS old_available_at",
+        "o.old_status, d.status, d.requested_by, d.submitted_at, o.old_available_at, d.available_at",
+        id,
+        sequence,
+    )
+    .build_query_as()
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(change) = changed else {
+        return Ok(());
+    };
+    let user = change.requested_by.as_str();
+    if change.old_status != change.status {
+        deltas.total(user, "request_status", &change.old_status, (-1, 0, 0));
+        deltas.total(user, "request_status", &change.status, (1, 0, 0));
+    }
+    if let (None, Some(available_at)) = (change.old_available_at, change.available_at) {
+        deltas.day(user, available_at, Day::Available);
+        let seconds = (available_at - change.submitted_at).num_milliseconds() as f64 / 1000.0;
+        *deltas
+            .times
+            .entry((user.to_string(), time_bucket(seconds)))
+            .or_default() += 1;
+    }
     Ok(())
 }
 
-async fn apply_download(tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
+/// A request row before and after an event.
+#[derive(FromRow)]
+struct RequestChange {
+    old_status: String,
+    status: String,
+    requested_by: String,
+    submitted_at: DateTime<Utc>,
+    old_available_at: Option<DateTime<Utc>>,
+    available_at: Option<DateTime<Utc>>,
+}
+
+/// A download row before and after an event.
+#[derive(FromRow)]
+struct DownloadChange {
+    old_status: String,
+    old_bytes: i64,
+    old_items: i32,
+    status: String,
+    bytes: i64,
+    items: i32,
+    requested_by: String,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+/// Ends a [`row_update`] of `table AS d` like [`crate::runner::finish_row_update`], answering
+/// `returning` over the row before (`o`, the columns `old`) and after (`d`) the update; no
+/// row when the update was skipped.
+fn finish_with_old_values(
+    mut update: QueryBuilder<'static, sqlx::Postgres>,
+    table: &str,
+    old: &str,
+    returning: &str,
+    id: uuid::Uuid,
+    sequence: i64,
+) -> QueryBuilder<'static, sqlx::Postgres> {
+    update
+        .push(format!(" FROM (SELECT {old} FROM {table} WHERE id = "))
+        .push_bind(id)
+        .push(") AS o WHERE d.id = ")
+        .push_bind(id)
+        .push(" AND d.version < ")
+        .push_bind(sequence)
+        .push(format!(" RETURNING {returning}"));
+    update
+}
+
+/// The histogram bucket of a time to available of `seconds`: `floor(4 · log2(seconds + 1))`,
+/// a quarter octave (the migration's backfill uses the same formula).
+pub fn time_bucket(seconds: f64) -> i32 {
+    (4.0 * (seconds.max(0.0) + 1.0).log2()).floor() as i32
+}
+
+/// The duration a bucket stands for: its geometric middle, in seconds.
+pub fn bucket_seconds(bucket: i32) -> f64 {
+    (2f64.powf((f64::from(bucket) + 0.5) / 4.0) - 1.0).max(0.0)
+}
+
+async fn apply_download(
+    tx: &mut PgConnection,
+    event: &FeedEvent,
+    deltas: &mut Deltas,
+) -> Result<(), ProjectionError> {
     let (id, decoded) = public_event(event, download_event)?;
     let (sequence, position, time) = (event.event.sequence, event.cursor.position, event.time());
     if let DownloadEvent::Queued { requested_by, .. } = &decoded {
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO dashboard_downloads (id, version, requested_by, status, queued_at,
                 updated_at, last_position)
              VALUES ($1, $2, $3, 'queued', $4, $4, $5)
@@ -135,10 +412,16 @@ async fn apply_download(tx: &mut PgConnection, event: &FeedEvent) -> Result<(), 
         .bind(time)
         .bind(position)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            let user = requested_by.as_str();
+            deltas.total(user, "download_status", "queued", (1, 0, 0));
+            deltas.day(user, time, Day::Downloads);
+        }
         return Ok(());
     }
-    let mut update = row_update("dashboard_downloads", sequence, time, position);
+    let mut update = row_update("dashboard_downloads AS d", sequence, time, position);
     let status = |update: &mut QueryBuilder<'_, sqlx::Postgres>, status: DownloadStatus| {
         update.push(", status = ").push_bind(status.as_str());
     };
@@ -170,7 +453,41 @@ async fn apply_download(tx: &mut PgConnection, event: &FeedEvent) -> Result<(), 
         // Only the version moves (the row stays in step with the aggregate).
         DownloadEvent::LibraryScanRequested { .. } | DownloadEvent::LibraryScanFailed { .. } => {}
     }
-    finish_row_update(update, id, sequence, tx).await?;
+    let changed: Option<DownloadChange> = finish_with_old_values(
+        update,
+        "dashboard_downloads",
+        "status AS old_status, bytes AS old_bytes, items AS old_items",
+        "o.old_status, o.old_bytes, o.old_items, d.status, d.bytes, d.items, d.requested_by, d.finished_at",
+        id,
+        sequence,
+    )
+    .build_query_as()
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(change) = changed else {
+        return Ok(());
+    };
+    let user = change.requested_by.as_str();
+    let (old_items, items) = (i64::from(change.old_items), i64::from(change.items));
+    deltas.total(
+        user,
+        "download_status",
+        &change.old_status,
+        (-1, -change.old_bytes, -old_items),
+    );
+    deltas.total(
+        user,
+        "download_status",
+        &change.status,
+        (1, change.bytes, items),
+    );
+    if change.old_status != "completed" && change.status == "completed" {
+        deltas.day(
+            user,
+            change.finished_at.unwrap_or(time),
+            Day::DownloadsCompleted,
+        );
+    }
     Ok(())
 }
 
@@ -243,8 +560,10 @@ pub struct Summary {
     pub generated_at: Option<DateTime<Utc>>,
 }
 
-/// Computes the dashboard from the read model: everyone's (`requested_by` `None`) or one
-/// user's slice, with the top requesters when `with_top_requesters`.
+/// Reads the dashboard from the pre-aggregated rows: everyone's (`requested_by` `None`, the
+/// sum over the household's users) or one user's slice, with the top requesters when
+/// `with_top_requesters`. A handful of small queries whatever the history's length; the
+/// times to available are within a quarter octave ([`time_bucket`]).
 ///
 /// Run it in one transaction (ideally `REPEATABLE READ`) so every figure is of one moment.
 ///
@@ -255,101 +574,80 @@ pub async fn summary(
     requested_by: Option<&str>,
     with_top_requesters: bool,
 ) -> Result<Summary, sqlx::Error> {
-    let requests_by_status: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status, count(*) FROM dashboard_requests
-         WHERE ($1::text IS NULL OR requested_by = $1)
-         GROUP BY status ORDER BY status",
+    let totals: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT kind, key, sum(count)::bigint, sum(bytes)::bigint, sum(items)::bigint
+           FROM dashboard_totals
+          WHERE ($1::text IS NULL OR requested_by = $1)
+          GROUP BY kind, key HAVING sum(count) > 0
+          ORDER BY kind, key",
     )
     .bind(requested_by)
     .fetch_all(&mut *db)
     .await?;
-    let requests_by_media_type: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT media_type, count(*) FROM dashboard_requests
-         WHERE ($1::text IS NULL OR requested_by = $1)
-         GROUP BY media_type ORDER BY media_type",
+    let of_kind = |wanted: &'static str| {
+        totals
+            .iter()
+            .filter(move |(kind, ..)| kind == wanted)
+            .map(|(_, key, count, bytes, items)| (key.clone(), *count, *bytes, *items))
+    };
+    let requests_by_status = of_kind("request_status")
+        .map(|(key, count, ..)| (key, count))
+        .collect();
+    let requests_by_media_type = of_kind("request_media_type")
+        .map(|(key, count, ..)| (key, count))
+        .collect();
+    let downloads_by_status = of_kind("download_status")
+        .map(|(status, count, bytes, items)| DownloadStatusCount {
+            status,
+            count,
+            bytes,
+            items,
+        })
+        .collect();
+    let buckets: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT bucket, sum(count)::bigint FROM dashboard_available_times
+          WHERE ($1::text IS NULL OR requested_by = $1)
+          GROUP BY bucket HAVING sum(count) > 0 ORDER BY bucket",
     )
     .bind(requested_by)
     .fetch_all(&mut *db)
-    .await?;
-    let time_to_available: TimeToAvailable = sqlx::query_as(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS median_seconds,
-                percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90_seconds,
-                count(*) AS samples
-         FROM (SELECT extract(epoch FROM available_at - submitted_at)::float8 AS seconds
-               FROM dashboard_requests
-               WHERE available_at IS NOT NULL AND ($1::text IS NULL OR requested_by = $1)) t",
-    )
-    .bind(requested_by)
-    .fetch_one(&mut *db)
     .await?;
     let per_day: Vec<DayCount> = sqlx::query_as(
         "WITH bounds AS (
              SELECT (now() AT TIME ZONE 'UTC')::date - ($2::int - 1) AS first_day,
                     (now() AT TIME ZONE 'UTC')::date AS last_day
-         ), since AS (
-             SELECT first_day::timestamp AT TIME ZONE 'UTC' AS at FROM bounds
          ), days AS (
              SELECT d::date AS day
              FROM bounds,
                   generate_series(first_day::timestamp, last_day::timestamp, interval '1 day') AS d
-         ), submitted AS (
-             SELECT (submitted_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
-             FROM dashboard_requests, since
-             WHERE submitted_at >= since.at AND ($1::text IS NULL OR requested_by = $1)
-             GROUP BY 1
-         ), available AS (
-             SELECT (available_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
-             FROM dashboard_requests, since
-             WHERE available_at >= since.at AND ($1::text IS NULL OR requested_by = $1)
-             GROUP BY 1
-         ), queued AS (
-             SELECT (queued_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
-             FROM dashboard_downloads, since
-             WHERE queued_at >= since.at AND ($1::text IS NULL OR requested_by = $1)
-             GROUP BY 1
-         ), completed AS (
-             SELECT (finished_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
-             FROM dashboard_downloads, since
-             WHERE status = 'completed' AND finished_at >= since.at
-               AND ($1::text IS NULL OR requested_by = $1)
-             GROUP BY 1
+         ), counted AS (
+             SELECT day, sum(requests) AS requests, sum(available) AS available,
+                    sum(downloads) AS downloads, sum(downloads_completed) AS downloads_completed
+             FROM dashboard_days, bounds
+             WHERE day >= bounds.first_day AND ($1::text IS NULL OR requested_by = $1)
+             GROUP BY day
          )
          SELECT days.day,
-                COALESCE(submitted.n, 0) AS requests,
-                COALESCE(available.n, 0) AS available,
-                COALESCE(queued.n, 0) AS downloads,
-                COALESCE(completed.n, 0) AS downloads_completed
-         FROM days
-         LEFT JOIN submitted USING (day)
-         LEFT JOIN available USING (day)
-         LEFT JOIN queued USING (day)
-         LEFT JOIN completed USING (day)
+                COALESCE(counted.requests, 0)::bigint AS requests,
+                COALESCE(counted.available, 0)::bigint AS available,
+                COALESCE(counted.downloads, 0)::bigint AS downloads,
+                COALESCE(counted.downloads_completed, 0)::bigint AS downloads_completed
+         FROM days LEFT JOIN counted USING (day)
          ORDER BY days.day",
     )
     .bind(requested_by)
     .bind(SERIES_DAYS)
     .fetch_all(&mut *db)
     .await?;
-    let downloads_by_status: Vec<DownloadStatusCount> = sqlx::query_as(
-        "SELECT status, count(*) AS count, COALESCE(sum(bytes), 0)::bigint AS bytes,
-                COALESCE(sum(items), 0)::bigint AS items
-         FROM dashboard_downloads
-         WHERE ($1::text IS NULL OR requested_by = $1)
-         GROUP BY status ORDER BY status",
-    )
-    .bind(requested_by)
-    .fetch_all(&mut *db)
-    .await?;
     let top_requesters = if with_top_requesters {
         // Usernames from the `users` read model (another projection: it may lag, so LEFT).
         Some(
             sqlx::query_as(
-                "SELECT r.requested_by AS user_id, u.username, count(*) AS requests
-                 FROM dashboard_requests r
+                "SELECT r.requested_by AS user_id, u.username, r.requests
+                 FROM dashboard_requesters r
                  LEFT JOIN users u ON u.id::text = r.requested_by
-                 WHERE ($1::text IS NULL OR r.requested_by = $1)
-                 GROUP BY r.requested_by, u.username
-                 ORDER BY requests DESC, min(r.submitted_at), r.requested_by
+                 WHERE ($1::text IS NULL OR r.requested_by = $1) AND r.requests > 0
+                 ORDER BY r.requests DESC, r.first_at, r.requested_by
                  LIMIT $2",
             )
             .bind(requested_by)
@@ -366,10 +664,34 @@ pub async fn summary(
     Ok(Summary {
         requests_by_status,
         requests_by_media_type,
-        time_to_available,
+        time_to_available: time_to_available(&buckets),
         per_day,
         downloads_by_status,
         top_requesters,
         generated_at: Some(generated_at),
     })
+}
+
+/// The median and 90th percentile of a time-to-available histogram (`(bucket, count)` in
+/// bucket order): the middle of the bucket holding the sample of that rank, so within a
+/// quarter octave of the exact figure.
+fn time_to_available(buckets: &[(i32, i64)]) -> TimeToAvailable {
+    let samples: i64 = buckets.iter().map(|(_, n)| n).sum();
+    let quantile = |q: f64| {
+        if samples == 0 {
+            return None;
+        }
+        // The rank percentile_cont would interpolate at, rounded to a sample.
+        let rank = (q * (samples - 1) as f64).round() as i64;
+        let mut seen = 0;
+        buckets.iter().find_map(|(bucket, n)| {
+            seen += n;
+            (rank < seen).then(|| bucket_seconds(*bucket))
+        })
+    };
+    TimeToAvailable {
+        median_seconds: quantile(0.5),
+        p90_seconds: quantile(0.9),
+        samples,
+    }
 }

@@ -340,29 +340,29 @@ impl Replay {
         ))
         .execute(&mut *tx)
         .await?;
+        let mut events = Vec::with_capacity(batch.len());
         for stored in &batch {
             state.events += 1;
             state.cursor = stored.cursor();
-            let event = match FeedEvent::from_stored(stored) {
-                Ok(event) => event,
+            match FeedEvent::from_stored(stored) {
+                Ok(event) => events.push(event),
                 Err(error) => {
                     warn!(%error, event = %stored.event_id(), "no public form; skipped");
                     state.skipped += 1;
-                    continue;
                 }
-            };
-            match self.projection.apply(&mut *tx, &event).await {
-                Ok(()) => {}
-                Err(ProjectionError::Undecodable { id, reason }) => {
-                    warn!(%id, %reason, "skipping undecodable event");
-                    state.skipped += 1;
-                }
-                Err(error) => {
-                    return Err(ReplayError::Apply {
-                        event: stored.event_id(),
-                        error,
-                    })
-                }
+            }
+        }
+        let refs: Vec<&FeedEvent> = events.iter().collect();
+        match self.projection.apply_batch(&mut *tx, &refs).await {
+            Ok(skipped) => state.skipped += skipped as u64,
+            Err(error) => {
+                return Err(ReplayError::Apply {
+                    event: batch
+                        .last()
+                        .map(medianest_store::StoredEvent::event_id)
+                        .unwrap_or_default(),
+                    error,
+                })
             }
         }
         sqlx::query("SELECT set_config('search_path', 'public', true)")

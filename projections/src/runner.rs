@@ -60,6 +60,32 @@ pub trait Projection: Send + Sync + 'static {
     /// # Errors
     /// [`ProjectionError::Database`] to retry, [`ProjectionError::Undecodable`] to skip.
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError>;
+
+    /// Applies a batch of events (the projection's own types, in log order) inside the
+    /// runner's transaction; answers how many were undecodable and passed over (logged).
+    /// By default one [`Projection::apply`] after another; a projection overrides it to
+    /// write set-based (one statement for the whole batch where it can).
+    ///
+    /// # Errors
+    /// Any other [`ProjectionError`]: the batch is rolled back and applied again.
+    async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&FeedEvent],
+    ) -> Result<usize, ProjectionError> {
+        let mut skipped = 0;
+        for event in events {
+            match self.apply(tx, event).await {
+                Ok(()) => {}
+                Err(ProjectionError::Undecodable { id, reason }) => {
+                    warn!(%id, %reason, projection = self.name(), "skipping undecodable event");
+                    skipped += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(skipped)
+    }
 }
 
 /// The most events applied in one transaction.
@@ -207,24 +233,19 @@ impl ProjectionRunner {
     ) -> Result<usize, ProjectionError> {
         let mut tx = self.pool.begin().await?;
         let checkpoint = checkpoint::load_for_update(&mut tx, name).await?;
-        let mut last = None;
-        let mut applied = 0;
-        for event in events.iter().filter(|e| e.cursor > checkpoint) {
-            if self
-                .projection
-                .aggregate_types()
-                .contains(&event.aggregate_type())
-            {
-                match self.projection.apply(&mut tx, event).await {
-                    Ok(()) => {}
-                    Err(ProjectionError::Undecodable { id, reason }) => {
-                        warn!(%id, %reason, projection = %name, "skipping undecodable event");
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-            last = Some(event.cursor);
-            applied += 1;
+        let fresh: Vec<&FeedEvent> = events.iter().filter(|e| e.cursor > checkpoint).collect();
+        let last = fresh.last().map(|e| e.cursor);
+        let applied = fresh.len();
+        let own: Vec<&FeedEvent> = fresh
+            .into_iter()
+            .filter(|e| {
+                self.projection
+                    .aggregate_types()
+                    .contains(&e.aggregate_type())
+            })
+            .collect();
+        if !own.is_empty() {
+            self.projection.apply_batch(&mut tx, &own).await?;
         }
         let Some(last) = last else {
             debug!(projection = %name, "already applied");

@@ -222,10 +222,13 @@ pub(crate) async fn show(
         .map_err(|e| internal(&e))?;
     // Taken before the snapshot (LOCK takes none): a replay swapping the tables in meanwhile
     // is waited for, so the snapshot sees the new tables with their whole content.
-    sqlx::query("LOCK TABLE dashboard_requests, dashboard_downloads IN ACCESS SHARE MODE")
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| internal(&e))?;
+    sqlx::query(&format!(
+        "LOCK TABLE {} IN ACCESS SHARE MODE",
+        dashboard::TABLES.join(", ")
+    ))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| internal(&e))?;
     let own = caller.id.to_string();
     let requested_by = (!all).then_some(own.as_str());
     let summary = dashboard::summary(&mut tx, requested_by, all)
