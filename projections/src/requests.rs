@@ -2,7 +2,11 @@
 //!
 //! Rows carry the aggregate `version`; an event only updates a row whose version is below
 //! the event's sequence, a second guard (beside the checkpoint) against applying an event
-//! twice.
+//! twice. A batch is folded in memory per row and written in one set-based upsert (the
+//! live runner's batches and a replay's alike), so a batch of 500 events costs two
+//! statements.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,7 +18,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor, QueryBuilder};
 use uuid::Uuid;
 
-use crate::runner::{finish_row_update, public_event, row_update};
+use crate::runner::public_event;
 use crate::{Projection, ProjectionError};
 
 /// The `requests` projection.
@@ -39,92 +43,199 @@ impl Projection for RequestsProjection {
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
-        let (id, decoded) = public_event(event, media_request_event)?;
-        let (sequence, position, time) =
-            (event.event.sequence, event.cursor.position, event.time());
-        if let MediaRequestEvent::Submitted {
-            requested_by,
-            media,
-            seasons,
-            is_4k,
-            note,
-        } = decoded
-        {
-            sqlx::query(
-                "INSERT INTO requests (id, version, status, media_type, tmdb_id, tvdb_id, title,
-                    year, seasons, is_4k, note, requested_by, created_at, updated_at, last_position)
-                 VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(sequence)
-            .bind(media.media_type.as_str())
-            .bind(i64::from(media.tmdb_id.get()))
-            .bind(media.tvdb_id.map(i64::from))
-            .bind(&media.title)
-            .bind(media.year.map(i32::from))
-            .bind(seasons.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)))
-            .bind(is_4k)
-            .bind(note)
-            .bind(requested_by.as_str())
-            .bind(time)
-            .bind(position)
-            .execute(&mut *tx)
-            .await?;
-            return Ok(());
-        }
-        let mut update = row_update("requests", sequence, time, position);
-        let status = |update: &mut QueryBuilder<'_, sqlx::Postgres>, status: RequestStatus| {
-            update.push(", status = ").push_bind(status.as_str());
-        };
-        match decoded {
-            MediaRequestEvent::Submitted { .. } => {}
-            MediaRequestEvent::Approved { by, .. } => {
-                status(&mut update, RequestStatus::Approved);
-                update.push(", approved_by = ").push_bind(by.to_string());
-            }
-            MediaRequestEvent::Declined { reason, .. } => {
-                status(&mut update, RequestStatus::Declined);
-                update.push(", status_reason = ").push_bind(reason);
-            }
-            MediaRequestEvent::Cancelled { reason, .. } => {
-                status(&mut update, RequestStatus::Cancelled);
-                update.push(", status_reason = ").push_bind(reason);
-            }
-            MediaRequestEvent::Forwarded {
-                overseerr_request_id,
-            } => {
-                update
-                    .push(", overseerr_request_id = ")
-                    .push_bind(i64::try_from(overseerr_request_id).unwrap_or(i64::MAX))
-                    .push(
-                        ", status = CASE WHEN status = 'approved' THEN 'forwarded' ELSE status END",
-                    );
-            }
-            MediaRequestEvent::ForwardFailed { error, .. } => {
-                status(&mut update, RequestStatus::Failed);
-                update.push(", status_reason = ").push_bind(error);
-            }
-            MediaRequestEvent::Processing => status(&mut update, RequestStatus::Processing),
-            MediaRequestEvent::PartiallyAvailable { seasons } => {
-                status(&mut update, RequestStatus::PartiallyAvailable);
-                update
-                    .push(", available_seasons = ")
-                    .push_bind(serde_json::to_value(seasons).unwrap_or(Value::Null));
-            }
-            MediaRequestEvent::Available { .. } => status(&mut update, RequestStatus::Available),
-            MediaRequestEvent::Failed { reason, .. } => {
-                status(&mut update, RequestStatus::Failed);
-                update.push(", status_reason = ").push_bind(reason);
-            }
-            MediaRequestEvent::Retried { .. } => {
-                status(&mut update, RequestStatus::Approved);
-                update.push(", overseerr_request_id = NULL, status_reason = NULL");
-            }
-        }
-        finish_row_update(update, id, sequence, tx).await?;
-        Ok(())
+        public_event(event, media_request_event)?;
+        self.apply_batch(tx, &[event]).await.map(|_| ())
     }
+
+    /// Folds the batch in memory, row by row (the rows it touches read in one query), and
+    /// writes the changed rows in one set-based upsert: two statements per batch.
+    async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&FeedEvent],
+    ) -> Result<usize, ProjectionError> {
+        let mut skipped = 0;
+        let mut decoded = Vec::with_capacity(events.len());
+        for event in events {
+            match public_event(event, media_request_event) {
+                Ok((id, e)) => decoded.push((id, *event, e)),
+                Err(ProjectionError::Undecodable { id, reason }) => {
+                    tracing::warn!(%id, %reason, projection = NAME, "skipping undecodable event");
+                    skipped += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let ids: Vec<Uuid> = decoded.iter().map(|(id, ..)| *id).collect();
+        let mut rows: HashMap<Uuid, RequestRow> =
+            sqlx::query_as::<_, RequestRow>("SELECT * FROM requests WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|row| (row.id, row))
+                .collect();
+        let mut changed = Vec::new();
+        for (id, event, e) in decoded {
+            if fold(&mut rows, id, event, e) && !changed.contains(&id) {
+                changed.push(id);
+            }
+        }
+        let changed: Vec<&RequestRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
+        if !changed.is_empty() {
+            upsert(tx, &changed).await?;
+        }
+        Ok(skipped)
+    }
+}
+
+/// Applies one event to the rows: a `submitted` creates its row (once); any other event
+/// updates its row when the row is below the event's sequence (the second guard, beside
+/// the checkpoint, against applying an event twice). Answers whether the row changed.
+fn fold(
+    rows: &mut HashMap<Uuid, RequestRow>,
+    id: Uuid,
+    event: &FeedEvent,
+    decoded: MediaRequestEvent,
+) -> bool {
+    let (sequence, position, time) = (event.event.sequence, event.cursor.position, event.time());
+    if let MediaRequestEvent::Submitted {
+        requested_by,
+        media,
+        seasons,
+        is_4k,
+        note,
+    } = decoded
+    {
+        if rows.contains_key(&id) {
+            return false;
+        }
+        rows.insert(
+            id,
+            RequestRow {
+                id,
+                version: sequence,
+                status: RequestStatus::Pending.as_str().to_string(),
+                media_type: media.media_type.as_str().to_string(),
+                tmdb_id: i64::from(media.tmdb_id.get()),
+                tvdb_id: media.tvdb_id.map(i64::from),
+                title: media.title,
+                year: media.year.map(i32::from),
+                seasons: seasons.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
+                is_4k,
+                note,
+                requested_by: requested_by.as_str().to_string(),
+                approved_by: None,
+                overseerr_request_id: None,
+                available_seasons: None,
+                status_reason: None,
+                created_at: time,
+                updated_at: time,
+                last_position: position,
+            },
+        );
+        return true;
+    }
+    let Some(row) = rows.get_mut(&id).filter(|row| row.version < sequence) else {
+        return false;
+    };
+    let status = |row: &mut RequestRow, status: RequestStatus| {
+        row.status = status.as_str().to_string();
+    };
+    match decoded {
+        MediaRequestEvent::Submitted { .. } => {}
+        MediaRequestEvent::Approved { by, .. } => {
+            status(row, RequestStatus::Approved);
+            row.approved_by = Some(by.to_string());
+        }
+        MediaRequestEvent::Declined { reason, .. } => {
+            status(row, RequestStatus::Declined);
+            row.status_reason = reason;
+        }
+        MediaRequestEvent::Cancelled { reason, .. } => {
+            status(row, RequestStatus::Cancelled);
+            row.status_reason = reason;
+        }
+        MediaRequestEvent::Forwarded {
+            overseerr_request_id,
+        } => {
+            row.overseerr_request_id =
+                Some(i64::try_from(overseerr_request_id).unwrap_or(i64::MAX));
+            // A late `forwarded` never moves a request back.
+            if row.status == RequestStatus::Approved.as_str() {
+                status(row, RequestStatus::Forwarded);
+            }
+        }
+        MediaRequestEvent::ForwardFailed { error, .. } => {
+            status(row, RequestStatus::Failed);
+            row.status_reason = Some(error);
+        }
+        MediaRequestEvent::Processing => status(row, RequestStatus::Processing),
+        MediaRequestEvent::PartiallyAvailable { seasons } => {
+            status(row, RequestStatus::PartiallyAvailable);
+            row.available_seasons = Some(serde_json::to_value(seasons).unwrap_or(Value::Null));
+        }
+        MediaRequestEvent::Available { .. } => status(row, RequestStatus::Available),
+        MediaRequestEvent::Failed { reason, .. } => {
+            status(row, RequestStatus::Failed);
+            row.status_reason = Some(reason);
+        }
+        MediaRequestEvent::Retried { .. } => {
+            status(row, RequestStatus::Approved);
+            row.overseerr_request_id = None;
+            row.status_reason = None;
+        }
+    }
+    row.version = sequence;
+    row.updated_at = time;
+    row.last_position = position;
+    true
+}
+
+/// Writes `rows` (whole) in one statement.
+async fn upsert(tx: &mut PgConnection, rows: &[&RequestRow]) -> Result<(), sqlx::Error> {
+    macro_rules! column {
+        ($field:ident) => {
+            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query(
+        "INSERT INTO requests (id, version, status, media_type, tmdb_id, tvdb_id, title, year,
+             seasons, is_4k, note, requested_by, approved_by, overseerr_request_id,
+             available_seasons, status_reason, created_at, updated_at, last_position)
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::int8[],
+             $6::int8[], $7::text[], $8::int4[], $9::jsonb[], $10::bool[], $11::text[],
+             $12::text[], $13::text[], $14::int8[], $15::jsonb[], $16::text[],
+             $17::timestamptz[], $18::timestamptz[], $19::int8[])
+         ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
+             approved_by = EXCLUDED.approved_by,
+             overseerr_request_id = EXCLUDED.overseerr_request_id,
+             available_seasons = EXCLUDED.available_seasons,
+             status_reason = EXCLUDED.status_reason, updated_at = EXCLUDED.updated_at,
+             last_position = EXCLUDED.last_position",
+    )
+    .bind(column!(id))
+    .bind(column!(version))
+    .bind(column!(status))
+    .bind(column!(media_type))
+    .bind(column!(tmdb_id))
+    .bind(column!(tvdb_id))
+    .bind(column!(title))
+    .bind(column!(year))
+    .bind(column!(seasons))
+    .bind(column!(is_4k))
+    .bind(column!(note))
+    .bind(column!(requested_by))
+    .bind(column!(approved_by))
+    .bind(column!(overseerr_request_id))
+    .bind(column!(available_seasons))
+    .bind(column!(status_reason))
+    .bind(column!(created_at))
+    .bind(column!(updated_at))
+    .bind(column!(last_position))
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// One row of the read model, as the query API shows it.
