@@ -27,7 +27,7 @@ use medianest_domain::public::{download_event, media_request_event};
 use medianest_nats::FeedEvent;
 use sqlx::{FromRow, PgConnection, QueryBuilder};
 
-use crate::runner::{public_event, row_update};
+use crate::runner::public_event;
 use crate::{Projection, ProjectionError};
 
 /// The projection's name.
@@ -68,24 +68,24 @@ impl Projection for DashboardProjection {
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
-        let mut deltas = Deltas::default();
-        apply_one(tx, event, &mut deltas).await?;
-        deltas.flush(tx).await?;
-        Ok(())
+        decode(event)?;
+        self.apply_batch(tx, &[event]).await.map(|_| ())
     }
 
-    /// The slim rows event by event; the figures they move summed in memory and written once
-    /// for the whole batch.
+    /// Folds the batch in memory: the slim rows it touches read in one query each, changed
+    /// per event, and written back in one upsert each; the figures they move summed and
+    /// written once per table.
     async fn apply_batch(
         &self,
         tx: &mut PgConnection,
         events: &[&FeedEvent],
     ) -> Result<usize, ProjectionError> {
-        let mut deltas = Deltas::default();
         let mut skipped = 0;
+        let mut decoded = Vec::with_capacity(events.len());
         for event in events {
-            match apply_one(tx, event, &mut deltas).await {
-                Ok(()) => {}
+            match decode(event) {
+                Ok(Some(d)) => decoded.push((*event, d)),
+                Ok(None) => {}
                 Err(ProjectionError::Undecodable { id, reason }) => {
                     tracing::warn!(%id, %reason, projection = NAME, "skipping undecodable event");
                     skipped += 1;
@@ -93,21 +93,375 @@ impl Projection for DashboardProjection {
                 Err(error) => return Err(error),
             }
         }
+        let ids = |download: bool| -> Vec<uuid::Uuid> {
+            decoded
+                .iter()
+                .filter(|(_, d)| matches!(d, Decoded::Download(..)) == download)
+                .map(|(_, d)| d.id())
+                .collect()
+        };
+        let mut requests: HashMap<uuid::Uuid, RequestSlim> =
+            sqlx::query_as::<_, RequestSlim>("SELECT * FROM dashboard_requests WHERE id = ANY($1)")
+                .bind(ids(false))
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|row| (row.id, row))
+                .collect();
+        let mut downloads: HashMap<uuid::Uuid, DownloadSlim> = sqlx::query_as::<_, DownloadSlim>(
+            "SELECT * FROM dashboard_downloads WHERE id = ANY($1)",
+        )
+        .bind(ids(true))
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| (row.id, row))
+        .collect();
+        let mut deltas = Deltas::default();
+        let (mut changed_requests, mut changed_downloads) = (Vec::new(), Vec::new());
+        for (event, d) in decoded {
+            match d {
+                Decoded::Request(id, e) => {
+                    if fold_request(&mut requests, id, event, e, &mut deltas)
+                        && !changed_requests.contains(&id)
+                    {
+                        changed_requests.push(id);
+                    }
+                }
+                Decoded::Download(id, e) => {
+                    if fold_download(&mut downloads, id, event, e, &mut deltas)
+                        && !changed_downloads.contains(&id)
+                    {
+                        changed_downloads.push(id);
+                    }
+                }
+            }
+        }
+        let rows: Vec<&RequestSlim> = changed_requests
+            .iter()
+            .filter_map(|id| requests.get(id))
+            .collect();
+        upsert_requests(tx, &rows).await?;
+        let rows: Vec<&DownloadSlim> = changed_downloads
+            .iter()
+            .filter_map(|id| downloads.get(id))
+            .collect();
+        upsert_downloads(tx, &rows).await?;
         deltas.flush(tx).await?;
         Ok(skipped)
     }
 }
 
-async fn apply_one(
-    tx: &mut PgConnection,
-    event: &FeedEvent,
-    deltas: &mut Deltas,
-) -> Result<(), ProjectionError> {
-    match event.aggregate_type() {
-        "media_request" => apply_request(tx, event, deltas).await,
-        "download" => apply_download(tx, event, deltas).await,
-        _ => Ok(()),
+/// An event of either aggregate, decoded from its public form.
+enum Decoded {
+    Request(uuid::Uuid, MediaRequestEvent),
+    Download(uuid::Uuid, DownloadEvent),
+}
+
+impl Decoded {
+    fn id(&self) -> uuid::Uuid {
+        match self {
+            Decoded::Request(id, _) | Decoded::Download(id, _) => *id,
+        }
     }
+}
+
+fn decode(event: &FeedEvent) -> Result<Option<Decoded>, ProjectionError> {
+    Ok(match event.aggregate_type() {
+        "media_request" => {
+            let (id, e) = public_event(event, media_request_event)?;
+            Some(Decoded::Request(id, e))
+        }
+        "download" => {
+            let (id, e) = public_event(event, download_event)?;
+            Some(Decoded::Download(id, e))
+        }
+        _ => None,
+    })
+}
+
+/// A row of `dashboard_requests`.
+#[derive(Debug, Clone, FromRow)]
+struct RequestSlim {
+    id: uuid::Uuid,
+    version: i64,
+    requested_by: String,
+    media_type: String,
+    status: String,
+    submitted_at: DateTime<Utc>,
+    available_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    last_position: i64,
+}
+
+/// A row of `dashboard_downloads`.
+#[derive(Debug, Clone, FromRow)]
+struct DownloadSlim {
+    id: uuid::Uuid,
+    version: i64,
+    requested_by: String,
+    status: String,
+    queued_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    bytes: i64,
+    items: i32,
+    updated_at: DateTime<Utc>,
+    last_position: i64,
+}
+
+/// Applies a media-request event to the rows and the figures; answers whether its row
+/// changed. A `submitted` creates the row once; any other event changes a row below its
+/// sequence (the second guard, beside the checkpoint).
+fn fold_request(
+    rows: &mut HashMap<uuid::Uuid, RequestSlim>,
+    id: uuid::Uuid,
+    event: &FeedEvent,
+    decoded: MediaRequestEvent,
+    deltas: &mut Deltas,
+) -> bool {
+    let (sequence, position, time) = (event.event.sequence, event.cursor.position, event.time());
+    if let MediaRequestEvent::Submitted {
+        requested_by,
+        media,
+        ..
+    } = decoded
+    {
+        if rows.contains_key(&id) {
+            return false;
+        }
+        let user = requested_by.as_str();
+        deltas.total(user, "request_status", "pending", (1, 0, 0));
+        deltas.total(
+            user,
+            "request_media_type",
+            media.media_type.as_str(),
+            (1, 0, 0),
+        );
+        deltas.day(user, time, Day::Requests);
+        deltas.requester(user, time);
+        rows.insert(
+            id,
+            RequestSlim {
+                id,
+                version: sequence,
+                requested_by: user.to_string(),
+                media_type: media.media_type.as_str().to_string(),
+                status: RequestStatus::Pending.as_str().to_string(),
+                submitted_at: time,
+                available_at: None,
+                updated_at: time,
+                last_position: position,
+            },
+        );
+        return true;
+    }
+    let Some(row) = rows.get_mut(&id).filter(|row| row.version < sequence) else {
+        return false;
+    };
+    let (old_status, old_available_at) = (row.status.clone(), row.available_at);
+    let status = match decoded {
+        MediaRequestEvent::Submitted { .. } => None,
+        MediaRequestEvent::Approved { .. } | MediaRequestEvent::Retried { .. } => {
+            Some(RequestStatus::Approved)
+        }
+        MediaRequestEvent::Declined { .. } => Some(RequestStatus::Declined),
+        MediaRequestEvent::Cancelled { .. } => Some(RequestStatus::Cancelled),
+        // As in `requests`: a late `forwarded` never moves a request back.
+        MediaRequestEvent::Forwarded { .. } => {
+            (row.status == RequestStatus::Approved.as_str()).then_some(RequestStatus::Forwarded)
+        }
+        MediaRequestEvent::ForwardFailed { .. } | MediaRequestEvent::Failed { .. } => {
+            Some(RequestStatus::Failed)
+        }
+        MediaRequestEvent::Processing => Some(RequestStatus::Processing),
+        MediaRequestEvent::PartiallyAvailable { .. } => Some(RequestStatus::PartiallyAvailable),
+        MediaRequestEvent::Available { .. } => {
+            row.available_at = row.available_at.or(Some(time));
+            Some(RequestStatus::Available)
+        }
+    };
+    if let Some(status) = status {
+        row.status = status.as_str().to_string();
+    }
+    row.version = sequence;
+    row.updated_at = time;
+    row.last_position = position;
+    let user = row.requested_by.as_str();
+    if old_status != row.status {
+        deltas.total(user, "request_status", &old_status, (-1, 0, 0));
+        deltas.total(user, "request_status", &row.status, (1, 0, 0));
+    }
+    if let (None, Some(available_at)) = (old_available_at, row.available_at) {
+        deltas.day(user, available_at, Day::Available);
+        let seconds = (available_at - row.submitted_at).num_milliseconds() as f64 / 1000.0;
+        *deltas
+            .times
+            .entry((user.to_string(), time_bucket(seconds)))
+            .or_default() += 1;
+    }
+    true
+}
+
+/// Applies a download event to the rows and the figures, as [`fold_request`].
+fn fold_download(
+    rows: &mut HashMap<uuid::Uuid, DownloadSlim>,
+    id: uuid::Uuid,
+    event: &FeedEvent,
+    decoded: DownloadEvent,
+    deltas: &mut Deltas,
+) -> bool {
+    let (sequence, position, time) = (event.event.sequence, event.cursor.position, event.time());
+    if let DownloadEvent::Queued { requested_by, .. } = decoded {
+        if rows.contains_key(&id) {
+            return false;
+        }
+        let user = requested_by.as_str();
+        deltas.total(user, "download_status", "queued", (1, 0, 0));
+        deltas.day(user, time, Day::Downloads);
+        rows.insert(
+            id,
+            DownloadSlim {
+                id,
+                version: sequence,
+                requested_by: user.to_string(),
+                status: DownloadStatus::Queued.as_str().to_string(),
+                queued_at: time,
+                finished_at: None,
+                bytes: 0,
+                items: 0,
+                updated_at: time,
+                last_position: position,
+            },
+        );
+        return true;
+    }
+    let Some(row) = rows.get_mut(&id).filter(|row| row.version < sequence) else {
+        return false;
+    };
+    let (old_status, old_bytes, old_items) = (row.status.clone(), row.bytes, row.items);
+    let finish = |row: &mut DownloadSlim, status: DownloadStatus| {
+        row.status = status.as_str().to_string();
+        row.finished_at = Some(time);
+    };
+    match decoded {
+        DownloadEvent::Queued { .. } => {}
+        DownloadEvent::Started { .. } => {
+            // A new attempt: its items replace the last attempt's (as in `downloads`).
+            row.status = DownloadStatus::Running.as_str().to_string();
+            row.bytes = 0;
+            row.items = 0;
+            row.finished_at = None;
+        }
+        DownloadEvent::ItemCompleted { bytes, .. } => {
+            row.items += 1;
+            row.bytes = row
+                .bytes
+                .saturating_add(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        DownloadEvent::Completed { .. } => finish(row, DownloadStatus::Completed),
+        DownloadEvent::Failed { .. } => finish(row, DownloadStatus::Failed),
+        DownloadEvent::Cancelled { .. } => finish(row, DownloadStatus::Cancelled),
+        DownloadEvent::Retried { .. } => {
+            row.status = DownloadStatus::Queued.as_str().to_string();
+        }
+        // Only the version moves (the row stays in step with the aggregate).
+        DownloadEvent::LibraryScanRequested { .. } | DownloadEvent::LibraryScanFailed { .. } => {}
+    }
+    row.version = sequence;
+    row.updated_at = time;
+    row.last_position = position;
+    let user = row.requested_by.as_str();
+    deltas.total(
+        user,
+        "download_status",
+        &old_status,
+        (-1, -old_bytes, -i64::from(old_items)),
+    );
+    deltas.total(
+        user,
+        "download_status",
+        &row.status,
+        (1, row.bytes, i64::from(row.items)),
+    );
+    if old_status != "completed" && row.status == "completed" {
+        deltas.day(
+            user,
+            row.finished_at.unwrap_or(time),
+            Day::DownloadsCompleted,
+        );
+    }
+    true
+}
+
+/// Writes request rows (whole) in one statement.
+async fn upsert_requests(tx: &mut PgConnection, rows: &[&RequestSlim]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    macro_rules! column {
+        ($field:ident) => {
+            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query(
+        "INSERT INTO dashboard_requests (id, version, requested_by, media_type, status,
+             submitted_at, available_at, updated_at, last_position)
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[],
+             $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int8[])
+         ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
+             available_at = EXCLUDED.available_at, updated_at = EXCLUDED.updated_at,
+             last_position = EXCLUDED.last_position",
+    )
+    .bind(column!(id))
+    .bind(column!(version))
+    .bind(column!(requested_by))
+    .bind(column!(media_type))
+    .bind(column!(status))
+    .bind(column!(submitted_at))
+    .bind(column!(available_at))
+    .bind(column!(updated_at))
+    .bind(column!(last_position))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes download rows (whole) in one statement.
+async fn upsert_downloads(
+    tx: &mut PgConnection,
+    rows: &[&DownloadSlim],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    macro_rules! column {
+        ($field:ident) => {
+            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query(
+        "INSERT INTO dashboard_downloads (id, version, requested_by, status, queued_at,
+             finished_at, bytes, items, updated_at, last_position)
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[],
+             $5::timestamptz[], $6::timestamptz[], $7::int8[], $8::int4[], $9::timestamptz[],
+             $10::int8[])
+         ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
+             finished_at = EXCLUDED.finished_at, bytes = EXCLUDED.bytes, items = EXCLUDED.items,
+             updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position",
+    )
+    .bind(column!(id))
+    .bind(column!(version))
+    .bind(column!(requested_by))
+    .bind(column!(status))
+    .bind(column!(queued_at))
+    .bind(column!(finished_at))
+    .bind(column!(bytes))
+    .bind(column!(items))
+    .bind(column!(updated_at))
+    .bind(column!(last_position))
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// The columns of `dashboard_days`, in the order of [`Deltas::days`].
@@ -232,155 +586,6 @@ impl Deltas {
     }
 }
 
-async fn apply_request(
-    tx: &mut PgConnection,
-    event: &FeedEvent,
-    deltas: &mut Deltas,
-) -> Result<(), ProjectionError> {
-    let (id, decoded) = public_event(event, media_request_event)?;
-    let (sequence, position, time) = (event.event.sequence, event.cursor.position, event.time());
-    if let MediaRequestEvent::Submitted {
-        requested_by,
-        media,
-        ..
-    } = &decoded
-    {
-        let inserted = sqlx::query(
-            "INSERT INTO dashboard_requests (id, version, requested_by, media_type, status,
-                submitted_at, updated_at, last_position)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $6)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(sequence)
-        .bind(requested_by.as_str())
-        .bind(media.media_type.as_str())
-        .bind(time)
-        .bind(position)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            let user = requested_by.as_str();
-            deltas.total(user, "request_status", "pending", (1, 0, 0));
-            deltas.total(
-                user,
-                "request_media_type",
-                media.media_type.as_str(),
-                (1, 0, 0),
-            );
-            deltas.day(user, time, Day::Requests);
-            deltas.requester(user, time);
-        }
-        return Ok(());
-    }
-    let mut update = row_update("dashboard_requests AS d", sequence, time, position);
-    let status = |update: &mut QueryBuilder<'_, sqlx::Postgres>, status: RequestStatus| {
-        update.push(", status = ").push_bind(status.as_str());
-    };
-    match decoded {
-        MediaRequestEvent::Submitted { .. } => {}
-        MediaRequestEvent::Approved { .. } | MediaRequestEvent::Retried { .. } => {
-            status(&mut update, RequestStatus::Approved);
-        }
-        MediaRequestEvent::Declined { .. } => status(&mut update, RequestStatus::Declined),
-        MediaRequestEvent::Cancelled { .. } => status(&mut update, RequestStatus::Cancelled),
-        MediaRequestEvent::Forwarded { .. } => {
-            // As in `requests`: a late `forwarded` never moves a request back.
-            update
-                .push(", status = CASE WHEN status = 'approved' THEN 'forwarded' ELSE status END");
-        }
-        MediaRequestEvent::ForwardFailed { .. } | MediaRequestEvent::Failed { .. } => {
-            status(&mut update, RequestStatus::Failed);
-        }
-        MediaRequestEvent::Processing => status(&mut update, RequestStatus::Processing),
-        MediaRequestEvent::PartiallyAvailable { .. } => {
-            status(&mut update, RequestStatus::PartiallyAvailable);
-        }
-        MediaRequestEvent::Available { .. } => {
-            status(&mut update, RequestStatus::Available);
-            update
-                .push(", available_at = COALESCE(available_at, ")
-                .push_bind(time)
-                .push(")");
-        }
-    }
-    let changed: Option<RequestChange> = finish_with_old_values(
-        update,
-        "dashboard_requests",
-        "status AS old_status, available_at AS old_available_at",
-        "o.old_status, d.status, d.requested_by, d.submitted_at, o.old_available_at, d.available_at",
-        id,
-        sequence,
-    )
-    .build_query_as()
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(change) = changed else {
-        return Ok(());
-    };
-    let user = change.requested_by.as_str();
-    if change.old_status != change.status {
-        deltas.total(user, "request_status", &change.old_status, (-1, 0, 0));
-        deltas.total(user, "request_status", &change.status, (1, 0, 0));
-    }
-    if let (None, Some(available_at)) = (change.old_available_at, change.available_at) {
-        deltas.day(user, available_at, Day::Available);
-        let seconds = (available_at - change.submitted_at).num_milliseconds() as f64 / 1000.0;
-        *deltas
-            .times
-            .entry((user.to_string(), time_bucket(seconds)))
-            .or_default() += 1;
-    }
-    Ok(())
-}
-
-/// A request row before and after an event.
-#[derive(FromRow)]
-struct RequestChange {
-    old_status: String,
-    status: String,
-    requested_by: String,
-    submitted_at: DateTime<Utc>,
-    old_available_at: Option<DateTime<Utc>>,
-    available_at: Option<DateTime<Utc>>,
-}
-
-/// A download row before and after an event.
-#[derive(FromRow)]
-struct DownloadChange {
-    old_status: String,
-    old_bytes: i64,
-    old_items: i32,
-    status: String,
-    bytes: i64,
-    items: i32,
-    requested_by: String,
-    finished_at: Option<DateTime<Utc>>,
-}
-
-/// Ends a [`row_update`] of `table AS d` like [`crate::runner::finish_row_update`], answering
-/// `returning` over the row before (`o`, the columns `old`) and after (`d`) the update; no
-/// row when the update was skipped.
-fn finish_with_old_values(
-    mut update: QueryBuilder<'static, sqlx::Postgres>,
-    table: &str,
-    old: &str,
-    returning: &str,
-    id: uuid::Uuid,
-    sequence: i64,
-) -> QueryBuilder<'static, sqlx::Postgres> {
-    update
-        .push(format!(" FROM (SELECT {old} FROM {table} WHERE id = "))
-        .push_bind(id)
-        .push(") AS o WHERE d.id = ")
-        .push_bind(id)
-        .push(" AND d.version < ")
-        .push_bind(sequence)
-        .push(format!(" RETURNING {returning}"));
-    update
-}
-
 /// The histogram bucket of a time to available of `seconds`: `floor(4 · log2(seconds + 1))`,
 /// a quarter octave (the migration's backfill uses the same formula).
 pub fn time_bucket(seconds: f64) -> i32 {
@@ -390,105 +595,6 @@ pub fn time_bucket(seconds: f64) -> i32 {
 /// The duration a bucket stands for: its geometric middle, in seconds.
 pub fn bucket_seconds(bucket: i32) -> f64 {
     (2f64.powf((f64::from(bucket) + 0.5) / 4.0) - 1.0).max(0.0)
-}
-
-async fn apply_download(
-    tx: &mut PgConnection,
-    event: &FeedEvent,
-    deltas: &mut Deltas,
-) -> Result<(), ProjectionError> {
-    let (id, decoded) = public_event(event, download_event)?;
-    let (sequence, position, time) = (event.event.sequence, event.cursor.position, event.time());
-    if let DownloadEvent::Queued { requested_by, .. } = &decoded {
-        let inserted = sqlx::query(
-            "INSERT INTO dashboard_downloads (id, version, requested_by, status, queued_at,
-                updated_at, last_position)
-             VALUES ($1, $2, $3, 'queued', $4, $4, $5)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(sequence)
-        .bind(requested_by.as_str())
-        .bind(time)
-        .bind(position)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            let user = requested_by.as_str();
-            deltas.total(user, "download_status", "queued", (1, 0, 0));
-            deltas.day(user, time, Day::Downloads);
-        }
-        return Ok(());
-    }
-    let mut update = row_update("dashboard_downloads AS d", sequence, time, position);
-    let status = |update: &mut QueryBuilder<'_, sqlx::Postgres>, status: DownloadStatus| {
-        update.push(", status = ").push_bind(status.as_str());
-    };
-    match decoded {
-        DownloadEvent::Queued { .. } => {}
-        DownloadEvent::Started { .. } => {
-            // A new attempt: its items replace the last attempt's (as in `downloads`).
-            status(&mut update, DownloadStatus::Running);
-            update.push(", bytes = 0, items = 0, finished_at = NULL");
-        }
-        DownloadEvent::ItemCompleted { bytes, .. } => {
-            update
-                .push(", items = items + 1, bytes = bytes + ")
-                .push_bind(i64::try_from(bytes).unwrap_or(i64::MAX));
-        }
-        DownloadEvent::Completed { .. } => {
-            status(&mut update, DownloadStatus::Completed);
-            update.push(", finished_at = ").push_bind(time);
-        }
-        DownloadEvent::Failed { .. } => {
-            status(&mut update, DownloadStatus::Failed);
-            update.push(", finished_at = ").push_bind(time);
-        }
-        DownloadEvent::Cancelled { .. } => {
-            status(&mut update, DownloadStatus::Cancelled);
-            update.push(", finished_at = ").push_bind(time);
-        }
-        DownloadEvent::Retried { .. } => status(&mut update, DownloadStatus::Queued),
-        // Only the version moves (the row stays in step with the aggregate).
-        DownloadEvent::LibraryScanRequested { .. } | DownloadEvent::LibraryScanFailed { .. } => {}
-    }
-    let changed: Option<DownloadChange> = finish_with_old_values(
-        update,
-        "dashboard_downloads",
-        "status AS old_status, bytes AS old_bytes, items AS old_items",
-        "o.old_status, o.old_bytes, o.old_items, d.status, d.bytes, d.items, d.requested_by, d.finished_at",
-        id,
-        sequence,
-    )
-    .build_query_as()
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(change) = changed else {
-        return Ok(());
-    };
-    let user = change.requested_by.as_str();
-    let (old_items, items) = (i64::from(change.old_items), i64::from(change.items));
-    deltas.total(
-        user,
-        "download_status",
-        &change.old_status,
-        (-1, -change.old_bytes, -old_items),
-    );
-    deltas.total(
-        user,
-        "download_status",
-        &change.status,
-        (1, change.bytes, items),
-    );
-    if change.old_status != "completed" && change.status == "completed" {
-        deltas.day(
-            user,
-            change.finished_at.unwrap_or(time),
-            Day::DownloadsCompleted,
-        );
-    }
-    Ok(())
 }
 
 /// Time from submitted to available, over the requests that became available.
