@@ -172,6 +172,9 @@ impl FeedEvent {
 /// A stream of events from a feed.
 pub type FeedStream = Pin<Box<dyn Stream<Item = Result<FeedEvent, FeedError>> + Send>>;
 
+/// A stream of batches of events from a feed, each in log order and never empty.
+pub type BatchStream = Pin<Box<dyn Stream<Item = Result<Vec<FeedEvent>, FeedError>> + Send>>;
+
 /// Where a subscription starts when its durable name is new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartAt {
@@ -200,6 +203,21 @@ pub trait EventFeed: Send + Sync {
     /// order (1: one at a time, in log order — what projections and log tails need).
     fn max_in_flight(&self) -> usize {
         1
+    }
+
+    /// Subscribes as [`EventFeed::subscribe`] does, in batches: each item is what the feed
+    /// had at hand (by default one event at a time). A batch is never waited for to fill.
+    ///
+    /// # Errors
+    /// [`FeedError`] when the subscription cannot be set up.
+    async fn subscribe_batches(
+        &self,
+        name: &str,
+        aggregate_types: &[&str],
+        start: StartAt,
+    ) -> Result<BatchStream, FeedError> {
+        let events = self.subscribe(name, aggregate_types, start).await?;
+        Ok(Box::pin(events.map(|event| event.map(|e| vec![e]))))
     }
 }
 
@@ -324,14 +342,10 @@ impl LogFeed {
     }
 }
 
-#[async_trait]
-impl EventFeed for LogFeed {
-    async fn subscribe(
-        &self,
-        name: &str,
-        aggregate_types: &[&str],
-        start: StartAt,
-    ) -> Result<FeedStream, FeedError> {
+impl LogFeed {
+    /// The tail of the log after `name`'s checkpoint (after the head for a new `name` with
+    /// [`StartAt::New`]).
+    async fn tail(&self, name: &str, start: StartAt) -> Result<LogTail, FeedError> {
         let store = |e: &dyn std::fmt::Display| FeedError::Store(e.to_string());
         let mut cursor = checkpoint::load(&self.pool, name)
             .await
@@ -347,35 +361,64 @@ impl EventFeed for LogFeed {
                 cursor = at;
             }
         }
+        Ok(LogTail::new(self.pool.clone(), cursor).poll_interval(self.poll_interval))
+    }
+}
+
+#[async_trait]
+impl EventFeed for LogFeed {
+    async fn subscribe(
+        &self,
+        name: &str,
+        aggregate_types: &[&str],
+        start: StartAt,
+    ) -> Result<FeedStream, FeedError> {
+        let batches = self.subscribe_batches(name, aggregate_types, start).await?;
+        Ok(Box::pin(batches.flat_map(|batch| {
+            let events: Vec<Result<FeedEvent, FeedError>> = match batch {
+                Ok(events) => events.into_iter().map(Ok).collect(),
+                Err(error) => vec![Err(error)],
+            };
+            futures::stream::iter(events)
+        })))
+    }
+
+    /// One batch per page of the log tail (up to 500 events), read only when the last one
+    /// has been taken: nothing is fetched ahead while the subscriber works.
+    async fn subscribe_batches(
+        &self,
+        name: &str,
+        aggregate_types: &[&str],
+        start: StartAt,
+    ) -> Result<BatchStream, FeedError> {
+        let tail = self.tail(name, start).await?;
         let types: Vec<String> = aggregate_types.iter().map(|t| t.to_string()).collect();
-        let tail = LogTail::new(self.pool.clone(), cursor).poll_interval(self.poll_interval);
         let (pool, name) = (self.pool.clone(), name.to_string());
-        let stream = futures::stream::unfold(
-            (tail, std::collections::VecDeque::new()),
-            move |(mut tail, mut pending)| {
-                let (pool, name, types) = (pool.clone(), name.clone(), types.clone());
-                async move {
-                    loop {
-                        if let Some(event) = pending.pop_front() {
-                            return Some((to_feed_event(event, &pool, &name), (tail, pending)));
-                        }
-                        match tail.next_batch().await {
-                            Ok(batch) => pending.extend(batch.into_iter().filter(
-                                |e: &medianest_store::StoredEvent| {
-                                    types.is_empty() || types.contains(&e.aggregate_type)
-                                },
-                            )),
-                            Err(e) => {
-                                return Some((
-                                    Err(FeedError::Store(e.to_string())),
-                                    (tail, pending),
-                                ))
+        let stream = futures::stream::unfold(tail, move |mut tail| {
+            let (pool, name, types) = (pool.clone(), name.clone(), types.clone());
+            async move {
+                loop {
+                    let batch = match tail.next_batch().await {
+                        Ok(batch) => batch,
+                        Err(e) => return Some((Err(FeedError::Store(e.to_string())), tail)),
+                    };
+                    let events: Vec<FeedEvent> = batch
+                        .into_iter()
+                        .filter(|e| types.is_empty() || types.contains(&e.aggregate_type))
+                        .filter_map(|e| match to_feed_event(e, &pool, &name) {
+                            Ok(event) => Some(event),
+                            Err(error) => {
+                                tracing::warn!(%error, "an event without a public form; passed over");
+                                None
                             }
-                        }
+                        })
+                        .collect();
+                    if !events.is_empty() {
+                        return Some((Ok(events), tail));
                     }
                 }
-            },
-        );
+            }
+        });
         Ok(Box::pin(stream))
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use medianest_nats::feed::StartAt;
 use medianest_nats::{EventFeed, FeedEvent};
 use medianest_store::checkpoint;
@@ -93,9 +93,9 @@ pub const MAX_BATCH: usize = 500;
 
 /// Runs a projection from a feed, in batches.
 ///
-/// The runner takes the first event the feed has, then every further event the feed already
-/// holds (up to [`MAX_BATCH`]), and applies them in log order in one transaction together
-/// with the checkpoint; events at or below the checkpoint change nothing. A failure rolls
+/// The runner takes the batches the feed hands over (a page of the log tail, up to
+/// [`MAX_BATCH`] events; never waited for to fill, and nothing read ahead while a batch is
+/// applied) and applies each in log order in one transaction together with the checkpoint; events at or below the checkpoint change nothing. A failure rolls
 /// the whole batch back, and the same batch is applied again, so a crash or a redelivery at
 /// any point neither skips nor repeats an event. Fed from the PostgreSQL log (`LogFeed`), the
 /// projection consumes from its own checkpoint in order and nothing is acknowledged apart
@@ -144,8 +144,12 @@ impl ProjectionRunner {
     /// [`ProjectionError::Feed`] when the subscription cannot be set up.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ProjectionError> {
         let name = self.checkpoint_name();
-        let mut stream = loop {
-            match self.feed.subscribe(&name, &[], StartAt::Beginning).await {
+        let mut batches = loop {
+            match self
+                .feed
+                .subscribe_batches(&name, &[], StartAt::Beginning)
+                .await
+            {
                 Ok(stream) => break stream,
                 Err(error) => {
                     warn!(%error, projection = %name, "cannot subscribe; retrying");
@@ -158,40 +162,26 @@ impl ProjectionRunner {
         };
         loop {
             let next = tokio::select! {
-                next = stream.next() => next,
+                next = batches.next() => next,
                 () = shutdown.cancelled() => return Ok(()),
             };
             let Some(next) = next else {
                 return Ok(());
             };
-            let mut batch = Vec::new();
-            let mut ended = false;
-            match next {
-                Ok(event) => batch.push(event),
-                Err(error) => warn!(%error, projection = %name, "feed error"),
-            }
-            // Whatever else the feed already holds joins the batch; nothing waits for more.
-            while batch.len() < self.max_batch {
-                match stream.next().now_or_never() {
-                    Some(Some(Ok(event))) => batch.push(event),
-                    Some(Some(Err(error))) => {
-                        warn!(%error, projection = %name, "feed error");
-                        break;
-                    }
-                    Some(None) => {
-                        ended = true;
-                        break;
-                    }
-                    None => break,
+            let batch = match next {
+                Ok(batch) => batch,
+                Err(error) => {
+                    warn!(%error, projection = %name, "feed error");
+                    continue;
                 }
-            }
-            if batch.is_empty() {
-                continue;
-            }
-            // Retry transient failures in place: moving on would apply events out of order.
-            while let Err(error) = self.apply_batch(&name, &batch).await {
-                warn!(%error, projection = %name, events = batch.len(), "apply failed; retrying");
-                tokio::time::sleep(self.retry_delay).await;
+            };
+            for chunk in batch.chunks(self.max_batch) {
+                // Retry transient failures in place: moving on would apply events out of
+                // order.
+                while let Err(error) = self.apply_batch(&name, chunk).await {
+                    warn!(%error, projection = %name, events = chunk.len(), "apply failed; retrying");
+                    tokio::time::sleep(self.retry_delay).await;
+                }
             }
             for event in batch {
                 if event.acknowledged_by_checkpoint(&name) {
@@ -201,9 +191,6 @@ impl ProjectionRunner {
                     // Redelivery is harmless: the checkpoint already covers the event.
                     debug!(%error, projection = %name, "ack failed");
                 }
-            }
-            if ended {
-                return Ok(());
             }
         }
     }

@@ -18,6 +18,8 @@
 //! `fuzzystrmatch` (`levenshtein_less_equal`); only the query uses them, the tables carry
 //! nothing extra, so replays are unaffected.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use medianest_domain::media_request::{MediaRequestEvent, MediaType, RequestStatus};
@@ -68,16 +70,120 @@ impl Projection for SearchProjection {
         if event.aggregate_type() == "user_account" {
             apply_account_event(tx, event).await
         } else {
-            apply_request_event(tx, event).await
+            public_event(event, media_request_event)?;
+            apply_requests(tx, &[event]).await.map(|_| ())
         }
+    }
+
+    /// Runs of request events are folded in memory and written in one upsert; an account
+    /// event (rare: a registration or a rename) is applied on its own between them, in log
+    /// order, since a rename changes the rows of that requester.
+    async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&FeedEvent],
+    ) -> Result<usize, ProjectionError> {
+        let mut skipped = 0;
+        let mut start = 0;
+        for (i, event) in events.iter().enumerate() {
+            if event.aggregate_type() != "user_account" {
+                continue;
+            }
+            skipped += apply_requests(tx, &events[start..i]).await?;
+            match apply_account_event(tx, event).await {
+                Ok(()) => {}
+                Err(ProjectionError::Undecodable { id, reason }) => {
+                    tracing::warn!(%id, %reason, projection = NAME, "skipping undecodable event");
+                    skipped += 1;
+                }
+                Err(error) => return Err(error),
+            }
+            start = i + 1;
+        }
+        skipped += apply_requests(tx, &events[start..]).await?;
+        Ok(skipped)
     }
 }
 
-async fn apply_request_event(
+/// Folds request events in memory per row (the rows read in one query, the requesters'
+/// names in another) and writes the changed rows in one upsert; answers how many events
+/// were undecodable and passed over.
+async fn apply_requests(
     tx: &mut PgConnection,
+    events: &[&FeedEvent],
+) -> Result<usize, ProjectionError> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let mut skipped = 0;
+    let mut decoded = Vec::with_capacity(events.len());
+    for event in events {
+        match public_event(event, media_request_event) {
+            Ok((id, e)) => decoded.push((id, *event, e)),
+            Err(ProjectionError::Undecodable { id, reason }) => {
+                tracing::warn!(%id, %reason, projection = NAME, "skipping undecodable event");
+                skipped += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let ids: Vec<Uuid> = decoded.iter().map(|(id, ..)| *id).collect();
+    let mut rows: HashMap<Uuid, SearchRow> = sqlx::query_as::<_, SearchRow>(&format!(
+        "SELECT id, version, status, media_type, title, year, requested_by, requester,
+                created_at, updated_at, last_position FROM {TABLE} WHERE id = ANY($1)"
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|row| (row.id, row))
+    .collect();
+    // The requester's name, when their account is known (user ids are UUIDs; a `system:`
+    // actor has none).
+    let requesters: Vec<Uuid> = decoded
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            MediaRequestEvent::Submitted { requested_by, .. } => {
+                requested_by.as_str().parse::<Uuid>().ok()
+            }
+            _ => None,
+        })
+        .collect();
+    let names: HashMap<Uuid, String> = if requesters.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as::<_, (Uuid, String)>(&format!(
+            "SELECT id, username FROM {USERS_TABLE} WHERE id = ANY($1)"
+        ))
+        .bind(&requesters)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect()
+    };
+    let mut changed = Vec::new();
+    for (id, event, e) in decoded {
+        if fold(&mut rows, &names, id, event, e) && !changed.contains(&id) {
+            changed.push(id);
+        }
+    }
+    let changed: Vec<&SearchRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
+    if !changed.is_empty() {
+        upsert(tx, &changed).await?;
+    }
+    Ok(skipped)
+}
+
+/// Applies one request event to the rows: a `submitted` creates its row once; every later
+/// event moves a row below its sequence, most also its status, with the same transitions as
+/// the `requests` read model. Answers whether the row changed.
+fn fold(
+    rows: &mut HashMap<Uuid, SearchRow>,
+    names: &HashMap<Uuid, String>,
+    id: Uuid,
     event: &FeedEvent,
-) -> Result<(), ProjectionError> {
-    let (id, decoded) = public_event(event, media_request_event)?;
+    decoded: MediaRequestEvent,
+) -> bool {
     let (sequence, position, time) = (event.event.sequence, event.cursor.position, event.time());
     if let MediaRequestEvent::Submitted {
         requested_by,
@@ -85,38 +191,39 @@ async fn apply_request_event(
         ..
     } = decoded
     {
-        // The requester's name, when their account is known (user ids are UUIDs; a
-        // `system:` actor has none).
-        let user_id = requested_by.as_str().parse::<Uuid>().ok();
-        sqlx::query(
-            "INSERT INTO request_search (id, version, status, media_type, title, year,
-                requested_by, requester, created_at, updated_at, last_position)
-             VALUES ($1, $2, 'pending', $3, $4, $5, $6,
-                (SELECT username FROM request_search_users WHERE id = $7), $8, $8, $9)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(sequence)
-        .bind(media.media_type.as_str())
-        .bind(&media.title)
-        .bind(media.year.map(i32::from))
-        .bind(requested_by.as_str())
-        .bind(user_id)
-        .bind(time)
-        .bind(position)
-        .execute(&mut *tx)
-        .await?;
-        return Ok(());
+        if rows.contains_key(&id) {
+            return false;
+        }
+        let requester = requested_by
+            .as_str()
+            .parse::<Uuid>()
+            .ok()
+            .and_then(|user| names.get(&user).cloned());
+        rows.insert(
+            id,
+            SearchRow {
+                id,
+                version: sequence,
+                status: RequestStatus::Pending.as_str().to_string(),
+                media_type: media.media_type.as_str().to_string(),
+                title: media.title,
+                year: media.year.map(i32::from),
+                requested_by: requested_by.as_str().to_string(),
+                requester,
+                created_at: time,
+                updated_at: time,
+                last_position: position,
+            },
+        );
+        return true;
     }
-    // Every later event moves the version; most also change the status, with the same
-    // transitions as the `requests` read model.
-    let mut update = row_update(TABLE, sequence, time, position);
+    let Some(row) = rows.get_mut(&id).filter(|row| row.version < sequence) else {
+        return false;
+    };
     let status = match decoded {
         MediaRequestEvent::Submitted { .. } => None,
         MediaRequestEvent::Forwarded { .. } => {
-            update
-                .push(", status = CASE WHEN status = 'approved' THEN 'forwarded' ELSE status END");
-            None
+            (row.status == RequestStatus::Approved.as_str()).then_some(RequestStatus::Forwarded)
         }
         MediaRequestEvent::Approved { .. } | MediaRequestEvent::Retried { .. } => {
             Some(RequestStatus::Approved)
@@ -131,9 +238,43 @@ async fn apply_request_event(
         MediaRequestEvent::Available { .. } => Some(RequestStatus::Available),
     };
     if let Some(status) = status {
-        update.push(", status = ").push_bind(status.as_str());
+        row.status = status.as_str().to_string();
     }
-    finish_row_update(update, id, sequence, tx).await?;
+    row.version = sequence;
+    row.updated_at = time;
+    row.last_position = position;
+    true
+}
+
+/// Writes `rows` (whole; the document column follows) in one statement.
+async fn upsert(tx: &mut PgConnection, rows: &[&SearchRow]) -> Result<(), sqlx::Error> {
+    macro_rules! column {
+        ($field:ident) => {
+            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query(&format!(
+        "INSERT INTO {TABLE} (id, version, status, media_type, title, year, requested_by,
+             requester, created_at, updated_at, last_position)
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[],
+             $6::int4[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[],
+             $11::int8[])
+         ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status,
+             updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
+    ))
+    .bind(column!(id))
+    .bind(column!(version))
+    .bind(column!(status))
+    .bind(column!(media_type))
+    .bind(column!(title))
+    .bind(column!(year))
+    .bind(column!(requested_by))
+    .bind(column!(requester))
+    .bind(column!(created_at))
+    .bind(column!(updated_at))
+    .bind(column!(last_position))
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
