@@ -27,7 +27,7 @@ use medianest_domain::public::{download_event, media_request_event};
 use medianest_nats::FeedEvent;
 use sqlx::{FromRow, PgConnection, QueryBuilder};
 
-use crate::runner::public_event;
+use crate::runner::{decode_batch, public_event, status_after};
 use crate::{Projection, ProjectionError};
 
 /// The projection's name.
@@ -80,19 +80,7 @@ impl Projection for DashboardProjection {
         tx: &mut PgConnection,
         events: &[&FeedEvent],
     ) -> Result<usize, ProjectionError> {
-        let mut skipped = 0;
-        let mut decoded = Vec::with_capacity(events.len());
-        for event in events {
-            match decode(event) {
-                Ok(Some(d)) => decoded.push((*event, d)),
-                Ok(None) => {}
-                Err(ProjectionError::Undecodable { id, reason }) => {
-                    tracing::warn!(%id, %reason, projection = NAME, "skipping undecodable event");
-                    skipped += 1;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        let (decoded, skipped) = decode_batch(NAME, events, decode)?;
         let ids = |download: bool| -> Vec<uuid::Uuid> {
             decoded
                 .iter()
@@ -259,27 +247,10 @@ fn fold_request(
         return false;
     };
     let (old_status, old_available_at) = (row.status.clone(), row.available_at);
-    let status = match decoded {
-        MediaRequestEvent::Submitted { .. } => None,
-        MediaRequestEvent::Approved { .. } | MediaRequestEvent::Retried { .. } => {
-            Some(RequestStatus::Approved)
-        }
-        MediaRequestEvent::Declined { .. } => Some(RequestStatus::Declined),
-        MediaRequestEvent::Cancelled { .. } => Some(RequestStatus::Cancelled),
-        // As in `requests`: a late `forwarded` never moves a request back.
-        MediaRequestEvent::Forwarded { .. } => {
-            (row.status == RequestStatus::Approved.as_str()).then_some(RequestStatus::Forwarded)
-        }
-        MediaRequestEvent::ForwardFailed { .. } | MediaRequestEvent::Failed { .. } => {
-            Some(RequestStatus::Failed)
-        }
-        MediaRequestEvent::Processing => Some(RequestStatus::Processing),
-        MediaRequestEvent::PartiallyAvailable { .. } => Some(RequestStatus::PartiallyAvailable),
-        MediaRequestEvent::Available { .. } => {
-            row.available_at = row.available_at.or(Some(time));
-            Some(RequestStatus::Available)
-        }
-    };
+    if let MediaRequestEvent::Available { .. } = decoded {
+        row.available_at = row.available_at.or(Some(time));
+    }
+    let status = status_after(&row.status, &decoded);
     if let Some(status) = status {
         row.status = status.as_str().to_string();
     }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor, QueryBuilder};
 use uuid::Uuid;
 
-use crate::runner::public_event;
+use crate::runner::{decode_batch, public_event};
 use crate::{Projection, ProjectionError};
 
 /// The `requests` projection.
@@ -54,18 +54,11 @@ impl Projection for RequestsProjection {
         tx: &mut PgConnection,
         events: &[&FeedEvent],
     ) -> Result<usize, ProjectionError> {
-        let mut skipped = 0;
-        let mut decoded = Vec::with_capacity(events.len());
-        for event in events {
-            match public_event(event, media_request_event) {
-                Ok((id, e)) => decoded.push((id, *event, e)),
-                Err(ProjectionError::Undecodable { id, reason }) => {
-                    tracing::warn!(%id, %reason, projection = NAME, "skipping undecodable event");
-                    skipped += 1;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        let (decoded, skipped) = decode_batch(NAME, events, |e| {
+            public_event(e, media_request_event).map(Some)
+        })?;
+        let decoded: Vec<(Uuid, &FeedEvent, MediaRequestEvent)> =
+            decoded.into_iter().map(|(e, (id, d))| (id, e, d)).collect();
         let ids: Vec<Uuid> = decoded.iter().map(|(id, ..)| *id).collect();
         let mut rows: HashMap<Uuid, RequestRow> =
             sqlx::query_as::<_, RequestRow>("SELECT * FROM requests WHERE id = ANY($1)")

@@ -250,6 +250,57 @@ impl ProjectionRunner {
     }
 }
 
+/// Decoded events with their feed events, in order.
+pub(crate) type DecodedBatch<'a, T> = Vec<(&'a FeedEvent, T)>;
+
+/// Decodes the events of a batch with `decode` (`None`: not the projection's), passing over
+/// the undecodable ones (logged); answers the decoded events with their feed events, in
+/// order, and how many were passed over.
+///
+/// # Errors
+/// Any error of `decode` but [`ProjectionError::Undecodable`].
+pub(crate) fn decode_batch<'a, T>(
+    projection: &str,
+    events: &[&'a FeedEvent],
+    decode: impl Fn(&FeedEvent) -> Result<Option<T>, ProjectionError>,
+) -> Result<(DecodedBatch<'a, T>, usize), ProjectionError> {
+    let mut skipped = 0;
+    let mut decoded = Vec::with_capacity(events.len());
+    for event in events {
+        match decode(event) {
+            Ok(Some(d)) => decoded.push((*event, d)),
+            Ok(None) => {}
+            Err(ProjectionError::Undecodable { id, reason }) => {
+                warn!(%id, %reason, projection, "skipping undecodable event");
+                skipped += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok((decoded, skipped))
+}
+
+/// The status a media request has after `event`, when the event changes it, from `current`:
+/// the transitions every request read model shares (a late `forwarded` never moves a
+/// request back).
+pub(crate) fn status_after(
+    current: &str,
+    event: &medianest_domain::media_request::MediaRequestEvent,
+) -> Option<medianest_domain::media_request::RequestStatus> {
+    use medianest_domain::media_request::{MediaRequestEvent as E, RequestStatus as S};
+    match event {
+        E::Submitted { .. } => None,
+        E::Approved { .. } | E::Retried { .. } => Some(S::Approved),
+        E::Declined { .. } => Some(S::Declined),
+        E::Cancelled { .. } => Some(S::Cancelled),
+        E::Forwarded { .. } => (current == S::Approved.as_str()).then_some(S::Forwarded),
+        E::ForwardFailed { .. } | E::Failed { .. } => Some(S::Failed),
+        E::Processing => Some(S::Processing),
+        E::PartiallyAvailable { .. } => Some(S::PartiallyAvailable),
+        E::Available { .. } => Some(S::Available),
+    }
+}
+
 /// Decodes a JetStream-fed event from its public form with `decode` (e.g.
 /// `medianest_domain::public::download_event`), and its aggregate id as a UUID.
 ///

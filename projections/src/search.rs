@@ -30,7 +30,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::runner::{finish_row_update, public_event, row_update};
+use crate::runner::{decode_batch, finish_row_update, public_event, row_update, status_after};
 use crate::{Projection, ProjectionError};
 
 /// The projection's name.
@@ -115,18 +115,11 @@ async fn apply_requests(
     if events.is_empty() {
         return Ok(0);
     }
-    let mut skipped = 0;
-    let mut decoded = Vec::with_capacity(events.len());
-    for event in events {
-        match public_event(event, media_request_event) {
-            Ok((id, e)) => decoded.push((id, *event, e)),
-            Err(ProjectionError::Undecodable { id, reason }) => {
-                tracing::warn!(%id, %reason, projection = NAME, "skipping undecodable event");
-                skipped += 1;
-            }
-            Err(error) => return Err(error),
-        }
-    }
+    let (decoded, skipped) = decode_batch(NAME, events, |e| {
+        public_event(e, media_request_event).map(Some)
+    })?;
+    let decoded: Vec<(Uuid, &FeedEvent, MediaRequestEvent)> =
+        decoded.into_iter().map(|(e, (id, d))| (id, e, d)).collect();
     let ids: Vec<Uuid> = decoded.iter().map(|(id, ..)| *id).collect();
     let mut rows: HashMap<Uuid, SearchRow> = sqlx::query_as::<_, SearchRow>(&format!(
         "SELECT id, version, status, media_type, title, year, requested_by, requester,
@@ -220,23 +213,7 @@ fn fold(
     let Some(row) = rows.get_mut(&id).filter(|row| row.version < sequence) else {
         return false;
     };
-    let status = match decoded {
-        MediaRequestEvent::Submitted { .. } => None,
-        MediaRequestEvent::Forwarded { .. } => {
-            (row.status == RequestStatus::Approved.as_str()).then_some(RequestStatus::Forwarded)
-        }
-        MediaRequestEvent::Approved { .. } | MediaRequestEvent::Retried { .. } => {
-            Some(RequestStatus::Approved)
-        }
-        MediaRequestEvent::Declined { .. } => Some(RequestStatus::Declined),
-        MediaRequestEvent::Cancelled { .. } => Some(RequestStatus::Cancelled),
-        MediaRequestEvent::ForwardFailed { .. } | MediaRequestEvent::Failed { .. } => {
-            Some(RequestStatus::Failed)
-        }
-        MediaRequestEvent::Processing => Some(RequestStatus::Processing),
-        MediaRequestEvent::PartiallyAvailable { .. } => Some(RequestStatus::PartiallyAvailable),
-        MediaRequestEvent::Available { .. } => Some(RequestStatus::Available),
-    };
+    let status = status_after(&row.status, &decoded);
     if let Some(status) = status {
         row.status = status.as_str().to_string();
     }
