@@ -299,32 +299,40 @@ impl MediaRequests {
             .map_err(|e| ExecuteError::<MediaRequestError>::Store(e.to_string()))?;
             own.of(media_type).or(self.default_quotas.of(media_type))
         };
+        let ledger = "INSERT INTO request_quota_ledger (request_id, user_id, media_type)
+                      VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING";
+        let Some(limit) = applies else {
+            // No limit to check: the ledger row alone, without the lock and its transaction
+            // (one round trip instead of four on the submit path).
+            sqlx::query(ledger)
+                .bind(id)
+                .bind(user)
+                .bind(media_type.as_str())
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        };
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
             .bind(user)
             .execute(&mut *tx)
             .await?;
-        if let Some(limit) = applies {
-            let now = Utc::now();
-            let counted =
-                counted_submissions(&mut *tx, user, media_type, quota::window_start(limit, now))
-                    .await?;
-            quota::check(limit, &counted, now).map_err(|exceeded| {
-                MediaRequestCommandError::QuotaExceeded {
-                    media_type,
-                    exceeded,
-                }
-            })?;
-        }
-        sqlx::query(
-            "INSERT INTO request_quota_ledger (request_id, user_id, media_type) VALUES ($1, $2, $3)
-             ON CONFLICT (request_id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(user)
-        .bind(media_type.as_str())
-        .execute(&mut *tx)
-        .await?;
+        let now = Utc::now();
+        let counted =
+            counted_submissions(&mut *tx, user, media_type, quota::window_start(limit, now))
+                .await?;
+        quota::check(limit, &counted, now).map_err(|exceeded| {
+            MediaRequestCommandError::QuotaExceeded {
+                media_type,
+                exceeded,
+            }
+        })?;
+        sqlx::query(ledger)
+            .bind(id)
+            .bind(user)
+            .bind(media_type.as_str())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
