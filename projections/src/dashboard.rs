@@ -772,3 +772,42 @@ fn time_to_available(buckets: &[(i32, i64)]) -> TimeToAvailable {
         samples,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_stands_for_durations_within_a_quarter_octave() {
+        for seconds in [0.0, 1.0, 59.0, 3_600.0, 86_400.0, 30.0 * 86_400.0] {
+            let middle = bucket_seconds(time_bucket(seconds));
+            let (low, high) = ((seconds + 1.0) / 1.19 - 1.0, (seconds + 1.0) * 1.19 - 1.0);
+            assert!(
+                (low..=high).contains(&middle),
+                "{seconds} s → bucket {} → {middle} s",
+                time_bucket(seconds)
+            );
+        }
+        assert_eq!(
+            time_bucket(-5.0),
+            0,
+            "a clock running backwards counts as no time"
+        );
+    }
+
+    #[test]
+    fn percentiles_are_read_from_the_histogram_by_rank() {
+        assert_eq!(time_to_available(&[]), TimeToAvailable::default());
+        let one = time_to_available(&[(time_bucket(3_600.0), 1)]);
+        assert_eq!((one.samples, one.median_seconds), (1, one.p90_seconds));
+        // Nine quick ones and one slow one: the median is quick, the p90 rank (8.1 → 8) too;
+        // with two slow ones the p90 is slow.
+        let (quick, slow) = (time_bucket(60.0), time_bucket(86_400.0));
+        let nine = time_to_available(&[(quick, 9), (slow, 1)]);
+        assert_eq!(nine.median_seconds, Some(bucket_seconds(quick)));
+        assert_eq!(nine.p90_seconds, Some(bucket_seconds(quick)));
+        let eight = time_to_available(&[(quick, 8), (slow, 2)]);
+        assert_eq!(eight.p90_seconds, Some(bucket_seconds(slow)));
+        assert_eq!(eight.samples, 10);
+    }
+}
