@@ -27,7 +27,7 @@ use medianest_domain::public::{download_event, media_request_event};
 use medianest_nats::FeedEvent;
 use sqlx::{FromRow, PgConnection, QueryBuilder};
 
-use crate::runner::{decode_batch, public_event, status_after};
+use crate::runner::{decode_batch, public_event, status_after, BatchRows};
 use crate::{Projection, ProjectionError};
 
 /// The projection's name.
@@ -88,53 +88,33 @@ impl Projection for DashboardProjection {
                 .map(|(_, d)| d.id())
                 .collect()
         };
-        let mut requests: HashMap<uuid::Uuid, RequestSlim> =
-            sqlx::query_as::<_, RequestSlim>("SELECT * FROM dashboard_requests WHERE id = ANY($1)")
-                .bind(ids(false))
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|row| (row.id, row))
-                .collect();
-        let mut downloads: HashMap<uuid::Uuid, DownloadSlim> = sqlx::query_as::<_, DownloadSlim>(
-            "SELECT * FROM dashboard_downloads WHERE id = ANY($1)",
+        let mut requests: BatchRows<RequestSlim> = BatchRows::read(
+            tx,
+            "SELECT * FROM dashboard_requests WHERE id = ANY($1)",
+            &ids(false),
+            |row: &RequestSlim| row.id,
         )
-        .bind(ids(true))
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|row| (row.id, row))
-        .collect();
+        .await?;
+        let mut downloads: BatchRows<DownloadSlim> = BatchRows::read(
+            tx,
+            "SELECT * FROM dashboard_downloads WHERE id = ANY($1)",
+            &ids(true),
+            |row: &DownloadSlim| row.id,
+        )
+        .await?;
         let mut deltas = Deltas::default();
-        let (mut changed_requests, mut changed_downloads) = (Vec::new(), Vec::new());
         for (event, d) in decoded {
             match d {
                 Decoded::Request(id, e) => {
-                    if fold_request(&mut requests, id, event, e, &mut deltas)
-                        && !changed_requests.contains(&id)
-                    {
-                        changed_requests.push(id);
-                    }
+                    requests.fold(id, |rows| fold_request(rows, id, event, e, &mut deltas));
                 }
                 Decoded::Download(id, e) => {
-                    if fold_download(&mut downloads, id, event, e, &mut deltas)
-                        && !changed_downloads.contains(&id)
-                    {
-                        changed_downloads.push(id);
-                    }
+                    downloads.fold(id, |rows| fold_download(rows, id, event, e, &mut deltas));
                 }
             }
         }
-        let rows: Vec<&RequestSlim> = changed_requests
-            .iter()
-            .filter_map(|id| requests.get(id))
-            .collect();
-        upsert_requests(tx, &rows).await?;
-        let rows: Vec<&DownloadSlim> = changed_downloads
-            .iter()
-            .filter_map(|id| downloads.get(id))
-            .collect();
-        upsert_downloads(tx, &rows).await?;
+        upsert_requests(tx, &requests.changed()).await?;
+        upsert_downloads(tx, &downloads.changed()).await?;
         deltas.flush(tx).await?;
         Ok(skipped)
     }

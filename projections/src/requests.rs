@@ -18,7 +18,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor, QueryBuilder};
 use uuid::Uuid;
 
-use crate::runner::{decode_batch, public_event};
+use crate::runner::{decode_batch, public_event, BatchRows};
 use crate::{Projection, ProjectionError};
 
 /// The `requests` projection.
@@ -60,21 +60,17 @@ impl Projection for RequestsProjection {
         let decoded: Vec<(Uuid, &FeedEvent, MediaRequestEvent)> =
             decoded.into_iter().map(|(e, (id, d))| (id, e, d)).collect();
         let ids: Vec<Uuid> = decoded.iter().map(|(id, ..)| *id).collect();
-        let mut rows: HashMap<Uuid, RequestRow> =
-            sqlx::query_as::<_, RequestRow>("SELECT * FROM requests WHERE id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|row| (row.id, row))
-                .collect();
-        let mut changed = Vec::new();
+        let mut rows: BatchRows<RequestRow> = BatchRows::read(
+            tx,
+            "SELECT * FROM requests WHERE id = ANY($1)",
+            &ids,
+            |row: &RequestRow| row.id,
+        )
+        .await?;
         for (id, event, e) in decoded {
-            if fold(&mut rows, id, event, e) && !changed.contains(&id) {
-                changed.push(id);
-            }
+            rows.fold(id, |rows| fold(rows, id, event, e));
         }
-        let changed: Vec<&RequestRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
+        let changed = rows.changed();
         if !changed.is_empty() {
             upsert(tx, &changed).await?;
         }

@@ -250,6 +250,65 @@ impl ProjectionRunner {
     }
 }
 
+/// The rows of one table a batch folds: read in one query, changed in memory event by
+/// event, and the changed ones handed back (in the order first changed) for one write.
+pub(crate) struct BatchRows<R> {
+    rows: std::collections::HashMap<uuid::Uuid, R>,
+    changed: Vec<uuid::Uuid>,
+    marked: std::collections::HashSet<uuid::Uuid>,
+}
+
+impl<R> BatchRows<R>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    /// The rows of `ids`, read with `select` (a query taking the ids as `$1`, e.g.
+    /// `… WHERE id = ANY($1)`), keyed by `id_of`.
+    ///
+    /// # Errors
+    /// The database error.
+    pub(crate) async fn read(
+        tx: &mut PgConnection,
+        select: &str,
+        ids: &[uuid::Uuid],
+        id_of: fn(&R) -> uuid::Uuid,
+    ) -> Result<Self, sqlx::Error> {
+        let rows = sqlx::query_as::<_, R>(select)
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|row| (id_of(&row), row))
+            .collect();
+        Ok(Self {
+            rows,
+            changed: Vec::new(),
+            marked: std::collections::HashSet::new(),
+        })
+    }
+}
+
+impl<R> BatchRows<R> {
+    /// Applies `fold` (answering whether it changed row `id`) to the rows.
+    pub(crate) fn fold(
+        &mut self,
+        id: uuid::Uuid,
+        fold: impl FnOnce(&mut std::collections::HashMap<uuid::Uuid, R>) -> bool,
+    ) {
+        if fold(&mut self.rows) && self.marked.insert(id) {
+            self.changed.push(id);
+        }
+    }
+
+    /// The changed rows, in the order first changed.
+    pub(crate) fn changed(&self) -> Vec<&R> {
+        self.changed
+            .iter()
+            .filter_map(|id| self.rows.get(id))
+            .collect()
+    }
+}
+
 /// Decoded events with their feed events, in order.
 pub(crate) type DecodedBatch<'a, T> = Vec<(&'a FeedEvent, T)>;
 

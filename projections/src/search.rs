@@ -30,7 +30,9 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::runner::{decode_batch, finish_row_update, public_event, row_update, status_after};
+use crate::runner::{
+    decode_batch, finish_row_update, public_event, row_update, status_after, BatchRows,
+};
 use crate::{Projection, ProjectionError};
 
 /// The projection's name.
@@ -121,16 +123,16 @@ async fn apply_requests(
     let decoded: Vec<(Uuid, &FeedEvent, MediaRequestEvent)> =
         decoded.into_iter().map(|(e, (id, d))| (id, e, d)).collect();
     let ids: Vec<Uuid> = decoded.iter().map(|(id, ..)| *id).collect();
-    let mut rows: HashMap<Uuid, SearchRow> = sqlx::query_as::<_, SearchRow>(&format!(
-        "SELECT id, version, status, media_type, title, year, requested_by, requester,
-                created_at, updated_at, last_position FROM {TABLE} WHERE id = ANY($1)"
-    ))
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|row| (row.id, row))
-    .collect();
+    let mut rows: BatchRows<SearchRow> = BatchRows::read(
+        tx,
+        &format!(
+            "SELECT id, version, status, media_type, title, year, requested_by, requester,
+                    created_at, updated_at, last_position FROM {TABLE} WHERE id = ANY($1)"
+        ),
+        &ids,
+        |row: &SearchRow| row.id,
+    )
+    .await?;
     // The requester's name, when their account is known (user ids are UUIDs; a `system:`
     // actor has none).
     let requesters: Vec<Uuid> = decoded
@@ -154,13 +156,10 @@ async fn apply_requests(
         .into_iter()
         .collect()
     };
-    let mut changed = Vec::new();
     for (id, event, e) in decoded {
-        if fold(&mut rows, &names, id, event, e) && !changed.contains(&id) {
-            changed.push(id);
-        }
+        rows.fold(id, |rows| fold(rows, &names, id, event, e));
     }
-    let changed: Vec<&SearchRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
+    let changed = rows.changed();
     if !changed.is_empty() {
         upsert(tx, &changed).await?;
     }

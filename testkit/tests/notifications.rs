@@ -8,6 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use medianest_testkit::app::{eventually, TestApp, TestOptions, TestUser, PUBLIC_URL};
+use medianest_testkit::history::submit_as;
 use medianest_testkit::notify_sim::{verify_standard_webhook, Fault, NotifySim, Service};
 use medianest_testkit::overseerr_sim::CatalogMovie;
 use medianest_testkit::problem;
@@ -111,25 +112,26 @@ impl Household {
         .await
     }
 
-    /// `user` submits a movie; the admin approves it; Overseerr takes it and reports it
-    /// available. Answers the request id.
-    async fn request_until_available(&self, user: &TestUser, tmdb_id: u32, title: &str) -> String {
-        let submitted: Value = self
-            .app
-            .request_as(&user.token, Method::POST, "/api/v1/requests")
-            .json(&json!({"media_type": "movie", "tmdb_id": tmdb_id, "title": title, "year": 1999, "is_4k": false}))
-            .send()
-            .await
-            .expect("submit")
-            .json()
-            .await
-            .expect("a JSON answer");
-        let id = submitted["id"].as_str().expect("an id").to_string();
+    /// `user` submits a movie (as `history::submit_as`, 1999); answers the request id.
+    async fn submitted_by(&self, user: &TestUser, tmdb_id: u32, title: &str) -> String {
+        let answer = submit_as(&self.app, user, tmdb_id, title).await;
+        answer["id"].as_str().expect("an id").to_string()
+    }
+
+    /// The admin approves request `id` (200).
+    async fn approve(&self, id: &str) {
         let approved = self
             .app
             .post_empty(&format!("/api/v1/requests/{id}/approve"))
             .await;
-        assert_eq!(approved.status(), 200);
+        assert_eq!(approved.status(), 200, "approval of {id}");
+    }
+
+    /// `user` submits a movie; the admin approves it; Overseerr takes it and reports it
+    /// available. Answers the request id.
+    async fn request_until_available(&self, user: &TestUser, tmdb_id: u32, title: &str) -> String {
+        let id = self.submitted_by(user, tmdb_id, title).await;
+        self.approve(&id).await;
         let overseerr_id = self.app.forwarded(&id).await;
         let hook = self
             .app
@@ -849,14 +851,7 @@ async fn members_are_reached_at_their_own_addresses_on_the_channels_they_chose()
         .await
         .unwrap();
     let id = submitted["id"].as_str().unwrap();
-    assert_eq!(
-        house
-            .app
-            .post_empty(&format!("/api/v1/requests/{id}/approve"))
-            .await
-            .status(),
-        200
-    );
+    house.approve(id).await;
 
     let discord = house.sim.wait_for(Service::Discord, 1, WAIT).await[0].json();
     assert!(discord["content"]
@@ -900,42 +895,19 @@ async fn an_smtp_server_that_defers_is_retried_and_one_that_refuses_is_not() {
         .app
         .sign_in_with_email("jane", "jane@household.example", false)
         .await;
-    let submit = |tmdb_id: u32, title: &'static str| {
-        let (app, token) = (&house.app, jane.token.clone());
-        async move {
-            let answer: Value = app
-                .request_as(&token, Method::POST, "/api/v1/requests")
-                .json(&json!({"media_type": "movie", "tmdb_id": tmdb_id, "title": title, "year": 1999, "is_4k": false}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            answer["id"].as_str().unwrap().to_string()
-        }
-    };
-
     // 4xx: greylisted, then accepted.
     house
         .smtp
         .reply_to_rcpt(Some((450, "4.2.1 mailbox busy, try later".to_string())));
-    let first = submit(603, "The Matrix").await;
-    assert_eq!(
-        house
-            .app
-            .post_empty(&format!("/api/v1/requests/{first}/approve"))
-            .await
-            .status(),
-        200
-    );
+    let first = house.submitted_by(&jane, 603, "The Matrix").await;
+    house.approve(&first).await;
     let retrying = house.settled("?channel=email", 1, "retrying").await;
     assert!(retrying[0]["last_error"].as_str().unwrap().contains("450"));
     house.smtp.reply_to_rcpt(None);
     house.settled("?channel=email", 1, "sent").await;
 
     // Declined with a reason: the reason is in the mail.
-    let second = submit(604, "The Matrix Reloaded").await;
+    let second = house.submitted_by(&jane, 604, "The Matrix Reloaded").await;
     let declined = house
         .app
         .request(Method::POST, &format!("/api/v1/requests/{second}/decline"))
@@ -958,15 +930,10 @@ async fn an_smtp_server_that_defers_is_retried_and_one_that_refuses_is_not() {
     house
         .smtp
         .reply_to_rcpt(Some((550, "5.1.1 no such user".to_string())));
-    let third = submit(605, "The Matrix Revolutions").await;
-    assert_eq!(
-        house
-            .app
-            .post_empty(&format!("/api/v1/requests/{third}/approve"))
-            .await
-            .status(),
-        200
-    );
+    let third = house
+        .submitted_by(&jane, 605, "The Matrix Revolutions")
+        .await;
+    house.approve(&third).await;
     let dead = house.settled("?status=dead", 1, "dead").await;
     assert_eq!(dead[0]["attempts"], 1);
     assert!(dead[0]["last_error"].as_str().unwrap().contains("550"));
