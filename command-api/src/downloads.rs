@@ -1,4 +1,4 @@
-//! Download commands (issue 4; DESIGN.md §3 Download, §9): `POST /api/v1/downloads`,
+//! Download commands (issue 4; docs/design.md §3 Download, §9): `POST /api/v1/downloads`,
 //! `POST /api/v1/downloads/{id}/cancel` and `POST /api/v1/downloads/{id}/retry`.
 //!
 //! Queueing checks everything before anything is written or run, cheapest first:
@@ -59,7 +59,7 @@ pub fn router() -> Router<CommandState> {
         .route("/api/v1/downloads/{id}/{action}", post(on_download))
 }
 
-/// Body of `POST /api/v1/downloads` (DESIGN.md §9). Unknown fields are refused.
+/// Body of `POST /api/v1/downloads` (docs/design.md §9). Unknown fields are refused.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct QueueBody {

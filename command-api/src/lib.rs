@@ -1,4 +1,4 @@
-//! The command side over HTTP (DESIGN.md §7): media-request commands, sign-in and sign-out
+//! The command side over HTTP (docs/design.md §7): media-request commands, sign-in and sign-out
 //! (local and Plex PIN), account and session management, YouTube download commands, and the
 //! Overseerr and Plex webhooks, an admin's request for a full Plex library sync, and the
 //! notification settings, preferences and deliveries. Answers carry the aggregate `version` (also as `ETag`) and the global `position`

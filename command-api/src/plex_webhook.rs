@@ -1,4 +1,4 @@
-//! `POST /api/v1/webhooks/plex/{secret}`: Plex Media Server's webhooks (DESIGN.md §6; Plex's
+//! `POST /api/v1/webhooks/plex/{secret}`: Plex Media Server's webhooks (docs/design.md §6; Plex's
 //! support article "Webhooks").
 //!
 //! PMS posts `multipart/form-data` with the event as JSON in the `payload` part (some PMS

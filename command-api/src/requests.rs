@@ -31,7 +31,7 @@ pub fn router() -> Router<CommandState> {
         .route("/api/v1/requests/{id}/{action}", post(on_request))
 }
 
-/// Body of `POST /api/v1/requests` (DESIGN.md §9). Unknown fields are refused.
+/// Body of `POST /api/v1/requests` (docs/design.md §9). Unknown fields are refused.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubmitBody {

@@ -1,4 +1,4 @@
-//! Signing in and out (DESIGN.md §3 UserSession/UserAccount, §6 Plex PIN login):
+//! Signing in and out (docs/design.md §3 UserSession/UserAccount, §6 Plex PIN login):
 //!
 //! - `POST /api/v1/auth/login` `{"username","password"}`: a local account (argon2id).
 //! - `POST /api/v1/auth/plex/pins`: creates a PIN at plex.tv; answers its `id`, `code` and

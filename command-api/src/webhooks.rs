@@ -4,7 +4,7 @@
 //! `MEDIANEST_OVERSEERR_WEBHOOK_SECRET`. Overseerr's default JSON template renders every
 //! value as a string (`"tmdbId": "603"`, `"request_id": "12"`), and users may edit the
 //! template, so the payload is read leniently: unknown keys are ignored, numbers may be
-//! strings or numbers. Mapping (DESIGN.md §6): `MEDIA_APPROVED`, `MEDIA_AUTO_APPROVED` →
+//! strings or numbers. Mapping (docs/design.md §6): `MEDIA_APPROVED`, `MEDIA_AUTO_APPROVED` →
 //! processing; `MEDIA_AVAILABLE` → available; `MEDIA_DECLINED`, `MEDIA_FAILED` → failed;
 //! `TEST_NOTIFICATION` and everything else → 204, nothing written.
 

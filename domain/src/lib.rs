@@ -1,7 +1,7 @@
 //! MediaNest's domain: aggregates, commands, events, value types and invariants.
 //!
 //! This crate is pure: it knows nothing of PostgreSQL, NATS or HTTP. Every state change of the
-//! system is decided here, by an aggregate handling a command (see `../shared/DESIGN.md` §3),
+//! system is decided here, by an aggregate handling a command (see `docs/design.md` §3),
 //! and recorded as events that the store crate appends to the log.
 
 pub mod actor;

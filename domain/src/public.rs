@@ -2,7 +2,7 @@
 //!
 //! Sensitive fields (token hashes, IPs, user agents, password hashes, emails) never leave the
 //! store, so the public form of each aggregate's events is written explicitly here rather than
-//! derived from the stored payload wholesale (DESIGN.md §4).
+//! derived from the stored payload wholesale (docs/design.md §4).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

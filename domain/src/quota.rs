@@ -1,4 +1,4 @@
-//! The request-quota rule (DESIGN.md §3, MediaRequest rules): a user may submit at most
+//! The request-quota rule (docs/design.md §3, MediaRequest rules): a user may submit at most
 //! `limit` requests of a media type in any rolling window of `days` days; admins are exempt.
 //!
 //! The rule spans aggregates (it counts a user's earlier requests), so the store's command

@@ -1,4 +1,4 @@
-//! HTTP plumbing shared by the command and query routers (DESIGN.md §7): RFC 9457 problem
+//! HTTP plumbing shared by the command and query routers (docs/design.md §7): RFC 9457 problem
 //! details, the authentication seam and the session authenticator, rate limits, the JSON
 //! extractor with problem+json rejections, the check that request text is storable, the
 //! request-id / tracing / body- and header-limit layers, and the health endpoints.

@@ -1,4 +1,4 @@
-//! Rate limits (DESIGN.md §7: 429 with `Retry-After`).
+//! Rate limits (docs/design.md §7: 429 with `Retry-After`).
 //!
 //! - [`ApiRateLimiter`]: API calls per user (default 100 per minute), a GCRA limiter from the
 //!   `governor` crate keyed by user id; checked on every authenticated call.

@@ -1,6 +1,6 @@
 //! MediaNest's clients for the services it talks to: Overseerr ([`overseerr`]); plex.tv and
 //! Plex Media Server ([`plex`]: PIN sign-in, the account and its servers, a server's
-//! identity); the yt-dlp runner joins them (`../shared/DESIGN.md` §1, §6).
+//! identity); the yt-dlp runner joins them (`docs/design.md` §1, §6).
 //!
 //! Each module owns one external contract — its wire shapes, its HTTP calls and a typed error
 //! whose variants say whether a retry can help. The clients never retry on their own: the

@@ -2,7 +2,7 @@
 //!
 //! This module owns the wire shapes and the HTTP calls of
 //!
-//! - the Overseerr forwarder and reconciler sagas (`../shared/DESIGN.md` §6): creating a
+//! - the Overseerr forwarder and reconciler sagas (`docs/design.md` §6): creating a
 //!   request, reading one back, and finding the request that already exists when Overseerr
 //!   refuses a duplicate;
 //! - catalogue browsing, answered through Overseerr (which asks TMDB): `GET /search`
@@ -532,7 +532,7 @@ pub struct SeasonDetails {
 /// Why a call to Overseerr failed.
 ///
 /// Callers match on the variant; [`OverseerrError::is_retryable`] says whether trying again
-/// later can help (the saga's retry policy of DESIGN.md §6).
+/// later can help (the saga's retry policy of docs/design.md §6).
 #[derive(Debug, thiserror::Error)]
 pub enum OverseerrError {
     /// Overseerr answered with an unexpected HTTP status. `message` is the `message` (or

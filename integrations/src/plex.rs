@@ -3,7 +3,7 @@
 //!
 //! This module owns the wire shapes and the HTTP calls of MediaNest's Plex sign-in and of the
 //! check that a configured Plex Media Server (PMS) answers with the expected identity
-//! (`../shared/DESIGN.md` §6, "Contracts"): create a PIN with
+//! (`docs/design.md` §6, "Contracts"): create a PIN with
 //! `POST {plex.tv}/api/v2/pins?strong=true`, send the user to [`PlexTvClient::auth_url`],
 //! poll `GET /api/v2/pins/{id}` until `authToken` is set, then read the account with
 //! `GET /api/v2/user` and its servers with `GET /api/v2/resources`; and read a PMS's

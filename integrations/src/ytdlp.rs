@@ -1,4 +1,4 @@
-//! The yt-dlp runner of the YouTube downloader saga (`../shared/DESIGN.md` §3 "Download", §6).
+//! The yt-dlp runner of the YouTube downloader saga (`docs/design.md` §3 "Download", §6).
 //!
 //! This module owns every invocation of the `yt-dlp` program: the options it is given, the
 //! machine-readable lines it prints, the on-disk layout of a download, the mapping of its exit

@@ -1,5 +1,5 @@
 //! Configuration: one typed [`Settings`], read from `--flags` or `MEDIANEST_*` environment
-//! variables (DESIGN.md §9) and validated at start-up; an invalid value stops start-up with a
+//! variables (docs/design.md §9) and validated at start-up; an invalid value stops start-up with a
 //! message naming the variable. Secrets are never printed.
 
 use std::net::SocketAddr;

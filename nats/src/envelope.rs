@@ -3,7 +3,7 @@
 //!
 //! Body: `specversion, id, source, type, subject, time, datacontenttype, data` plus the
 //! extensions `sequence` (aggregate version, integer), `position` (global position, integer),
-//! `correlationid`, `causationid` (DESIGN.md §4). `data` is the event's public form
+//! `correlationid`, `causationid` (docs/design.md §4). `data` is the event's public form
 //! ([`medianest_domain::public::public_data`]), never the stored payload.
 
 use async_nats::HeaderMap;

@@ -1,4 +1,4 @@
-//! MediaNest on NATS JetStream (DESIGN.md §4).
+//! MediaNest on NATS JetStream (docs/design.md §4).
 //!
 //! Owns: the stream and consumer set-up, the subject scheme, the CloudEvents envelope of
 //! published events, progress messages on core NATS, the relay that copies the PostgreSQL global log into JetStream, and the

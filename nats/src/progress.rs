@@ -1,4 +1,4 @@
-//! Progress messages on core NATS (DESIGN.md §3, §4): not events, not persisted.
+//! Progress messages on core NATS (docs/design.md §3, §4): not events, not persisted.
 //!
 //! The downloader saga publishes at most one message per second per download on
 //! `<prefix>.progress.download.<id>`; [`ProgressBoard`] follows those subjects and keeps the

@@ -1,4 +1,4 @@
-//! The `dashboard` read model (DESIGN.md §5; issues 5 and 13): counts by status and day, time
+//! The `dashboard` read model (docs/design.md §5; issues 5 and 13): counts by status and day, time
 //! to available, downloads, top requesters.
 //!
 //! The projection keeps one slim row per media request (`dashboard_requests`: requester,

@@ -1,4 +1,4 @@
-//! The `downloads` read model: one row per download (issue 4; DESIGN.md §5), for the
+//! The `downloads` read model: one row per download (issue 4; docs/design.md §5), for the
 //! download list and detail. Fed from the public events on JetStream: every field of a
 //! download event is public.
 //!

@@ -1,4 +1,4 @@
-//! Read models and the projection runner (DESIGN.md §5).
+//! Read models and the projection runner (docs/design.md §5).
 //!
 //! Each projection owns its tables and a checkpoint; the runner applies one event per
 //! transaction, updating the read model and the checkpoint together and ignoring events at

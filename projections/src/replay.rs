@@ -1,5 +1,5 @@
 //! Replays: rebuilding a projection's read model from the PostgreSQL log into shadow tables
-//! and swapping them in atomically (DESIGN.md §5; `medianest replay`).
+//! and swapping them in atomically (docs/design.md §5; `medianest replay`).
 //!
 //! A rebuild of projection `p`:
 //! 1. takes the advisory lock `replay:<p>` (one replay of a projection at a time;

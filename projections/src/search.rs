@@ -1,4 +1,4 @@
-//! The `request_search` read model (DESIGN.md §5): full-text and trigram search over media
+//! The `request_search` read model (docs/design.md §5): full-text and trigram search over media
 //! requests by title, year and requester's username.
 //!
 //! Fed from JetStream (public event forms). Besides `media_request` events the projection

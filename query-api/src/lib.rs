@@ -1,4 +1,4 @@
-//! The query side over HTTP (DESIGN.md §5, §7): request lists and details from the `requests`
+//! The query side over HTTP (docs/design.md §5, §7): request lists and details from the `requests`
 //! read model, request histories from the event store, downloads (with live progress) from
 //! the `downloads` read model, and the caller's account and sessions
 //! and the admin user list from the `users` and `sessions` read models; the catalogue

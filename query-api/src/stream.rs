@@ -1,6 +1,6 @@
 //! `GET /api/v1/stream`: the live stream, as Server-Sent Events (issue 5, item 3).
 //!
-//! Each signed-in user receives the public events (the CloudEvents of DESIGN.md §4) of their
+//! Each signed-in user receives the public events (the CloudEvents of docs/design.md §4) of their
 //! own media requests and downloads, and the progress messages of their own downloads;
 //! admins receive every public event and all progress. Frames:
 //!

@@ -2,7 +2,7 @@
 //!
 //! - Session tokens are 256 bits from the operating system's CSPRNG, written as `mn_` and 64
 //!   lower-case hex digits; they are shown to the caller once and stored only as the hex
-//!   SHA-256 of the whole token string (DESIGN.md §3, UserSession).
+//!   SHA-256 of the whole token string (docs/design.md §3, UserSession).
 //! - Local passwords are hashed with argon2id (the `argon2` crate's defaults: OWASP's
 //!   m = 19 MiB, t = 2, p = 1) into a PHC string. Verification runs the same work whether
 //!   the account exists or not, so timing does not tell the two apart.

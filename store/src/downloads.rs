@@ -1,5 +1,5 @@
 //! The command service of downloads: the `download` aggregate's executor plus the two rules
-//! that span downloads (DESIGN.md §3, Download; issue 4):
+//! that span downloads (docs/design.md §3, Download; issue 4):
 //!
 //! - **per-user limit** — at most `limit` downloads queued per user in any rolling hour
 //!   (default 5; admins are exempt, like Overseerr's quotas). Over the limit a `Queue` is

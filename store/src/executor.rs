@@ -7,7 +7,7 @@
 //! state a few times before it is reported as [`ExecuteError::Conflict`].
 //!
 //! Only the plain event store is used: cqrs-es 0.5's snapshot and aggregate stores apply new
-//! events twice before saving (DESIGN.md §2).
+//! events twice before saving (docs/design.md §2).
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! `Idempotency-Key` records of mutating HTTP requests (DESIGN.md §7).
+//! `Idempotency-Key` records of mutating HTTP requests (docs/design.md §7).
 //!
 //! A key is scoped to its caller. The first request with a key reserves it; its final answer
 //! is stored and replayed to later requests with the same key and body; a later request with

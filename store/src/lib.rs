@@ -1,4 +1,4 @@
-//! MediaNest's event store wiring on PostgreSQL (DESIGN.md §2).
+//! MediaNest's event store wiring on PostgreSQL (docs/design.md §2).
 //!
 //! Owns: the connection pool and migrations; the command executor over postgres-es (optimistic
 //! concurrency, retries, `If-Match` versions, event metadata, positions of what was written);

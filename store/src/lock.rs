@@ -1,6 +1,6 @@
 //! Single-instance locks: PostgreSQL session advisory locks held on a dedicated connection.
 //!
-//! The relay and each projection must run once at a time (DESIGN.md §4); a second instance
+//! The relay and each projection must run once at a time (docs/design.md §4); a second instance
 //! waits as a standby. The lock is released when the connection closes, so a crashed holder
 //! frees it without help.
 

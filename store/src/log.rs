@@ -5,7 +5,7 @@
 //! late. Readers therefore page in `(tx_id, global_position)` order and only read events of
 //! transactions older than the oldest one still running
 //! (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`): everything behind that fence is
-//! committed or rolled back, so nothing can appear behind the cursor later (DESIGN.md §2).
+//! committed or rolled back, so nothing can appear behind the cursor later (docs/design.md §2).
 //! NOTIFY on `medianest_events` is only a wake-up; readers also poll.
 
 use std::time::Duration;

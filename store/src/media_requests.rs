@@ -13,7 +13,7 @@
 //! ([`MediaRequestCommandError::SeasonsAvailable`]). The rule reads the Plex library read
 //! model ([`crate::plex_library`]).
 //!
-//! Request quotas (DESIGN.md §3) are kept with the `request_quota_ledger`: every submission
+//! Request quotas (docs/design.md §3) are kept with the `request_quota_ledger`: every submission
 //! records a row under a per-user advisory lock after the user's counted rows in the window
 //! were checked against the quota ([`medianest_domain::quota::check`]); declined and
 //! cancelled requests stop counting. Admins are exempt. A row whose request was never written

@@ -1,4 +1,4 @@
-//! The metadata written beside every event (DESIGN.md §2).
+//! The metadata written beside every event (docs/design.md §2).
 
 use std::collections::HashMap;
 

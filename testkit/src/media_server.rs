@@ -1,4 +1,4 @@
-//! A local media server for tests that run the real yt-dlp (`../shared/DESIGN.md` §8): it
+//! A local media server for tests that run the real yt-dlp (`docs/design.md` §8): it
 //! serves small generated MP4 files and RSS 2.0 feeds of them, which yt-dlp's generic
 //! extractor treats as a playlist (playlist title = the channel's title; each entry's id = the
 //! item's `<guid>`, its title = the item's `<title>`).

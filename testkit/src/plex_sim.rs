@@ -3,7 +3,7 @@
 //! webhooks it sends), for MediaNest's Plex clients and the flows built on them.
 //!
 //! This module owns both simulators' HTTP servers, their state and their control API for
-//! tests. They follow the Plex contract of `../shared/DESIGN.md` §6 and, since plex.tv
+//! tests. They follow the Plex contract of `docs/design.md` §6 and, since plex.tv
 //! publishes no spec, the wire shapes documented in
 //! `medianest_integrations::plex` (Plex's guide "Authenticating with Plex",
 //! python-plexapi's `myplex.py`, Overseerr, and recorded plex.tv answers):

@@ -1,4 +1,4 @@
-//! Bad input to sign-in, sessions and user management (issue 3, DESIGN.md §7): forged,
+//! Bad input to sign-in, sessions and user management (issue 3, docs/design.md §7): forged,
 //! truncated, reused and disabled users' tokens, bad logins, PINs that do not exist, are not
 //! yet authorised, expired or used, a plex.tv that times out or fails, and bad admin
 //! commands. Each is answered with `application/problem+json`, the right status and a stable

@@ -1,4 +1,4 @@
-//! Users and sessions end to end (issue 3, DESIGN.md §3 and §7), over HTTP against real
+//! Users and sessions end to end (issue 3, docs/design.md §3 and §7), over HTTP against real
 //! PostgreSQL and NATS JetStream and the plex.tv / Plex Media Server simulators: Plex PIN
 //! sign-in and its access rule, roles and request visibility, quotas, logout, disable and
 //! session revocation, sign-in and API rate limits, session expiry, the bootstrap token,

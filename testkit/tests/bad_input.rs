@@ -1,4 +1,4 @@
-//! Bad input over HTTP (DESIGN.md §7): every request MediaNest cannot or must not act on is
+//! Bad input over HTTP (docs/design.md §7): every request MediaNest cannot or must not act on is
 //! answered with `application/problem+json`, the right status and a stable
 //! `urn:medianest:problem:<slug>` type — and writes no event.
 //!

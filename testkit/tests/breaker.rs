@@ -1,4 +1,4 @@
-//! The circuit breakers of the sagas (DESIGN.md §6; issue 5) end to end: Overseerr goes down,
+//! The circuit breakers of the sagas (docs/design.md §6; issue 5) end to end: Overseerr goes down,
 //! its breaker opens and the dashboard says so, the approved request waits instead of
 //! failing, and once Overseerr is back it is forwarded exactly once and the breaker closes.
 

@@ -1,4 +1,4 @@
-//! The global log reader behind the transaction fence (DESIGN.md §2), against real
+//! The global log reader behind the transaction fence (docs/design.md §2), against real
 //! PostgreSQL: transactions that commit out of order lose nothing and repeat nothing.
 
 use medianest_store::log::{read_after, LogTail};

@@ -1,5 +1,5 @@
 //! Contract tests: MediaNest's plex.tv and Plex Media Server clients against the simulators of
-//! `medianest_testkit::plex_sim`, both held to the Plex contract of DESIGN.md §6 (PIN sign-in,
+//! `medianest_testkit::plex_sim`, both held to the Plex contract of docs/design.md §6 (PIN sign-in,
 //! `/api/v2/user`, `/api/v2/resources`, PMS JSON `MediaContainer`s).
 
 use std::time::{Duration, Instant};
@@ -591,7 +591,7 @@ async fn a_redirect_to_another_host_is_not_followed_so_the_token_stays_home() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PMS library sections, section scans (the Plex scanner) and webhooks (DESIGN.md §6).
+// PMS library sections, section scans (the Plex scanner) and webhooks (docs/design.md §6).
 // ---------------------------------------------------------------------------------------------
 
 const PMS_TOKEN: &str = "pms-token";

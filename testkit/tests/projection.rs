@@ -1,5 +1,5 @@
 //! The `requests` projection: read-model update and checkpoint in one transaction, so
-//! redelivered events change nothing (DESIGN.md §5).
+//! redelivered events change nothing (docs/design.md §5).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Replays (DESIGN.md §5; issue 5): every read model equals what a full replay of the log
+//! Replays (docs/design.md §5; issue 5): every read model equals what a full replay of the log
 //! produces, row by row; a replay swapped in while commands keep arriving ends with the rows
 //! of an uninterrupted run, with no gap and no double count; one replay of a projection runs
 //! at a time; a damaged read model is repaired by a replay.

@@ -1,4 +1,4 @@
-//! Request search (issue 5, DESIGN.md §5, §7): `GET /api/v1/search` over the
+//! Request search (issue 5, docs/design.md §5, §7): `GET /api/v1/search` over the
 //! `request_search` read model, against real PostgreSQL and NATS JetStream — typo-tolerant
 //! (full text, pg_trgm, edit distance) and ranked by word closeness first (issue 11: a
 //! one-letter typo of a whole word outranks a title that only shares trigrams), by title,

@@ -1,6 +1,6 @@
 //! Contract tests: MediaNest's yt-dlp runner (`medianest_integrations::ytdlp`) driving the real
 //! yt-dlp against the local media server of `medianest_testkit::media_server`
-//! (DESIGN.md §3 "Download", §6 "YouTube downloader", §8). No ffmpeg is needed.
+//! (docs/design.md §3 "Download", §6 "YouTube downloader", §8). No ffmpeg is needed.
 //!
 //! Each test has its own downloads root under the system temp dir, removed at the end.
 

@@ -1,4 +1,4 @@
-//! Circuit breakers, one per external service (DESIGN.md §6): Overseerr, Plex, yt-dlp.
+//! Circuit breakers, one per external service (docs/design.md §6): Overseerr, Plex, yt-dlp.
 //!
 //! A breaker starts **closed**: calls go through, and transient failures (5xx, timeouts,
 //! connection errors; what each client's `is_retryable` says) are counted. After

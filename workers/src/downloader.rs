@@ -1,4 +1,4 @@
-//! The YouTube downloader saga (DESIGN.md §6; issue 4): `queued` and `retried` download
+//! The YouTube downloader saga (docs/design.md §6; issue 4): `queued` and `retried` download
 //! events become yt-dlp runs, and their outcome becomes `Started`, one `ItemCompleted` per
 //! file, then `Completed` or `Failed`.
 //!

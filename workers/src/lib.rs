@@ -1,4 +1,4 @@
-//! Saga / process-manager workers (DESIGN.md §6): each turns events into calls to an external
+//! Saga / process-manager workers (docs/design.md §6): each turns events into calls to an external
 //! service and the outcome back into commands, with the triggering event as causation.
 //!
 //! - [`forwarder::OverseerrForwarder`]: `approved`/`retried` → `POST /api/v1/request`.

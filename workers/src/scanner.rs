@@ -1,4 +1,4 @@
-//! The Plex scanner saga (DESIGN.md §6; issue 4): after a download's `completed`, Plex is
+//! The Plex scanner saga (docs/design.md §6; issue 4): after a download's `completed`, Plex is
 //! asked to scan the folder its files landed in — `GET /library/sections/{key}/refresh
 //! ?path=<folder>` on the configured library section, found by type (`movie`, which is
 //! what Plex's "Other Videos" libraries are) and title (`MEDIANEST_PLEX_LIBRARY`, default

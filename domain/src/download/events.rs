@@ -1,4 +1,4 @@
-//! Events of the `download` aggregate, version `1.0` (DESIGN.md §3). Every field is public.
+//! Events of the `download` aggregate, version `1.0` (docs/design.md §3). Every field is public.
 
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! The `download` aggregate: a member's YouTube video or playlist, downloaded by yt-dlp into
-//! the Plex library (DESIGN.md §3, Download).
+//! the Plex library (docs/design.md §3, Download).
 //!
 //! Lifecycle: `Queued → Running → Completed | Failed | Cancelled`; a failed or cancelled
 //! download can be retried (back to `Queued`). After `Completed` the Plex scanner records

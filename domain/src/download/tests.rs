@@ -1,5 +1,5 @@
 //! Given/when/then tests of the `download` aggregate: one test per transition and per
-//! rejection (DESIGN.md §3), the state `apply` leaves behind, then the wire shapes of
+//! rejection (docs/design.md §3), the state `apply` leaves behind, then the wire shapes of
 //! qualities, containers, statuses and events.
 
 use cqrs_es::test::{AggregateResultValidator, TestFramework};

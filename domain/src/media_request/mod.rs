@@ -1,5 +1,5 @@
 //! The `media_request` aggregate: a member's request for a movie or show, from submission to
-//! availability in Plex (DESIGN.md §3).
+//! availability in Plex (docs/design.md §3).
 //!
 //! Lifecycle: `Pending → Approved → Forwarded → Processing → (PartiallyAvailable) → Available`;
 //! `Declined` and `Cancelled` are terminal; `Failed` is terminal until an admin retries.

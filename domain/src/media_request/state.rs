@@ -143,7 +143,7 @@ pub enum Source {
     Medianest,
 }
 
-/// The lifecycle status of a request, as on the wire (DESIGN.md §9).
+/// The lifecycle status of a request, as on the wire (docs/design.md §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {

@@ -1,5 +1,5 @@
 //! Given/when/then tests of the `media_request` aggregate: one test per transition and per
-//! rejection (DESIGN.md §3), then the wire shapes of statuses, policies and events.
+//! rejection (docs/design.md §3), then the wire shapes of statuses, policies and events.
 
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
 use cqrs_es::Aggregate;

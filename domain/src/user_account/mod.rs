@@ -1,4 +1,4 @@
-//! The `user_account` aggregate: the person behind sessions (DESIGN.md §3).
+//! The `user_account` aggregate: the person behind sessions (docs/design.md §3).
 //!
 //! An account is registered once — from a Plex sign-in (`plex_id`) or locally with an
 //! argon2id password hash for bootstrap and offline installs — and then changes role, quota

@@ -1,4 +1,4 @@
-//! The `user_session` aggregate: one signed-in device of an account (DESIGN.md §3).
+//! The `user_session` aggregate: one signed-in device of an account (docs/design.md §3).
 //!
 //! Lifecycle: `Active → Revoked | Expired`. A session is started by a sign-in with the
 //! SHA-256 of its token (the token itself is shown to the caller once and never stored),

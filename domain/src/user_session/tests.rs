@@ -1,5 +1,5 @@
 //! Given/when/then tests of the `user_session` aggregate: one test per transition and per
-//! rejection (DESIGN.md §3), the state `apply` leaves behind, then the wire shapes of events.
+//! rejection (docs/design.md §3), the state `apply` leaves behind, then the wire shapes of events.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
