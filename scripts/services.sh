@@ -109,3 +109,56 @@ ensure_schemathesis() {
   fi
   export PATH="$venv/bin:$PATH"
 }
+
+# The third-party contracts the simulators and contract tests follow (docs/design.md §6): not
+# MediaNest's files, so not in the repository. Pinned to an upstream version (Overseerr by its
+# release tag; the Plex document, whose repository has no tags, by the commit of the file's
+# last change, version 1.1.1) and its SHA-256; bump a version and its checksum together.
+OVERSEERR_API_TAG=v1.34.0
+OVERSEERR_API_SHA256=3e8d7697ba09301be30aac2f8eb23ba938118ef9286741db3613698d1479b589
+PLEX_API_SPEC_COMMIT=3a0b3ddae722ba3f6a0f6714ddb3df06b8093b3c
+PLEX_API_SPEC_SHA256=abdee838921b426b28ca0bbb88a22563a570992cfd045bef46b61a68d475edbc
+
+# Checks that the contracts directory, ${MEDIANEST_CONTRACTS_DIR:-../shared/contracts} (a
+# relative path is taken from the repository root), holds each contract with its pinned
+# checksum, and exports MEDIANEST_CONTRACTS_DIR as an absolute path for the tests. Otherwise
+# says which file to put where, from where, and stops: the simulators would fail later and
+# less clearly.
+ensure_contracts() {
+  local root dir ok=1
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  dir=${MEDIANEST_CONTRACTS_DIR:-../shared/contracts}
+  case $dir in /*) ;; *) dir="$root/$dir" ;; esac
+  [ -d "$dir" ] && dir=$(cd "$dir" && pwd)
+  contract_present "$dir" overseerr-api.yml "$OVERSEERR_API_SHA256" \
+    "https://raw.githubusercontent.com/sct/overseerr/$OVERSEERR_API_TAG/overseerr-api.yml" \
+    "Overseerr's OpenAPI document, sct/overseerr release $OVERSEERR_API_TAG (MIT)" || ok=0
+  contract_present "$dir" plex-media-server.yaml "$PLEX_API_SPEC_SHA256" \
+    "https://raw.githubusercontent.com/LukeHagar/plex-api-spec/$PLEX_API_SPEC_COMMIT/plex-api-spec.yaml" \
+    "Plex Media Server's community OpenAPI document, LukeHagar/plex-api-spec 1.1.1 (commit $PLEX_API_SPEC_COMMIT), plex-api-spec.yaml renamed (Apache-2.0)" \
+    || ok=0
+  if [ "$ok" -eq 0 ]; then
+    log "the contracts directory is MEDIANEST_CONTRACTS_DIR (default ../shared/contracts" \
+      "beside the repository); see docs/operations.md, \"Tests\""
+    exit 1
+  fi
+  export MEDIANEST_CONTRACTS_DIR=$dir
+}
+
+# contract_present DIR FILE SHA256 URL WHAT: whether DIR/FILE exists with that checksum; if not,
+# says what to put there and how to fetch it.
+contract_present() {
+  local dir=$1 file=$2 sum=$3 url=$4 what=$5 actual
+  if [ ! -f "$dir/$file" ]; then
+    log "contract missing: $dir/$file"
+  else
+    actual=$(sha256sum "$dir/$file" | cut -d ' ' -f 1)
+    [ "$actual" = "$sum" ] && return 0
+    log "contract differs from the pinned version: $dir/$file (sha256 $actual)"
+  fi
+  log "  put there $what:"
+  [ -d "$dir" ] || log "    mkdir -p '$dir'"
+  log "    curl -fsSL -o '$dir/$file' $url"
+  log "  expected sha256: $sum"
+  return 1
+}

@@ -15,13 +15,15 @@
 //!   movie." (`server/routes/movie.ts`, `server/routes/tv.ts`), which the client returns as
 //!   [`OverseerrError::Status`] like any other status.
 //!
-//! The contract is Overseerr's own OpenAPI document, `../shared/contracts/overseerr-api.yml`
-//! (its `servers` entry is `{server}/api/v1`, so spec paths such as `POST /request` are sent to
-//! `<base_url>/api/v1/request`). Where the document is silent — error answers, the `type`,
-//! `mediaType` and `status4k` fields, request status 4, the catalogue's error answers — the
-//! shapes come from Overseerr's source (`sct/overseerr`, `server/routes/request.ts`,
-//! `server/routes/{search,discover,movie,tv}.ts`, `server/models/{Search,Movie,Tv}.ts`,
-//! `server/entity/*.ts`, `server/constants/media.ts`) and are marked as such.
+//! The contract is Overseerr's own OpenAPI document, `overseerr-api.yml` in the contracts
+//! directory (`MEDIANEST_CONTRACTS_DIR`, default `../shared/contracts`; not in the repository,
+//! see docs/design.md §6). Its `servers` entry is `{server}/api/v1`, so spec paths such as
+//! `POST /request` are sent to `<base_url>/api/v1/request`. Where the document is silent —
+//! error answers, the `type`, `mediaType` and `status4k` fields, request status 4, the
+//! catalogue's error answers — the shapes come from Overseerr's source (`sct/overseerr`,
+//! `server/routes/request.ts`, `server/routes/{search,discover,movie,tv}.ts`,
+//! `server/models/{Search,Movie,Tv}.ts`, `server/entity/*.ts`, `server/constants/media.ts`)
+//! and are marked as such.
 //!
 //! Invariants:
 //! - every call carries `X-Api-Key` (marked sensitive, never logged) and

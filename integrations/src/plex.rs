@@ -26,7 +26,8 @@
 //! `search(libtype='season')`, `totalViewSize()`; `plexapi/base.py` `fetchItems` for paging)
 //! and Overseerr's `server/api/plexapi.ts` (`getLibraries()`, `getLibraryContents()`,
 //! `getRecentlyAdded()`); the library listing's shapes also follow the community OpenAPI
-//! document `../shared/contracts/plex-media-server.yaml` (`/library/sections/{sectionId}/all`,
+//! document `plex-media-server.yaml` in the contracts directory (`MEDIANEST_CONTRACTS_DIR`,
+//! default `../shared/contracts`; `/library/sections/{sectionId}/all`,
 //! `MediaContainerWithMetadata`, `Metadata`, `Guid`, `Media`), which PMS itself does not
 //! publish. plex.tv's error bodies are
 //! `{"errors": [{"code": <n>, "message": <text>, "status": <http status>}]}`.
@@ -578,7 +579,7 @@ pub struct LibrarySection {
 /// Plex's metadata type numbers, sent as `type=` to choose what
 /// [`PmsClient::section_items`] lists (1 movie, 2 show, 3 season, 4 episode).
 ///
-/// Contract: `../shared/contracts/plex-media-server.yaml`, parameter `type` / schema
+/// Contract: `plex-media-server.yaml` (contracts directory), parameter `type` / schema
 /// `MediaType`; python-plexapi `plexapi/utils.py` `SEARCHTYPES`. A movie section has only
 /// type 1; a show section has 2, 3 and 4. Asking a section for a type it does not hold gives
 /// an empty page, not an error.
@@ -642,7 +643,7 @@ pub struct ListItems {
 ///
 /// a show adds `childCount` (seasons) and `leafCount` (episodes); a season has `index` (its
 /// number), `parentRatingKey`, `parentTitle`, `parentGuid` and `leafCount`. Contract:
-/// `../shared/contracts/plex-media-server.yaml`, schemas `Metadata`, `Guid`, `Media`; Overseerr
+/// `plex-media-server.yaml` (contracts directory), schemas `Metadata`, `Guid`, `Media`; Overseerr
 /// `server/api/plexapi.ts` (`PlexLibraryItem`, `PlexMetadata`). Everything else is ignored,
 /// `null` reads as absent, and numbers sent as strings (or ids sent as numbers) are accepted;
 /// a number that does not fit (e.g. a negative `year`) reads as `None`.
@@ -949,7 +950,7 @@ impl PmsClient {
     /// `addedAt%3E%3E=<t>` go on the wire, as python-plexapi writes them.
     ///
     /// **Paging goes as query parameters**, `X-Plex-Container-Start`/`-Size`, as the community
-    /// spec documents them (`../shared/contracts/plex-media-server.yaml`, parameters
+    /// spec documents them (`plex-media-server.yaml` in the contracts directory, parameters
     /// `X-Plex-Container-Start`/`-Size`, `in: query`). A real PMS reads them from the query
     /// or from headers alike: python-plexapi sent them as query parameters in `fetchItems`
     /// until 4.14 and still does on this very route (`LibrarySection.totalViewSize`,

@@ -1,4 +1,5 @@
 pub mod app;
+pub mod contracts;
 pub mod fault_proxy;
 pub mod history;
 pub mod media_server;

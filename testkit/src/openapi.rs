@@ -625,7 +625,9 @@ mod tests {
     use serde_json::json;
 
     fn overseerr() -> OpenApiSpec {
-        OpenApiSpec::load(crate::overseerr_sim::spec_path()).expect("the Overseerr spec loads")
+        let path = crate::contracts::contract(crate::contracts::OVERSEERR_API);
+        OpenApiSpec::load(&path)
+            .unwrap_or_else(|err| panic!("{}", crate::contracts::missing(&path, err.root_cause())))
     }
 
     fn errors_of(result: Result<(), Vec<String>>) -> String {

@@ -3,8 +3,9 @@
 //!
 //! This module owns the simulator's HTTP server, its request/media state, its catalogue (what
 //! TMDB knows), its control API for tests and its webhook sender. It follows the contract,
-//! `../shared/contracts/overseerr-api.yml` (found by [`spec_path`]), and, where the spec is
-//! silent, Overseerr's source (`sct/overseerr`):
+//! `overseerr-api.yml` in the contracts directory (`MEDIANEST_CONTRACTS_DIR`, default
+//! `../shared/contracts`; see [`crate::contracts`]), and, where the spec is silent,
+//! Overseerr's source (`sct/overseerr`):
 //!
 //! - **Gate** (in the order Overseerr's express middleware runs): every call is recorded
 //!   ([`OverseerrSim::received`]); the configured delay and injected answers
@@ -60,7 +61,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -82,19 +82,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::contracts;
 use crate::openapi::OpenApiSpec;
-
-/// Environment variable that overrides where the Overseerr spec is read from.
-pub const SPEC_PATH_ENV: &str = "MEDIANEST_OVERSEERR_SPEC";
 
 /// The API key a simulator started with [`OverseerrSim::start`] accepts.
 pub const DEFAULT_API_KEY: &str = "medianest-sim-overseerr-api-key";
 
 /// The spec's `servers` prefix (`{server}/api/v1`).
 const API_PREFIX: &str = "/api/v1";
-
-/// Where the spec lives relative to the folder that holds the checkout.
-const SPEC_FROM_PARENT: &str = "shared/contracts/overseerr-api.yml";
 
 /// Largest request body the simulator reads.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -111,32 +106,6 @@ const MEDIA_PENDING: u8 = 2;
 const MEDIA_PROCESSING: u8 = 3;
 const MEDIA_PARTIALLY_AVAILABLE: u8 = 4;
 const MEDIA_AVAILABLE: u8 = 5;
-
-/// The path of `overseerr-api.yml`.
-///
-/// In order: `$MEDIANEST_OVERSEERR_SPEC`; `shared/contracts/overseerr-api.yml` beside the
-/// checkout this crate was built from (`<checkout>/../shared`); the same relative path under
-/// the nearest ancestor of the current directory that has it.
-pub fn spec_path() -> PathBuf {
-    if let Some(path) = std::env::var_os(SPEC_PATH_ENV) {
-        return PathBuf::from(path);
-    }
-    let beside_checkout = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/contracts/overseerr-api.yml"
-    ));
-    if beside_checkout.is_file() {
-        return beside_checkout;
-    }
-    std::env::current_dir()
-        .ok()
-        .and_then(|cwd| {
-            cwd.ancestors()
-                .map(|dir| dir.join(SPEC_FROM_PARENT))
-                .find(|candidate| candidate.is_file())
-        })
-        .unwrap_or(beside_checkout)
-}
 
 /// How a simulator behaves; [`Default`] is what MediaNest meets in production.
 #[derive(Debug, Clone)]
@@ -320,7 +289,7 @@ impl OverseerrSim {
     ///
     /// # Panics
     ///
-    /// When the spec cannot be loaded (see [`spec_path`]) or no port can be bound.
+    /// When the spec cannot be loaded (see [`crate::contracts`]) or no port can be bound.
     pub async fn start() -> Self {
         Self::start_with(SimOptions::default()).await
     }
@@ -329,15 +298,11 @@ impl OverseerrSim {
     ///
     /// # Panics
     ///
-    /// When the spec cannot be loaded (see [`spec_path`]) or no port can be bound.
+    /// When the spec cannot be loaded (see [`crate::contracts`]) or no port can be bound.
     pub async fn start_with(options: SimOptions) -> Self {
-        let path = spec_path();
-        let spec = OpenApiSpec::load(&path).unwrap_or_else(|err| {
-            panic!(
-                "the Overseerr simulator needs the spec at {} (set {SPEC_PATH_ENV}): {err:#}",
-                path.display()
-            )
-        });
+        let path = contracts::contract(contracts::OVERSEERR_API);
+        let spec = OpenApiSpec::load(&path)
+            .unwrap_or_else(|err| panic!("{}", contracts::missing(&path, err.root_cause())));
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the Overseerr simulator on 127.0.0.1");

@@ -93,12 +93,12 @@
 //!   PMS writes `<Video>`/`<Directory>`: MediaNest reads JSON only;
 //! - anything else answers PMS's HTML 404 page.
 //!
-//! The library listing follows the community OpenAPI 3.1 document
-//! `../shared/contracts/plex-media-server.yaml` (path `/library/sections/{sectionId}/all`,
-//! schemas `MediaContainerWithMetadata`, `Metadata`, `Media`, `Part`, `Guid`; see
-//! [`pms_spec_path`]) and, where it is silent or differs, what the real server does for
-//! python-plexapi (`plexapi/library.py`, `plexapi/base.py` `fetchItems`) and Overseerr
-//! (`server/api/plexapi.ts`):
+//! The library listing follows the community OpenAPI 3.1 document `plex-media-server.yaml`
+//! in the contracts directory (`MEDIANEST_CONTRACTS_DIR`, default `../shared/contracts`; see
+//! [`crate::contracts`]; path `/library/sections/{sectionId}/all`, schemas
+//! `MediaContainerWithMetadata`, `Metadata`, `Media`, `Part`, `Guid`) and, where it is silent
+//! or differs, what the real server does for python-plexapi (`plexapi/library.py`,
+//! `plexapi/base.py` `fetchItems`) and Overseerr (`server/api/plexapi.ts`):
 //! - the spec has `X-Plex-Container-Start`/`-Size` only as query parameters; a real PMS
 //!   reads them from headers too (Overseerr and python-plexapi's `fetchItems` since 4.14
 //!   send headers), so the simulator takes both;
@@ -132,7 +132,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -168,38 +167,6 @@ const FIRST_PIN_ID: u64 = 308_667_301;
 
 /// The first library rating key a [`PmsSim`] hands out.
 const FIRST_RATING_KEY: u64 = 101;
-
-/// Environment variable that overrides where the community PMS spec is read from.
-pub const PMS_SPEC_PATH_ENV: &str = "MEDIANEST_PLEX_SPEC";
-
-/// Where the PMS spec lives relative to the folder that holds the checkout.
-const PMS_SPEC_FROM_PARENT: &str = "shared/contracts/plex-media-server.yaml";
-
-/// The path of the community OpenAPI 3.1 document of PMS, `plex-media-server.yaml`.
-///
-/// In order: `$MEDIANEST_PLEX_SPEC`; `shared/contracts/plex-media-server.yaml` beside the
-/// checkout this crate was built from (`<checkout>/../shared`); the same relative path under
-/// the nearest ancestor of the current directory that has it.
-pub fn pms_spec_path() -> PathBuf {
-    if let Some(path) = std::env::var_os(PMS_SPEC_PATH_ENV) {
-        return PathBuf::from(path);
-    }
-    let beside_checkout = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/contracts/plex-media-server.yaml"
-    ));
-    if beside_checkout.is_file() {
-        return beside_checkout;
-    }
-    std::env::current_dir()
-        .ok()
-        .and_then(|cwd| {
-            cwd.ancestors()
-                .map(|dir| dir.join(PMS_SPEC_FROM_PARENT))
-                .find(|candidate| candidate.is_file())
-        })
-        .unwrap_or(beside_checkout)
-}
 
 /// One call a simulator received, as it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! Contract tests: MediaNest's Overseerr client against the Overseerr simulator, both held to
-//! `shared/contracts/overseerr-api.yml`.
+//! `overseerr-api.yml` in the contracts directory (`MEDIANEST_CONTRACTS_DIR`, default
+//! `../shared/contracts`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

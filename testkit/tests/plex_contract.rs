@@ -9,9 +9,10 @@ use medianest_integrations::plex::{
     ItemKind, LibraryItem, LibraryPage, ListItems, PlexClientInfo, PlexError, PlexPin,
     PlexTvClient, PlexTvConfig, PmsClient, PmsConfig,
 };
+use medianest_testkit::contracts::{self, PLEX_MEDIA_SERVER};
 use medianest_testkit::openapi::{Direction, OpenApiSpec};
 use medianest_testkit::plex_sim::{
-    pms_spec_path, PlexTvSim, PmsFault, PmsSim, SimAccount, SimMovie, SimShow, PMS_VERSION,
+    PlexTvSim, PmsFault, PmsSim, SimAccount, SimMovie, SimShow, PMS_VERSION,
 };
 use serde_json::Value;
 
@@ -1894,13 +1895,13 @@ async fn library_answers_fit_the_community_spec() {
     assert_eq!(query_value(&media_query, "addedAt>>"), Some("0"));
 }
 
-/// The PMS spec's path; the test fails when it is missing.
+/// The PMS spec's path in the contracts directory; the test fails when it is missing.
 fn pms_spec_file() -> std::path::PathBuf {
-    let path = pms_spec_path();
+    let path = contracts::contract(PLEX_MEDIA_SERVER);
     assert!(
         path.is_file(),
-        "the PMS spec is missing at {}",
-        path.display()
+        "{}",
+        contracts::missing(&path, "no such file")
     );
     path
 }
