@@ -56,7 +56,7 @@ fn decode<E: DeserializeOwned>(
     aggregate_type: &str,
     payload: &Value,
 ) -> Result<E, PublicFormError> {
-    serde_json::from_value(payload.clone()).map_err(|source| PublicFormError::Payload {
+    E::deserialize(payload).map_err(|source| PublicFormError::Payload {
         aggregate_type: aggregate_type.to_string(),
         source,
     })

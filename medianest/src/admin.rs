@@ -77,7 +77,7 @@ pub struct ReplayArgs {
     #[arg(long, conflicts_with = "to_nats")]
     pub dry_run: bool,
     /// Events per transaction of a rebuild.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub batch_size: i64,
     /// Re-publish a range of the log to NATS (same subjects, message ids and envelopes as
     /// the relay), for integrators who missed it.

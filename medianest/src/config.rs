@@ -76,7 +76,7 @@ pub struct ServeArgs {
     pub reconcile_interval_secs: String,
     /// How many aggregates each saga works on at once (events of one aggregate stay in
     /// order).
-    #[arg(long, env = "MEDIANEST_SAGA_CONCURRENCY", default_value = "8")]
+    #[arg(long, env = "MEDIANEST_SAGA_CONCURRENCY", default_value = "16")]
     pub saga_concurrency: String,
     /// Hours an `Idempotency-Key` is remembered.
     #[arg(long, env = "MEDIANEST_IDEMPOTENCY_TTL_HOURS", default_value = "24")]

@@ -76,12 +76,20 @@ impl FeedEvent {
     /// # Errors
     /// [`FeedError::Malformed`] when the event has no public form.
     pub fn from_stored(event: &medianest_store::StoredEvent) -> Result<Self, FeedError> {
+        Self::from_owned(event.clone())
+    }
+
+    /// [`FeedEvent::from_stored`], keeping the stored payload without copying it.
+    ///
+    /// # Errors
+    /// [`FeedError::Malformed`] when the event has no public form.
+    pub fn from_owned(event: medianest_store::StoredEvent) -> Result<Self, FeedError> {
         let envelope =
-            CloudEvent::from_stored(event).map_err(|e| FeedError::Malformed(e.to_string()))?;
+            CloudEvent::from_stored(&event).map_err(|e| FeedError::Malformed(e.to_string()))?;
         Ok(Self {
             cursor: event.cursor(),
             event: envelope,
-            stored_payload: Some(event.payload.clone()),
+            stored_payload: Some(event.payload),
             acker: Acker::None,
             ack_wait: Duration::ZERO,
         })
@@ -428,17 +436,13 @@ fn to_feed_event(
     pool: &PgPool,
     name: &str,
 ) -> Result<FeedEvent, FeedError> {
-    let envelope =
-        CloudEvent::from_stored(&event).map_err(|e| FeedError::Malformed(e.to_string()))?;
+    let cursor = event.cursor();
     Ok(FeedEvent {
-        cursor: event.cursor(),
-        event: envelope,
-        stored_payload: Some(event.payload.clone()),
         acker: Acker::Log {
             pool: pool.clone(),
             name: name.to_string(),
-            cursor: event.cursor(),
+            cursor,
         },
-        ack_wait: Duration::ZERO,
+        ..FeedEvent::from_owned(event)?
     })
 }

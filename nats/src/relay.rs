@@ -1,7 +1,9 @@
 //! The relay: copies the PostgreSQL global log into JetStream.
 //!
 //! It reads behind the transaction fence (see `medianest_store::log`), publishes each event
-//! with `Nats-Msg-Id`, awaits every ack of a batch, and only then stores its cursor. A crash
+//! with `Nats-Msg-Id`, awaits every ack of a batch, and only then stores its cursor. Batches
+//! are pipelined: while the acks of one are outstanding, the next is read and sent (at most
+//! two batches in flight, in log order on one connection). A crash
 //! between publish and cursor save therefore repeats events, never skips them, and JetStream
 //! drops the repeats inside its duplicate window. One relay is active at a time (a PostgreSQL
 //! advisory lock); others wait as standbys.
@@ -121,10 +123,19 @@ impl Relay {
             let mut tail = LogTail::new(self.pool.clone(), cursor)
                 .batch_size(self.options.batch_size)
                 .poll_interval(self.options.poll_interval);
+            // The batch whose acks are awaited while the next one is read and sent.
+            let mut in_flight: Option<(Cursor, Pending)> = None;
             loop {
-                let batch = tokio::select! {
-                    batch = tail.next_batch() => batch,
-                    () = shutdown.cancelled() => break 'restart,
+                let batch = match &in_flight {
+                    // Acks outstanding: read on without waiting, so they are collected as
+                    // soon as the log has nothing more (or shutdown comes: they are collected
+                    // before stopping).
+                    Some(_) if shutdown.is_cancelled() => Ok(Vec::new()),
+                    Some(_) => tail.poll().await,
+                    None => tokio::select! {
+                        batch = tail.next_batch() => batch,
+                        () = shutdown.cancelled() => break 'restart,
+                    },
                 };
                 let batch = match batch {
                     Ok(batch) => batch,
@@ -134,29 +145,31 @@ impl Relay {
                         continue 'restart;
                     }
                 };
-                let Some(last) = batch.last().map(StoredEvent::cursor) else {
-                    continue;
+                let sent = match batch.last().map(StoredEvent::cursor) {
+                    Some(last) => match send(&self.js, &self.subjects, &batch).await {
+                        Ok(pending) => Some((last, pending)),
+                        Err(error) => {
+                            warn!(%error, "relay cannot publish; retrying from its checkpoint");
+                            self.pause(&shutdown).await;
+                            continue 'restart;
+                        }
+                    },
+                    None => None,
                 };
-                if let Err(error) = self.publish_batch(&batch).await {
-                    warn!(%error, "relay cannot publish; retrying from its checkpoint");
-                    self.pause(&shutdown).await;
-                    continue 'restart;
-                }
-                published += batch.len();
-                metrics::counter!("medianest_relay_events_published_total")
-                    .increment(batch.len() as u64);
-                if let Some(limit) = self.options.crash_after_publish {
-                    if published >= limit {
-                        drop(lock);
-                        return Err(RelayError::InjectedCrash(published));
+                if let Some((last, pending)) = in_flight.take() {
+                    match self.settle(&name, last, pending, &mut published).await {
+                        Ok(()) => {}
+                        Err(Settle::Crash) => {
+                            drop(lock);
+                            return Err(RelayError::InjectedCrash(published));
+                        }
+                        Err(Settle::Retry) => {
+                            self.pause(&shutdown).await;
+                            continue 'restart;
+                        }
                     }
                 }
-                if let Err(error) = checkpoint::save(&self.pool, &name, last).await {
-                    warn!(%error, "relay cannot save its cursor; retrying from its checkpoint");
-                    self.pause(&shutdown).await;
-                    continue 'restart;
-                }
-                metrics_cursor(&name, last);
+                in_flight = sent;
             }
         }
         lock.release().await?;
@@ -170,10 +183,41 @@ impl Relay {
         }
     }
 
-    /// Publishes a batch and waits for every ack.
-    async fn publish_batch(&self, batch: &[StoredEvent]) -> Result<Published, async_nats::Error> {
-        publish(&self.js, &self.subjects, batch).await
+    /// Waits for the acks of a sent batch, then stores the relay's cursor at its last event.
+    async fn settle(
+        &self,
+        name: &str,
+        last: Cursor,
+        pending: Pending,
+        published: &mut usize,
+    ) -> Result<(), Settle> {
+        let count = pending.len();
+        if let Err(error) = pending.acked().await {
+            warn!(%error, "relay cannot publish; retrying from its checkpoint");
+            return Err(Settle::Retry);
+        }
+        *published += count;
+        metrics::counter!("medianest_relay_events_published_total").increment(count as u64);
+        if let Some(limit) = self.options.crash_after_publish {
+            if *published >= limit {
+                return Err(Settle::Crash);
+            }
+        }
+        if let Err(error) = checkpoint::save(&self.pool, name, last).await {
+            warn!(%error, "relay cannot save its cursor; retrying from its checkpoint");
+            return Err(Settle::Retry);
+        }
+        metrics_cursor(name, last);
+        Ok(())
     }
+}
+
+/// Why [`Relay::settle`] did not store the cursor.
+enum Settle {
+    /// NATS or PostgreSQL failed: start again from the stored cursor.
+    Retry,
+    /// The injected crash of [`RelayOptions::crash_after_publish`].
+    Crash,
 }
 
 /// What [`publish`] did with a batch.
@@ -208,15 +252,56 @@ pub async fn publish(
     subjects: &Subjects,
     batch: &[StoredEvent],
 ) -> Result<Published, async_nats::Error> {
-    let mut outcome = Published::default();
-    let mut acks = Vec::with_capacity(batch.len());
+    send(js, subjects, batch).await?.acked().await
+}
+
+/// A sent batch whose acks are outstanding.
+struct Pending {
+    acks: Vec<jetstream::context::PublishAckFuture>,
+    skipped: u64,
+}
+
+impl Pending {
+    /// Events of the batch (sent or skipped).
+    fn len(&self) -> usize {
+        self.acks.len() + self.skipped as usize
+    }
+
+    /// Waits for every ack.
+    async fn acked(self) -> Result<Published, async_nats::Error> {
+        let mut outcome = Published {
+            skipped: self.skipped,
+            ..Published::default()
+        };
+        for ack in self.acks {
+            if ack.await?.duplicate {
+                outcome.duplicates += 1;
+            } else {
+                outcome.stored += 1;
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// Sends a batch (in log order, over the one connection, so JetStream stores it in that
+/// order) without waiting for the acks.
+async fn send(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    batch: &[StoredEvent],
+) -> Result<Pending, async_nats::Error> {
+    let mut pending = Pending {
+        acks: Vec::with_capacity(batch.len()),
+        skipped: 0,
+    };
     for event in batch {
         let envelope = match CloudEvent::from_stored(event) {
             Ok(envelope) => envelope,
             Err(error) => {
                 // A newer version's event: not ours to publish; keep going.
                 warn!(%error, event = %event.event_id(), "event has no public form; skipped");
-                outcome.skipped += 1;
+                pending.skipped += 1;
                 continue;
             }
         };
@@ -226,19 +311,12 @@ pub async fn publish(
             &event.aggregate_id,
             &event.event_type,
         );
-        acks.push(
+        pending.acks.push(
             js.publish_with_headers(subject, headers(event), body)
                 .await?,
         );
     }
-    for ack in acks {
-        if ack.await?.duplicate {
-            outcome.duplicates += 1;
-        } else {
-            outcome.stored += 1;
-        }
-    }
-    Ok(outcome)
+    Ok(pending)
 }
 
 /// `medianest_relay_position{relay}`: the global position the relay has published up to.

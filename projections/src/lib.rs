@@ -1,11 +1,14 @@
 //! Read models and the projection runner (docs/design.md §5).
 //!
-//! Each projection owns its tables and a checkpoint; the runner applies one event per
-//! transaction, updating the read model and the checkpoint together and ignoring events at
-//! or below the checkpoint, so at-least-once delivery has an exactly-once effect.
+//! Each projection owns its tables and a checkpoint; the runner applies a batch of events
+//! (up to [`runner::MAX_BATCH`]) per transaction, updating the read model and the checkpoint
+//! together and ignoring events at or below the checkpoint, so a crash or a redelivery at
+//! any point has an exactly-once effect.
 //!
-//! `requests` and `downloads` are fed from JetStream (public event forms); `users` and `sessions` keep
-//! private fields (e-mails, token hashes, IPs) and are fed from the PostgreSQL log.
+//! Every projection is fed from the PostgreSQL log (`LogFeed`), in order from its own
+//! checkpoint; `requests`, `request_search`, `dashboard` and `downloads` read the events'
+//! public forms, while `users` and `sessions` keep private fields (e-mails, token hashes,
+//! IPs). A rebuild goes through [`replay`].
 
 pub mod dashboard;
 pub mod downloads;

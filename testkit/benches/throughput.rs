@@ -19,7 +19,9 @@
 //!   so a stall is not hidden), each followed by a read of its request with `min_position`:
 //!   the event → read model latency;
 //! - `queries`: `GET /api/v1/dashboard` and `GET /api/v1/requests?limit=20` from 32
-//!   connections over the history the other sections left.
+//!   connections over the history the other sections left;
+//! - `forwarder`: `MEDIANEST_BENCH_RATE × MEDIANEST_BENCH_SECONDS` approved requests written
+//!   to the log at once, forwarded by the saga to an Overseerr simulator answering in 50 ms.
 //!
 //! PostgreSQL and NATS as for the tests (`scripts/test`'s services); pgbench from Debian's
 //! `postgresql` packages. Under `cargo test` (no `--bench`) every section runs once on a
@@ -42,12 +44,16 @@ use tokio_util::sync::CancellationToken;
 const REQUESTER: &str = "01a1fca1-0d53-75ee-ac89-31047ed37289";
 const ADMIN: &str = "01a1fca1-0ba7-7112-96f6-91c99742cd65";
 const CONNECTIONS: usize = 32;
+/// The status recorded for a request that got no answer (connection failed or timed out).
+const UNANSWERED: u16 = 0;
 
 /// The sizes of one run.
 struct Sizes {
     events: i64,
     seconds: u64,
     rate: u64,
+    /// The fixed rate of the query latencies (issue 13: p99 below 10 ms at 1,000 req/s).
+    query_rate: u64,
 }
 
 /// One line of the table.
@@ -67,13 +73,18 @@ fn row(what: impl Into<String>, figure: String, reference: String, ratio: String
     }
 }
 
-/// Writes `requests` media requests of five events each (submitted, approved, forwarded,
-/// processing, available), 50,000 requests per statement.
-async fn generate(pool: &PgPool, requests: i64) -> Result<(), sqlx::Error> {
+/// Writes `requests` media requests of `events` events each (of: submitted, approved,
+/// forwarded, processing, available), 50,000 requests per statement; tmdb ids from `first`.
+async fn generate(
+    pool: &PgPool,
+    first: i64,
+    requests: i64,
+    events: i32,
+) -> Result<(), sqlx::Error> {
     let chunk = 50_000;
-    let mut first = 1;
-    while first <= requests {
-        let last = (first + chunk - 1).min(requests);
+    let (mut first, end) = (first, first + requests - 1);
+    while first <= end {
+        let last = (first + chunk - 1).min(end);
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
                                  event_version, payload, metadata)
@@ -94,12 +105,14 @@ async fn generate(pool: &PgPool, requests: i64) -> Result<(), sqlx::Error> {
                FROM generate_series($1::bigint, $2::bigint) g,
                     (VALUES (1, 'submitted'), (2, 'approved'), (3, 'forwarded'),
                             (4, 'processing'), (5, 'available')) e(seq, type)
+              WHERE e.seq <= $5
               ORDER BY g, e.seq",
         )
         .bind(first)
         .bind(last)
         .bind(REQUESTER)
         .bind(ADMIN)
+        .bind(events)
         .execute(pool)
         .await?;
         first = last + 1;
@@ -191,7 +204,7 @@ async fn log_sections(
     }
     let (_, pool) = fresh_database().await;
     let started = Instant::now();
-    generate(&pool, sizes.events / 5).await?;
+    generate(&pool, 1, sizes.events / 5, 5).await?;
     eprintln!(
         "generated {} events in {:.1} s",
         sizes.events,
@@ -265,6 +278,8 @@ async fn log_sections(
         let relayed = sizes.events as f64 / started.elapsed().as_secs_f64();
         stop.cancel();
         task.await??;
+        // A million events are not left on the machine's JetStream.
+        stream.js.delete_stream(&stream.name).await?;
         rows.push(row(
             "relay draining the log to JetStream",
             rate(relayed),
@@ -281,6 +296,7 @@ struct Load {
     histogram: Histogram<u64>,
     ok: u64,
     server_errors: u64,
+    unanswered: u64,
     other: u64,
     seconds: f64,
 }
@@ -291,6 +307,7 @@ impl Load {
             histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds"),
             ok: 0,
             server_errors: 0,
+            unanswered: 0,
             other: 0,
             seconds: 0.0,
         }
@@ -305,6 +322,7 @@ impl Load {
         let _ = self.histogram.record(micros.max(1));
         match status {
             200..=299 => self.ok += 1,
+            UNANSWERED => self.unanswered += 1,
             500..=599 => self.server_errors += 1,
             _ => self.other += 1,
         }
@@ -314,6 +332,7 @@ impl Load {
         let _ = self.histogram.add(&other.histogram);
         self.ok += other.ok;
         self.server_errors += other.server_errors;
+        self.unanswered += other.unanswered;
         self.other += other.other;
     }
 
@@ -331,8 +350,11 @@ impl Load {
             self.per_second(),
             self.millis(0.5),
             self.millis(0.99),
-            if self.server_errors + self.other > 0 {
-                format!(", {} 5xx, {} other", self.server_errors, self.other)
+            if self.server_errors + self.unanswered + self.other > 0 {
+                format!(
+                    ", {} 5xx, {} unanswered (the client gave up), {} other",
+                    self.server_errors, self.unanswered, self.other
+                )
             } else {
                 String::new()
             }
@@ -363,7 +385,7 @@ where
                         let _ = response.bytes().await;
                         status
                     }
-                    Err(_) => 599,
+                    Err(_) => UNANSWERED,
                 };
                 load.record(status, sent);
             }
@@ -376,6 +398,40 @@ where
     }
     total.seconds = started.elapsed().as_secs_f64();
     total
+}
+
+/// `request(i)` sent at a fixed `rate` per second for `seconds`, each on its own task; the
+/// latency is counted from each request's scheduled time, so a stall is not hidden.
+async fn fixed_rate<F>(rate: u64, seconds: u64, request: F) -> Load
+where
+    F: Fn(u64) -> reqwest::RequestBuilder,
+{
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..rate * seconds {
+        let scheduled = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(scheduled.into()).await;
+        let request = request(i);
+        tasks.push(tokio::spawn(async move {
+            let status = match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let _ = response.bytes().await;
+                    status
+                }
+                Err(_) => UNANSWERED,
+            };
+            (status, scheduled.elapsed())
+        }));
+    }
+    let mut load = Load::new();
+    for task in tasks {
+        let (status, took) = task.await.expect("a request task");
+        load.record_took(status, took);
+    }
+    load.seconds = started.elapsed().as_secs_f64();
+    load
 }
 
 /// pgbench's minimum transaction of one submit, `CONNECTIONS` clients for `seconds`, on a
@@ -526,7 +582,7 @@ async fn app_sections(
             tasks.push(tokio::spawn(async move {
                 let response = submit(&app, tmdb_id).send().await;
                 let Ok(response) = response else {
-                    return (599, scheduled.elapsed(), None);
+                    return (UNANSWERED, scheduled.elapsed(), None);
                 };
                 let status = response.status().as_u16();
                 let answered = Instant::now();
@@ -595,7 +651,75 @@ async fn app_sections(
                 String::new(),
             ));
         }
+        let some: String = sqlx::query_scalar("SELECT id::text FROM requests LIMIT 1")
+            .fetch_one(&app.pool)
+            .await?;
+        for path in [
+            "/api/v1/requests?limit=20".to_string(),
+            format!("/api/v1/requests/{some}"),
+            "/api/v1/search?q=film&limit=20".to_string(),
+            "/api/v1/dashboard?scope=all".to_string(),
+        ] {
+            let load = fixed_rate(sizes.query_rate, sizes.seconds, |_| {
+                app.http.get(app.url(&path)).bearer_auth(&app.admin.token)
+            })
+            .await;
+            rows.push(row(
+                format!("GET {path} at a fixed {} req/s", sizes.query_rate),
+                load.describe("req"),
+                "target p99 < 10 ms".to_string(),
+                String::new(),
+            ));
+        }
     }
+    Ok(())
+}
+
+/// Approved requests the forwarder saga sends to Overseerr per second, against a simulator
+/// that answers each call after 50 ms: `requests` submitted-and-approved requests written to
+/// the log at once, timed until each has its `forwarded` event.
+async fn forwarder(
+    sizes: &Sizes,
+    sections: &[String],
+    rows: &mut Vec<Row>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !sections.iter().any(|x| x == "forwarder") {
+        return Ok(());
+    }
+    const DELAY: Duration = Duration::from_millis(50);
+    let options = TestOptions {
+        plex: false,
+        notifications: None,
+        ..TestOptions::default()
+    };
+    let concurrency = options.saga_concurrency;
+    let app = TestApp::spawn_with(options).await;
+    app.sim().set_delay(DELAY);
+    let requests = (sizes.rate * sizes.seconds).max(1);
+    let started = Instant::now();
+    generate(&app.pool, 1, i64::try_from(requests)?, 2).await?;
+    let deadline = started + Duration::from_secs(sizes.seconds * 10 + 60);
+    loop {
+        let forwarded: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'forwarded'")
+                .fetch_one(&app.pool)
+                .await?;
+        if u64::try_from(forwarded)? >= requests {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {forwarded} of {requests} forwarded").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let per_second = requests as f64 / started.elapsed().as_secs_f64();
+    let ideal = concurrency as f64 / DELAY.as_secs_f64();
+    rows.push(row(
+        format!("forwarder saga, {requests} approvals, Overseerr answering in 50 ms"),
+        format!("{per_second:.0} approvals/s"),
+        format!("{concurrency} calls at once: at most {ideal:.0}/s; target 200/s"),
+        format!("{} of the target", times(per_second, 200.0)),
+    ));
     Ok(())
 }
 
@@ -621,12 +745,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             events: i64::try_from(env("MEDIANEST_BENCH_EVENTS", 100_000)).unwrap_or(100_000),
             seconds: env("MEDIANEST_BENCH_SECONDS", 10),
             rate: env("MEDIANEST_BENCH_RATE", 300),
+            query_rate: 1_000,
         }
     } else {
         Sizes {
             events: 1_000,
             seconds: 1,
             rate: 20,
+            query_rate: 20,
         }
     };
     let all = [
@@ -636,6 +762,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "commands",
         "latency",
         "queries",
+        "forwarder",
     ];
     let mut sections: Vec<String> = std::env::args()
         .skip(1)
@@ -647,6 +774,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
     log_sections(&sizes, &sections, &mut rows).await?;
     app_sections(&sizes, &sections, &mut rows).await?;
+    forwarder(&sizes, &sections, &mut rows).await?;
     println!("| what | figure | reference (same run) | ratio |");
     println!("|---|---|---|---|");
     for r in &rows {

@@ -149,7 +149,7 @@ pub struct TestOptions {
     /// How long a request may stay approved before the reconciler forwards it again
     /// (default one hour).
     pub redrive_after: Duration,
-    /// Aggregates each saga works on at once (default 8, as in production).
+    /// Aggregates each saga works on at once (default 16, as in production).
     pub saga_concurrency: usize,
     /// Forwarder retries (default 6 attempts, 50 ms doubling to 400 ms).
     pub forward_retry: RetryPolicy,
@@ -246,7 +246,7 @@ impl Default for TestOptions {
             overseerr: true,
             reconcile_interval: Duration::from_secs(3600),
             redrive_after: Duration::from_secs(3600),
-            saga_concurrency: 8,
+            saga_concurrency: 16,
             forward_retry: RetryPolicy {
                 attempts: 6,
                 min_delay: Duration::from_millis(50),
