@@ -256,7 +256,7 @@ async fn open_session(
             (header::SET_COOKIE, cookie),
             (
                 header::CACHE_CONTROL,
-                "no-store".parse().expect("a header value"),
+                axum::http::HeaderValue::from_static("no-store"),
             ),
         ],
         axum::Json(answer),

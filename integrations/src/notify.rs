@@ -586,6 +586,7 @@ fn signing_key(secret: &str) -> Option<Vec<u8>> {
 /// # Panics
 /// Never: HMAC takes a key of any length.
 pub fn sign_webhook(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
+    #[expect(clippy::expect_used, reason = "HMAC takes a key of any length")]
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
@@ -793,6 +794,10 @@ impl Sender {
     ///
     /// # Panics
     /// When the TLS backend cannot be initialised (a broken build).
+    #[expect(
+        clippy::expect_used,
+        reason = "only a TLS backend that cannot start (a broken build) fails here"
+    )]
     pub fn new(policy: DestinationPolicy, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)

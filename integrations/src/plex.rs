@@ -172,6 +172,7 @@ pub struct PlexTvConfig {
 
 impl PlexTvConfig {
     /// The production configuration: [`PLEX_TV_URL`] and [`DEFAULT_TIMEOUT`] (10 s).
+    #[expect(clippy::expect_used, reason = "PLEX_TV_URL is a constant, valid URL")]
     pub fn new(client: PlexClientInfo) -> Self {
         Self {
             base_url: Url::parse(PLEX_TV_URL).expect("PLEX_TV_URL is a valid URL"),

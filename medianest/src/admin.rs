@@ -54,6 +54,7 @@ pub enum ProjectionsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// The database to read.
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -96,6 +97,7 @@ pub struct ReplayArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// The database to read and rebuild.
     #[command(flatten)]
     pub db: DatabaseArgs,
     /// NATS URL (with --to-nats).
@@ -128,6 +130,7 @@ pub enum EventsCommand {
         /// One JSON object per line (the stored event).
         #[arg(long)]
         json: bool,
+        /// The database to read.
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -140,6 +143,7 @@ pub enum EventsCommand {
         /// One JSON object per line (the stored event).
         #[arg(long)]
         json: bool,
+        /// The database to read.
         #[command(flatten)]
         db: DatabaseArgs,
     },

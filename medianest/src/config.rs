@@ -310,6 +310,7 @@ pub struct AuthSettings {
 }
 
 impl Default for AuthSettings {
+    #[expect(clippy::expect_used, reason = "a constant, valid URL")]
     fn default() -> Self {
         Self {
             plex: None,
@@ -319,7 +320,7 @@ impl Default for AuthSettings {
             signin_attempts: 5,
             signin_attempts_per_address: 30,
             signin_window: Duration::from_secs(900),
-            api_rate_limit: NonZeroU32::new(100).expect("100 > 0"),
+            api_rate_limit: NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
             session_expirer_interval: Duration::from_secs(60),
             trust_proxy: false,
             plex_timeout: Duration::from_secs(10),

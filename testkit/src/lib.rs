@@ -1,3 +1,8 @@
+//! The test kit: a MediaNest started in-process against fresh PostgreSQL databases and
+//! JetStream streams ([`app`]), simulators of the services that cannot run here (Overseerr,
+//! plex.tv and Plex Media Server, the push services), a real SMTP sink, a fault proxy that
+//! cuts connections, and the contract documents they follow ([`contracts`]).
+
 pub mod app;
 pub mod contracts;
 pub mod fault_proxy;

@@ -535,12 +535,20 @@ impl Dispatcher {
             match store::channels_due(&self.pool).await {
                 Ok(due) => {
                     for channel in due {
-                        if self.running.lock().expect("lock").insert(channel.clone()) {
+                        if self
+                            .running
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(channel.clone())
+                        {
                             let this = self.clone();
                             let stop = shutdown.clone();
                             tasks.spawn(async move {
                                 this.drain(&channel, &stop).await;
-                                this.running.lock().expect("lock").remove(&channel);
+                                this.running
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .remove(&channel);
                             });
                         }
                     }

@@ -524,7 +524,7 @@ async fn the_dashboard_shows_exact_figures_to_admins_and_each_user_their_own_sli
     .execute(&app.pool)
     .await
     .unwrap();
-    let migration = include_str!("../../migrations/20261207000002_dashboard_totals.sql");
+    let migration = include_str!("../../../migrations/20261207000002_dashboard_totals.sql");
     let (_, backfill) = migration
         .split_once("-- Built from the slim rows an earlier version wrote.")
         .expect("the backfill part");

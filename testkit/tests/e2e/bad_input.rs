@@ -18,7 +18,6 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-#[path = "bad_input/schemathesis.rs"]
 mod schemathesis;
 
 const REQUESTS: &str = "/api/v1/requests";

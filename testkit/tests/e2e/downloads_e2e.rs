@@ -13,6 +13,7 @@ use medianest_testkit::problem::assert_problem;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+/// An app with YouTube downloads on (a fresh downloads root, the local media server allowed).
 pub async fn downloads_app() -> TestApp {
     TestApp::spawn_with(TestOptions {
         downloads: true,
