@@ -81,7 +81,7 @@ ensure_ytdlp() {
   export PATH="$venv/bin:$PATH"
 }
 
-# The schemathesis version the tests use (testkit/tests/bad_input/schemathesis.rs drives its CLI).
+# The schemathesis version the tests use (testkit/tests/e2e/bad_input/schemathesis.rs drives its CLI).
 SCHEMATHESIS_VERSION=4.32.5
 
 # Puts schemathesis $SCHEMATHESIS_VERSION (`schemathesis`, `st`) on PATH: the one already there

@@ -4,12 +4,13 @@
 //!
 //! Each takes `--json` for scripts (one JSON document, or one JSON object per line for event
 //! listings) and draws a progress bar (indicatif, on standard error, only on a terminal) on
-//! long work. Exit codes: [`EXIT_OK`], [`EXIT_FAILURE`], [`EXIT_USAGE`], [`EXIT_NO`] and
-//! [`EXIT_BUSY`].
+//! long work. Exit codes: [`Exit`].
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+use crate::exit::Exit;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -21,17 +22,6 @@ use medianest_projections::Projection;
 use medianest_store::{log, Cursor, LogTail, StoredEvent};
 use serde_json::json;
 use sqlx::PgPool;
-
-/// Success (a dry run found the rebuilt read model identical to the live one).
-pub const EXIT_OK: u8 = 0;
-/// A runtime failure: PostgreSQL or NATS unreachable, a query failed.
-pub const EXIT_FAILURE: u8 = 1;
-/// Invalid usage or input (clap's own usage errors also exit 2).
-pub const EXIT_USAGE: u8 = 2;
-/// The answer is "no": a dry run found differences, `events show` found no events.
-pub const EXIT_NO: u8 = 3;
-/// Another replay of the same projection is running.
-pub const EXIT_BUSY: u8 = 4;
 
 /// The PostgreSQL connection of an admin command.
 #[derive(Debug, Clone, Args)]
@@ -166,12 +156,12 @@ async fn connect(db: &DatabaseArgs, migrate: bool) -> Result<PgPool, ExitCode> {
 
 fn failure(message: &str) -> ExitCode {
     eprintln!("error: {message}");
-    ExitCode::from(EXIT_FAILURE)
+    Exit::Failure.into()
 }
 
 fn usage(message: &str) -> ExitCode {
     eprintln!("error: {message}");
-    ExitCode::from(EXIT_USAGE)
+    Exit::Usage.into()
 }
 
 fn print_json(value: &serde_json::Value) {
@@ -227,7 +217,7 @@ pub async fn projections(command: ProjectionsCommand) -> ExitCode {
             );
         }
     }
-    ExitCode::from(EXIT_OK)
+    Exit::Ok.into()
 }
 
 /// `medianest replay`.
@@ -291,8 +281,8 @@ pub async fn replay(args: ReplayArgs) -> ExitCode {
             Err(error) => {
                 // What was replayed before stays replayed: report it, then stop.
                 let code = match error {
-                    ReplayError::Busy(_) => EXIT_BUSY,
-                    _ => EXIT_FAILURE,
+                    ReplayError::Busy(_) => Exit::Busy,
+                    _ => Exit::Failure,
                 };
                 eprintln!("error: replaying {}: {error}", projection.name());
                 stopped = Some((projection.name(), error.to_string(), code));
@@ -307,12 +297,12 @@ pub async fn replay(args: ReplayArgs) -> ExitCode {
         print_json(&json!({ "dry_run": args.dry_run, "replays": reports, "failed": failed }));
     }
     if let Some((_, _, code)) = stopped {
-        return ExitCode::from(code);
+        return code.into();
     }
     if args.dry_run && !reports.iter().all(ReplayReport::identical) {
-        return ExitCode::from(EXIT_NO);
+        return Exit::No.into();
     }
-    ExitCode::from(EXIT_OK)
+    Exit::Ok.into()
 }
 
 fn print_report(report: &ReplayReport) {
@@ -436,7 +426,7 @@ async fn republish(pool: &PgPool, args: &ReplayArgs) -> ExitCode {
             outcome.skipped
         );
     }
-    ExitCode::from(EXIT_OK)
+    Exit::Ok.into()
 }
 
 /// `medianest events …`.
@@ -468,14 +458,14 @@ pub async fn events(command: EventsCommand) -> ExitCode {
             match log::aggregate_events(&pool, &aggregate_type, &id).await {
                 Ok(events) if events.is_empty() => {
                     eprintln!("no events for {aggregate_type} {id}");
-                    ExitCode::from(EXIT_NO)
+                    Exit::No.into()
                 }
                 Ok(events) => {
                     let mut out = std::io::stdout().lock();
                     for event in &events {
                         print_event(&mut out, event, json);
                     }
-                    ExitCode::from(EXIT_OK)
+                    Exit::Ok.into()
                 }
                 Err(e) => failure(&e.to_string()),
             }
@@ -507,7 +497,7 @@ async fn tail(
         }
     }
     if !follow {
-        return ExitCode::from(EXIT_OK);
+        return Exit::Ok.into();
     }
     let start = last
         .last()
@@ -518,7 +508,7 @@ async fn tail(
     loop {
         let batch = tokio::select! {
             batch = tail.next_batch() => batch,
-            () = crate::cli::shutdown_signal() => return ExitCode::from(EXIT_OK),
+            () = crate::shutdown::signal() => return Exit::Ok.into(),
         };
         match batch {
             Ok(batch) => {

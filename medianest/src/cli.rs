@@ -2,16 +2,15 @@
 //! the admin commands over the log and read models (`projections status`, `replay`,
 //! `events tail|show`; see [`crate::admin`]).
 //!
-//! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration, usage or input,
-//! 3 the account already exists (`users create`), a dry run found differences (`replay
-//! --dry-run`) or there is nothing to show (`events show`), 4 another replay of the
-//! projection is running.
+//! Exit codes: [`Exit`] (0 success, 1 runtime failure, 2 invalid configuration, usage or
+//! input, 3 "no", 4 busy).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{ServeArgs, Settings};
+use crate::exit::Exit;
 
 /// MediaNest — the media-request backend beside your Plex Media Server.
 #[derive(Debug, Parser)]
@@ -90,7 +89,7 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return Exit::Failure.into();
         }
     };
     match cli.command {
@@ -99,7 +98,7 @@ pub fn main() -> ExitCode {
                 Ok(settings) => settings,
                 Err(e) => {
                     eprintln!("error: invalid configuration: {e}");
-                    return ExitCode::from(2);
+                    return Exit::Usage.into();
                 }
             };
             runtime.block_on(serve(settings))
@@ -119,7 +118,7 @@ pub fn main() -> ExitCode {
             let mut password = String::new();
             if let Err(e) = std::io::stdin().read_line(&mut password) {
                 eprintln!("error: cannot read the password from standard input: {e}");
-                return ExitCode::from(2);
+                return Exit::Usage.into();
             }
             let password = password.trim_end_matches(['\r', '\n']).to_string();
             runtime.block_on(create_user(
@@ -146,12 +145,12 @@ async fn create_user(
         Ok(pool) => pool,
         Err(e) => {
             eprintln!("error: MEDIANEST_DATABASE_URL: {e}");
-            return ExitCode::FAILURE;
+            return Exit::Failure.into();
         }
     };
     if let Err(e) = medianest_store::migrate(&pool).await {
         eprintln!("error: applying migrations: {e}");
-        return ExitCode::FAILURE;
+        return Exit::Failure.into();
     }
     match crate::users::create_user(&pool, username, email, admin, password).await {
         Ok(created) => {
@@ -163,11 +162,11 @@ async fn create_user(
                     created.role, created.username, created.id
                 );
             }
-            ExitCode::SUCCESS
+            Exit::Ok.into()
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
+            e.exit_code().into()
         }
     }
 }
@@ -177,39 +176,17 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(running) => running,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
+            return Exit::Failure.into();
         }
     };
     let token = running.shutdown_token();
     tokio::select! {
-        () = shutdown_signal() => tracing::info!("shutting down: finishing in-flight work"),
+        () = crate::shutdown::signal() => tracing::info!("shutting down: finishing in-flight work"),
         () = token.cancelled() => {}
     }
     token.cancel();
     running.join().await;
-    ExitCode::SUCCESS
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
+    Exit::Ok.into()
 }
 
 async fn migrate(database_url: &str) -> ExitCode {
@@ -221,11 +198,11 @@ async fn migrate(database_url: &str) -> ExitCode {
     match result {
         Ok(()) => {
             println!("migrations applied");
-            ExitCode::SUCCESS
+            Exit::Ok.into()
         }
         Err(e) => {
             eprintln!("error: MEDIANEST_DATABASE_URL: {e}");
-            ExitCode::FAILURE
+            Exit::Failure.into()
         }
     }
 }

@@ -5,6 +5,8 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod exit;
+pub mod shutdown;
 pub mod users;
 
 pub use app::{start, Running};

@@ -28,12 +28,14 @@ pub enum CreateUserError {
 }
 
 impl CreateUserError {
-    /// The exit code: 2 invalid input, 3 username taken, 1 anything else.
-    pub fn exit_code(&self) -> u8 {
+    /// The exit code: usage (2) for invalid input, "no" (3) for a taken username, failure
+    /// (1) for anything else.
+    pub fn exit_code(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
         match self {
-            Self::Invalid(_) => 2,
-            Self::Taken(_) => 3,
-            Self::Store(_) => 1,
+            Self::Invalid(_) => Exit::Usage,
+            Self::Taken(_) => Exit::No,
+            Self::Store(_) => Exit::Failure,
         }
     }
 }
