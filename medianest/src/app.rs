@@ -40,6 +40,7 @@ use medianest_workers::{
     OverseerrForwarder, OverseerrReconciler, PlexScanner, PlexSync, ProgressOut, ScanTarget,
     Service, SessionExpirer,
 };
+use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -104,123 +105,211 @@ impl Running {
 /// When PostgreSQL or NATS cannot be reached, migrations fail, the stream cannot be created,
 /// or the HTTP address cannot be bound.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
-    let pool = medianest_store::connect(&settings.database_url, 16)
-        .await
-        .context("MEDIANEST_DATABASE_URL: cannot connect to PostgreSQL")?;
-    medianest_store::migrate(&pool)
-        .await
-        .context("applying database migrations")?;
-    let nats = medianest_nats::connect(&settings.nats_url)
-        .await
-        .context("MEDIANEST_NATS_URL: cannot connect to NATS")?;
-    let js = async_nats::jetstream::new(nats.clone());
-    let subjects = Subjects::new(settings.subject_prefix.clone());
-    let mut stream_settings = StreamSettings::new(settings.stream.clone(), subjects.clone());
-    stream_settings.duplicate_window = settings.duplicate_window;
-    medianest_nats::ensure_stream(&js, &stream_settings)
-        .await
-        .map_err(|e| anyhow::anyhow!("creating JetStream stream {}: {e}", settings.stream))?;
+    let mut process = Process::connect(settings).await?;
+    if process.settings.runs(Role::Relay) {
+        process.spawn_relay();
+    }
+    if process.settings.runs(Role::Workers) {
+        process.spawn_projections();
+        process.spawn_housekeeping();
+        process.spawn_overseerr_sagas();
+        process.spawn_downloads()?;
+        process.spawn_plex_sync()?;
+        process.spawn_notifications();
+    }
+    let http_addr =
+        if process.settings.runs(Role::CommandApi) || process.settings.runs(Role::QueryApi) {
+            Some(process.serve_http().await?)
+        } else {
+            None
+        };
+    Ok(Running {
+        http_addr,
+        shutdown: process.shutdown,
+        tasks: process.tasks,
+        _egress: process.egress,
+    })
+}
 
-    let requests = Arc::new(
-        MediaRequests::new(
-            pool.clone(),
-            MediaRequestServices {
-                auto_approve: settings.auto_approve,
-            },
-        )
-        .with_default_quotas(settings.auth.default_quotas),
-    );
-    let accounts = Arc::new(UserAccounts::new(pool.clone()));
-    let sessions = Arc::new(UserSessions::new(pool.clone(), settings.auth.session_ttl));
-    let overseerr = settings
-        .overseerr
-        .as_ref()
-        .map(|o| {
-            OverseerrClient::new(OverseerrConfig {
-                base_url: o.url.clone(),
-                api_key: o.api_key.clone(),
-                timeout: Duration::from_secs(10),
-            })
-        })
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("MEDIANEST_OVERSEERR_URL / _API_KEY: {e}"))?;
-    // Every yt-dlp run goes through the egress proxy, so the download URL rule holds for
-    // each connection it makes (a redirect or a playlist item seen only at run time).
-    let egress = match &settings.downloads.dir {
-        Some(_) => Some(
-            EgressProxy::start(EgressPolicy::new(&settings.downloads.allowed_hosts))
-                .await
-                .context("starting the egress proxy for yt-dlp")?,
-        ),
-        None => None,
-    };
-    let ytdlp = settings.downloads.dir.as_ref().map(|dir| {
-        YtDlp::new(YtDlpConfig {
-            program: settings.downloads.ytdlp.clone(),
-            downloads_root: dir.clone(),
-            proxy: egress.as_ref().map(EgressProxy::url),
-            ..YtDlpConfig::default()
-        })
-    });
-    let download_services = DownloadServices {
-        allowed_hosts: settings.downloads.allowed_hosts.clone(),
-    };
-    let downloads = ytdlp.as_ref().map(|_| {
-        Arc::new(Downloads::new(
-            pool.clone(),
-            download_services.clone(),
-            settings.downloads.limit_per_hour,
-        ))
-    });
-    // One circuit breaker per external service, shared by everything in this process that
-    // calls it (sagas, the Plex sync, the catalogue); each reports its state to
-    // `service_health` (the dashboard shows it).
-    let breaker = |service| {
-        Arc::new(CircuitBreaker::new(service, settings.breaker).with_health_table(pool.clone()))
-    };
-    // Made on first use, so a service nothing calls is not reported.
-    let (overseerr_cell, plex_cell) = (OnceLock::new(), OnceLock::new());
-    let overseerr_breaker = || {
-        overseerr_cell
-            .get_or_init(|| breaker(Service::Overseerr))
+/// One circuit breaker per external service, shared by everything in the process that calls
+/// it (sagas, the Plex sync, the catalogue); each reports its state to `service_health` (the
+/// dashboard shows it). Made on first use, so a service nothing calls is not reported.
+struct Breakers {
+    pool: PgPool,
+    config: medianest_workers::BreakerConfig,
+    overseerr: OnceLock<Arc<CircuitBreaker>>,
+    plex: OnceLock<Arc<CircuitBreaker>>,
+}
+
+impl Breakers {
+    fn make(&self, service: Service) -> Arc<CircuitBreaker> {
+        Arc::new(CircuitBreaker::new(service, self.config).with_health_table(self.pool.clone()))
+    }
+
+    fn overseerr(&self) -> Arc<CircuitBreaker> {
+        self.overseerr
+            .get_or_init(|| self.make(Service::Overseerr))
             .clone()
-    };
-    let plex_breaker = || plex_cell.get_or_init(|| breaker(Service::Plex)).clone();
-    // Sagas keep each aggregate's order themselves, so they may hold several events at once.
-    let saga_feed: Arc<dyn EventFeed> = Arc::new(
-        JetStreamFeed::new(js.clone(), settings.stream.clone(), subjects.clone())
-            .with_ack_wait(settings.consumer_ack_wait)
-            .with_max_in_flight(settings.saga_concurrency),
-    );
-    let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
+    }
 
-    if settings.runs(Role::Relay) {
-        let relay = Relay::new(
-            pool.clone(),
-            js.clone(),
-            settings.stream.clone(),
-            subjects.clone(),
-            settings.relay.clone(),
+    fn plex(&self) -> Arc<CircuitBreaker> {
+        self.plex.get_or_init(|| self.make(Service::Plex)).clone()
+    }
+}
+
+/// What the roles of one process share: the connections, the aggregates' stores, the
+/// clients of the external services and their breakers, the sagas' feed, and the tasks with
+/// the token that stops them. Each role adds its tasks with one method.
+struct Process {
+    settings: Settings,
+    pool: PgPool,
+    nats: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    subjects: Subjects,
+    requests: Arc<MediaRequests>,
+    accounts: Arc<UserAccounts>,
+    sessions: Arc<UserSessions>,
+    overseerr: Option<OverseerrClient>,
+    /// The yt-dlp egress proxy, kept for as long as the process runs.
+    egress: Option<EgressProxy>,
+    ytdlp: Option<YtDlp>,
+    download_services: DownloadServices,
+    downloads: Option<Arc<Downloads>>,
+    breakers: Breakers,
+    /// Sagas keep each aggregate's order themselves, so they may hold several events at once.
+    saga_feed: Arc<dyn EventFeed>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Process {
+    /// Connects to PostgreSQL (migrating it) and NATS (creating the stream), and builds what
+    /// the roles share.
+    async fn connect(settings: Settings) -> anyhow::Result<Self> {
+        let pool = medianest_store::connect(&settings.database_url, 16)
+            .await
+            .context("MEDIANEST_DATABASE_URL: cannot connect to PostgreSQL")?;
+        medianest_store::migrate(&pool)
+            .await
+            .context("applying database migrations")?;
+        let nats = medianest_nats::connect(&settings.nats_url)
+            .await
+            .context("MEDIANEST_NATS_URL: cannot connect to NATS")?;
+        let js = async_nats::jetstream::new(nats.clone());
+        let subjects = Subjects::new(settings.subject_prefix.clone());
+        let mut stream_settings = StreamSettings::new(settings.stream.clone(), subjects.clone());
+        stream_settings.duplicate_window = settings.duplicate_window;
+        medianest_nats::ensure_stream(&js, &stream_settings)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating JetStream stream {}: {e}", settings.stream))?;
+        let requests = Arc::new(
+            MediaRequests::new(
+                pool.clone(),
+                MediaRequestServices {
+                    auto_approve: settings.auto_approve,
+                },
+            )
+            .with_default_quotas(settings.auth.default_quotas),
         );
-        let token = shutdown.clone();
-        tasks.spawn(async move {
+        let overseerr = settings
+            .overseerr
+            .as_ref()
+            .map(|o| {
+                OverseerrClient::new(OverseerrConfig {
+                    base_url: o.url.clone(),
+                    api_key: o.api_key.clone(),
+                    timeout: Duration::from_secs(10),
+                })
+            })
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("MEDIANEST_OVERSEERR_URL / _API_KEY: {e}"))?;
+        // Every yt-dlp run goes through the egress proxy, so the download URL rule holds for
+        // each connection it makes (a redirect or a playlist item seen only at run time).
+        let egress = match &settings.downloads.dir {
+            Some(_) => Some(
+                EgressProxy::start(EgressPolicy::new(&settings.downloads.allowed_hosts))
+                    .await
+                    .context("starting the egress proxy for yt-dlp")?,
+            ),
+            None => None,
+        };
+        let ytdlp = settings.downloads.dir.as_ref().map(|dir| {
+            YtDlp::new(YtDlpConfig {
+                program: settings.downloads.ytdlp.clone(),
+                downloads_root: dir.clone(),
+                proxy: egress.as_ref().map(EgressProxy::url),
+                ..YtDlpConfig::default()
+            })
+        });
+        let download_services = DownloadServices {
+            allowed_hosts: settings.downloads.allowed_hosts.clone(),
+        };
+        let downloads = ytdlp.as_ref().map(|_| {
+            Arc::new(Downloads::new(
+                pool.clone(),
+                download_services.clone(),
+                settings.downloads.limit_per_hour,
+            ))
+        });
+        let saga_feed: Arc<dyn EventFeed> = Arc::new(
+            JetStreamFeed::new(js.clone(), settings.stream.clone(), subjects.clone())
+                .with_ack_wait(settings.consumer_ack_wait)
+                .with_max_in_flight(settings.saga_concurrency),
+        );
+        Ok(Self {
+            accounts: Arc::new(UserAccounts::new(pool.clone())),
+            sessions: Arc::new(UserSessions::new(pool.clone(), settings.auth.session_ttl)),
+            breakers: Breakers {
+                pool: pool.clone(),
+                config: settings.breaker,
+                overseerr: OnceLock::new(),
+                plex: OnceLock::new(),
+            },
+            settings,
+            pool,
+            nats,
+            js,
+            subjects,
+            requests,
+            overseerr,
+            egress,
+            ytdlp,
+            download_services,
+            downloads,
+            saga_feed,
+            shutdown: CancellationToken::new(),
+            tasks: JoinSet::new(),
+        })
+    }
+
+    /// The relay: the log into JetStream.
+    fn spawn_relay(&mut self) {
+        let relay = Relay::new(
+            self.pool.clone(),
+            self.js.clone(),
+            self.settings.stream.clone(),
+            self.subjects.clone(),
+            self.settings.relay.clone(),
+        );
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move {
             if let Err(e) = relay.run(token).await {
                 error!(error = %e, "relay stopped");
             }
         });
     }
 
-    if settings.runs(Role::Workers) {
-        // Projections consume the PostgreSQL log from their own checkpoints, in order and in
-        // batches (one transaction per batch, the checkpoint its acknowledgement); they keep
-        // working while NATS is away. The public ones read the events' public forms.
-        let log_feed: Arc<dyn EventFeed> = Arc::new(LogFeed::new(pool.clone()));
+    /// The projections. They consume the PostgreSQL log from their own checkpoints, in order
+    /// and in batches (one transaction per batch, the checkpoint its acknowledgement); they
+    /// keep working while NATS is away. The public ones read the events' public forms.
+    fn spawn_projections(&mut self) {
+        let log_feed: Arc<dyn EventFeed> = Arc::new(LogFeed::new(self.pool.clone()));
         for projection in medianest_projections::all() {
             let name = projection.name();
-            let runner = ProjectionRunner::new(pool.clone(), log_feed.clone(), projection.clone());
-            let (token, db) = (shutdown.clone(), pool.clone());
-            tasks.spawn(async move {
+            let runner =
+                ProjectionRunner::new(self.pool.clone(), log_feed.clone(), projection.clone());
+            let (token, db) = (self.shutdown.clone(), self.pool.clone());
+            self.tasks.spawn(async move {
                 // A read model added by an upgrade is built from the whole log first.
                 match medianest_projections::replay::bootstrap(&db, projection).await {
                     Ok(Some(report)) => info!(
@@ -236,154 +325,182 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 }
             });
         }
+    }
+
+    /// The session expirer and the idempotency-key sweeper.
+    fn spawn_housekeeping(&mut self) {
         let expirer = SessionExpirer::new(
-            pool.clone(),
-            sessions.clone(),
-            settings.auth.session_expirer_interval,
+            self.pool.clone(),
+            self.sessions.clone(),
+            self.settings.auth.session_expirer_interval,
         );
-        let token = shutdown.clone();
-        tasks.spawn(async move { expirer.run(token).await });
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move { expirer.run(token).await });
         let sweeper = IdempotencySweeper::new(
-            pool.clone(),
-            settings.idempotency_ttl,
+            self.pool.clone(),
+            self.settings.idempotency_ttl,
             Duration::from_secs(3600),
         );
-        let token = shutdown.clone();
-        tasks.spawn(async move { sweeper.run(token).await });
-        match &overseerr {
-            Some(client) => {
-                let forwarder = OverseerrForwarder::new(
-                    requests.clone(),
-                    client.clone(),
-                    saga_feed.clone(),
-                    settings.forward_retry,
-                    overseerr_breaker(),
-                );
-                let reconciler = OverseerrReconciler::new(
-                    pool.clone(),
-                    requests.clone(),
-                    client.clone(),
-                    settings.reconcile_interval,
-                    overseerr_breaker(),
-                )
-                .with_redrive(forwarder.clone(), settings.redrive_after);
-                let token = shutdown.clone();
-                tasks.spawn(async move { forwarder.run(token).await });
-                let token = shutdown.clone();
-                tasks.spawn(async move { reconciler.run(token).await });
-            }
-            None => info!("MEDIANEST_OVERSEERR_URL not set: the Overseerr sagas are idle"),
-        }
-        match (&downloads, &ytdlp) {
-            (Some(downloads), Some(ytdlp)) => {
-                let downloader = Downloader::new(
-                    downloads.clone(),
-                    ytdlp.clone(),
-                    saga_feed.clone(),
-                    ProgressOut {
-                        nats: nats.clone(),
-                        subjects: subjects.clone(),
-                    },
-                    pool.clone(),
-                    settings.downloads.downloader,
-                    breaker(Service::YtDlp),
-                );
-                let token = shutdown.clone();
-                tasks.spawn(async move { downloader.run(token).await });
-                match pms_client(&settings, "medianest-plex-scanner")? {
-                    Some(pms) => {
-                        let scanner = PlexScanner::new(
-                            downloads.clone(),
-                            pms,
-                            saga_feed.clone(),
-                            ScanTarget {
-                                section_title: settings.downloads.plex_library.clone(),
-                                plex_root: settings
-                                    .downloads
-                                    .plex_dir
-                                    .clone()
-                                    .unwrap_or_else(|| ytdlp.downloads_root().to_path_buf()),
-                            },
-                            settings.downloads.scan_retry,
-                            plex_breaker(),
-                        );
-                        let token = shutdown.clone();
-                        tasks.spawn(async move { scanner.run(token).await });
-                    }
-                    None => info!("MEDIANEST_PLEX_URL not set: the Plex scanner is idle"),
-                }
-            }
-            _ => info!("MEDIANEST_DOWNLOADS_DIR not set: the downloader is idle"),
-        }
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move { sweeper.run(token).await });
+    }
+
+    /// The Overseerr forwarder saga and its reconciler, when Overseerr is configured.
+    fn spawn_overseerr_sagas(&mut self) {
+        let Some(client) = &self.overseerr else {
+            info!("MEDIANEST_OVERSEERR_URL not set: the Overseerr sagas are idle");
+            return;
+        };
+        let forwarder = OverseerrForwarder::new(
+            self.requests.clone(),
+            client.clone(),
+            self.saga_feed.clone(),
+            self.settings.forward_retry,
+            self.breakers.overseerr(),
+        );
+        let reconciler = OverseerrReconciler::new(
+            self.pool.clone(),
+            self.requests.clone(),
+            client.clone(),
+            self.settings.reconcile_interval,
+            self.breakers.overseerr(),
+        )
+        .with_redrive(forwarder.clone(), self.settings.redrive_after);
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move { forwarder.run(token).await });
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move { reconciler.run(token).await });
+    }
+
+    /// The downloader saga and the Plex scanner, when downloads are on.
+    fn spawn_downloads(&mut self) -> anyhow::Result<()> {
+        let (Some(downloads), Some(ytdlp)) = (&self.downloads, &self.ytdlp) else {
+            info!("MEDIANEST_DOWNLOADS_DIR not set: the downloader is idle");
+            return Ok(());
+        };
+        let downloader = Downloader::new(
+            downloads.clone(),
+            ytdlp.clone(),
+            self.saga_feed.clone(),
+            ProgressOut {
+                nats: self.nats.clone(),
+                subjects: self.subjects.clone(),
+            },
+            self.pool.clone(),
+            self.settings.downloads.downloader,
+            self.breakers.make(Service::YtDlp),
+        );
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move { downloader.run(token).await });
+        let Some(pms) = pms_client(&self.settings, "medianest-plex-scanner")? else {
+            info!("MEDIANEST_PLEX_URL not set: the Plex scanner is idle");
+            return Ok(());
+        };
+        let scanner = PlexScanner::new(
+            downloads.clone(),
+            pms,
+            self.saga_feed.clone(),
+            ScanTarget {
+                section_title: self.settings.downloads.plex_library.clone(),
+                plex_root: self
+                    .settings
+                    .downloads
+                    .plex_dir
+                    .clone()
+                    .unwrap_or_else(|| ytdlp.downloads_root().to_path_buf()),
+            },
+            self.settings.downloads.scan_retry,
+            self.breakers.plex(),
+        );
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move { scanner.run(token).await });
+        Ok(())
+    }
+
+    /// The Plex library sync, when it is on and a Plex Media Server is configured.
+    fn spawn_plex_sync(&mut self) -> anyhow::Result<()> {
         match (
-            &settings.plex_sync,
-            pms_client(&settings, "medianest-plex-sync")?,
+            &self.settings.plex_sync,
+            pms_client(&self.settings, "medianest-plex-sync")?,
         ) {
             (Some(config), Some(pms)) => {
                 let sync = PlexSync::new(
-                    pool.clone(),
+                    self.pool.clone(),
                     pms,
-                    requests.clone(),
-                    plex_breaker(),
-                    settings.forward_retry,
+                    self.requests.clone(),
+                    self.breakers.plex(),
+                    self.settings.forward_retry,
                     config.clone(),
                 );
-                let token = shutdown.clone();
-                tasks.spawn(async move { sync.run(token).await });
+                let token = self.shutdown.clone();
+                self.tasks.spawn(async move { sync.run(token).await });
             }
             (None, _) => info!("MEDIANEST_PLEX_SYNC is off: the Plex library is not synced"),
             (_, None) => info!("MEDIANEST_PLEX_URL not set: the Plex library is not synced"),
         }
-        if let Some(notify) = &settings.notifications {
-            let wake = Arc::new(tokio::sync::Notify::new());
-            // Posters come from the catalogue's cache of Overseerr's details.
-            let posters = overseerr.as_ref().map(|client| {
-                Arc::new(Catalog::new(
-                    client.clone(),
-                    overseerr_breaker(),
-                    settings.catalog.clone(),
-                )) as Arc<dyn Posters>
-            });
-            let notifier = Notifier::new(
-                pool.clone(),
-                requests.clone(),
-                downloads.clone(),
-                saga_feed.clone(),
-                posters,
-                notify.worker.clone(),
-                wake.clone(),
-            );
-            let dispatcher = Dispatcher::new(
-                pool.clone(),
-                notify.sender(),
-                notify.worker.clone(),
-                wake.clone(),
-            );
-            let watcher = HealthWatcher::new(pool.clone(), notify.worker.clone(), wake);
-            let token = shutdown.clone();
-            tasks.spawn(async move { notifier.run(token).await });
-            let token = shutdown.clone();
-            tasks.spawn(async move { dispatcher.run(token).await });
-            let token = shutdown.clone();
-            tasks.spawn(async move { watcher.run(token).await });
-        } else {
-            info!("MEDIANEST_NOTIFICATIONS is off: nobody is notified");
-        }
+        Ok(())
     }
 
-    let mut http_addr = None;
-    if settings.runs(Role::CommandApi) || settings.runs(Role::QueryApi) {
+    /// The catalogue of Overseerr's details (the query API's discovery and the notifier's
+    /// posters), when Overseerr is configured.
+    fn catalog(&self) -> Option<Arc<Catalog>> {
+        self.overseerr.as_ref().map(|client| {
+            Arc::new(Catalog::new(
+                client.clone(),
+                self.breakers.overseerr(),
+                self.settings.catalog.clone(),
+            ))
+        })
+    }
+
+    /// The notifier saga, the per-channel dispatcher and the health watcher, when
+    /// notifications are on.
+    fn spawn_notifications(&mut self) {
+        let Some(notify) = &self.settings.notifications else {
+            info!("MEDIANEST_NOTIFICATIONS is off: nobody is notified");
+            return;
+        };
+        let wake = Arc::new(tokio::sync::Notify::new());
+        // Posters come from the catalogue's cache of Overseerr's details.
+        let posters = self.catalog().map(|catalog| catalog as Arc<dyn Posters>);
+        let notifier = Notifier::new(
+            self.pool.clone(),
+            self.requests.clone(),
+            self.downloads.clone(),
+            self.saga_feed.clone(),
+            posters,
+            notify.worker.clone(),
+            wake.clone(),
+        );
+        let dispatcher = Dispatcher::new(
+            self.pool.clone(),
+            notify.sender(),
+            notify.worker.clone(),
+            wake.clone(),
+        );
+        let watcher = HealthWatcher::new(self.pool.clone(), notify.worker.clone(), wake);
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move { notifier.run(token).await });
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move { dispatcher.run(token).await });
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move { watcher.run(token).await });
+    }
+
+    /// The HTTP routers of the API roles (command, query or both) on one listener, with
+    /// health, metrics and the OpenAPI document; answers the address bound.
+    async fn serve_http(&mut self) -> anyhow::Result<SocketAddr> {
         let authenticator: Arc<dyn Authenticator> = Arc::new(
-            SessionAuthenticator::new(pool.clone(), sessions.clone())
+            SessionAuthenticator::new(self.pool.clone(), self.sessions.clone())
                 .with_rate_limit(Arc::new(ApiRateLimiter::per_minute(
-                    settings.auth.api_rate_limit,
+                    self.settings.auth.api_rate_limit,
                 )))
-                .with_bootstrap_token(settings.admin_token.clone()),
+                .with_bootstrap_token(self.settings.admin_token.clone()),
         );
         let mut router = Router::new()
             .merge(health::router(Readiness {
-                pool: pool.clone(),
-                nats: Some(nats.clone()),
+                pool: self.pool.clone(),
+                nats: Some(self.nats.clone()),
             }))
             .merge(medianest_http::metrics::router(
                 medianest_http::metrics::install(),
@@ -391,50 +508,50 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         // Projection lag and throughput on /metrics, read from the checkpoints (so they cover
         // the workers wherever they run).
         let monitor = medianest_projections::status::LagMonitor::new(
-            pool.clone(),
+            self.pool.clone(),
             medianest_projections::all(),
             LAG_SAMPLE_INTERVAL,
         );
-        let token = shutdown.clone();
-        tasks.spawn(async move { monitor.run(token).await });
-        if settings.runs(Role::CommandApi) {
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move { monitor.run(token).await });
+        if self.settings.runs(Role::CommandApi) {
             router = router.merge(medianest_command_api::router(CommandState {
-                pool: pool.clone(),
-                requests: requests.clone(),
+                pool: self.pool.clone(),
+                requests: self.requests.clone(),
                 authenticator: authenticator.clone(),
-                overseerr_webhook_secret: settings
+                overseerr_webhook_secret: self.settings
                     .overseerr_webhook_secret
                     .as_deref()
                     .map(Arc::from),
-                accounts: accounts.clone(),
-                sessions: sessions.clone(),
-                plex: plex_sign_in(&pool, &settings.auth).await?,
-                plex_sync: settings.auth.plex.is_some() && settings.plex_sync.is_some(),
+                accounts: self.accounts.clone(),
+                sessions: self.sessions.clone(),
+                plex: plex_sign_in(&self.pool, &self.settings.auth).await?,
+                plex_sync: self.settings.auth.plex.is_some() && self.settings.plex_sync.is_some(),
                 signin_limiter: Arc::new(SignInLimiter::new(SignInLimits {
-                    per_account: settings.auth.signin_attempts,
-                    per_address: settings.auth.signin_attempts_per_address,
-                    window: settings.auth.signin_window,
+                    per_account: self.settings.auth.signin_attempts,
+                    per_address: self.settings.auth.signin_attempts_per_address,
+                    window: self.settings.auth.signin_window,
                 })),
-                read_model_wait: settings.min_position_wait,
-                trust_proxy: settings.auth.trust_proxy,
-                downloads: match (&downloads, &ytdlp) {
+                read_model_wait: self.settings.min_position_wait,
+                trust_proxy: self.settings.auth.trust_proxy,
+                downloads: match (&self.downloads, &self.ytdlp) {
                     (Some(service), Some(ytdlp)) => Some(DownloadIntake {
                         service: service.clone(),
                         ytdlp: ytdlp.clone(),
                         url_check: Arc::new(UrlCheck::new(
-                            download_services.clone(),
-                            settings.downloads.url_check_timeout,
+                            self.download_services.clone(),
+                            self.settings.downloads.url_check_timeout,
                         )),
-                        max_playlist_items: settings.downloads.max_playlist_items,
+                        max_playlist_items: self.settings.downloads.max_playlist_items,
                     }),
                     _ => None,
                 },
-                plex_webhook_secret: settings
+                plex_webhook_secret: self.settings
                     .downloads
                     .plex_webhook_secret
                     .as_deref()
                     .map(Arc::from),
-                notifications: settings.notifications.as_ref().map(|notify| {
+                notifications: self.settings.notifications.as_ref().map(|notify| {
                     medianest_command_api::notifications::NotificationSettings {
                         sender: notify.sender(),
                         retry_for: notify.worker.retry_for,
@@ -443,15 +560,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 }),
             }));
         }
-        if settings.runs(Role::QueryApi) {
+        if self.settings.runs(Role::QueryApi) {
             let board = Arc::new(ProgressBoard::new());
             let (follower, client, progress_subjects, token) = (
                 board.clone(),
-                nats.clone(),
-                subjects.clone(),
-                shutdown.clone(),
+                self.nats.clone(),
+                self.subjects.clone(),
+                self.shutdown.clone(),
             );
-            tasks.spawn(async move {
+            self.tasks.spawn(async move {
                 follower
                     .follow(client, progress_subjects, "download", token)
                     .await;
@@ -459,48 +576,41 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             // The live stream's one log tail; its streams end on shutdown, so open SSE
             // connections do not hold up the graceful shutdown of the HTTP server.
             let hub = medianest_query_api::stream::StreamHub::new(
-                pool.clone(),
+                self.pool.clone(),
                 Some(board.clone()),
-                shutdown.clone(),
+                self.shutdown.clone(),
                 medianest_query_api::stream::HubSettings::default(),
             )
             .await
             .context("starting the live stream")?;
-            tasks.spawn(hub.clone().run());
+            self.tasks.spawn(hub.clone().run());
             router = router.merge(medianest_query_api::router(QueryState {
-                pool: pool.clone(),
+                pool: self.pool.clone(),
                 authenticator,
-                min_position_wait: settings.min_position_wait,
-                default_quotas: settings.auth.default_quotas,
+                min_position_wait: self.settings.min_position_wait,
+                default_quotas: self.settings.auth.default_quotas,
                 download_progress: Some(board),
                 stream: Some(hub),
-                catalog: overseerr.as_ref().map(|client| {
-                    Arc::new(Catalog::new(
-                        client.clone(),
-                        overseerr_breaker(),
-                        settings.catalog.clone(),
-                    ))
-                }),
+                catalog: self.catalog(),
             }));
         }
         let document = openapi_document(
-            settings.runs(Role::CommandApi),
-            settings.runs(Role::QueryApi),
+            self.settings.runs(Role::CommandApi),
+            self.settings.runs(Role::QueryApi),
         );
         let router = layers::apply(router.merge(medianest_http::openapi::router(document)));
-        let listener = tokio::net::TcpListener::bind(settings.http_addr)
+        let listener = tokio::net::TcpListener::bind(self.settings.http_addr)
             .await
             .with_context(|| {
                 format!(
                     "MEDIANEST_HTTP_ADDR: cannot listen on {}",
-                    settings.http_addr
+                    self.settings.http_addr
                 )
             })?;
         let addr = listener.local_addr()?;
-        http_addr = Some(addr);
         info!(%addr, "HTTP listening");
-        let token = shutdown.clone();
-        tasks.spawn(async move {
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move {
             let served = axum::serve(
                 listener,
                 router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -511,14 +621,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 error!(error = %e, "HTTP server stopped");
             }
         });
+        Ok(addr)
     }
-
-    Ok(Running {
-        http_addr,
-        shutdown,
-        tasks,
-        _egress: egress,
-    })
 }
 
 /// The OpenAPI document of the routes a process serves: the command routes, the query
