@@ -519,7 +519,8 @@ impl Process {
                 pool: self.pool.clone(),
                 requests: self.requests.clone(),
                 authenticator: authenticator.clone(),
-                overseerr_webhook_secret: self.settings
+                overseerr_webhook_secret: self
+                    .settings
                     .overseerr_webhook_secret
                     .as_deref()
                     .map(Arc::from),
@@ -546,7 +547,8 @@ impl Process {
                     }),
                     _ => None,
                 },
-                plex_webhook_secret: self.settings
+                plex_webhook_secret: self
+                    .settings
                     .downloads
                     .plex_webhook_secret
                     .as_deref()
