@@ -319,7 +319,20 @@ async fn status_measures_how_far_a_projection_is_behind_the_log() {
             .expect("status")
             .remove(0)
     };
-    let behind = status(pool.clone(), projection.clone()).await;
+    // The log's fence (`tx_id < pg_snapshot_xmin(…)`) is the whole cluster's: a transaction
+    // another test holds open keeps both events in front of it for a moment.
+    let behind = medianest_testkit::app::eventually(
+        "both events behind the fence",
+        Duration::from_secs(20),
+        || {
+            let (pool, projection) = (pool.clone(), projection.clone());
+            async move {
+                let behind = status(pool, projection).await;
+                (behind.lag_events == 2).then_some(behind)
+            }
+        },
+    )
+    .await;
     assert_eq!(behind.projection, "requests");
     assert_eq!(behind.lag_events, 2, "submitted and approved");
     assert_eq!(behind.head, 2);
