@@ -873,7 +873,8 @@ async fn members_are_reached_at_their_own_addresses_on_the_channels_they_chose()
             .into_iter()
             .collect();
     assert_eq!(pushover["user"], "gznej3rKEVAvPUxu9vvNnqpmZpokzF");
-    let mine = house.deliveries("?status=sent").await;
+    // A delivery is marked sent after the service answered: wait for the fourth mark.
+    let mine = house.settled("?status=sent", 4, "sent").await;
     assert_eq!(mine.len(), 4);
     assert!(mine.iter().all(|d| d["recipient"] == jane.id.to_string()));
     assert!(
