@@ -40,6 +40,7 @@ use medianest_workers::{
     OverseerrForwarder, OverseerrReconciler, PlexScanner, PlexSync, ProgressOut, ScanTarget,
     Service, SessionExpirer,
 };
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -186,13 +187,16 @@ impl Process {
     /// Connects to PostgreSQL (migrating it) and NATS (creating the stream), and builds what
     /// the roles share.
     async fn connect(settings: Settings) -> anyhow::Result<Self> {
-        let pool = medianest_store::connect(&settings.database_url, 16)
-            .await
-            .context("MEDIANEST_DATABASE_URL: cannot connect to PostgreSQL")?;
+        let pool = medianest_store::connect(
+            settings.database_url.expose_secret(),
+            settings.database_pool_size,
+        )
+        .await
+        .context("MEDIANEST_DATABASE_URL: cannot connect to PostgreSQL")?;
         medianest_store::migrate(&pool)
             .await
             .context("applying database migrations")?;
-        let nats = medianest_nats::connect(&settings.nats_url)
+        let nats = medianest_nats::connect(settings.nats_url.expose_secret())
             .await
             .context("MEDIANEST_NATS_URL: cannot connect to NATS")?;
         let js = async_nats::jetstream::new(nats.clone());
@@ -217,8 +221,8 @@ impl Process {
             .map(|o| {
                 OverseerrClient::new(OverseerrConfig {
                     base_url: o.url.clone(),
-                    api_key: o.api_key.clone(),
-                    timeout: Duration::from_secs(10),
+                    api_key: o.api_key.expose_secret().to_string(),
+                    timeout: o.timeout,
                 })
             })
             .transpose()
@@ -495,7 +499,12 @@ impl Process {
                 .with_rate_limit(Arc::new(ApiRateLimiter::per_minute(
                     self.settings.auth.api_rate_limit,
                 )))
-                .with_bootstrap_token(self.settings.admin_token.clone()),
+                .with_bootstrap_token(
+                    self.settings
+                        .admin_token
+                        .as_ref()
+                        .map(|token| token.expose_secret().to_string()),
+                ),
         );
         let mut router = Router::new()
             .merge(health::router(Readiness {
@@ -522,8 +531,8 @@ impl Process {
                 overseerr_webhook_secret: self
                     .settings
                     .overseerr_webhook_secret
-                    .as_deref()
-                    .map(Arc::from),
+                    .as_ref()
+                    .map(|secret| Arc::from(secret.expose_secret())),
                 accounts: self.accounts.clone(),
                 sessions: self.sessions.clone(),
                 plex: plex_sign_in(&self.pool, &self.settings.auth).await?,
@@ -551,8 +560,8 @@ impl Process {
                     .settings
                     .downloads
                     .plex_webhook_secret
-                    .as_deref()
-                    .map(Arc::from),
+                    .as_ref()
+                    .map(|secret| Arc::from(secret.expose_secret())),
                 notifications: self.settings.notifications.as_ref().map(|notify| {
                     medianest_command_api::notifications::NotificationSettings {
                         sender: notify.sender(),
@@ -651,7 +660,7 @@ fn pms_client(settings: &Settings, client_identifier: &str) -> anyhow::Result<Op
     let client = PlexClientInfo::medianest(client_identifier.to_string());
     PmsClient::new(PmsConfig {
         base_url: plex.url.clone(),
-        token: plex.token.clone(),
+        token: plex.token.expose_secret().to_string(),
         client,
         timeout: settings.auth.plex_timeout,
     })
@@ -679,7 +688,7 @@ async fn plex_sign_in(
     .map_err(|e| anyhow::anyhow!("MEDIANEST_PLEXTV_URL: {e}"))?;
     let server = PmsClient::new(PmsConfig {
         base_url: plex.url.clone(),
-        token: plex.token.clone(),
+        token: plex.token.expose_secret().to_string(),
         client,
         timeout: auth.plex_timeout,
     })

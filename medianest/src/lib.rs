@@ -1,7 +1,6 @@
 //! MediaNest's composition root: typed configuration, the wiring of every role into one
 //! process, and the CLI. `main.rs` only parses arguments and calls in here.
 
-pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -444,7 +444,7 @@ impl TestApp {
         let auth = AuthSettings {
             plex: pms.as_ref().map(|pms| PlexSettings {
                 url: pms.base_url().parse().expect("the simulator's URL"),
-                token: pms.token().to_string(),
+                token: pms.token().into(),
             }),
             plextv_url: plex_tv
                 .as_ref()
@@ -484,7 +484,7 @@ impl TestApp {
             },
             plex_library: options.plex_library.clone(),
             plex_dir: None,
-            plex_webhook_secret: Some(PLEX_WEBHOOK_SECRET.to_string()),
+            plex_webhook_secret: Some(PLEX_WEBHOOK_SECRET.into()),
             scan_retry: RetryPolicy {
                 attempts: 4,
                 min_delay: Duration::from_millis(50),
@@ -493,17 +493,19 @@ impl TestApp {
             ..DownloadSettings::default()
         };
         let settings = Settings {
-            database_url: app_database_url,
-            nats_url: app_nats_url,
+            database_url: app_database_url.into(),
+            database_pool_size: 16,
+            nats_url: app_nats_url.into(),
             stream: stream.clone(),
             subject_prefix: subjects.prefix().to_string(),
             http_addr: "127.0.0.1:0".parse().expect("an address"),
-            admin_token: Some(ADMIN_TOKEN.to_string()),
+            admin_token: Some(ADMIN_TOKEN.into()),
             overseerr: overseerr.as_ref().map(|sim| OverseerrSettings {
                 url: sim.base_url().parse().expect("the simulator's URL"),
-                api_key: sim.api_key().to_string(),
+                api_key: sim.api_key().into(),
+                timeout: Duration::from_secs(10),
             }),
-            overseerr_webhook_secret: Some(WEBHOOK_SECRET.to_string()),
+            overseerr_webhook_secret: Some(WEBHOOK_SECRET.into()),
             auto_approve: options.auto_approve,
             reconcile_interval: options.reconcile_interval,
             redrive_after: options.redrive_after,

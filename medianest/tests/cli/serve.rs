@@ -59,6 +59,33 @@ fn a_per_address_sign_in_limit_of_zero_stops_start_up_naming_the_variable() {
 }
 
 #[test]
+fn an_out_of_range_number_stops_start_up_naming_the_variable_and_the_range() {
+    let output = serve(&[("MEDIANEST_SAGA_CONCURRENCY", "0")]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(
+        err.contains("MEDIANEST_SAGA_CONCURRENCY") && err.contains("1..=1024"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_empty_variable_counts_as_unset() {
+    // Read, an empty pool size would be refused; unset, its default applies and start-up
+    // goes on to the (unreachable) database.
+    let output = serve(&[
+        ("MEDIANEST_DATABASE_POOL_SIZE", ""),
+        (
+            "MEDIANEST_DATABASE_URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        ),
+        ("MEDIANEST_HTTP_ADDR", "127.0.0.1:0"),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("MEDIANEST_DATABASE_URL"));
+}
+
+#[test]
 fn an_unreachable_database_stops_start_up_naming_the_variable() {
     let output = serve(&[
         (
@@ -95,6 +122,9 @@ fn help_documents_every_variable() {
         "MEDIANEST_AUTO_APPROVE",
         "MEDIANEST_SIGNIN_ATTEMPTS",
         "MEDIANEST_SIGNIN_ATTEMPTS_PER_ADDRESS",
+        "MEDIANEST_DATABASE_POOL_SIZE",
+        "MEDIANEST_OVERSEERR_TIMEOUT_SECS",
+        "MEDIANEST_PLEX_TIMEOUT_SECS",
     ] {
         assert!(
             help.contains(variable),
