@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod problem;
 pub mod ratelimit;
 pub mod sessions;
+pub mod shed;
 pub mod text;
 
 pub use auth::{Authenticated, Authenticator, Caller, Principal, StaticTokenAuthenticator};

@@ -56,11 +56,11 @@ impl utoipa::Modify for SharedAnswers {
             .schemas
             .entry(Problem::name().into_owned())
             .or_insert_with(Problem::schema);
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
             for operation in operations_mut(item) {
                 document_min_position(operation);
                 for shared in SHARED {
-                    if (shared.applies)(operation) {
+                    if (shared.applies)(path, operation) {
                         add_answer(operation, shared);
                     }
                 }
@@ -78,14 +78,14 @@ struct Shared {
     slug: &'static str,
     /// When this operation gives it.
     reason: &'static str,
-    /// Which operations can give it.
-    applies: fn(&Operation) -> bool,
+    /// Which operations (path, operation) can give it.
+    applies: fn(&str, &Operation) -> bool,
     /// Whether the answer carries `Retry-After`.
     retry_after: bool,
 }
 
 /// The answers that follow from an operation's shape, each proven by the code named:
-/// the layers ([`crate::layers::apply`]), the authenticator ([`crate::auth`],
+/// the layers ([`crate::layers::apply`], [`crate::shed`]), the authenticator ([`crate::auth`],
 /// [`crate::sessions`]), the extractors ([`crate::json`]), and the `min_position`,
 /// `If-Match` and `Idempotency-Key` handling of the command and query crates.
 const SHARED: &[Shared] = &[
@@ -94,7 +94,7 @@ const SHARED: &[Shared] = &[
         slug: "malformed-request",
         reason: "the request cannot be read: an unknown query parameter, a bad parameter or \
                  header value, or a body that is not what this operation takes",
-        applies: reads_input,
+        applies: |_, operation| reads_input(operation),
         retry_after: false,
     },
     Shared {
@@ -103,21 +103,21 @@ const SHARED: &[Shared] = &[
         reason: "no event has the position `min_position` (or `X-Min-Position`) names, \
                  e.g. it is beyond the head of the log: answered at once, since no wait can \
                  reach it",
-        applies: takes_min_position,
+        applies: |_, operation| takes_min_position(operation),
         retry_after: false,
     },
     Shared {
         status: "401",
         slug: "unauthenticated",
         reason: "no valid session: no, unknown, expired or revoked token, or a disabled account",
-        applies: is_secured,
+        applies: |_, operation| is_secured(operation),
         retry_after: false,
     },
     Shared {
         status: "409",
         slug: "idempotency-key-in-progress",
         reason: "the first request with this `Idempotency-Key` is still running",
-        applies: takes_idempotency_key,
+        applies: |_, operation| takes_idempotency_key(operation),
         retry_after: false,
     },
     Shared {
@@ -125,7 +125,7 @@ const SHARED: &[Shared] = &[
         slug: "version-mismatch",
         reason: "`If-Match` names another version than the current one, which \
                  `current_version` gives",
-        applies: takes_if_match,
+        applies: |_, operation| takes_if_match(operation),
         retry_after: false,
     },
     Shared {
@@ -133,42 +133,50 @@ const SHARED: &[Shared] = &[
         slug: "body-too-large",
         reason: "the body is over 64 KiB (the Plex webhook: 8 MiB), or its declared \
                  `Content-Length` is over 8 MiB",
-        applies: always,
+        applies: |_, _| true,
         retry_after: false,
     },
     Shared {
         status: "415",
         slug: "unsupported-media-type",
         reason: "the body is not `application/json`",
-        applies: takes_json,
+        applies: |_, operation| takes_json(operation),
         retry_after: false,
     },
     Shared {
         status: "422",
         slug: "idempotency-key-reused",
         reason: "this `Idempotency-Key` was used with another request",
-        applies: takes_idempotency_key,
+        applies: |_, operation| takes_idempotency_key(operation),
         retry_after: false,
     },
     Shared {
         status: "429",
         slug: "rate-limited",
         reason: "the caller is over the API rate limit",
-        applies: is_secured,
+        applies: |_, operation| is_secured(operation),
         retry_after: true,
     },
     Shared {
         status: "500",
         slug: "internal",
         reason: "an unexpected failure on our side; the cause is logged, never sent",
-        applies: always,
+        applies: |_, _| true,
         retry_after: false,
+    },
+    Shared {
+        status: "503",
+        slug: "overloaded",
+        reason: "the server is working on as many requests as it takes at once \
+                 (`MEDIANEST_HTTP_MAX_IN_FLIGHT`)",
+        applies: |path, _| !crate::shed::exempt(path),
+        retry_after: true,
     },
     Shared {
         status: "503",
         slug: "unavailable",
         reason: "the session store cannot be asked",
-        applies: is_secured,
+        applies: |_, operation| is_secured(operation),
         retry_after: true,
     },
     Shared {
@@ -176,7 +184,7 @@ const SHARED: &[Shared] = &[
         slug: "unavailable",
         reason: "the read model has not reached `min_position` within \
                  `MEDIANEST_MIN_POSITION_WAIT_MS`",
-        applies: takes_min_position,
+        applies: |_, operation| takes_min_position(operation),
         retry_after: true,
     },
 ];
@@ -188,10 +196,6 @@ fn takes_json(operation: &Operation) -> bool {
         .request_body
         .as_ref()
         .is_some_and(|body| body.content.contains_key("application/json"))
-}
-
-fn always(_: &Operation) -> bool {
-    true
 }
 
 /// Whether the operation needs a session (a non-empty security requirement).
@@ -403,7 +407,30 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(statuses, ["200", "413", "500"]);
+        assert_eq!(statuses, ["200", "413", "500", "503"]);
+        assert!(description(operation(&document), "503").contains("`overloaded`"));
+    }
+
+    #[test]
+    fn routes_exempt_from_load_shedding_do_not_list_it() {
+        let mut document = OpenApi::default();
+        document.paths = PathsBuilder::new()
+            .path(
+                "/api/v1/webhooks/plex/{secret}",
+                PathItem::new(
+                    utoipa::openapi::HttpMethod::Post,
+                    OperationBuilder::new()
+                        .response("200", ResponseBuilder::new().description("ok"))
+                        .build(),
+                ),
+            )
+            .build();
+        SharedAnswers.modify(&mut document);
+        let operation = document.paths.paths["/api/v1/webhooks/plex/{secret}"]
+            .post
+            .as_ref()
+            .expect("the webhook");
+        assert!(!operation.responses.responses.contains_key("503"));
     }
 
     #[test]

@@ -159,6 +159,18 @@ impl ApiError {
         .retry_after(retry_after)
     }
 
+    /// 503 `overloaded` with `Retry-After`: more requests are being worked on than the
+    /// server takes at once ([`crate::shed`]).
+    pub fn overloaded(retry_after: u64) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Too many requests at once",
+            "the server is working on as many requests as it takes at once; try again shortly",
+        )
+        .retry_after(retry_after)
+    }
+
     /// 500 `internal`: logs `cause`, sends nothing of it.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");

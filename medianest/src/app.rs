@@ -506,14 +506,8 @@ impl Process {
                         .map(|token| token.expose_secret().to_string()),
                 ),
         );
-        let mut router = Router::new()
-            .merge(health::router(Readiness {
-                pool: self.pool.clone(),
-                nats: Some(self.nats.clone()),
-            }))
-            .merge(medianest_http::metrics::router(
-                medianest_http::metrics::install(),
-            ));
+        // The API routes; health and metrics are added past the load shedding below.
+        let mut router = Router::new();
         // Projection lag and throughput on /metrics, read from the checkpoints (so they cover
         // the workers wherever they run).
         let monitor = medianest_projections::status::LagMonitor::new(
@@ -609,6 +603,14 @@ impl Process {
             self.settings.runs(Role::CommandApi),
             self.settings.runs(Role::QueryApi),
         );
+        let router = medianest_http::shed::limit(router, self.settings.http_max_in_flight)
+            .merge(health::router(Readiness {
+                pool: self.pool.clone(),
+                nats: Some(self.nats.clone()),
+            }))
+            .merge(medianest_http::metrics::router(
+                medianest_http::metrics::install(),
+            ));
         let router = layers::apply(router.merge(medianest_http::openapi::router(document)));
         let listener = tokio::net::TcpListener::bind(self.settings.http_addr)
             .await

@@ -76,6 +76,15 @@ pub struct ServeArgs {
     /// Listen address of the HTTP routers (command and query merged), like 127.0.0.1:8080.
     #[arg(long, env = "MEDIANEST_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// API requests worked on at once; more are answered 503 `overloaded` at once (the live
+    /// stream and the webhooks are exempt).
+    #[arg(
+        long,
+        env = "MEDIANEST_HTTP_MAX_IN_FLIGHT",
+        default_value_t = 64,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000)
+    )]
+    pub http_max_in_flight: usize,
     /// Bootstrap admin bearer token (until user sessions exist).
     #[arg(long, env = "MEDIANEST_ADMIN_TOKEN", hide_env_values = true, value_parser = parse::secret)]
     pub admin_token: Option<SecretString>,
@@ -625,6 +634,8 @@ pub struct Settings {
     pub subject_prefix: String,
     /// HTTP listen address (port 0 picks a free port).
     pub http_addr: SocketAddr,
+    /// API requests worked on at once ([`medianest_http::shed`]).
+    pub http_max_in_flight: usize,
     /// Bootstrap admin token.
     pub admin_token: Option<SecretString>,
     /// Overseerr, when configured.
@@ -845,6 +856,7 @@ impl Settings {
             stream: args.stream,
             subject_prefix: args.subject_prefix,
             http_addr: args.http_addr,
+            http_max_in_flight: args.http_max_in_flight,
             admin_token: args.admin_token,
             overseerr,
             overseerr_webhook_secret: args.overseerr_webhook_secret,
@@ -911,6 +923,7 @@ mod tests {
                 assert_eq!(s.downloads.limit_per_hour, NonZeroU32::new(5));
                 assert_eq!(s.auth.plex_timeout, Duration::from_secs(10));
                 assert_eq!(s.min_position_wait, Duration::from_millis(5000));
+                assert_eq!(s.http_max_in_flight, 64);
             }),
             (
                 &[

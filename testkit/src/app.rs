@@ -200,6 +200,9 @@ pub struct TestOptions {
     pub roles: Vec<Role>,
     /// Longest `min_position` wait of queries (default 5 s).
     pub min_position_wait: Duration,
+    /// API requests worked on at once (`MEDIANEST_HTTP_MAX_IN_FLIGHT`; default 256, above
+    /// the hundred requests at once some tests send).
+    pub http_max_in_flight: usize,
     /// Whether to start plex.tv and Plex Media Server simulators and enable Plex sign-in
     /// (default true).
     pub plex: bool,
@@ -297,6 +300,7 @@ impl Default for TestOptions {
             },
             roles: vec![Role::CommandApi, Role::QueryApi, Role::Workers, Role::Relay],
             min_position_wait: Duration::from_secs(5),
+            http_max_in_flight: 256,
             plex: true,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             api_rate_limit: 10_000,
@@ -499,6 +503,7 @@ impl TestApp {
             stream: stream.clone(),
             subject_prefix: subjects.prefix().to_string(),
             http_addr: "127.0.0.1:0".parse().expect("an address"),
+            http_max_in_flight: options.http_max_in_flight,
             admin_token: Some(ADMIN_TOKEN.into()),
             overseerr: overseerr.as_ref().map(|sim| OverseerrSettings {
                 url: sim.base_url().parse().expect("the simulator's URL"),

@@ -900,6 +900,71 @@ async fn a_read_waiting_for_a_position_its_read_model_has_not_reached_is_a_503_w
 }
 
 #[tokio::test]
+async fn a_request_beyond_the_in_flight_limit_is_a_503_overloaded_at_once_and_writes_nothing() {
+    let wait = Duration::from_secs(5);
+    let app = TestApp::spawn_with(TestOptions {
+        min_position_wait: wait,
+        http_max_in_flight: 1,
+        ..TestOptions::default()
+    })
+    .await;
+    let read_models = hold_read_models(&app).await;
+    let position = app.submit_movie(603, "The Matrix").await["position"]
+        .as_i64()
+        .expect("a position");
+    // A read waiting for a position its read model has not reached holds the only slot. It
+    // may lose the slot to a probe sent at the same moment (and be refused itself): then it
+    // is sent again, until a probe is refused while it waits.
+    let hold = || {
+        tokio::spawn(
+            app.request(Method::GET, &format!("{REQUESTS}?min_position={position}"))
+                .send(),
+        )
+    };
+    let mut waiting = hold();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        assert!(attempts < 50, "no read was refused while the slot was held");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if waiting.is_finished() {
+            waiting = hold();
+        } else if app.get(REQUESTS).await.status() == 503 {
+            break;
+        }
+    }
+    let before = app.event_count().await;
+    let started = Instant::now();
+    let submit = app.request(Method::POST, REQUESTS).json(&json!({
+        "media_type": "movie", "tmdb_id": 604, "title": "The Matrix Reloaded",
+        "year": 2003, "is_4k": false, "note": null
+    }));
+    let response = send("submit while the slot is held", submit).await;
+    let elapsed = started.elapsed();
+    let problem = problem::assert_problem("shed", response, 503, "overloaded").await;
+    assert_eq!(problem.retry_after, Some(1), "Retry-After: 1");
+    assert!(elapsed < wait / 2, "refused at once, took {elapsed:?}");
+    // Health is not behind the limit.
+    let health = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200, "health answers while the API is full");
+
+    drop(read_models);
+    let waited = waiting.await.expect("the task").expect("the waiting read");
+    assert_eq!(waited.status(), 200, "the admitted read is answered");
+    assert_eq!(
+        app.event_count().await,
+        before,
+        "the refused submit wrote nothing"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_min_position_no_event_has_is_a_400_at_once_instead_of_a_wait() {
     // A wait that would outlast the test: the answer must not come from waiting.
     let app = TestApp::spawn_with(TestOptions {
