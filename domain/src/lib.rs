@@ -5,6 +5,7 @@
 //! and recorded as events that the store crate appends to the log.
 
 pub mod actor;
+mod decision;
 pub mod download;
 pub mod media_request;
 pub mod notification;
