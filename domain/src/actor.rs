@@ -1,7 +1,9 @@
 //! Who issues a command: a signed-in user (admin or not) or a MediaNest worker.
 //!
 //! Authorisation rules that belong to the domain ("only the requester or an admin may
-//! cancel") are decided by aggregates from the [`Actor`] carried in a command.
+//! cancel") are decided by aggregates from the [`Actor`] carried in a command. The two checks
+//! they share — "admins only" and "the owner or an admin" — live here once, and answer a
+//! [`Forbidden`] that each aggregate's error turns into its own `Forbidden` variant.
 
 use std::fmt;
 
@@ -88,4 +90,38 @@ impl Actor {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
+
+    /// Admits admins only.
+    ///
+    /// # Errors
+    /// [`Forbidden`] with `why` when the actor is not an admin.
+    pub(crate) fn require_admin(&self, why: &'static str) -> Result<(), Forbidden> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Forbidden(why))
+        }
+    }
+
+    /// Admits `owner` (the requester, the session's user) and admins.
+    ///
+    /// # Errors
+    /// [`Forbidden`] with `why` when the actor is neither.
+    pub(crate) fn require_admin_or(
+        &self,
+        owner: &ActorId,
+        why: &'static str,
+    ) -> Result<(), Forbidden> {
+        if self.is_admin() || self.id == *owner {
+            Ok(())
+        } else {
+            Err(Forbidden(why))
+        }
+    }
 }
+
+/// A command refused for want of a right, with the reason shown to the caller ("only admins
+/// may approve requests"). Every aggregate error has a `Forbidden` variant made from it (403 at
+/// the edge), so `?` on the checks above answers the aggregate's own error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Forbidden(pub(crate) &'static str);

@@ -1,9 +1,14 @@
-//! Commands of the `media_request` aggregate.
+//! Commands of the `media_request` aggregate, and the limits on their content.
 
 use serde::{Deserialize, Serialize};
 
 use super::state::{Media, Seasons, Source};
 use crate::Actor;
+
+/// Longest accepted title, in characters.
+pub const MAX_TITLE_CHARS: usize = 300;
+/// Longest accepted note or reason, in characters.
+pub const MAX_NOTE_CHARS: usize = 1000;
 
 /// What callers may ask of a media request. Commands are cloneable because a command that
 /// loses an optimistic-concurrency race is decided again on fresh state.

@@ -1,9 +1,57 @@
-//! Value types of a media request and its lifecycle status.
+//! The state of a media request: what was submitted, its lifecycle status and its accessors,
+//! with the value types they are made of.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use super::MediaRequest;
+use crate::ActorId;
+
+/// State that exists once a request is submitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Submitted {
+    pub(super) requested_by: ActorId,
+    pub(super) media: Media,
+    pub(super) seasons: Option<Seasons>,
+    pub(super) is_4k: bool,
+    pub(super) status: RequestStatus,
+    pub(super) overseerr_request_id: Option<u64>,
+    pub(super) available_seasons: Vec<u32>,
+}
+
+impl MediaRequest {
+    /// The current status, `None` before submission.
+    pub fn status(&self) -> Option<RequestStatus> {
+        self.submitted.as_ref().map(|s| s.status)
+    }
+
+    /// What was requested, `None` before submission.
+    pub fn media(&self) -> Option<&Media> {
+        self.submitted.as_ref().map(|s| &s.media)
+    }
+
+    /// The requested seasons (TV), `None` for movies and before submission.
+    pub fn seasons(&self) -> Option<&Seasons> {
+        self.submitted.as_ref().and_then(|s| s.seasons.as_ref())
+    }
+
+    /// Whether the 4K version is requested.
+    pub fn is_4k(&self) -> bool {
+        self.submitted.as_ref().is_some_and(|s| s.is_4k)
+    }
+
+    /// Who requested it.
+    pub fn requested_by(&self) -> Option<&ActorId> {
+        self.submitted.as_ref().map(|s| &s.requested_by)
+    }
+
+    /// Overseerr's request id, once forwarded.
+    pub fn overseerr_request_id(&self) -> Option<u64> {
+        self.submitted.as_ref().and_then(|s| s.overseerr_request_id)
+    }
+}
 
 /// Movie or TV show, Overseerr's `mediaType` (`overseerr-api.yml`, `POST /request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
