@@ -27,7 +27,7 @@ use medianest_projections::dashboard::{self, Summary};
 use medianest_store::checkpoint;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{wait_for_position, QueryState};
 
@@ -39,13 +39,18 @@ pub fn router() -> Router<QueryState> {
     Router::new().route("/api/v1/dashboard", get(show))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query parameters of `GET /api/v1/dashboard`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DashboardParams {
-    /// `all` (admins; their default) or `own` (everyone else's default).
+    /// `all` (admins only; their default) or `own` (users' default).
     #[serde(default)]
+    #[param(value_type = String)]
     scope: Option<String>,
+    /// Wait until the dashboard read model has this position.
     #[serde(default)]
+    #[param(value_type = i64)]
     min_position: Option<i64>,
 }
 
@@ -181,10 +186,7 @@ struct HealthRow {
     get,
     path = "/api/v1/dashboard",
     tag = "dashboard",
-    params(
-        ("scope" = Option<String>, Query, description = "`all` (admins only; their default) or `own` (users' default)"),
-        ("min_position" = Option<i64>, Query, description = "wait until the dashboard read model has this position"),
-    ),
+    params(DashboardParams),
     responses(
         (status = 200, body = DashboardView),
         (status = 400, description = "a bad `scope` (`malformed-request`)", body = Problem, content_type = "application/problem+json"),

@@ -17,10 +17,11 @@ use medianest_nats::ProgressBoard;
 use medianest_projections::downloads::{self, DownloadFilter, DownloadRow};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::{page_limit, paginate, wait_for_position, QueryState};
+use crate::paging::{read_page, Paging, ReadParams};
+use crate::{wait_for_position, QueryState};
 
 /// The routes of this module.
 pub fn router() -> Router<QueryState> {
@@ -29,25 +30,30 @@ pub fn router() -> Router<QueryState> {
         .route("/api/v1/downloads/{id}", get(detail))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query parameters of `GET /api/v1/downloads`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// `queued`, `running`, `completed`, `failed` or `cancelled`.
     #[serde(default)]
+    #[param(value_type = String)]
     status: Option<String>,
+    /// Only this requester (admins).
     #[serde(default)]
+    #[param(value_type = String)]
     requested_by: Option<String>,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
+    #[param(value_type = Uuid)]
     cursor: Option<Uuid>,
+    /// 1 to 100, default 25.
     #[serde(default)]
+    #[param(value_type = i64)]
     limit: Option<i64>,
+    /// Wait until the read model has this position.
     #[serde(default)]
-    min_position: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ReadParams {
-    #[serde(default)]
+    #[param(value_type = i64)]
     min_position: Option<i64>,
 }
 
@@ -165,13 +171,7 @@ pub(crate) struct DownloadPage {
     get,
     path = "/api/v1/downloads",
     tag = "downloads",
-    params(
-        ("status" = Option<String>, Query, description = "queued, running, completed, failed or cancelled"),
-        ("requested_by" = Option<String>, Query, description = "only this requester (admins)"),
-        ("cursor" = Option<Uuid>, Query, description = "next_cursor of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 25"),
-        ("min_position" = Option<i64>, Query, description = "wait until the read model has this position"),
-    ),
+    params(ListParams),
     responses(
         (status = 200, body = DownloadPage),
     ),
@@ -189,28 +189,40 @@ pub(crate) async fn list(
         .map(str::parse::<DownloadStatus>)
         .transpose()
         .map_err(ApiError::malformed)?;
-    let limit = page_limit(params.limit)?;
     let requested_by = if caller.is_admin() {
         params.requested_by
     } else {
         Some(caller.id.to_string())
     };
-    wait_for_position(&state, downloads::NAME, params.min_position, &headers).await?;
-    let filter = DownloadFilter {
-        status,
-        requested_by,
-        before: params.cursor,
+    let paging = Paging {
+        cursor: params.cursor,
+        limit: params.limit,
+        min_position: params.min_position,
     };
-    let rows = downloads::list(&state.pool, &filter, limit + 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let (rows, next_cursor) = paginate(rows, limit, |row| row.id);
+    let pool = &state.pool;
+    let page = read_page(
+        &state,
+        downloads::NAME,
+        paging,
+        &headers,
+        |before, rows| {
+            let filter = DownloadFilter {
+                status,
+                requested_by,
+                before,
+            };
+            async move { downloads::list(pool, &filter, rows).await }
+        },
+        |row| row.id,
+    )
+    .await?;
     Ok(Json(DownloadPage {
-        items: rows
+        items: page
+            .rows
             .iter()
             .map(|row| DownloadView::of(row, false))
             .collect(),
-        next_cursor,
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -221,7 +233,7 @@ pub(crate) async fn list(
     tag = "downloads",
     params(
         ("id" = Uuid, Path, description = "download id"),
-        ("min_position" = Option<i64>, Query, description = "wait until the read model has this position"),
+        ReadParams,
     ),
     responses(
         (status = 200, body = DownloadView),

@@ -14,6 +14,7 @@
 pub mod catalog;
 pub mod dashboard;
 pub mod downloads;
+pub mod paging;
 pub mod requests;
 pub mod search;
 pub mod stream;
@@ -90,37 +91,6 @@ pub fn router(state: QueryState) -> Router {
         .merge(stream::router())
         .merge(catalog::router())
         .with_state(state)
-}
-
-/// The page size of a list: `limit` from 1 to [`requests::MAX_LIMIT`] (100), default
-/// [`requests::DEFAULT_LIMIT`] (25).
-///
-/// # Errors
-/// 400 outside that range.
-pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    let limit = limit.unwrap_or(requests::DEFAULT_LIMIT);
-    if (1..=requests::MAX_LIMIT).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::malformed("limit must be between 1 and 100"))
-    }
-}
-
-/// Cuts `rows`, fetched with `limit + 1`, to one page, and answers the next page's cursor
-/// (the id of the page's last row) when there is more.
-pub(crate) fn paginate<T>(
-    mut rows: Vec<T>,
-    limit: i64,
-    id: impl Fn(&T) -> uuid::Uuid,
-) -> (Vec<T>, Option<uuid::Uuid>) {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    if rows.len() > limit {
-        rows.truncate(limit);
-        let next = rows.last().map(&id);
-        (rows, next)
-    } else {
-        (rows, None)
-    }
 }
 
 /// The `X-Min-Position` header.

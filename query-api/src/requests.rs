@@ -16,15 +16,11 @@ use medianest_projections::requests::{self, RequestFilter, RequestRow};
 use medianest_store::log;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::{page_limit, paginate, wait_for_position, QueryState};
-
-/// Largest page size.
-pub const MAX_LIMIT: i64 = 100;
-/// Default page size.
-pub const DEFAULT_LIMIT: i64 = 25;
+use crate::paging::{read_page, Paging, ReadParams};
+use crate::{wait_for_position, QueryState};
 
 /// The routes of this module.
 pub fn router() -> Router<QueryState> {
@@ -34,27 +30,34 @@ pub fn router() -> Router<QueryState> {
         .route("/api/v1/requests/{id}/history", get(history))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query parameters of `GET /api/v1/requests`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// Only this status.
     #[serde(default)]
+    #[param(value_type = String)]
     status: Option<String>,
+    /// `movie` or `tv`.
     #[serde(default)]
+    #[param(value_type = String)]
     media_type: Option<String>,
+    /// Only this requester (admins).
     #[serde(default)]
+    #[param(value_type = String)]
     requested_by: Option<String>,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
+    #[param(value_type = Uuid)]
     cursor: Option<Uuid>,
+    /// 1 to 100, default 25.
     #[serde(default)]
+    #[param(value_type = i64)]
     limit: Option<i64>,
+    /// Wait until the read model has this position.
     #[serde(default)]
-    min_position: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ReadParams {
-    #[serde(default)]
+    #[param(value_type = i64)]
     min_position: Option<i64>,
 }
 
@@ -175,14 +178,7 @@ fn visible(caller: &Actor, row: &RequestRow) -> bool {
     get,
     path = "/api/v1/requests",
     tag = "requests",
-    params(
-        ("status" = Option<String>, Query, description = "only this status"),
-        ("media_type" = Option<String>, Query, description = "movie or tv"),
-        ("requested_by" = Option<String>, Query, description = "only this requester (admins)"),
-        ("cursor" = Option<Uuid>, Query, description = "next_cursor of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 25"),
-        ("min_position" = Option<i64>, Query, description = "wait until the read model has this position"),
-    ),
+    params(ListParams),
     responses(
         (status = 200, body = RequestPage),
     ),
@@ -206,27 +202,38 @@ pub(crate) async fn list(
         .map(str::parse::<MediaType>)
         .transpose()
         .map_err(ApiError::malformed)?;
-    let limit = page_limit(params.limit)?;
     // Non-admins only ever list their own requests.
     let requested_by = if caller.is_admin() {
         params.requested_by
     } else {
         Some(caller.id.to_string())
     };
-    wait_for_position(&state, requests::NAME, params.min_position, &headers).await?;
-    let filter = RequestFilter {
-        status,
-        media_type,
-        requested_by,
-        before: params.cursor,
+    let paging = Paging {
+        cursor: params.cursor,
+        limit: params.limit,
+        min_position: params.min_position,
     };
-    let rows = requests::list(&state.pool, &filter, limit + 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let (rows, next_cursor) = paginate(rows, limit, |row| row.id);
+    let pool = &state.pool;
+    let page = read_page(
+        &state,
+        requests::NAME,
+        paging,
+        &headers,
+        |before, rows| {
+            let filter = RequestFilter {
+                status,
+                media_type,
+                requested_by,
+                before,
+            };
+            async move { requests::list(pool, &filter, rows).await }
+        },
+        |row| row.id,
+    )
+    .await?;
     Ok(Json(RequestPage {
-        items: rows.iter().map(RequestView::from).collect(),
-        next_cursor,
+        items: page.rows.iter().map(RequestView::from).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -255,7 +262,7 @@ async fn visible_row(
     tag = "requests",
     params(
         ("id" = Uuid, Path, description = "request id"),
-        ("min_position" = Option<i64>, Query, description = "wait until the read model has this position"),
+        ReadParams,
     ),
     responses(
         (status = 200, body = RequestView),
@@ -288,7 +295,7 @@ pub(crate) async fn detail(
     tag = "requests",
     params(
         ("id" = Uuid, Path, description = "request id"),
-        ("min_position" = Option<i64>, Query, description = "wait until the requests read model has this position (visibility follows it)"),
+        ReadParams,
     ),
     responses(
         (status = 200, body = History),

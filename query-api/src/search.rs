@@ -18,10 +18,11 @@ use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, Caller, Query};
 use medianest_projections::search::{self, SearchQuery};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::{page_limit, wait_for_position, QueryState};
+use crate::paging::page_limit;
+use crate::{wait_for_position, QueryState};
 
 /// Longest `q`, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
@@ -31,18 +32,32 @@ pub fn router() -> Router<QueryState> {
     Router::new().route("/api/v1/search", get(search))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query parameters of `GET /api/v1/search`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SearchParams {
+    /// Search text, 1 to 200 characters: words of the title or the requester's username
+    /// (typos tolerated), 4-digit years; web-search syntax ("quoted phrase", or, -word) for
+    /// the full-text part. Optional in the type only, so that its absence is a 400 of ours.
     #[serde(default)]
+    #[param(value_type = String, required = true)]
     q: Option<String>,
+    /// Only this status.
     #[serde(default)]
+    #[param(value_type = String)]
     status: Option<String>,
+    /// `movie` or `tv`.
     #[serde(default)]
+    #[param(value_type = String)]
     media_type: Option<String>,
+    /// 1 to 100, default 25.
     #[serde(default)]
+    #[param(value_type = i64)]
     limit: Option<i64>,
+    /// Wait until the read model has this position.
     #[serde(default)]
+    #[param(value_type = i64)]
     min_position: Option<i64>,
 }
 
@@ -130,13 +145,7 @@ pub(crate) fn search_text(q: Option<&str>) -> Result<&str, ApiError> {
     get,
     path = "/api/v1/search",
     tag = "search",
-    params(
-        ("q" = String, Query, description = "search text, 1 to 200 characters: words of the title or the requester's username (typos tolerated), 4-digit years; web-search syntax (\"quoted phrase\", or, -word) for the full-text part"),
-        ("status" = Option<String>, Query, description = "only this status"),
-        ("media_type" = Option<String>, Query, description = "movie or tv"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 25"),
-        ("min_position" = Option<i64>, Query, description = "wait until the read model has this position"),
-    ),
+    params(SearchParams),
     responses(
         (status = 200, body = SearchResults),
         (status = 400, description = "`q` missing, empty, over 200 characters, with control characters or given twice (`malformed-request`)", body = Problem, content_type = "application/problem+json"),

@@ -18,9 +18,10 @@ use medianest_projections::sessions::{self, SessionRow};
 use medianest_projections::users::{self, UserRow};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::paging::{read_page, Paging, ReadParams};
 use crate::{wait_for_position, QueryState};
 
 /// The routes of this module.
@@ -31,31 +32,37 @@ pub fn router() -> Router<QueryState> {
         .route("/api/v1/admin/users", get(list_users))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query parameters of `GET /api/v1/me/sessions`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ReadParams {
-    #[serde(default)]
-    min_position: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SessionParams {
     /// Include ended sessions.
     #[serde(default)]
+    #[param(value_type = bool)]
     all: Option<bool>,
+    /// Wait until this position is read.
     #[serde(default)]
+    #[param(value_type = i64)]
     min_position: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The query parameters of `GET /api/v1/admin/users`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// The last id of the previous page.
     #[serde(default)]
+    #[param(value_type = Uuid)]
     cursor: Option<Uuid>,
+    /// 1 to 100, default 25.
     #[serde(default)]
+    #[param(value_type = i64)]
     limit: Option<i64>,
+    /// Wait until this position is read.
     #[serde(default)]
+    #[param(value_type = i64)]
     min_position: Option<i64>,
 }
 
@@ -239,7 +246,7 @@ fn caller_uuid(caller: &medianest_domain::Actor) -> Result<Uuid, ApiError> {
     get,
     path = "/api/v1/me",
     tag = "users",
-    params(("min_position" = Option<i64>, Query, description = "wait until this position is read")),
+    params(ReadParams),
     responses(
         (status = 200, description = "the account", body = UserView),
         (status = 404, description = "signed in with the bootstrap token, which has no account (`not-found`)", body = Problem, content_type = "application/problem+json"),
@@ -266,10 +273,7 @@ pub(crate) async fn me(
     get,
     path = "/api/v1/me/sessions",
     tag = "users",
-    params(
-        ("all" = Option<bool>, Query, description = "include ended sessions"),
-        ("min_position" = Option<i64>, Query, description = "wait until this position is read"),
-    ),
+    params(SessionParams),
     responses(
         (status = 200, description = "the sessions", body = SessionList),
     ),
@@ -299,11 +303,7 @@ pub(crate) async fn my_sessions(
     get,
     path = "/api/v1/admin/users",
     tag = "users",
-    params(
-        ("cursor" = Option<Uuid>, Query, description = "last id of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 25"),
-        ("min_position" = Option<i64>, Query, description = "wait until this position is read"),
-    ),
+    params(ListParams),
     responses(
         (status = 200, description = "a page of accounts", body = UserPage),
         (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
@@ -319,19 +319,27 @@ pub(crate) async fn list_users(
     if !caller.is_admin() {
         return Err(ApiError::forbidden("only admins may list users"));
     }
-    let limit = crate::page_limit(params.limit)?;
-    wait_for_position(&state, users::NAME, params.min_position, &headers).await?;
-    let rows = users::list(&state.pool, params.cursor, limit + 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let more = rows.len() as i64 > limit;
-    let mut page = Vec::with_capacity(rows.len());
-    for row in rows.into_iter().take(limit as usize) {
-        page.push(user_view(&state, row, false).await?);
+    let paging = Paging {
+        cursor: params.cursor,
+        limit: params.limit,
+        min_position: params.min_position,
+    };
+    let pool = &state.pool;
+    let page = read_page(
+        &state,
+        users::NAME,
+        paging,
+        &headers,
+        |after, rows| users::list(pool, after, rows),
+        |row| row.id,
+    )
+    .await?;
+    let mut users = Vec::with_capacity(page.rows.len());
+    for row in page.rows {
+        users.push(user_view(&state, row, false).await?);
     }
-    let next_cursor = more.then(|| page.last().map(|u| u.id)).flatten();
     Ok(Json(UserPage {
-        users: page,
-        next_cursor,
+        users,
+        next_cursor: page.next_cursor,
     }))
 }
