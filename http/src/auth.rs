@@ -33,7 +33,7 @@ pub struct Principal {
 }
 
 /// Why a token was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuthRejection {
     /// Unknown, malformed, expired or revoked token, or a disabled account: 401.
     Invalid,
@@ -42,8 +42,9 @@ pub enum AuthRejection {
         /// Seconds until the next call is allowed.
         retry_after: u64,
     },
-    /// The session store could not be asked: 503.
-    Unavailable(String),
+    /// The session store could not be asked: 503. The database's error is kept (shared, as
+    /// rejections are `Clone`).
+    Unavailable(std::sync::Arc<sqlx::Error>),
 }
 
 impl From<AuthRejection> for ApiError {

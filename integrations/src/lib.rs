@@ -6,6 +6,7 @@
 //! whose variants say whether a retry can help. The clients never retry on their own: the
 //! sagas in `medianest-workers` own timeouts' consequences, backoff and circuit breaking.
 
+pub mod cause;
 pub mod egress;
 pub mod notify;
 pub mod overseerr;

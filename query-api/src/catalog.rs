@@ -260,15 +260,11 @@ impl Catalog {
             )
             .await;
         result.map_err(|error| match error {
-            Guarded::Stopped => {
-                Failure::Unavailable("Overseerr's circuit breaker is open".to_string())
-            }
+            Guarded::Stopped => Failure::Unavailable(None),
             Guarded::Failed(error) if unknown(&error) => Failure::NotFound,
             Guarded::Failed(OverseerrError::Status { status: 404, .. }) => Failure::NotFound,
-            Guarded::Failed(error) if error.is_retryable() => {
-                Failure::Unavailable(error.to_string())
-            }
-            Guarded::Failed(error) => Failure::BadAnswer(error.to_string()),
+            Guarded::Failed(error) if error.is_retryable() => Failure::Unavailable(Some(error)),
+            Guarded::Failed(error) => Failure::BadAnswer(error),
         })
     }
 
@@ -334,18 +330,22 @@ fn unknown_title(error: &OverseerrError) -> bool {
 /// Why Overseerr gave no usable answer.
 #[derive(Debug)]
 enum Failure {
-    /// Down, slow, 5xx, or its breaker open.
-    Unavailable(String),
+    /// Down, slow or 5xx (the error), or its breaker open (`None`: not asked).
+    Unavailable(Option<OverseerrError>),
     /// TMDB does not know the id.
     NotFound,
     /// An answer that is not what the spec describes, or a refusal (e.g. a wrong API key).
-    BadAnswer(String),
+    BadAnswer(OverseerrError),
 }
 
 impl Failure {
     fn problem(self) -> ApiError {
         match self {
-            Self::Unavailable(cause) => {
+            Self::Unavailable(error) => {
+                let cause: &dyn std::fmt::Display = match &error {
+                    Some(error) => error,
+                    None => &"Overseerr's circuit breaker is open",
+                };
                 tracing::info!(%cause, "catalogue answer without Overseerr");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -57,9 +57,10 @@ pub enum ExecuteError<E: std::error::Error> {
     /// Concurrent writers kept winning; the caller may try again.
     #[error("concurrent modification, try again")]
     Conflict,
-    /// The store failed.
+    /// The store failed (PostgreSQL, or an event or metadata that would not serialise); the
+    /// cause is kept as the error's source.
     #[error("event store failure: {0}")]
-    Store(String),
+    Store(#[source] crate::BoxError),
 }
 
 impl<E: std::error::Error> ExecuteError<E> {
@@ -73,14 +74,16 @@ impl<E: std::error::Error> ExecuteError<E> {
         match error {
             AggregateError::UserError(e) => Self::Rejected(e),
             AggregateError::AggregateConflict => Self::Conflict,
-            other => Self::Store(other.to_string()),
+            AggregateError::DatabaseConnectionError(cause)
+            | AggregateError::DeserializationError(cause)
+            | AggregateError::UnexpectedError(cause) => Self::Store(cause),
         }
     }
 }
 
 impl<E: std::error::Error> From<sqlx::Error> for ExecuteError<E> {
     fn from(error: sqlx::Error) -> Self {
-        Self::Store(error.to_string())
+        Self::Store(Box::new(error))
     }
 }
 
@@ -219,10 +222,10 @@ where
             types.push(event.event_type());
             versions.push(event.event_version());
             payloads
-                .push(serde_json::to_value(event).map_err(|e| ExecuteError::Store(e.to_string()))?);
+                .push(serde_json::to_value(event).map_err(|e| ExecuteError::Store(Box::new(e)))?);
         }
         let metadata = serde_json::to_value(metadata.to_map())
-            .map_err(|e| ExecuteError::Store(e.to_string()))?;
+            .map_err(|e| ExecuteError::Store(Box::new(e)))?;
         let appended = sqlx::query_scalar::<_, Option<i64>>(
             "WITH appended AS (
                INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
