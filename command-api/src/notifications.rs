@@ -29,7 +29,8 @@ use medianest_http::json::Query;
 use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, Caller, Json, ProblemType};
 use medianest_integrations::notify::{
-    secret_names, Channel, ChannelConfig, ConfigError, Message, Outcome, Secrets, Sender, To,
+    secret_names, Channel, ChannelConfig, ConfigError, ConfigProblem, Message, Outcome, Secrets,
+    Sender, To,
 };
 use medianest_store::notifications::{self as store, ChannelRow, DeliveryRow};
 use medianest_workers::notifier::{default_choices, ChannelChoice};
@@ -108,8 +109,17 @@ fn channel_of(raw: &str) -> Result<Channel, ApiError> {
 }
 
 fn config_problem(error: ConfigError) -> ApiError {
-    // Every slug of `ConfigError` is a 422 "Notification settings refused" problem type.
-    let problem = ProblemType::from_slug(error.slug).unwrap_or(ProblemType::InvalidChannelSettings);
+    let problem = match error.problem {
+        ConfigProblem::InvalidChannelSettings => ProblemType::InvalidChannelSettings,
+        ConfigProblem::InvalidEmail => ProblemType::InvalidEmail,
+        ConfigProblem::InsecureDestination => ProblemType::InsecureDestination,
+        ConfigProblem::PrivateDestination => ProblemType::PrivateDestination,
+        ConfigProblem::MissingSecret => ProblemType::MissingSecret,
+        ConfigProblem::SecretInSettings => ProblemType::SecretInSettings,
+        ConfigProblem::FieldTooLong => ProblemType::FieldTooLong,
+        ConfigProblem::InvalidAddress => ProblemType::InvalidAddress,
+        ConfigProblem::NotAPersonalChannel => ProblemType::NotAPersonalChannel,
+    };
     ApiError::new(problem, error.detail).with("field", error.field)
 }
 

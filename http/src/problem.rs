@@ -178,12 +178,6 @@ problem_types! {
 }
 
 impl ProblemType {
-    /// The first problem type with `slug` (for slugs named by another crate, e.g. the
-    /// notification settings' refusals of `medianest_integrations::notify`).
-    pub fn from_slug(slug: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|t| t.slug() == slug)
-    }
-
     /// The full `type` URI, `urn:medianest:problem:<slug>`.
     pub fn type_uri(self) -> String {
         format!("urn:medianest:problem:{}", self.slug())
@@ -403,10 +397,6 @@ mod tests {
                 "{slug}"
             );
             assert!(!problem.title().is_empty(), "{slug}");
-            assert_eq!(
-                ProblemType::from_slug(slug).map(ProblemType::slug),
-                Some(slug)
-            );
         }
     }
 
