@@ -272,3 +272,43 @@ where
 fn seq(sequence: usize) -> i64 {
     i64::try_from(sequence).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    type Execute = ExecuteError<std::fmt::Error>;
+
+    #[test]
+    fn a_database_failure_keeps_the_database_error_as_its_source() {
+        let error = Execute::from(sqlx::Error::PoolTimedOut);
+        assert!(error.is_transient());
+        let source = error.source().expect("the cause is kept");
+        assert!(source.downcast_ref::<sqlx::Error>().is_some(), "{source:?}");
+        assert_eq!(
+            error.to_string(),
+            format!("event store failure: {}", sqlx::Error::PoolTimedOut)
+        );
+    }
+
+    #[test]
+    fn a_technical_aggregate_error_keeps_its_cause_and_a_refusal_stays_a_refusal() {
+        let io = std::io::Error::other("disk on fire");
+        let error = Execute::from_aggregate(AggregateError::UnexpectedError(Box::new(io)));
+        let source = error.source().expect("the cause is kept");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
+        assert!(matches!(
+            Execute::from_aggregate(AggregateError::UserError(std::fmt::Error)),
+            ExecuteError::Rejected(_)
+        ));
+        assert!(matches!(
+            Execute::from_aggregate(AggregateError::AggregateConflict),
+            ExecuteError::Conflict
+        ));
+    }
+}
