@@ -24,7 +24,7 @@ use medianest_domain::download::{
 };
 use medianest_domain::Actor;
 use medianest_http::openapi::Problem;
-use medianest_http::{optional_body, ApiError};
+use medianest_http::{optional_body, ApiError, ProblemType};
 use medianest_integrations::ytdlp::{ProbeMode, ProbedKind, YtDlp, YtDlpError};
 use medianest_store::downloads::{DownloadCommandError, Downloads};
 use medianest_store::Committed;
@@ -119,9 +119,7 @@ struct EmptyBody {}
 fn intake(state: &CommandState) -> Result<&DownloadIntake, ApiError> {
     state.downloads.as_ref().ok_or_else(|| {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "downloads-disabled",
-            "Downloads are not configured",
+            ProblemType::DownloadsDisabled,
             "YouTube downloads are off: MEDIANEST_DOWNLOADS_DIR is not set",
         )
     })
@@ -204,9 +202,7 @@ async fn probe(intake: &DownloadIntake, url: &str) -> Result<DownloadKind, ApiEr
                 message,
                 retryable: false,
             } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "download-url-unusable",
-                "Nothing to download at this URL",
+                ProblemType::DownloadUrlUnusable,
                 format!("yt-dlp cannot download this URL: {message}"),
             )
             .with("field", "url"),
@@ -222,9 +218,7 @@ async fn probe(intake: &DownloadIntake, url: &str) -> Result<DownloadKind, ApiEr
             let items = probe.entries.unwrap_or(0);
             if items > intake.max_playlist_items {
                 return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "playlist-too-large",
-                    "Playlist too large",
+                    ProblemType::PlaylistTooLarge,
                     format!(
                         "the playlist has {items} items; at most {} may be downloaded at once",
                         intake.max_playlist_items
@@ -335,9 +329,7 @@ async fn visible_to(intake: &DownloadIntake, id: Uuid, caller: &Actor) -> Result
 pub(crate) fn problem(error: DownloadCommandError) -> ApiError {
     match error {
         DownloadCommandError::Duplicate { existing } => ApiError::new(
-            StatusCode::CONFLICT,
-            "duplicate-download",
-            "Already downloading",
+            ProblemType::DuplicateDownload,
             format!("this URL is already queued or running for you: {existing}"),
         )
         .with("existing_download_id", existing.to_string()),
@@ -352,13 +344,8 @@ pub(crate) fn problem(error: DownloadCommandError) -> ApiError {
                 .as_secs()
                 .max(1);
             let at = next_slot_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "download-limit-exceeded",
-                "Download limit reached",
-                format!(
-                    "you may queue {limit} downloads per hour and have queued {used}; the next slot frees at {at}"
-                ),
+            ApiError::new(ProblemType::DownloadLimitExceeded, format!(
+                    "you may queue {limit} downloads per hour and have queued {used}; the next slot frees at {at}"),
             )
             .with("limit", limit)
             .with("used", used)
@@ -375,19 +362,11 @@ fn rejected(rejection: DownloadError, not_found: &str) -> ApiError {
     let detail = rejection.to_string();
     match rejection {
         DownloadError::NotFound => ApiError::not_found(not_found.to_string()),
-        DownloadError::AlreadyQueued => ApiError::new(
-            StatusCode::CONFLICT,
-            "already-exists",
-            "Already exists",
-            detail,
-        ),
-        DownloadError::IllegalTransition { status, .. } => ApiError::new(
-            StatusCode::CONFLICT,
-            "illegal-transition",
-            "Not possible in the current status",
-            detail,
-        )
-        .with("download_status", status.as_str()),
+        DownloadError::AlreadyQueued => ApiError::new(ProblemType::AlreadyExists, detail),
+        DownloadError::IllegalTransition { status, .. } => {
+            ApiError::new(ProblemType::IllegalTransition, detail)
+                .with("download_status", status.as_str())
+        }
         DownloadError::Forbidden(why) => ApiError::forbidden(why),
         DownloadError::Invalid { field, .. } => ApiError::invalid(field, detail),
     }

@@ -1,28 +1,19 @@
 //! The one mapping from command errors to HTTP problems.
 
-use axum::http::StatusCode;
 use medianest_domain::media_request::MediaRequestError;
-use medianest_http::ApiError;
+use medianest_http::{ApiError, ProblemType};
 use medianest_store::media_requests::MediaRequestCommandError;
 use medianest_store::ExecuteError;
 
 pub(crate) fn problem(error: MediaRequestCommandError) -> ApiError {
     match error {
-        MediaRequestCommandError::Duplicate { existing } => ApiError::new(
-            StatusCode::CONFLICT,
-            "duplicate-request",
-            "Duplicate request",
-            format!("an active request for this media already exists: {existing}"),
+        MediaRequestCommandError::Duplicate { existing } => ApiError::new(ProblemType::DuplicateRequest, format!("an active request for this media already exists: {existing}"),
         )
         .with("existing_request_id", existing.to_string()),
         MediaRequestCommandError::QuotaExceeded {
             media_type,
             exceeded,
-        } => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "quota-exceeded",
-            "Request quota exceeded",
-            format!(
+        } => ApiError::new(ProblemType::QuotaExceeded, format!(
                 "you may request {} {media_type} titles per {} days and have requested {}; the next slot frees at {}",
                 exceeded.quota.limit,
                 exceeded.quota.days,
@@ -38,22 +29,14 @@ pub(crate) fn problem(error: MediaRequestCommandError) -> ApiError {
             "next_slot_at",
             exceeded.next_slot_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ),
-        MediaRequestCommandError::AlreadyAvailable { rating_key, title } => ApiError::new(
-            StatusCode::CONFLICT,
-            "already-available",
-            "Already available in Plex",
-            format!("Plex already has this media: {title} (ratingKey {rating_key})"),
+        MediaRequestCommandError::AlreadyAvailable { rating_key, title } => ApiError::new(ProblemType::AlreadyAvailable, format!("Plex already has this media: {title} (ratingKey {rating_key})"),
         )
         .with("plex_rating_key", rating_key)
         .with("plex_title", title),
         MediaRequestCommandError::SeasonsAvailable {
             seasons,
             rating_key,
-        } => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "seasons-available",
-            "Seasons already available in Plex",
-            format!(
+        } => ApiError::new(ProblemType::SeasonsAvailable, format!(
                 "Plex already has seasons {} of this show: request only the missing seasons",
                 seasons
                     .iter()
@@ -82,16 +65,12 @@ pub(crate) fn executor_problem<E: std::error::Error>(
     match error {
         ExecuteError::Rejected(rejection) => rejected(rejection),
         ExecuteError::VersionMismatch { expected, actual } => ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "version-mismatch",
-            "Version mismatch",
+            ProblemType::VersionMismatch,
             format!("If-Match named version {expected}, the {noun} is at version {actual}"),
         )
         .with("current_version", actual),
         ExecuteError::Conflict => ApiError::new(
-            StatusCode::CONFLICT,
-            "concurrent-modification",
-            "Concurrent modification",
+            ProblemType::ConcurrentModification,
             format!("the {noun} changed while this command was decided; try again"),
         ),
         ExecuteError::Store(cause) => ApiError::internal(&cause),
@@ -102,19 +81,11 @@ fn rejected(rejection: MediaRequestError) -> ApiError {
     let detail = rejection.to_string();
     match rejection {
         MediaRequestError::NotFound => ApiError::not_found("no such media request"),
-        MediaRequestError::AlreadySubmitted => ApiError::new(
-            StatusCode::CONFLICT,
-            "already-exists",
-            "Already exists",
-            detail,
-        ),
-        MediaRequestError::IllegalTransition { status, .. } => ApiError::new(
-            StatusCode::CONFLICT,
-            "illegal-transition",
-            "Not possible in the current status",
-            detail,
-        )
-        .with("request_status", status.as_str()),
+        MediaRequestError::AlreadySubmitted => ApiError::new(ProblemType::AlreadyExists, detail),
+        MediaRequestError::IllegalTransition { status, .. } => {
+            ApiError::new(ProblemType::IllegalTransition, detail)
+                .with("request_status", status.as_str())
+        }
         MediaRequestError::Forbidden(why) => ApiError::forbidden(why),
         MediaRequestError::Invalid { field, .. } => ApiError::invalid(field, detail),
     }

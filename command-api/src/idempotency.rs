@@ -5,7 +5,7 @@ use std::future::Future;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use medianest_http::ApiError;
+use medianest_http::{ApiError, ProblemType};
 use medianest_store::idempotency::{self, Reservation};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -47,16 +47,12 @@ where
     match idempotency::begin(pool, scope, &key, &hash).await {
         Err(error) => ApiError::internal(&error).into_response(),
         Ok(Reservation::Mismatch) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency-key-reused",
-            "Idempotency key reused",
+            ProblemType::IdempotencyKeyReused,
             "this Idempotency-Key was used with another request",
         )
         .into_response(),
         Ok(Reservation::InProgress) => ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency-key-in-progress",
-            "Request in progress",
+            ProblemType::IdempotencyKeyInProgress,
             "a request with this Idempotency-Key is still being processed",
         )
         .into_response(),
@@ -68,7 +64,7 @@ where
             let answer = handler.await;
             let (status, body) = match &answer {
                 Ok((status, body)) => (*status, body.clone()),
-                Err(problem) => (problem.status, problem.body()),
+                Err(problem) => (problem.status(), problem.body()),
             };
             // Server errors and rate limits are passing states: the key stays usable.
             let stored = if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {

@@ -27,9 +27,10 @@ use medianest_domain::notification::NotificationType;
 use medianest_domain::Actor;
 use medianest_http::json::Query;
 use medianest_http::openapi::Problem;
-use medianest_http::{ApiError, Caller, Json};
+use medianest_http::{ApiError, Caller, Json, ProblemType};
 use medianest_integrations::notify::{
-    secret_names, Channel, ChannelConfig, ConfigError, Message, Outcome, Secrets, Sender, To,
+    secret_names, Channel, ChannelConfig, ConfigError, ConfigProblem, Message, Outcome, Secrets,
+    Sender, To,
 };
 use medianest_store::notifications::{self as store, ChannelRow, DeliveryRow};
 use medianest_workers::notifier::{default_choices, ChannelChoice};
@@ -89,9 +90,7 @@ fn require_admin(caller: &Actor) -> Result<(), ApiError> {
 fn settings(state: &CommandState) -> Result<&NotificationSettings, ApiError> {
     state.notifications.as_ref().ok_or_else(|| {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "notifications-disabled",
-            "Notifications are off",
+            ProblemType::NotificationsDisabled,
             "this instance runs without notifications (MEDIANEST_NOTIFICATIONS=false)",
         )
     })
@@ -100,9 +99,7 @@ fn settings(state: &CommandState) -> Result<&NotificationSettings, ApiError> {
 fn channel_of(raw: &str) -> Result<Channel, ApiError> {
     Channel::parse(raw).ok_or_else(|| {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown-channel",
-            "Unknown channel",
+            ProblemType::UnknownChannel,
             format!(
                 "channels are {}",
                 Channel::ALL.map(Channel::as_str).join(", ")
@@ -112,13 +109,18 @@ fn channel_of(raw: &str) -> Result<Channel, ApiError> {
 }
 
 fn config_problem(error: ConfigError) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        error.slug,
-        "Notification settings refused",
-        error.detail,
-    )
-    .with("field", error.field)
+    let problem = match error.problem {
+        ConfigProblem::InvalidChannelSettings => ProblemType::InvalidChannelSettings,
+        ConfigProblem::InvalidEmail => ProblemType::InvalidEmail,
+        ConfigProblem::InsecureDestination => ProblemType::InsecureDestination,
+        ConfigProblem::PrivateDestination => ProblemType::PrivateDestination,
+        ConfigProblem::MissingSecret => ProblemType::MissingSecret,
+        ConfigProblem::SecretInSettings => ProblemType::SecretInSettings,
+        ConfigProblem::FieldTooLong => ProblemType::FieldTooLong,
+        ConfigProblem::InvalidAddress => ProblemType::InvalidAddress,
+        ConfigProblem::NotAPersonalChannel => ProblemType::NotAPersonalChannel,
+    };
+    ApiError::new(problem, error.detail).with("field", error.field)
 }
 
 fn types_of(field: &str, raw: &[String]) -> Result<BTreeSet<NotificationType>, ApiError> {
@@ -126,9 +128,7 @@ fn types_of(field: &str, raw: &[String]) -> Result<BTreeSet<NotificationType>, A
         .map(|t| {
             NotificationType::parse(t).ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown-notification-type",
-                    "Unknown notification type",
+                    ProblemType::UnknownNotificationType,
                     format!(
                         "{t:?} is not a notification type; types are {}",
                         NotificationType::ALL
@@ -316,11 +316,10 @@ pub(crate) async fn put_channel(
     let notify = settings(&state)?;
     let types = types_of("types", &body.types)?;
     if !(body.settings.is_object() || body.settings.is_null()) {
-        return Err(config_problem(ConfigError {
-            slug: "invalid-channel-settings",
-            field: "settings".to_string(),
-            detail: "must be an object".to_string(),
-        }));
+        return Err(
+            ApiError::new(ProblemType::InvalidChannelSettings, "must be an object")
+                .with("field", "settings"),
+        );
     }
     let existing: Secrets = store::channel_with_secrets(&state.pool, channel.as_str())
         .await
@@ -342,11 +341,7 @@ pub(crate) async fn put_channel(
     .await
     .map_err(config_problem)?;
     if !types.is_empty() && !config.has_household_destination() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "no-household-destination",
-            "Notification settings refused",
-            format!("{channel} has no household destination for household types (see docs/operations.md)"),
+        return Err(ApiError::new(ProblemType::NoHouseholdDestination, format!("{channel} has no household destination for household types (see docs/operations.md)"),
         )
         .with("field", "types"));
     }
@@ -421,9 +416,7 @@ pub(crate) async fn test_channel(
         .map_err(db)?
     else {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "channel-not-configured",
-            "Channel not configured",
+            ProblemType::ChannelNotConfigured,
             format!("save the settings of {channel} first"),
         ));
     };
@@ -441,9 +434,7 @@ pub(crate) async fn test_channel(
         To::Member(address)
     } else {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "no-test-destination",
-            "Nowhere to send a test",
+            ProblemType::NoTestDestination,
             format!("{channel} has no household destination and you have no address on it"),
         ));
     };
@@ -469,12 +460,9 @@ pub(crate) async fn test_channel(
             },
         })
         .into_response()),
-        Outcome::Transient { error, .. } | Outcome::Permanent { error } => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "notification-failed",
-            "The service did not take the message",
-            error,
-        )),
+        Outcome::Transient { error, .. } | Outcome::Permanent { error } => {
+            Err(ApiError::new(ProblemType::NotificationFailed, error))
+        }
     }
 }
 
@@ -667,9 +655,7 @@ pub(crate) async fn retry_delivery(
         .ok_or_else(|| ApiError::not_found("no such delivery"))?;
     if row.status != "pending" || row.next_attempt_at > Utc::now() {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "delivery-not-retryable",
-            "Delivery not retryable",
+            ProblemType::DeliveryNotRetryable,
             format!("the delivery is {}", row.status),
         ));
     }
@@ -790,9 +776,7 @@ pub(crate) async fn put_preferences(
         let field = format!("channels.{name}");
         let channel = Channel::parse(name).ok_or_else(|| {
             ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown-channel",
-                "Unknown channel",
+                ProblemType::UnknownChannelChoice,
                 format!("{name:?} is not a channel"),
             )
             .with("field", field.clone())

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use medianest_http::openapi::Problem;
-use medianest_http::{ApiError, Caller};
+use medianest_http::{ApiError, Caller, ProblemType};
 use medianest_store::plex_library;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -53,12 +53,7 @@ pub(crate) async fn start_full_sync(
         return Err(ApiError::forbidden("only admins may start a Plex sync"));
     }
     if !state.plex_sync {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "plex-disabled",
-            "The Plex sync is off",
-            "the Plex library is not synced: set MEDIANEST_PLEX_URL and MEDIANEST_PLEX_TOKEN, and leave MEDIANEST_PLEX_SYNC on",
-        ));
+        return Err(ApiError::new(ProblemType::PlexDisabled, "the Plex library is not synced: set MEDIANEST_PLEX_URL and MEDIANEST_PLEX_TOKEN, and leave MEDIANEST_PLEX_SYNC on"));
     }
     let requested_at = plex_library::request_full_pass(&state.pool)
         .await

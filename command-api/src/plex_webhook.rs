@@ -26,7 +26,7 @@ use axum::Router;
 use medianest_domain::media_request::{MediaRequestCommand, MediaType, Source};
 use medianest_http::auth::constant_time_eq;
 use medianest_http::openapi::Problem;
-use medianest_http::ApiError;
+use medianest_http::{ApiError, ProblemType};
 use medianest_store::plex_library;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -120,9 +120,7 @@ async fn handle(
     };
     if !constant_time_eq(expected.as_bytes(), secret.as_bytes()) {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "webhook-unauthenticated",
-            "Webhook not authenticated",
+            ProblemType::WebhookUnauthenticated,
             "the URL's secret does not match the configured Plex webhook secret",
         ));
     }
@@ -134,9 +132,7 @@ async fn handle(
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("multipart/form-data"));
     if !multipart {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
+            ProblemType::UnsupportedMediaType,
             "Plex webhooks are multipart/form-data with the JSON in a `payload` part",
         ));
     }

@@ -32,7 +32,7 @@ use medianest_domain::{ActorId, Role};
 use medianest_http::auth::{cleared_session_cookie, rate_limited, session_cookie};
 use medianest_http::openapi::Problem;
 use medianest_http::ratelimit::SignInKey;
-use medianest_http::{ApiError, Authenticated, Json};
+use medianest_http::{ApiError, Authenticated, Json, ProblemType};
 use medianest_integrations::plex::{PlexError, PlexTvClient, PmsClient};
 use medianest_store::accounts::{AccountCommandError, Identity, Registration, RoleRule};
 use medianest_store::checkpoint::{self, WaitOutcome};
@@ -198,18 +198,14 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 
 fn invalid_credentials() -> ApiError {
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid-credentials",
-        "Invalid credentials",
+        ProblemType::InvalidCredentials,
         "unknown username or wrong password",
     )
 }
 
 fn account_disabled() -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "account-disabled",
-        "Account disabled",
+        ProblemType::AccountDisabled,
         "an admin disabled this account",
     )
 }
@@ -391,9 +387,7 @@ pub(crate) async fn logout(
 fn plex_sign_in(state: &CommandState) -> Result<&Arc<PlexSignIn>, ApiError> {
     state.plex.as_ref().ok_or_else(|| {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "plex-sign-in-unavailable",
-            "Plex sign-in is not configured",
+            ProblemType::PlexSignInUnavailable,
             "set MEDIANEST_PLEX_URL and MEDIANEST_PLEX_TOKEN to enable Plex sign-in",
         )
     })
@@ -403,21 +397,15 @@ fn plex_sign_in(state: &CommandState) -> Result<&Arc<PlexSignIn>, ApiError> {
 fn plex_problem(error: PlexError) -> ApiError {
     match error {
         PlexError::NotFound => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "pin-not-found",
-            "PIN not found",
+            ProblemType::PinNotFound,
             "plex.tv does not know this PIN (it may have expired); create a new one",
         ),
         PlexError::Unauthorized => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "plex-token-rejected",
-            "Plex rejected the sign-in",
+            ProblemType::PlexTokenRejected,
             "plex.tv did not accept the token of this PIN; create a new one",
         ),
         other if other.is_retryable() => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "plex-unavailable",
-            "Plex is unavailable",
+            ProblemType::PlexUnavailable,
             format!("plex.tv or the Plex Media Server did not answer: {other}"),
         )
         .retry_after(5),
@@ -427,12 +415,7 @@ fn plex_problem(error: PlexError) -> ApiError {
 
 /// 502 `plex-error`: plex.tv or the Plex server answered something we cannot use.
 fn plex_error(detail: String) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "plex-error",
-        "Unexpected answer from Plex",
-        detail,
-    )
+    ApiError::new(ProblemType::PlexError, detail)
 }
 
 /// Create a Plex PIN.
@@ -512,9 +495,7 @@ pub(crate) async fn exchange_pin(
     })?;
     let Some(plex_token) = pin.auth_token.filter(|t| !t.is_empty()) else {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "pin-not-authorized",
-            "PIN not yet authorised",
+            ProblemType::PinNotAuthorized,
             "the PIN has not been authorised at app.plex.tv yet; try again after signing in there",
         )
         .retry_after(2));
@@ -538,9 +519,7 @@ pub(crate) async fn exchange_pin(
     else {
         state.signin_limiter.record_failure(&keys);
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "no-server-access",
-            "No access to this Plex server",
+            ProblemType::NoServerAccess,
             "this Plex account neither owns nor shares the Plex Media Server MediaNest serves",
         ));
     };
@@ -554,9 +533,7 @@ pub(crate) async fn exchange_pin(
     .map_err(store_error)?;
     if first_use.is_none() {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "pin-already-used",
-            "PIN already used",
+            ProblemType::PinAlreadyUsed,
             "this PIN has already been exchanged for a session; create a new one",
         ));
     }

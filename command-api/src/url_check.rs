@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use medianest_domain::download::DownloadServices;
-use medianest_http::ApiError;
+use medianest_http::{ApiError, ProblemType};
 use medianest_integrations::egress::is_public;
 use url::Url;
 
@@ -145,12 +145,7 @@ impl UrlCheck {
 /// 422 `download-url-refused` for `hop`.
 fn refused(hop: &str, reason: impl Into<String>) -> ApiError {
     let reason = reason.into();
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "download-url-refused",
-        "Download URL refused",
-        format!("{hop}: {reason}"),
-    )
-    .with("field", "url")
-    .with("hop", hop)
+    ApiError::new(ProblemType::DownloadUrlRefused, format!("{hop}: {reason}"))
+        .with("field", "url")
+        .with("hop", hop)
 }

@@ -22,7 +22,7 @@ use medianest_domain::user_account::{
 use medianest_domain::user_session::{RevokeReason, UserSessionCommand, UserSessionError};
 use medianest_domain::{Actor, ActorId, Role};
 use medianest_http::openapi::Problem;
-use medianest_http::{ApiError, Caller};
+use medianest_http::{ApiError, Caller, ProblemType};
 use medianest_store::{Committed, ExecuteError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -113,23 +113,16 @@ fn account_problem(error: ExecuteError<UserAccountError>) -> ApiError {
         ExecuteError::Rejected(rejection @ UserAccountError::Invalid { field, .. }) => {
             ApiError::invalid(field, rejection.to_string())
         }
-        ExecuteError::Rejected(rejection @ UserAccountError::AlreadyRegistered) => ApiError::new(
-            StatusCode::CONFLICT,
-            "already-exists",
-            "Already exists",
-            rejection.to_string(),
-        ),
+        ExecuteError::Rejected(rejection @ UserAccountError::AlreadyRegistered) => {
+            ApiError::new(ProblemType::AlreadyExists, rejection.to_string())
+        }
         ExecuteError::VersionMismatch { expected, actual } => ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "version-mismatch",
-            "Version mismatch",
+            ProblemType::VersionMismatch,
             format!("If-Match named version {expected}, the account is at version {actual}"),
         )
         .with("current_version", actual),
         ExecuteError::Conflict => ApiError::new(
-            StatusCode::CONFLICT,
-            "concurrent-modification",
-            "Concurrent modification",
+            ProblemType::ConcurrentModification,
             "the account changed while this command was decided; try again",
         ),
         ExecuteError::Store(cause) => ApiError::internal(&cause),

@@ -17,7 +17,7 @@ use axum::Router;
 use medianest_domain::media_request::{MediaRequestCommand, MediaType, Source};
 use medianest_http::auth::constant_time_eq;
 use medianest_http::openapi::Problem;
-use medianest_http::ApiError;
+use medianest_http::{ApiError, ProblemType};
 use medianest_projections::requests;
 use serde::Deserialize;
 use serde_json::Value;
@@ -108,9 +108,7 @@ async fn handle(
         .unwrap_or_default();
     if !constant_time_eq(secret.as_bytes(), given) {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "webhook-unauthenticated",
-            "Webhook not authenticated",
+            ProblemType::WebhookUnauthenticated,
             "the Authorization header does not match the configured webhook secret",
         ));
     }

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use medianest_domain::Actor;
 use uuid::Uuid;
 
-use crate::ApiError;
+use crate::{ApiError, ProblemType};
 
 /// The id of the bootstrap admin identity (a fixed UUIDv7-shaped id).
 pub const BOOTSTRAP_ADMIN_ID: Uuid = Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0001);
@@ -33,7 +33,7 @@ pub struct Principal {
 }
 
 /// Why a token was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuthRejection {
     /// Unknown, malformed, expired or revoked token, or a disabled account: 401.
     Invalid,
@@ -42,8 +42,9 @@ pub enum AuthRejection {
         /// Seconds until the next call is allowed.
         retry_after: u64,
     },
-    /// The session store could not be asked: 503.
-    Unavailable(String),
+    /// The session store could not be asked: 503. The database's error is kept (shared, as
+    /// rejections are `Clone`).
+    Unavailable(std::sync::Arc<sqlx::Error>),
 }
 
 impl From<AuthRejection> for ApiError {
@@ -62,14 +63,9 @@ impl From<AuthRejection> for ApiError {
 
 /// A 429 problem (`urn:medianest:problem:rate-limited`) with `Retry-After`.
 pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate-limited",
-        "Too many requests",
-        detail,
-    )
-    .retry_after(retry_after.max(1))
-    .with("retry_after", retry_after.max(1))
+    ApiError::new(ProblemType::RateLimited, detail)
+        .retry_after(retry_after.max(1))
+        .with("retry_after", retry_after.max(1))
 }
 
 /// Resolves bearer tokens to principals.

@@ -17,4 +17,4 @@ pub mod text;
 
 pub use auth::{Authenticated, Authenticator, Caller, Principal, StaticTokenAuthenticator};
 pub use json::{object_body, optional_body, Json, Query};
-pub use problem::ApiError;
+pub use problem::{ApiError, ProblemType};

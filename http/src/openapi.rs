@@ -18,6 +18,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Required, Response};
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::ProblemType;
+
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -72,10 +74,8 @@ impl utoipa::Modify for SharedAnswers {
 
 /// One answer that every operation of a kind can give.
 struct Shared {
-    /// The HTTP status.
-    status: &'static str,
-    /// The problem slug (`urn:medianest:problem:<slug>`).
-    slug: &'static str,
+    /// The problem type (its status and slug).
+    problem: ProblemType,
     /// When this operation gives it.
     reason: &'static str,
     /// Which operations (path, operation) can give it.
@@ -90,16 +90,14 @@ struct Shared {
 /// `If-Match` and `Idempotency-Key` handling of the command and query crates.
 const SHARED: &[Shared] = &[
     Shared {
-        status: "400",
-        slug: "malformed-request",
+        problem: ProblemType::MalformedRequest,
         reason: "the request cannot be read: an unknown query parameter, a bad parameter or \
                  header value, or a body that is not what this operation takes",
         applies: |_, operation| reads_input(operation),
         retry_after: false,
     },
     Shared {
-        status: "400",
-        slug: "unknown-min-position",
+        problem: ProblemType::UnknownMinPosition,
         reason: "no event has the position `min_position` (or `X-Min-Position`) names, \
                  e.g. it is beyond the head of the log: answered at once, since no wait can \
                  reach it",
@@ -107,81 +105,70 @@ const SHARED: &[Shared] = &[
         retry_after: false,
     },
     Shared {
-        status: "401",
-        slug: "unauthenticated",
+        problem: ProblemType::Unauthenticated,
         reason: "no valid session: no, unknown, expired or revoked token, or a disabled account",
         applies: |_, operation| is_secured(operation),
         retry_after: false,
     },
     Shared {
-        status: "409",
-        slug: "idempotency-key-in-progress",
+        problem: ProblemType::IdempotencyKeyInProgress,
         reason: "the first request with this `Idempotency-Key` is still running",
         applies: |_, operation| takes_idempotency_key(operation),
         retry_after: false,
     },
     Shared {
-        status: "412",
-        slug: "version-mismatch",
+        problem: ProblemType::VersionMismatch,
         reason: "`If-Match` names another version than the current one, which \
                  `current_version` gives",
         applies: |_, operation| takes_if_match(operation),
         retry_after: false,
     },
     Shared {
-        status: "413",
-        slug: "body-too-large",
+        problem: ProblemType::BodyTooLarge,
         reason: "the body is over 64 KiB (the Plex webhook: 8 MiB), or its declared \
                  `Content-Length` is over 8 MiB",
         applies: |_, _| true,
         retry_after: false,
     },
     Shared {
-        status: "415",
-        slug: "unsupported-media-type",
+        problem: ProblemType::UnsupportedMediaType,
         reason: "the body is not `application/json`",
         applies: |_, operation| takes_json(operation),
         retry_after: false,
     },
     Shared {
-        status: "422",
-        slug: "idempotency-key-reused",
+        problem: ProblemType::IdempotencyKeyReused,
         reason: "this `Idempotency-Key` was used with another request",
         applies: |_, operation| takes_idempotency_key(operation),
         retry_after: false,
     },
     Shared {
-        status: "429",
-        slug: "rate-limited",
+        problem: ProblemType::RateLimited,
         reason: "the caller is over the API rate limit",
         applies: |_, operation| is_secured(operation),
         retry_after: true,
     },
     Shared {
-        status: "500",
-        slug: "internal",
+        problem: ProblemType::Internal,
         reason: "an unexpected failure on our side; the cause is logged, never sent",
         applies: |_, _| true,
         retry_after: false,
     },
     Shared {
-        status: "503",
-        slug: "overloaded",
+        problem: ProblemType::Overloaded,
         reason: "the server is working on as many requests as it takes at once \
                  (`MEDIANEST_HTTP_MAX_IN_FLIGHT`)",
         applies: |path, _| !crate::shed::exempt(path),
         retry_after: true,
     },
     Shared {
-        status: "503",
-        slug: "unavailable",
+        problem: ProblemType::Unavailable,
         reason: "the session store cannot be asked",
         applies: |_, operation| is_secured(operation),
         retry_after: true,
     },
     Shared {
-        status: "503",
-        slug: "unavailable",
+        problem: ProblemType::Unavailable,
         reason: "the read model has not reached `min_position` within \
                  `MEDIANEST_MIN_POSITION_WAIT_MS`",
         applies: |_, operation| takes_min_position(operation),
@@ -293,11 +280,11 @@ fn document_min_position(operation: &mut Operation) {
 /// Adds `shared` to the operation's answers; an answer the route already lists keeps its
 /// own description (the route-specific reasons), with this reason added.
 fn add_answer(operation: &mut Operation, shared: &Shared) {
-    let reason = format!("{} (`{}`)", shared.reason, shared.slug);
+    let reason = format!("{} (`{}`)", shared.reason, shared.problem.slug());
     let answer = operation
         .responses
         .responses
-        .entry(shared.status.to_string())
+        .entry(shared.problem.status().as_str().to_string())
         .or_insert_with(|| RefOr::T(Response::new("")));
     let RefOr::T(answer) = answer else {
         return;

@@ -111,7 +111,7 @@ impl SessionAuthenticator {
         )
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| AuthRejection::Unavailable(e.to_string()))?;
+        .map_err(|e| AuthRejection::Unavailable(e.into()))?;
         if admin_exists {
             tracing::warn!("the bootstrap admin token was presented, but an admin account exists");
             return Err(AuthRejection::Invalid);
@@ -129,7 +129,7 @@ impl Authenticator for SessionAuthenticator {
         }
         let found = medianest_projections::sessions::authenticate(&self.pool, &token_sha256(token))
             .await
-            .map_err(|e| AuthRejection::Unavailable(e.to_string()))?
+            .map_err(|e| AuthRejection::Unavailable(e.into()))?
             .ok_or(AuthRejection::Invalid)?;
         self.charge(found.user_id)?;
         if Utc::now() - found.refreshed_at >= REFRESH_INTERVAL {

@@ -171,8 +171,8 @@ mod tests {
 
     fn refused_field(result: Result<(), ApiError>) -> Option<String> {
         result.err().map(|problem| {
-            assert_eq!(problem.slug, "invalid-text");
-            assert_eq!(problem.status, 400);
+            assert_eq!(problem.slug(), "invalid-text");
+            assert_eq!(problem.status(), 400);
             assert!(!problem.detail.contains('\0'), "{}", problem.detail);
             problem.extensions["field"].as_str().unwrap().to_string()
         })

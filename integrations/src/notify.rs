@@ -147,7 +147,7 @@ impl Channel {
             Channel::Pushover => is_pushover_key(address),
             Channel::Webhook | Channel::Slack | Channel::Gotify => {
                 return Err(ConfigError::new(
-                    "not-a-personal-channel",
+                    ConfigProblem::NotAPersonalChannel,
                     &field,
                     format!("{} reaches the household only", self.as_str()),
                 ))
@@ -157,7 +157,7 @@ impl Channel {
             Ok(())
         } else {
             Err(ConfigError::new(
-                "invalid-address",
+                ConfigProblem::InvalidAddress,
                 &field,
                 format!("not a valid {} address", self.as_str()),
             ))
@@ -171,15 +171,37 @@ impl fmt::Display for Channel {
     }
 }
 
-/// Why a channel's settings, a secret or an address cannot be used: a stable problem slug,
-/// the field and a human-readable detail (never a secret's value).
+/// Which rule a channel's settings, a secret or an address breaks; the HTTP API answers
+/// each as the problem type of the same name (`medianest_http::ProblemType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigProblem {
+    /// Unknown or malformed settings.
+    InvalidChannelSettings,
+    /// A malformed e-mail address.
+    InvalidEmail,
+    /// A destination that is not `https` (and not allow-listed).
+    InsecureDestination,
+    /// A destination with a private, loopback or link-local address (not allow-listed).
+    PrivateDestination,
+    /// A secret the channel needs is not set.
+    MissingSecret,
+    /// A secret's name among the readable settings.
+    SecretInSettings,
+    /// A value over [`MAX_FIELD_BYTES`].
+    FieldTooLong,
+    /// A malformed address on a channel.
+    InvalidAddress,
+    /// An address on a channel that reaches the household only.
+    NotAPersonalChannel,
+}
+
+/// Why a channel's settings, a secret or an address cannot be used: the rule broken, the
+/// field and a human-readable detail (never a secret's value).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {detail}")]
 pub struct ConfigError {
-    /// The problem type's slug: `invalid-channel-settings`, `invalid-email`,
-    /// `insecure-destination`, `private-destination`, `missing-secret`, `secret-in-settings`,
-    /// `field-too-long`, `invalid-address`, `not-a-personal-channel`.
-    pub slug: &'static str,
+    /// The rule broken.
+    pub problem: ConfigProblem,
     /// The offending field, e.g. `settings.url`.
     pub field: String,
     /// What is wrong.
@@ -187,9 +209,9 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(slug: &'static str, field: &str, detail: String) -> Self {
+    fn new(problem: ConfigProblem, field: &str, detail: String) -> Self {
         Self {
-            slug,
+            problem,
             field: field.to_string(),
             detail,
         }
@@ -197,14 +219,14 @@ impl ConfigError {
 
     fn too_long(field: &str) -> Self {
         Self::new(
-            "field-too-long",
+            ConfigProblem::FieldTooLong,
             field,
             format!("longer than {MAX_FIELD_BYTES} bytes"),
         )
     }
 
     fn settings(field: &str, detail: impl Into<String>) -> Self {
-        Self::new("invalid-channel-settings", field, detail.into())
+        Self::new(ConfigProblem::InvalidChannelSettings, field, detail.into())
     }
 }
 
@@ -385,7 +407,7 @@ impl ChannelConfig {
             for (name, value) in object {
                 if secret_names(channel).contains(&name.as_str()) {
                     return Err(ConfigError::new(
-                        "secret-in-settings",
+                        ConfigProblem::SecretInSettings,
                         &format!("settings.{name}"),
                         format!("{name} is write-only: send it in `secrets`"),
                     ));
@@ -531,7 +553,7 @@ fn typed<T: serde::de::DeserializeOwned>(settings: &Value) -> Result<T, ConfigEr
 fn required<'a>(secrets: &'a Secrets, name: &str) -> Result<&'a str, ConfigError> {
     secrets.get(name).filter(|s| !s.is_empty()).ok_or_else(|| {
         ConfigError::new(
-            "missing-secret",
+            ConfigProblem::MissingSecret,
             &format!("secrets.{name}"),
             format!("{name} is required and has not been set"),
         )
@@ -648,7 +670,7 @@ impl DestinationPolicy {
             "http" if allowed => {}
             scheme => {
                 return Err(ConfigError::new(
-                    "insecure-destination",
+                    ConfigProblem::InsecureDestination,
                     field,
                     format!("{scheme} is not allowed: use https (or allow-list the host)"),
                 ))
@@ -656,9 +678,9 @@ impl DestinationPolicy {
         }
         if !allowed {
             let port = parsed.port_or_known_default().unwrap_or(443);
-            self.public_addresses(&host, port)
-                .await
-                .map_err(|detail| ConfigError::new("private-destination", field, detail))?;
+            self.public_addresses(&host, port).await.map_err(|detail| {
+                ConfigError::new(ConfigProblem::PrivateDestination, field, detail)
+            })?;
         }
         Ok(parsed)
     }
@@ -1242,15 +1264,15 @@ mod tests {
             .check_address("uQiRzpo4DXghDmr9QzzfQu27cmVRsG")
             .is_ok());
         assert_eq!(
-            Channel::Slack.check_address("x").unwrap_err().slug,
-            "not-a-personal-channel"
+            Channel::Slack.check_address("x").unwrap_err().problem,
+            ConfigProblem::NotAPersonalChannel
         );
         assert_eq!(
             Channel::Email
                 .check_address("not an address")
                 .unwrap_err()
-                .slug,
-            "invalid-email"
+                .problem,
+            ConfigProblem::InvalidEmail
         );
     }
 
@@ -1262,18 +1284,27 @@ mod tests {
             .await
             .is_ok());
         let strict = DestinationPolicy::default();
-        for (url, slug) in [
-            ("http://203.0.113.9/hook", "insecure-destination"),
-            ("https://127.0.0.1/hook", "private-destination"),
-            ("https://10.1.2.3/hook", "private-destination"),
-            ("https://[::1]/hook", "private-destination"),
-            ("https://169.254.169.254/latest", "private-destination"),
-            ("https://user:pw@example.com/", "invalid-channel-settings"),
-            ("not a url", "invalid-channel-settings"),
+        for (url, problem) in [
+            (
+                "http://203.0.113.9/hook",
+                ConfigProblem::InsecureDestination,
+            ),
+            ("https://127.0.0.1/hook", ConfigProblem::PrivateDestination),
+            ("https://10.1.2.3/hook", ConfigProblem::PrivateDestination),
+            ("https://[::1]/hook", ConfigProblem::PrivateDestination),
+            (
+                "https://169.254.169.254/latest",
+                ConfigProblem::PrivateDestination,
+            ),
+            (
+                "https://user:pw@example.com/",
+                ConfigProblem::InvalidChannelSettings,
+            ),
+            ("not a url", ConfigProblem::InvalidChannelSettings),
         ] {
             assert_eq!(
-                strict.check_url("url", url).await.unwrap_err().slug,
-                slug,
+                strict.check_url("url", url).await.unwrap_err().problem,
+                problem,
                 "{url}"
             );
         }

@@ -43,6 +43,8 @@ use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::cause::{error_chain, BoxError, Context};
+
 /// Page size used by [`OverseerrClient::find_request`] (`take` of `GET /request`).
 const FIND_PAGE_SIZE: u64 = 100;
 
@@ -561,11 +563,13 @@ pub enum OverseerrError {
     #[error("Overseerr did not answer in time")]
     Timeout,
     /// The connection could not be made, or broke before a complete answer arrived.
-    #[error("could not reach Overseerr: {0}")]
-    Connect(String),
-    /// The answer was not the JSON the spec describes.
+    /// The transport's error is the source (its whole chain is in the text).
+    #[error("could not reach Overseerr: {}", error_chain(.0))]
+    Connect(#[source] reqwest::Error),
+    /// The answer was not the JSON the spec describes: the decoding error (with the status and
+    /// an excerpt of the body) or a sentence saying what is wrong.
     #[error("unexpected answer from Overseerr: {0}")]
-    Decode(String),
+    Decode(#[source] BoxError),
     /// The [`OverseerrConfig`] cannot be used (bad URL, empty or invalid API key, zero timeout).
     #[error("invalid Overseerr configuration: {0}")]
     InvalidConfig(String),
@@ -947,11 +951,14 @@ struct Answer {
 impl Answer {
     fn json<T: DeserializeOwned>(&self) -> Result<T, OverseerrError> {
         serde_json::from_slice(&self.body).map_err(|err| {
-            OverseerrError::Decode(format!(
-                "HTTP {}: {err}; body: {}",
-                self.status.as_u16(),
-                excerpt(&self.body)
-            ))
+            OverseerrError::Decode(Box::new(Context::new(
+                format!(
+                    "HTTP {}, body {}",
+                    self.status.as_u16(),
+                    excerpt(&self.body)
+                ),
+                err,
+            )))
         })
     }
 
@@ -1000,25 +1007,12 @@ fn transport_error(err: reqwest::Error) -> OverseerrError {
     if err.is_timeout() {
         OverseerrError::Timeout
     } else if err.is_decode() {
-        OverseerrError::Decode(err.to_string())
+        OverseerrError::Decode(Box::new(err))
     } else {
         // Connection refused or reset, TLS failure, connection closed before the answer was
         // complete: all of them mean "Overseerr could not be reached properly".
-        OverseerrError::Connect(error_chain(&err))
+        OverseerrError::Connect(err)
     }
-}
-
-/// The error and its sources, so "connection refused" is not hidden behind "error sending
-/// request".
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// `<base_url>/api/v1/`, refusing URLs the client cannot append paths to.
@@ -1072,7 +1066,7 @@ impl WirePage {
         let mut results = Vec::with_capacity(self.results.len());
         for (index, value) in self.results.into_iter().enumerate() {
             let item = catalog_item(value, list_kind)
-                .map_err(|err| OverseerrError::Decode(format!("results[{index}]: {err}")))?;
+                .map_err(|err| OverseerrError::Decode(format!("results[{index}]: {err}").into()))?;
             results.extend(item);
         }
         Ok(CatalogPage {
@@ -1445,7 +1439,11 @@ mod tests {
             assert!(!OverseerrError::status_is_retryable(status), "{status}");
         }
         assert!(OverseerrError::Timeout.is_retryable());
-        assert!(OverseerrError::Connect("refused".into()).is_retryable());
+        let refused = reqwest::Client::new()
+            .get("no scheme")
+            .build()
+            .expect_err("a relative URL is refused");
+        assert!(OverseerrError::Connect(refused).is_retryable());
         assert!(!OverseerrError::AlreadyExists {
             message: "x".into()
         }
@@ -1508,7 +1506,8 @@ mod tests {
 
     fn assert_decode_error<T>(result: Result<T, OverseerrError>, needle: &str) {
         match result.err() {
-            Some(OverseerrError::Decode(message)) => {
+            Some(error @ OverseerrError::Decode(_)) => {
+                let message = error.to_string();
                 assert!(
                     message.contains(needle),
                     "{message:?} should mention {needle:?}"

@@ -54,6 +54,8 @@ use reqwest::{redirect, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::cause::error_chain;
+
 /// plex.tv's base URL, the default of [`PlexTvConfig::base_url`].
 pub const PLEX_TV_URL: &str = "https://plex.tv";
 
@@ -1254,19 +1256,6 @@ fn transport_error(service: &str, err: &reqwest::Error) -> PlexError {
         // to keep.
         PlexError::Unavailable(format!("could not reach {service}: {}", error_chain(err)))
     }
-}
-
-/// The error and its sources, so "connection refused" is not hidden behind "error sending
-/// request".
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn http_client(headers: HeaderMap, timeout: Duration) -> Result<reqwest::Client, PlexError> {

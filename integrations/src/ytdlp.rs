@@ -83,6 +83,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
+use crate::cause::{shared, Context, SharedError};
+
 /// The `--progress-template`: one JSON object per progress report of yt-dlp's downloader.
 const PROGRESS_TEMPLATE: &str = concat!(
     r#"download:{"event":"progress","id":%(info.id)j,"#,
@@ -265,12 +267,14 @@ pub enum Finished {
 }
 
 /// Why yt-dlp could not do its job.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// The causes (I/O and JSON errors) are kept as `source()`, shared so the error stays `Clone`.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum YtDlpError {
     /// The program could not be started (missing, not executable) or its folders could not be
     /// prepared. Not retryable.
     #[error("could not start yt-dlp: {0}")]
-    Spawn(String),
+    Spawn(#[source] SharedError),
     /// yt-dlp exited with status 1 (or another unexpected status), or was killed by a signal.
     /// `message` is the last `ERROR:` line of stderr without the prefix, or a summary;
     /// `retryable` comes from [`is_retryable_message`] (always `true` for a signal).
@@ -290,12 +294,24 @@ pub enum YtDlpError {
     Timeout,
     /// Reading yt-dlp's output or waiting for it failed. Retryable.
     #[error("yt-dlp I/O error: {0}")]
-    Io(String),
+    Io(#[source] SharedError),
     /// yt-dlp's JSON was not what this module expects (e.g. a yt-dlp version changed it). Not
     /// retryable.
     #[error("unexpected output from yt-dlp: {0}")]
-    Decode(String),
+    Decode(#[source] SharedError),
 }
+
+/// Equal when of the same variant, with the same text and the same retryability: error
+/// values have no equality of their own, so causes compare by their text.
+impl PartialEq for YtDlpError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.is_retryable() == other.is_retryable()
+            && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for YtDlpError {}
 
 impl YtDlpError {
     /// Whether the same call may succeed later: `Failed { retryable: true }`, `Timeout`, `Io`.
@@ -392,15 +408,13 @@ impl YtDlp {
             .stderr(Stdio::piped())
             .env("PYTHONUNBUFFERED", "1")
             .kill_on_drop(true);
-        let child = cmd
-            .spawn()
-            .map_err(|err| YtDlpError::Spawn(format!("{}: {err}", self.program.display())))?;
+        let child = cmd.spawn().map_err(|err| self.spawn_error(err))?;
         // On timeout the future (and the child) is dropped: kill_on_drop kills it and Tokio
         // reaps it in the background.
         let output = tokio::time::timeout(self.probe_timeout, child.wait_with_output())
             .await
             .map_err(|_| YtDlpError::Timeout)?
-            .map_err(|err| YtDlpError::Io(format!("waiting for yt-dlp: {err}")))?;
+            .map_err(wait_error)?;
         let summary = summarize_stderr(&output.stderr);
         exit_outcome(
             output.status.code(),
@@ -409,6 +423,14 @@ impl YtDlp {
             summary.last_line,
         )?;
         parse_probe(&output.stdout)
+    }
+
+    /// A failure to start the program.
+    fn spawn_error(&self, err: io::Error) -> YtDlpError {
+        YtDlpError::Spawn(shared(Context::new(
+            self.program.display().to_string(),
+            err,
+        )))
     }
 
     /// Starts a download. The temp dir `<root>/.incomplete/<job.id>/` is wiped first (a crashed
@@ -431,15 +453,19 @@ impl YtDlp {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => {
-                return Err(YtDlpError::Spawn(format!(
-                    "wiping {}: {err}",
-                    temp_dir.display()
-                )))
+                return Err(YtDlpError::Spawn(shared(Context::new(
+                    format!("wiping {}", temp_dir.display()),
+                    err,
+                ))))
             }
         }
         for dir in [temp_dir.clone(), self.root.join(STATE_DIR)] {
-            std::fs::create_dir_all(&dir)
-                .map_err(|err| YtDlpError::Spawn(format!("creating {}: {err}", dir.display())))?;
+            std::fs::create_dir_all(&dir).map_err(|err| {
+                YtDlpError::Spawn(shared(Context::new(
+                    format!("creating {}", dir.display()),
+                    err,
+                )))
+            })?;
         }
 
         let mut cmd = Command::new(&self.program);
@@ -449,9 +475,7 @@ impl YtDlp {
             .stderr(Stdio::piped())
             .env("PYTHONUNBUFFERED", "1")
             .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .map_err(|err| YtDlpError::Spawn(format!("{}: {err}", self.program.display())))?;
+        let mut child = cmd.spawn().map_err(|err| self.spawn_error(err))?;
         let pid = child.id();
         if let Some(pid) = pid {
             // Read by the next attempt's `spawn` if this process outlives its owner (a crash).
@@ -701,12 +725,9 @@ impl RunningDownload {
             tracing::debug!(download_id = %self.job_id, line = %line, "yt-dlp stdout line dropped by wait()");
         }
         let Some(mut child) = self.child.take() else {
-            return Err(YtDlpError::Io("yt-dlp was already reaped".into()));
+            return Err(YtDlpError::Io(shared("yt-dlp was already reaped")));
         };
-        let status = child
-            .wait()
-            .await
-            .map_err(|err| YtDlpError::Io(format!("waiting for yt-dlp: {err}")))?;
+        let status = child.wait().await.map_err(wait_error)?;
         let summary = match self.stderr_task.take() {
             Some(task) => task.await.unwrap_or_default(),
             None => StderrSummary::default(),
@@ -744,7 +765,7 @@ impl RunningDownload {
                     child.wait().await
                 }
             }
-            .map_err(|err| YtDlpError::Io(format!("waiting for yt-dlp: {err}")))?;
+            .map_err(wait_error)?;
             if let Some(pgid) = pgid {
                 // Helpers yt-dlp started (ffmpeg) may outlive it.
                 signal_group(pgid, Signal::SIGKILL);
@@ -1038,15 +1059,20 @@ fn parse_line(line: &str) -> Option<WireLine> {
     serde_json::from_str(line).ok()
 }
 
+/// A failure to wait for the child.
+fn wait_error(err: io::Error) -> YtDlpError {
+    YtDlpError::Io(shared(Context::new("waiting for yt-dlp", err)))
+}
+
 /// Reads `--dump-single-json` output.
 fn parse_probe(stdout: &[u8]) -> Result<Probe, YtDlpError> {
     let value: Value = serde_json::from_slice(stdout)
-        .map_err(|err| YtDlpError::Decode(format!("probe output is not JSON: {err}")))?;
+        .map_err(|err| YtDlpError::Decode(shared(Context::new("probe output is not JSON", err))))?;
     let Value::Object(info) = value else {
-        return Err(YtDlpError::Decode(format!(
+        return Err(YtDlpError::Decode(shared(format!(
             "probe output is not a JSON object: {}",
             truncate(&value.to_string(), 200)
-        )));
+        ))));
     };
     let text = |key: &str| match info.get(key) {
         Some(Value::String(s)) => Some(s.clone()),
@@ -1178,7 +1204,7 @@ mod tests {
         assert!(killed.is_retryable());
         assert!(killed.to_string().contains("SIGKILL"), "{killed}");
         assert!(!YtDlpError::BadOptions(String::new()).is_retryable());
-        assert!(!YtDlpError::Spawn(String::new()).is_retryable());
+        assert!(!YtDlpError::Spawn(shared("")).is_retryable());
         assert!(YtDlpError::Timeout.is_retryable());
     }
 

@@ -22,9 +22,9 @@ pub enum CreateUserError {
     /// The username is taken.
     #[error("the username is taken (by account {0})")]
     Taken(Uuid),
-    /// The database failed.
+    /// The database (or the hashing task) failed; the cause is the source.
     #[error("{0}")]
-    Store(String),
+    Store(#[source] medianest_store::BoxError),
 }
 
 impl CreateUserError {
@@ -66,10 +66,10 @@ pub async fn create_user(
 ) -> Result<CreatedUser, CreateUserError> {
     let hash = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
-        .map_err(|e| CreateUserError::Store(e.to_string()))?
+        .map_err(|e| CreateUserError::Store(Box::new(e)))?
         .map_err(|e| match e {
             PasswordError::Length => CreateUserError::Invalid(format!("password: {e}")),
-            PasswordError::Hash(_) => CreateUserError::Store(e.to_string()),
+            PasswordError::Hash(_) => CreateUserError::Store(Box::new(e)),
         })?;
     let role = if admin { Role::Admin } else { Role::User };
     let accounts = UserAccounts::new(pool.clone());
@@ -94,7 +94,7 @@ pub async fn create_user(
             AccountCommandError::Execute(ExecuteError::Rejected(
                 rejection @ UserAccountError::Invalid { .. },
             )) => CreateUserError::Invalid(rejection.to_string()),
-            other => CreateUserError::Store(other.to_string()),
+            other => CreateUserError::Store(Box::new(other)),
         })?;
     Ok(CreatedUser {
         id,

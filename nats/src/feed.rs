@@ -13,7 +13,7 @@ use async_nats::jetstream::{self, consumer};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use medianest_store::{checkpoint, Cursor, LogTail};
+use medianest_store::{checkpoint, BoxError, Cursor, LogTail};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -23,15 +23,30 @@ use crate::Subjects;
 /// Why a feed failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    /// NATS or JetStream failed.
+    /// NATS or JetStream failed (the client's error is the source).
     #[error("nats: {0}")]
-    Nats(String),
-    /// PostgreSQL failed.
+    Nats(#[source] BoxError),
+    /// PostgreSQL failed (the store's error is the source).
     #[error("store: {0}")]
-    Store(String),
-    /// A message is not a MediaNest CloudEvent.
+    Store(#[source] BoxError),
+    /// A message is not a MediaNest CloudEvent: the decoding error, or a text saying what is
+    /// missing.
     #[error("malformed event: {0}")]
-    Malformed(String),
+    Malformed(#[source] BoxError),
+}
+
+impl FeedError {
+    fn nats(error: impl Into<BoxError>) -> Self {
+        Self::Nats(error.into())
+    }
+
+    fn store(error: impl Into<BoxError>) -> Self {
+        Self::Store(error.into())
+    }
+
+    fn malformed(error: impl Into<BoxError>) -> Self {
+        Self::Malformed(error.into())
+    }
 }
 
 /// How a [`FeedEvent`] is acknowledged.
@@ -84,8 +99,7 @@ impl FeedEvent {
     /// # Errors
     /// [`FeedError::Malformed`] when the event has no public form.
     pub fn from_owned(event: medianest_store::StoredEvent) -> Result<Self, FeedError> {
-        let envelope =
-            CloudEvent::from_stored(&event).map_err(|e| FeedError::Malformed(e.to_string()))?;
+        let envelope = CloudEvent::from_stored(&event).map_err(FeedError::malformed)?;
         Ok(Self {
             cursor: event.cursor(),
             event: envelope,
@@ -141,7 +155,7 @@ impl FeedEvent {
             Acker::JetStream(message) => message
                 .ack_with(jetstream::AckKind::Progress)
                 .await
-                .map_err(|e| FeedError::Nats(e.to_string())),
+                .map_err(FeedError::nats),
             Acker::None | Acker::Log { .. } => Ok(()),
         }
     }
@@ -166,13 +180,10 @@ impl FeedEvent {
     pub async fn ack(self) -> Result<(), FeedError> {
         match self.acker {
             Acker::None => Ok(()),
-            Acker::JetStream(message) => message
-                .ack()
-                .await
-                .map_err(|e| FeedError::Nats(e.to_string())),
+            Acker::JetStream(message) => message.ack().await.map_err(FeedError::nats),
             Acker::Log { pool, name, cursor } => checkpoint::save(&pool, &name, cursor)
                 .await
-                .map_err(|e| FeedError::Store(e.to_string())),
+                .map_err(FeedError::store),
         }
     }
 }
@@ -277,12 +288,11 @@ impl EventFeed for JetStreamFeed {
         aggregate_types: &[&str],
         start: StartAt,
     ) -> Result<FeedStream, FeedError> {
-        let nats = |e: &dyn std::fmt::Display| FeedError::Nats(e.to_string());
         let stream = self
             .js
             .get_stream(&self.stream)
             .await
-            .map_err(|e| nats(&e))?;
+            .map_err(FeedError::nats)?;
         let filter_subjects = aggregate_types
             .iter()
             .map(|t| self.subjects.aggregate_events(t))
@@ -305,19 +315,22 @@ impl EventFeed for JetStreamFeed {
         let mut consumer: consumer::PullConsumer = stream
             .get_or_create_consumer(name, config.clone())
             .await
-            .map_err(|e| nats(&e))?;
+            .map_err(FeedError::nats)?;
         if consumer.cached_info().config.max_ack_pending != config.max_ack_pending {
             // A consumer made by an earlier version (or setting): create-or-update it.
-            consumer = stream.create_consumer(config).await.map_err(|e| nats(&e))?;
+            consumer = stream
+                .create_consumer(config)
+                .await
+                .map_err(FeedError::nats)?;
         }
-        let messages = consumer.messages().await.map_err(|e| nats(&e))?;
+        let messages = consumer.messages().await.map_err(FeedError::nats)?;
         let ack_wait = self.ack_wait;
         Ok(Box::pin(messages.map(move |message| {
-            let message = message.map_err(|e| FeedError::Nats(e.to_string()))?;
-            let event: CloudEvent = serde_json::from_slice(&message.payload)
-                .map_err(|e| FeedError::Malformed(e.to_string()))?;
+            let message = message.map_err(FeedError::nats)?;
+            let event: CloudEvent =
+                serde_json::from_slice(&message.payload).map_err(FeedError::malformed)?;
             let cursor = cursor_from_headers(message.headers.as_ref())
-                .ok_or_else(|| FeedError::Malformed(format!("{} has no cursor", event.id)))?;
+                .ok_or_else(|| FeedError::malformed(format!("{} has no cursor", event.id)))?;
             Ok(FeedEvent {
                 cursor,
                 event,
@@ -354,17 +367,16 @@ impl LogFeed {
     /// The tail of the log after `name`'s checkpoint (after the head for a new `name` with
     /// [`StartAt::New`]).
     async fn tail(&self, name: &str, start: StartAt) -> Result<LogTail, FeedError> {
-        let store = |e: &dyn std::fmt::Display| FeedError::Store(e.to_string());
         let mut cursor = checkpoint::load(&self.pool, name)
             .await
-            .map_err(|e| store(&e))?;
+            .map_err(FeedError::store)?;
         if cursor == Cursor::default() && start == StartAt::New {
             let head = medianest_store::log::head_position(&self.pool)
                 .await
-                .map_err(|e| store(&e))?;
+                .map_err(FeedError::store)?;
             if let Some(at) = medianest_store::log::cursor_of(&self.pool, head)
                 .await
-                .map_err(|e| store(&e))?
+                .map_err(FeedError::store)?
             {
                 cursor = at;
             }
@@ -408,7 +420,7 @@ impl EventFeed for LogFeed {
                 loop {
                     let batch = match tail.next_batch().await {
                         Ok(batch) => batch,
-                        Err(e) => return Some((Err(FeedError::Store(e.to_string())), tail)),
+                        Err(e) => return Some((Err(FeedError::store(e)), tail)),
                     };
                     let events: Vec<FeedEvent> = batch
                         .into_iter()

@@ -26,12 +26,24 @@ pub enum ProjectionError {
     Undecodable {
         /// The CloudEvent id.
         id: String,
-        /// Why.
-        reason: String,
+        /// Why: the decoding error (or a sentence), kept as the source.
+        #[source]
+        reason: medianest_store::BoxError,
     },
     /// The feed failed.
     #[error("feed: {0}")]
     Feed(#[from] medianest_nats::FeedError),
+}
+
+impl ProjectionError {
+    /// [`ProjectionError::Undecodable`] for `event`, `reason` being the decoding error (or a
+    /// sentence).
+    pub fn undecodable(event: &FeedEvent, reason: medianest_store::BoxError) -> Self {
+        Self::Undecodable {
+            id: event.event.id.clone(),
+            reason,
+        }
+    }
 }
 
 /// A read model built from events.
@@ -369,16 +381,12 @@ pub(crate) fn public_event<E>(
     event: &FeedEvent,
     decode: fn(&str, &serde_json::Value) -> Result<E, serde_json::Error>,
 ) -> Result<(uuid::Uuid, E), ProjectionError> {
-    let undecodable = |reason: String| ProjectionError::Undecodable {
-        id: event.event.id.clone(),
-        reason,
-    };
+    let undecodable = |reason| ProjectionError::undecodable(event, reason);
     let id = event
         .aggregate_id()
         .parse()
-        .map_err(|e: uuid::Error| undecodable(e.to_string()))?;
-    let decoded =
-        decode(event.event_type(), event.data()).map_err(|e| undecodable(e.to_string()))?;
+        .map_err(|e: uuid::Error| undecodable(e.into()))?;
+    let decoded = decode(event.event_type(), event.data()).map_err(|e| undecodable(e.into()))?;
     Ok((id, decoded))
 }
 

@@ -30,18 +30,15 @@ pub struct UsersProjection;
 /// [`ProjectionError::Undecodable`] when the feed carries no stored payload (a NATS feed) or
 /// the payload or id does not decode.
 pub fn stored_event<E: DeserializeOwned>(event: &FeedEvent) -> Result<(Uuid, E), ProjectionError> {
-    let undecodable = |reason: String| ProjectionError::Undecodable {
-        id: event.event.id.clone(),
-        reason,
-    };
+    let undecodable = |reason| ProjectionError::undecodable(event, reason);
     let id = event
         .aggregate_id()
         .parse()
-        .map_err(|e: uuid::Error| undecodable(e.to_string()))?;
+        .map_err(|e: uuid::Error| undecodable(e.into()))?;
     let payload = event.stored_payload.clone().ok_or_else(|| {
         undecodable("no stored payload: this projection needs the log feed".into())
     })?;
-    let decoded = serde_json::from_value(payload).map_err(|e| undecodable(e.to_string()))?;
+    let decoded = serde_json::from_value(payload).map_err(|e| undecodable(e.into()))?;
     Ok((id, decoded))
 }
 

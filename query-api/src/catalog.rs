@@ -43,7 +43,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use medianest_domain::media_request::MediaType;
 use medianest_http::openapi::Problem;
-use medianest_http::{ApiError, Caller, Query};
+use medianest_http::{ApiError, Caller, ProblemType, Query};
 use medianest_integrations::overseerr::{
     self, CatalogItem, CatalogPage, DiscoverList, MovieDetails, OverseerrClient, OverseerrError,
     SeasonDetails, TvDetails,
@@ -260,15 +260,11 @@ impl Catalog {
             )
             .await;
         result.map_err(|error| match error {
-            Guarded::Stopped => {
-                Failure::Unavailable("Overseerr's circuit breaker is open".to_string())
-            }
+            Guarded::Stopped => Failure::Unavailable(None),
             Guarded::Failed(error) if unknown(&error) => Failure::NotFound,
             Guarded::Failed(OverseerrError::Status { status: 404, .. }) => Failure::NotFound,
-            Guarded::Failed(error) if error.is_retryable() => {
-                Failure::Unavailable(error.to_string())
-            }
-            Guarded::Failed(error) => Failure::BadAnswer(error.to_string()),
+            Guarded::Failed(error) if error.is_retryable() => Failure::Unavailable(Some(error)),
+            Guarded::Failed(error) => Failure::BadAnswer(error),
         })
     }
 
@@ -334,34 +330,31 @@ fn unknown_title(error: &OverseerrError) -> bool {
 /// Why Overseerr gave no usable answer.
 #[derive(Debug)]
 enum Failure {
-    /// Down, slow, 5xx, or its breaker open.
-    Unavailable(String),
+    /// Down, slow or 5xx (the error), or its breaker open (`None`: not asked).
+    Unavailable(Option<OverseerrError>),
     /// TMDB does not know the id.
     NotFound,
     /// An answer that is not what the spec describes, or a refusal (e.g. a wrong API key).
-    BadAnswer(String),
+    BadAnswer(OverseerrError),
 }
 
 impl Failure {
     fn problem(self) -> ApiError {
         match self {
-            Self::Unavailable(cause) => {
+            Self::Unavailable(error) => {
+                let cause: &dyn std::fmt::Display = match &error {
+                    Some(error) => error,
+                    None => &"Overseerr's circuit breaker is open",
+                };
                 tracing::info!(%cause, "catalogue answer without Overseerr");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overseerr-unavailable",
-                    "Overseerr is unavailable",
-                    "Overseerr cannot answer now and nothing is cached for this query; try again later",
-                )
+                ApiError::new(ProblemType::OverseerrUnavailable, "Overseerr cannot answer now and nothing is cached for this query; try again later")
                 .retry_after(30)
             }
             Self::NotFound => ApiError::not_found("TMDB knows no such title"),
             Self::BadAnswer(cause) => {
                 tracing::warn!(%cause, "Overseerr's answer is unusable");
                 ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "overseerr-bad-answer",
-                    "Overseerr answered unexpectedly",
+                    ProblemType::OverseerrBadAnswer,
                     "Overseerr's answer was not what its API describes",
                 )
             }
@@ -578,12 +571,7 @@ pub(crate) struct DetailParams {
 
 fn catalog(state: &QueryState) -> Result<&Arc<Catalog>, ApiError> {
     state.catalog.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "catalog-disabled",
-            "The catalogue is not configured",
-            "the catalogue is answered through Overseerr: set MEDIANEST_OVERSEERR_URL and MEDIANEST_OVERSEERR_API_KEY",
-        )
+        ApiError::new(ProblemType::CatalogDisabled, "the catalogue is answered through Overseerr: set MEDIANEST_OVERSEERR_URL and MEDIANEST_OVERSEERR_API_KEY")
     })
 }
 
@@ -1245,7 +1233,7 @@ mod tests {
         assert_eq!(page_number(Some("500")).unwrap(), 500);
         for bad in ["0", "501", "-1", "x", "1.5", ""] {
             assert_eq!(
-                page_number(Some(bad)).unwrap_err().status,
+                page_number(Some(bad)).unwrap_err().status(),
                 StatusCode::BAD_REQUEST,
                 "{bad}"
             );
@@ -1257,7 +1245,7 @@ mod tests {
         assert_eq!(tmdb_id("603").unwrap(), 603);
         for bad in ["0", "-1", "abc", "99999999999", "603.0", " 603"] {
             assert_eq!(
-                tmdb_id(bad).unwrap_err().status,
+                tmdb_id(bad).unwrap_err().status(),
                 StatusCode::NOT_FOUND,
                 "{bad}"
             );

@@ -23,12 +23,12 @@ pub mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::Router;
 use medianest_domain::user_account::Quotas;
 use medianest_http::auth::HasAuthenticator;
 use medianest_http::openapi::SharedAnswers;
-use medianest_http::{ApiError, Authenticator};
+use medianest_http::{ApiError, Authenticator, ProblemType};
 use medianest_store::checkpoint::{self, WaitOutcome};
 use sqlx::PgPool;
 
@@ -162,12 +162,7 @@ fn unknown_min_position(position: i64, head: i64) -> ApiError {
     } else {
         format!("no event has position {position}; pass a position this server answered, or none")
     };
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "unknown-min-position",
-        "Unknown position",
-        detail,
-    )
-    .with("min_position", position)
-    .with("head", head)
+    ApiError::new(ProblemType::UnknownMinPosition, detail)
+        .with("min_position", position)
+        .with("head", head)
 }

@@ -62,7 +62,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -71,7 +71,7 @@ use futures::StreamExt;
 use medianest_domain::Actor;
 use medianest_http::auth::{request_token, AuthRejection, Authenticated};
 use medianest_http::openapi::Problem;
-use medianest_http::{ApiError, Authenticator, Query};
+use medianest_http::{ApiError, Authenticator, ProblemType, Query};
 use medianest_nats::progress::ProgressUpdate;
 use medianest_nats::{CloudEvent, ProgressBoard};
 use medianest_store::{log, Cursor, LogTail, StoreError, StoredEvent};
@@ -106,9 +106,6 @@ pub const LAGGED_COUNTER: &str = "medianest_sse_lagged_total";
 
 /// The event name of the opening frame of every stream.
 pub const READY_EVENT: &str = "ready";
-
-/// Problem slug of a `Last-Event-ID` that names no event.
-pub const UNKNOWN_LAST_EVENT_ID: &str = "unknown-last-event-id";
 
 /// The `Last-Event-ID` request header.
 pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
@@ -578,9 +575,7 @@ async fn resume_point(
         .map(Some)
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                UNKNOWN_LAST_EVENT_ID,
-                "Unknown Last-Event-ID",
+                ProblemType::UnknownLastEventId,
                 format!(
                     "no event has global position {position}; reconnect without \
                      Last-Event-ID to start at the head"
@@ -958,8 +953,8 @@ mod tests {
         assert_eq!(parse_position("0").unwrap(), 0);
         for bad in ["-1", "abc", "1.5", "9999999999999999999999"] {
             let error = parse_position(bad).unwrap_err();
-            assert_eq!(error.status, StatusCode::BAD_REQUEST);
-            assert_eq!(error.slug, "malformed-request");
+            assert_eq!(error.status(), axum::http::StatusCode::BAD_REQUEST);
+            assert_eq!(error.slug(), "malformed-request");
         }
     }
 }

@@ -58,7 +58,7 @@ pub enum PasswordError {
     Length,
     /// The hasher failed (should not happen with valid parameters).
     #[error("hashing failed: {0}")]
-    Hash(String),
+    Hash(#[source] argon2::password_hash::Error),
 }
 
 /// Hashes `password` with argon2id and a fresh random salt (a PHC string,
@@ -74,7 +74,7 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|e| PasswordError::Hash(e.to_string()))
+        .map_err(PasswordError::Hash)
 }
 
 /// Whether `password` matches `hash`. With `hash` `None` (no such account) the same work is

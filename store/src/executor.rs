@@ -57,9 +57,10 @@ pub enum ExecuteError<E: std::error::Error> {
     /// Concurrent writers kept winning; the caller may try again.
     #[error("concurrent modification, try again")]
     Conflict,
-    /// The store failed.
+    /// The store failed (PostgreSQL, or an event or metadata that would not serialise); the
+    /// cause is kept as the error's source.
     #[error("event store failure: {0}")]
-    Store(String),
+    Store(#[source] crate::BoxError),
 }
 
 impl<E: std::error::Error> ExecuteError<E> {
@@ -73,14 +74,16 @@ impl<E: std::error::Error> ExecuteError<E> {
         match error {
             AggregateError::UserError(e) => Self::Rejected(e),
             AggregateError::AggregateConflict => Self::Conflict,
-            other => Self::Store(other.to_string()),
+            AggregateError::DatabaseConnectionError(cause)
+            | AggregateError::DeserializationError(cause)
+            | AggregateError::UnexpectedError(cause) => Self::Store(cause),
         }
     }
 }
 
 impl<E: std::error::Error> From<sqlx::Error> for ExecuteError<E> {
     fn from(error: sqlx::Error) -> Self {
-        Self::Store(error.to_string())
+        Self::Store(Box::new(error))
     }
 }
 
@@ -219,10 +222,10 @@ where
             types.push(event.event_type());
             versions.push(event.event_version());
             payloads
-                .push(serde_json::to_value(event).map_err(|e| ExecuteError::Store(e.to_string()))?);
+                .push(serde_json::to_value(event).map_err(|e| ExecuteError::Store(Box::new(e)))?);
         }
         let metadata = serde_json::to_value(metadata.to_map())
-            .map_err(|e| ExecuteError::Store(e.to_string()))?;
+            .map_err(|e| ExecuteError::Store(Box::new(e)))?;
         let appended = sqlx::query_scalar::<_, Option<i64>>(
             "WITH appended AS (
                INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
@@ -268,4 +271,44 @@ where
 
 fn seq(sequence: usize) -> i64 {
     i64::try_from(sequence).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    type Execute = ExecuteError<std::fmt::Error>;
+
+    #[test]
+    fn a_database_failure_keeps_the_database_error_as_its_source() {
+        let error = Execute::from(sqlx::Error::PoolTimedOut);
+        assert!(error.is_transient());
+        let source = error.source().expect("the cause is kept");
+        assert!(source.downcast_ref::<sqlx::Error>().is_some(), "{source:?}");
+        assert_eq!(
+            error.to_string(),
+            format!("event store failure: {}", sqlx::Error::PoolTimedOut)
+        );
+    }
+
+    #[test]
+    fn a_technical_aggregate_error_keeps_its_cause_and_a_refusal_stays_a_refusal() {
+        let io = std::io::Error::other("disk on fire");
+        let error = Execute::from_aggregate(AggregateError::UnexpectedError(Box::new(io)));
+        let source = error.source().expect("the cause is kept");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
+        assert!(matches!(
+            Execute::from_aggregate(AggregateError::UserError(std::fmt::Error)),
+            ExecuteError::Rejected(_)
+        ));
+        assert!(matches!(
+            Execute::from_aggregate(AggregateError::AggregateConflict),
+            ExecuteError::Conflict
+        ));
+    }
 }

@@ -23,6 +23,9 @@ pub mod plex_library;
 pub mod pool;
 pub mod sessions;
 
+/// A cause of any error type, boxed where several meet (kept as an error's `source()`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 pub use executor::{CommandExecutor, Committed, ExecuteError};
 pub use log::{Cursor, LogTail, StoredEvent};
 pub use metadata::EventMetadata;

@@ -296,7 +296,7 @@ impl MediaRequests {
                     .map(|(a, _)| a.quotas()),
                 Err(_) => Ok(Quotas::default()),
             }
-            .map_err(|e| ExecuteError::<MediaRequestError>::Store(e.to_string()))?;
+            .map_err(|e| ExecuteError::<MediaRequestError>::Store(Box::new(e)))?;
             own.of(media_type).or(self.default_quotas.of(media_type))
         };
         let ledger = "INSERT INTO request_quota_ledger (request_id, user_id, media_type)

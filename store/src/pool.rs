@@ -16,7 +16,7 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A stored value could not be decoded.
     #[error("undecodable stored data: {0}")]
-    Decode(String),
+    Decode(#[source] crate::BoxError),
 }
 
 /// Connects a pool to `url` (a `postgres://` URL).

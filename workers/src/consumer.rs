@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use medianest_integrations::cause::{shared, BoxError, SharedError};
 use medianest_nats::feed::FeedStream;
 use medianest_nats::feed::StartAt;
 use medianest_nats::{EventFeed, FeedEvent};
@@ -36,15 +37,23 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 /// What a saga made of one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Step {
     /// Done with the event, whatever the outcome (recorded, or nothing to do): acknowledge.
     Done,
-    /// A transient failure before the outcome was recorded (why, for the log): hand the same
-    /// event over again after a backoff, unacknowledged meanwhile.
-    Retry(String),
+    /// A transient failure before the outcome was recorded (its cause, for the log): hand the
+    /// same event over again after a backoff, unacknowledged meanwhile.
+    Retry(SharedError),
     /// Shutdown came while the saga waited: leave the event unacknowledged and stop.
     Stopped,
+}
+
+impl Step {
+    /// [`Step::Retry`] for `cause`: an error (with what was being done, see
+    /// [`medianest_integrations::cause::Context`]) or a sentence.
+    pub fn retry(cause: impl Into<BoxError>) -> Self {
+        Self::Retry(shared(cause))
+    }
 }
 
 /// A saga driven by events: which it wants, and what it does with one.

@@ -23,6 +23,7 @@
 //! handled again after a backoff — the repeated call meets Overseerr's 409 and adopts the
 //! request Overseerr created — so no effect is dropped.
 
+use medianest_integrations::cause::Context;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -108,7 +109,7 @@ impl OverseerrForwarder {
     ) -> Step {
         let current = match self.requests.load(id).await {
             Ok((current, _)) => current,
-            Err(error) => return Step::Retry(format!("cannot load the request: {error}")),
+            Err(error) => return Step::retry(Context::new("cannot load the request", error)),
         };
         if current.status() != Some(RequestStatus::Approved) {
             info!(status = ?current.status(), "not waiting to be forwarded; nothing to do");
@@ -197,7 +198,7 @@ impl OverseerrForwarder {
         };
         let current = match self.requests.load(id).await {
             Ok((current, _)) => current,
-            Err(error) => return Step::Retry(format!("cannot load the request: {error}")),
+            Err(error) => return Step::retry(Context::new("cannot load the request", error)),
         };
         let Some(overseerr_id) = current.overseerr_request_id() else {
             return Step::Done;
@@ -225,8 +226,9 @@ impl OverseerrForwarder {
                 Step::Done
             }
             Err(Guarded::Stopped) => Step::Stopped,
-            Err(Guarded::Failed(error)) if error.is_retryable() => Step::Retry(format!(
-                "cannot withdraw the request from Overseerr: {error}"
+            Err(Guarded::Failed(error)) if error.is_retryable() => Step::retry(Context::new(
+                "cannot withdraw the request from Overseerr",
+                error,
             )),
             Err(Guarded::Failed(error)) => {
                 warn!(%error, overseerr_id, "Overseerr refused to withdraw the request");
@@ -246,7 +248,7 @@ impl OverseerrForwarder {
         match self.requests.execute(id, command, None, metadata).await {
             Ok(_) => Step::Done,
             Err(error) if error.is_transient() => {
-                Step::Retry(format!("cannot record the outcome: {error}"))
+                Step::retry(Context::new("cannot record the outcome", error))
             }
             Err(error) => {
                 // E.g. cancelled while the call was in flight: the aggregate decides.

@@ -23,6 +23,7 @@
 //! household `types` add one household delivery. Disabled accounts get nothing; a channel
 //! the admin has not enabled sends nothing.
 
+use medianest_integrations::cause::Context;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -351,12 +352,12 @@ impl Saga for Notifier {
         let mut subject = match self.subject(kind, event).await {
             Ok(Some(subject)) => subject,
             Ok(None) => return Step::Done,
-            Err(error) => return Step::Retry(error),
+            Err(error) => return Step::retry(error),
         };
         let planned = match plan(&self.pool, kind, subject.requester).await {
             Ok(planned) if planned.is_empty() => return Step::Done,
             Ok(planned) => planned,
-            Err(error) => return Step::Retry(format!("cannot plan deliveries: {error}")),
+            Err(error) => return Step::retry(Context::new("cannot plan deliveries", error)),
         };
         if let (Some(posters), Some((media_type, tmdb_id))) = (&self.posters, subject.poster_of) {
             subject.message.image_url = posters.poster_url(media_type, tmdb_id).await;
@@ -378,7 +379,7 @@ impl Saga for Notifier {
                 self.wake.notify_one();
                 Step::Done
             }
-            Err(error) => Step::Retry(format!("cannot record deliveries: {error}")),
+            Err(error) => Step::retry(Context::new("cannot record deliveries", error)),
         }
     }
 }

@@ -165,7 +165,7 @@ impl OverseerrReconciler {
             let step = forwarder
                 .forward_request(*id, &metadata, &CancellationToken::new())
                 .await;
-            if step != Step::Done {
+            if !matches!(step, Step::Done) {
                 debug!(request = %id, ?step, "re-drive not finished; the next pass tries again");
             }
         }

@@ -16,6 +16,7 @@
 //! scanner waits for the trial time instead of calling (failures that keep it open use up no
 //! attempt), and a shutdown during that wait leaves the event to be delivered again.
 
+use medianest_integrations::cause::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -97,7 +98,7 @@ impl PlexScanner {
         };
         let download = match self.downloads.load(id).await {
             Ok((download, _)) => download,
-            Err(error) => return Step::Retry(format!("cannot load the download: {error}")),
+            Err(error) => return Step::retry(Context::new("cannot load the download", error)),
         };
         if download.status() != Some(DownloadStatus::Completed) || download.library_scan_recorded()
         {
@@ -154,7 +155,7 @@ impl PlexScanner {
             Ok(_) => Step::Done,
             // A repeated scan request is harmless: Plex scans the folder again.
             Err(error) if error.is_transient() => {
-                Step::Retry(format!("cannot record the scan outcome: {error}"))
+                Step::retry(Context::new("cannot record the scan outcome", error))
             }
             Err(error) => {
                 warn!(%error, "scan outcome not recorded");

@@ -13,7 +13,9 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
-use super::{html_escape, ConfigError, Message, Outcome, Secrets, To, MAX_FIELD_BYTES};
+use super::{
+    html_escape, ConfigError, ConfigProblem, Message, Outcome, Secrets, To, MAX_FIELD_BYTES,
+};
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +99,7 @@ pub(super) fn check_mailbox(field: &str, address: &str) -> Result<(), ConfigErro
     }
     address.parse::<Mailbox>().map(|_| ()).map_err(|_| {
         ConfigError::new(
-            "invalid-email",
+            ConfigProblem::InvalidEmail,
             field,
             "not a valid e-mail address".to_string(),
         )

@@ -102,7 +102,7 @@ impl Saga for Flaky {
         if tries.is_multiple_of(self.failures + 1) {
             Step::Done
         } else {
-            Step::Retry(format!("try {tries} fails"))
+            Step::retry(format!("try {tries} fails"))
         }
     }
 }
