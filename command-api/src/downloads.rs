@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use medianest_domain::download::{
@@ -56,7 +56,8 @@ pub struct DownloadIntake {
 pub fn router() -> Router<CommandState> {
     Router::new()
         .route("/api/v1/downloads", post(queue))
-        .route("/api/v1/downloads/{id}/{action}", post(on_download))
+        .route("/api/v1/downloads/{id}/cancel", post(cancel))
+        .route("/api/v1/downloads/{id}/retry", post(retry))
 }
 
 /// Body of `POST /api/v1/downloads` (docs/design.md §9). Unknown fields are refused.
@@ -256,54 +257,108 @@ async fn run(
     Ok((status, DownloadAnswer::of(id, &committed)))
 }
 
-/// Cancel or retry a download (the requester or an admin). Neither takes a body.
+/// Cancel a queued or running download (the requester or an admin); no body.
 #[utoipa::path(
     post,
-    path = "/api/v1/downloads/{id}/{action}",
+    path = "/api/v1/downloads/{id}/cancel",
     tag = "downloads",
     params(
         ("id" = Uuid, Path, description = "download id"),
-        ("action" = String, Path, description = "cancel or retry"),
         ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
         ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
     ),
     responses(
-        (status = 200, description = "done", body = DownloadAnswer),
-        (status = 400, description = "the body is neither empty nor `{}` (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown id, or another user's download (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "not possible in the current status (`illegal-transition`), the URL is active again (`duplicate-download`), or lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "downloads are not configured (`downloads-disabled`)", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "cancelled", body = DownloadAnswer),
+        (status = 400, description = "the body is neither empty nor `{}` (`malformed-request`)"),
+        (status = 404, description = "unknown id, or another user's download (`not-found`)"),
+        (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)"),
+        (status = 503, description = "downloads are not configured (`downloads-disabled`)"),
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn on_download(
+pub(crate) async fn cancel(
     State(state): State<CommandState>,
     medianest_http::Caller(caller): medianest_http::Caller,
-    Path((raw_id, action)): Path<(String, String)>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let action = match action.as_str() {
-        "cancel" | "retry" => action,
-        _ => return ApiError::not_found("no such command").into_response(),
-    };
-    let scope = format!("{}:download-{action}", caller.id);
-    let path = format!("{} /api/v1/downloads/{raw_id}/{action}", Method::POST);
-    let fingerprint: [&[u8]; 2] = [path.as_bytes(), &body];
-    idempotent(&state.pool, &scope, &headers, &fingerprint, async {
-        let intake = intake(&state)?;
+    act(&state, &caller, &id, Action::Cancel, &headers, &body).await
+}
+
+/// Retry a failed or cancelled download as a new attempt (the requester or an admin); no
+/// body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/downloads/{id}/retry",
+    tag = "downloads",
+    params(
+        ("id" = Uuid, Path, description = "download id"),
+        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
+    ),
+    responses(
+        (status = 200, description = "queued again", body = DownloadAnswer),
+        (status = 400, description = "the body is neither empty nor `{}` (`malformed-request`)"),
+        (status = 404, description = "unknown id, or another user's download (`not-found`)"),
+        (status = 409, description = "not possible in the current status (`illegal-transition`), the URL is active again (`duplicate-download`), or lost a race five times (`concurrent-modification`)"),
+        (status = 503, description = "downloads are not configured (`downloads-disabled`)"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn retry(
+    State(state): State<CommandState>,
+    medianest_http::Caller(caller): medianest_http::Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    act(&state, &caller, &id, Action::Retry, &headers, &body).await
+}
+
+/// The commands on an existing download: the last path segment.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Cancel,
+    Retry,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Cancel => "cancel",
+            Self::Retry => "retry",
+        }
+    }
+}
+
+/// What cancel and retry share: the idempotency scope and fingerprint, the empty body, who
+/// may act, and the command itself.
+async fn act(
+    state: &CommandState,
+    caller: &Actor,
+    raw_id: &str,
+    action: Action,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let name = action.name();
+    let scope = format!("{}:download-{name}", caller.id);
+    let path = format!("{} /api/v1/downloads/{raw_id}/{name}", Method::POST);
+    let fingerprint: [&[u8]; 2] = [path.as_bytes(), body];
+    idempotent(&state.pool, &scope, headers, &fingerprint, async {
+        let intake = intake(state)?;
         let id: Uuid = raw_id
             .parse()
             .map_err(|_| ApiError::not_found("no such download"))?;
-        optional_body::<EmptyBody>(&body)?;
+        optional_body::<EmptyBody>(body)?;
         let by = caller.clone();
-        let command = if action == "cancel" {
-            DownloadCommand::Cancel { by }
-        } else {
-            DownloadCommand::Retry { by }
+        let command = match action {
+            Action::Cancel => DownloadCommand::Cancel { by },
+            Action::Retry => DownloadCommand::Retry { by },
         };
-        visible_to(intake, id, &caller).await?;
-        run(intake, id, command, &headers, &caller, false).await
+        visible_to(intake, id, caller).await?;
+        run(intake, id, command, headers, caller, false).await
     })
     .await
 }

@@ -77,12 +77,16 @@ impl HasAuthenticator for CommandState {
 #[openapi(
     paths(
         requests::submit,
-        requests::on_request,
+        requests::approve,
+        requests::decline,
+        requests::cancel,
+        requests::retry,
         webhooks::overseerr,
         plex_webhook::plex,
         plex_sync::start_full_sync,
         downloads::queue,
-        downloads::on_download,
+        downloads::cancel,
+        downloads::retry,
         signin::login,
         signin::logout,
         signin::create_pin,

@@ -1,5 +1,7 @@
 //! Media-request commands: `POST /api/v1/requests` and
-//! `POST /api/v1/requests/{id}/approve|decline|cancel|retry`.
+//! `POST /api/v1/requests/{id}/approve|decline|cancel|retry`, one route and one OpenAPI
+//! operation per command (each with its own body and answers); the four share one body of
+//! code ([`act`]).
 //!
 //! Bodies are strict JSON (unknown fields → 400); `If-Match: "<version>"` makes a command
 //! conditional (412 on mismatch); `Idempotency-Key` makes it safely repeatable.
@@ -7,7 +9,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use medianest_domain::media_request::MediaRequest;
@@ -28,7 +30,10 @@ use crate::CommandState;
 pub fn router() -> Router<CommandState> {
     Router::new()
         .route("/api/v1/requests", post(submit))
-        .route("/api/v1/requests/{id}/{action}", post(on_request))
+        .route("/api/v1/requests/{id}/approve", post(approve))
+        .route("/api/v1/requests/{id}/decline", post(decline))
+        .route("/api/v1/requests/{id}/cancel", post(cancel))
+        .route("/api/v1/requests/{id}/retry", post(retry))
 }
 
 /// Body of `POST /api/v1/requests` (docs/design.md §9). Unknown fields are refused.
@@ -226,8 +231,7 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// The commands on an existing request: the last path segment.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy)]
 enum Action {
     Approve,
     Decline,
@@ -269,50 +273,143 @@ impl Action {
     }
 }
 
-/// Approve, decline, cancel or retry a request. Decline and cancel take an optional
-/// `{"reason"}` body; approve and retry none.
+/// Approve a pending (or failed-to-forward) request: admins only; no body.
 #[utoipa::path(
     post,
-    path = "/api/v1/requests/{id}/{action}",
+    path = "/api/v1/requests/{id}/approve",
     tag = "requests",
     params(
         ("id" = Uuid, Path, description = "request id"),
-        ("action" = String, Path, description = "approve, decline, cancel or retry"),
+        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
+    ),
+    responses(
+        (status = 200, description = "approved", body = CommandAnswer),
+        (status = 403, description = "only admins may approve (`forbidden`)"),
+        (status = 404, description = "unknown id (`not-found`)"),
+        (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn approve(
+    State(state): State<CommandState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    act(&state, &caller, &id, Action::Approve, &headers, &body).await
+}
+
+/// Decline a request, with an optional `{"reason"}`: admins only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/requests/{id}/decline",
+    tag = "requests",
+    params(
+        ("id" = Uuid, Path, description = "request id"),
         ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
         ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
     ),
     request_body(content = Option<ReasonBody>),
     responses(
-        (status = 200, description = "done", body = CommandAnswer),
-        (status = 403, description = "only admins may approve, decline or retry (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown id, or another user's request (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "the reason is over 1,000 characters (`validation-failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "declined", body = CommandAnswer),
+        (status = 403, description = "only admins may decline (`forbidden`)"),
+        (status = 404, description = "unknown id (`not-found`)"),
+        (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)"),
+        (status = 422, description = "the reason is over 1,000 characters (`validation-failed`)"),
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn on_request(
+pub(crate) async fn decline(
     State(state): State<CommandState>,
     Caller(caller): Caller,
-    Path((raw_id, action)): Path<(String, String)>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Ok(action) = serde_json::from_value::<Action>(serde_json::Value::String(action)) else {
-        return ApiError::not_found("no such command").into_response();
-    };
+    act(&state, &caller, &id, Action::Decline, &headers, &body).await
+}
+
+/// Cancel a request, with an optional `{"reason"}`: its requester or an admin.
+#[utoipa::path(
+    post,
+    path = "/api/v1/requests/{id}/cancel",
+    tag = "requests",
+    params(
+        ("id" = Uuid, Path, description = "request id"),
+        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
+    ),
+    request_body(content = Option<ReasonBody>),
+    responses(
+        (status = 200, description = "cancelled", body = CommandAnswer),
+        (status = 404, description = "unknown id, or another user's request (`not-found`)"),
+        (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)"),
+        (status = 422, description = "the reason is over 1,000 characters (`validation-failed`)"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn cancel(
+    State(state): State<CommandState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    act(&state, &caller, &id, Action::Cancel, &headers, &body).await
+}
+
+/// Retry a request whose forwarding to Overseerr failed: admins only; no body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/requests/{id}/retry",
+    tag = "requests",
+    params(
+        ("id" = Uuid, Path, description = "request id"),
+        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
+    ),
+    responses(
+        (status = 200, description = "forwarding again", body = CommandAnswer),
+        (status = 403, description = "only admins may retry (`forbidden`)"),
+        (status = 404, description = "unknown id (`not-found`)"),
+        (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn retry(
+    State(state): State<CommandState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    act(&state, &caller, &id, Action::Retry, &headers, &body).await
+}
+
+/// What the four command routes share: the idempotency scope and fingerprint (the caller,
+/// the command and the body), the strict body, who may act, and the command itself.
+async fn act(
+    state: &CommandState,
+    caller: &Actor,
+    raw_id: &str,
+    action: Action,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     let scope = format!("{}:{}", caller.id, action.name());
     let path = format!(
         "{} /api/v1/requests/{raw_id}/{}",
         Method::POST,
         action.name()
     );
-    let fingerprint: [&[u8]; 2] = [path.as_bytes(), &body];
-    idempotent(&state.pool, &scope, &headers, &fingerprint, async {
-        let id = parse_id(&raw_id)?;
-        let command = action.command(&caller, &body)?;
-        visible_to(&state, id, action, &caller).await?;
-        run(&state, id, command, &headers, &caller, false).await
+    let fingerprint: [&[u8]; 2] = [path.as_bytes(), body];
+    idempotent(&state.pool, &scope, headers, &fingerprint, async {
+        let id = parse_id(raw_id)?;
+        let command = action.command(caller, body)?;
+        visible_to(state, id, action, caller).await?;
+        run(state, id, command, headers, caller, false).await
     })
     .await
 }

@@ -2,7 +2,7 @@
 //! header is neither logged nor echoed), request ids (`x-request-id`, generated when absent
 //! and echoed back), one tracing span per request with the request id and matched path, a
 //! body size limit, the check that the URL's text is storable ([`crate::text`]) before any
-//! route runs, and panics turned into 500 problems.
+//! route runs, panics turned into 500 problems, and a 404 problem for paths no route has.
 
 use axum::extract::MatchedPath;
 use axum::http::{header, HeaderMap, HeaderName, Request, StatusCode};
@@ -38,6 +38,9 @@ pub const MAX_HEADERS_BYTES: usize = 32 * 1024;
 /// Wraps `router` in the standard layers.
 pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
+        // A path no route has (an unknown command such as `…/{id}/pause`) is a 404 problem
+        // like any other unknown thing, not an empty body.
+        .fallback(no_such_route)
         // Inside the metrics layer, so refusals are counted by route like any answer.
         .route_layer(axum::middleware::from_fn(
             crate::text::refuse_unstorable_uri,
@@ -65,6 +68,11 @@ pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::from_fn(refuse_oversized_headers))
+}
+
+/// 404 `not-found` for a path no route has.
+async fn no_such_route() -> Response {
+    ApiError::not_found("no such route").into_response()
 }
 
 /// Why `headers` are over [`MAX_HEADER_BYTES`] or [`MAX_HEADERS_BYTES`], if they are.

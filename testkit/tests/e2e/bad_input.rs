@@ -1323,7 +1323,7 @@ async fn the_statuses_routes_answer_are_the_ones_their_openapi_entries_list() {
         (
             "download commands, downloads not configured",
             "post",
-            "/api/v1/downloads/{id}/{action}",
+            "/api/v1/downloads/{id}/cancel",
             app.request(
                 Method::POST,
                 &format!("/api/v1/downloads/{}/cancel", Uuid::now_v7()),
@@ -1385,7 +1385,7 @@ async fn the_statuses_routes_answer_are_the_ones_their_openapi_entries_list() {
         (
             "stale If-Match",
             "post",
-            "/api/v1/requests/{id}/{action}",
+            "/api/v1/requests/{id}/approve",
             command(&app, &id, "approve").header(IF_MATCH, "\"7\""),
             412,
             "version-mismatch",

@@ -463,7 +463,12 @@ async fn health_readiness_metrics_and_the_openapi_document_are_served() {
     for path in [
         "/api/v1/requests",
         "/api/v1/requests/{id}",
-        "/api/v1/requests/{id}/{action}",
+        "/api/v1/requests/{id}/approve",
+        "/api/v1/requests/{id}/decline",
+        "/api/v1/requests/{id}/cancel",
+        "/api/v1/requests/{id}/retry",
+        "/api/v1/downloads/{id}/cancel",
+        "/api/v1/downloads/{id}/retry",
         "/api/v1/requests/{id}/history",
         "/api/v1/webhooks/overseerr",
     ] {
