@@ -8,6 +8,7 @@ pub mod downloads;
 mod errors;
 mod idempotency;
 pub mod notifications;
+pub mod plex_signin;
 pub mod plex_sync;
 pub mod plex_webhook;
 pub mod requests;
@@ -29,7 +30,7 @@ use medianest_store::media_requests::MediaRequests;
 use medianest_store::sessions::UserSessions;
 use sqlx::PgPool;
 
-pub use signin::PlexSignIn;
+pub use plex_signin::PlexSignIn;
 
 /// Shared state of the command routes.
 #[derive(Clone)]

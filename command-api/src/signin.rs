@@ -16,6 +16,10 @@
 //! ([`SignInLimiter`]); past either limit an attempt is answered 429 before any password is
 //! checked. A sign-in that succeeds clears its account's failures, never the address's.
 //! A PIN exchange counts against the address alone until plex.tv names the account.
+//!
+//! The handlers are the HTTP side only: the PIN's plex.tv steps and the rule of who may sign
+//! in are [`crate::plex_signin::PlexSignIn`]'s, and what a Plex sign-in records is
+//! `UserAccounts::sign_in_with_plex`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,23 +30,23 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use medianest_domain::user_account::{SignInMethod, UserAccountCommand, UserAccountError};
+use medianest_domain::user_account::SignInMethod;
 use medianest_domain::user_session::{Device, RevokeReason, UserSessionCommand};
 use medianest_domain::{ActorId, Role};
 use medianest_http::auth::{cleared_session_cookie, rate_limited, session_cookie};
 use medianest_http::openapi::Problem;
 use medianest_http::ratelimit::SignInKey;
 use medianest_http::{ApiError, Authenticated, Json, ProblemType};
-use medianest_integrations::plex::{PlexError, PlexTvClient, PmsClient};
-use medianest_store::accounts::{AccountCommandError, Identity, Registration, RoleRule};
+use medianest_integrations::plex::PlexError;
+use medianest_store::accounts::{Identity, PlexSignInError};
 use medianest_store::checkpoint::{self, WaitOutcome};
 use medianest_store::credentials::verify_password;
 use medianest_store::sessions::NewSession;
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::plex_signin::PlexSignIn;
 use crate::requests::http_metadata;
 use crate::CommandState;
 
@@ -53,45 +57,6 @@ pub fn router() -> Router<CommandState> {
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/plex/pins", post(create_pin))
         .route("/api/v1/auth/plex/pins/{id}/session", post(exchange_pin))
-}
-
-/// Plex sign-in: the plex.tv client and the Plex Media Server whose access is required.
-pub struct PlexSignIn {
-    plex_tv: PlexTvClient,
-    server: PmsClient,
-    machine_identifier: OnceCell<String>,
-}
-
-impl std::fmt::Debug for PlexSignIn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlexSignIn")
-            .field("server", &self.server.base_url().as_str())
-            .finish()
-    }
-}
-
-impl PlexSignIn {
-    /// Sign-in through `plex_tv`, for accounts with access to `server`.
-    pub fn new(plex_tv: PlexTvClient, server: PmsClient) -> Self {
-        Self {
-            plex_tv,
-            server,
-            machine_identifier: OnceCell::new(),
-        }
-    }
-
-    /// The server's `machineIdentifier` (asked once, then remembered).
-    async fn machine_identifier(&self) -> Result<&str, PlexError> {
-        self.machine_identifier
-            .get_or_try_init(|| async {
-                self.server
-                    .identity()
-                    .await
-                    .map(|identity| identity.machine_identifier)
-            })
-            .await
-            .map(String::as_str)
-    }
 }
 
 /// Body of `POST /api/v1/auth/login`.
@@ -430,21 +395,20 @@ fn plex_error(detail: String) -> ApiError {
     )
 )]
 pub(crate) async fn create_pin(State(state): State<CommandState>) -> Result<Response, ApiError> {
-    let plex = plex_sign_in(&state)?;
-    let pin = plex
-        .plex_tv
-        .create_pin()
-        .await
-        .map_err(|error| match error {
-            // Creating a PIN needs no token and names no PIN: plex.tv refusing it, or not
-            // finding it, is an answer we cannot use, not the caller's mistake.
-            PlexError::NotFound | PlexError::Unauthorized => {
-                plex_error(format!("plex.tv refused to create a PIN: {error}"))
-            }
-            other => plex_problem(other),
-        })?;
+    let (pin, auth_url) =
+        plex_sign_in(&state)?
+            .create_pin()
+            .await
+            .map_err(|error| match error {
+                // Creating a PIN needs no token and names no PIN: plex.tv refusing it, or not
+                // finding it, is an answer we cannot use, not the caller's mistake.
+                PlexError::NotFound | PlexError::Unauthorized => {
+                    plex_error(format!("plex.tv refused to create a PIN: {error}"))
+                }
+                other => plex_problem(other),
+            })?;
     let answer = PinAnswer {
-        auth_url: plex.plex_tv.auth_url(&pin.code, None),
+        auth_url,
         id: pin.id,
         code: pin.code,
         expires_at: pin.expires_at,
@@ -487,97 +451,44 @@ pub(crate) async fn exchange_pin(
         state.signin_limiter.record_failure(&ip_keys);
         return Err(plex_problem(PlexError::NotFound));
     };
-    let pin = plex.plex_tv.pin(pin_id).await.map_err(|error| {
+    let authorised = plex.authorised_by(pin_id).await.map_err(|error| {
         if matches!(error, PlexError::NotFound) {
             state.signin_limiter.record_failure(&ip_keys);
         }
         plex_problem(error)
     })?;
-    let Some(plex_token) = pin.auth_token.filter(|t| !t.is_empty()) else {
+    let Some(authorised) = authorised else {
         return Err(ApiError::new(
             ProblemType::PinNotAuthorized,
             "the PIN has not been authorised at app.plex.tv yet; try again after signing in there",
         )
         .retry_after(2));
     };
-    let plex_user = plex.plex_tv.user(&plex_token).await.map_err(plex_problem)?;
-    let account_key = format!("plex:{}", plex_user.id);
+    let account_key = format!("plex:{}", authorised.user.id);
     let keys = [SignInKey::Ip(&ip_key), SignInKey::Account(&account_key)];
     state
         .signin_limiter
         .check(&keys)
         .map_err(|wait| rate_limited("too many failed sign-ins; try again later", wait))?;
-    let machine_identifier = plex.machine_identifier().await.map_err(plex_problem)?;
-    let resources = plex
-        .plex_tv
-        .resources(&plex_token)
-        .await
-        .map_err(plex_problem)?;
-    let Some(server) = resources
-        .iter()
-        .find(|r| r.is_server() && r.client_identifier == machine_identifier)
-    else {
+    let Some(plex_account) = plex.account(authorised).await.map_err(plex_problem)? else {
         state.signin_limiter.record_failure(&keys);
         return Err(ApiError::new(
             ProblemType::NoServerAccess,
             "this Plex account neither owns nor shares the Plex Media Server MediaNest serves",
         ));
     };
-    let owner = server.owned;
-    let first_use: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO plex_pins_used (pin_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING pin_id",
-    )
-    .bind(i64::try_from(pin_id).unwrap_or(i64::MAX))
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(store_error)?;
-    if first_use.is_none() {
-        return Err(ApiError::new(
-            ProblemType::PinAlreadyUsed,
-            "this PIN has already been exchanged for a session; create a new one",
-        ));
-    }
     let metadata = http_metadata("system:plex-sign-in", &headers);
-    let identity = Identity::Plex(plex_user.id);
-    let id = match state.accounts.find(&identity).await.map_err(store_error)? {
-        Some(id) => id,
-        None => {
-            let registration = Registration {
-                plex_id: Some(plex_user.id),
-                username: plex_user.username.clone(),
-                email: plex_user.email.clone(),
-                avatar: plex_user.thumb.clone(),
-                password_hash: None,
-            };
-            match state
-                .accounts
-                .register(
-                    &identity,
-                    registration,
-                    RoleRule::OwnerOrFirst(owner),
-                    &metadata,
-                )
-                .await
-            {
-                Ok((id, _)) => id,
-                Err(AccountCommandError::Taken { existing }) => existing,
-                Err(other) => return Err(store_error(other)),
-            }
-        }
-    };
-    let profile = UserAccountCommand::UpdateProfile {
-        username: Some(plex_user.username.clone()),
-        email: plex_user.email.clone(),
-        avatar: plex_user.thumb.clone(),
-    };
-    let account = match state.accounts.execute(id, profile, None, &metadata).await {
-        Ok(committed) => committed.aggregate,
-        // Plex may hand out values our rules refuse (an odd avatar URL): keep the old ones.
-        Err(medianest_store::ExecuteError::Rejected(UserAccountError::Invalid { .. })) => {
-            state.accounts.load(id).await.map_err(store_error)?.0
-        }
-        Err(other) => return Err(store_error(other)),
-    };
+    let (id, account) = state
+        .accounts
+        .sign_in_with_plex(pin_id, plex_account, &metadata)
+        .await
+        .map_err(|error| match error {
+            PlexSignInError::PinAlreadyUsed => ApiError::new(
+                ProblemType::PinAlreadyUsed,
+                "this PIN has already been exchanged for a session; create a new one",
+            ),
+            other => store_error(other),
+        })?;
     if account.is_disabled() {
         return Err(account_disabled());
     }

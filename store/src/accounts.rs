@@ -255,6 +255,100 @@ impl UserAccounts {
     }
 }
 
+/// Why a Plex sign-in could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum PlexSignInError {
+    /// The PIN was already exchanged for a session (a PIN signs in once).
+    #[error("the Plex PIN was already exchanged for a session")]
+    PinAlreadyUsed,
+    /// The account, its registration or the store refused it.
+    #[error(transparent)]
+    Account(#[from] AccountCommandError),
+}
+
+impl From<sqlx::Error> for PlexSignInError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Account(error.into())
+    }
+}
+
+/// A plex.tv account that may sign in (it reaches the configured Plex Media Server), as
+/// plex.tv describes it (`GET /api/v2/user`).
+#[derive(Debug, Clone)]
+pub struct PlexAccount {
+    /// plex.tv's account id.
+    pub plex_id: u64,
+    /// plex.tv's username.
+    pub username: String,
+    /// plex.tv's e-mail address.
+    pub email: Option<String>,
+    /// plex.tv's avatar URL (`thumb`).
+    pub avatar: Option<String>,
+    /// Whether the account owns the Plex Media Server (it becomes an admin).
+    pub owner: bool,
+}
+
+impl UserAccounts {
+    /// Records a Plex sign-in through PIN `pin_id`: the PIN is marked used (a second
+    /// exchange of the same PIN is refused), the account is registered on its first
+    /// sign-in (an admin when it owns the server or is the very first account, a user
+    /// otherwise) and its profile follows plex.tv's on every later one — values the
+    /// account's rules refuse (an odd avatar URL) keep the old ones. Answers the account's
+    /// id and state.
+    ///
+    /// # Errors
+    /// [`PlexSignInError::PinAlreadyUsed`]; otherwise the account's and the store's errors.
+    pub async fn sign_in_with_plex(
+        &self,
+        pin_id: u64,
+        plex: PlexAccount,
+        metadata: &EventMetadata,
+    ) -> Result<(Uuid, UserAccount), PlexSignInError> {
+        let first_use: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO plex_pins_used (pin_id) VALUES ($1) ON CONFLICT DO NOTHING
+             RETURNING pin_id",
+        )
+        .bind(i64::try_from(pin_id).unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
+        if first_use.is_none() {
+            return Err(PlexSignInError::PinAlreadyUsed);
+        }
+        let identity = Identity::Plex(plex.plex_id);
+        let id = match self.find(&identity).await? {
+            Some(id) => id,
+            None => {
+                let registration = Registration {
+                    plex_id: Some(plex.plex_id),
+                    username: plex.username.clone(),
+                    email: plex.email.clone(),
+                    avatar: plex.avatar.clone(),
+                    password_hash: None,
+                };
+                let rule = RoleRule::OwnerOrFirst(plex.owner);
+                match self.register(&identity, registration, rule, metadata).await {
+                    Ok((id, _)) => id,
+                    Err(AccountCommandError::Taken { existing }) => existing,
+                    Err(other) => return Err(other.into()),
+                }
+            }
+        };
+        let profile = UserAccountCommand::UpdateProfile {
+            username: Some(plex.username),
+            email: plex.email,
+            avatar: plex.avatar,
+        };
+        let account = match self.execute(id, profile, None, metadata).await {
+            Ok(committed) => committed.aggregate,
+            Err(ExecuteError::Rejected(UserAccountError::Invalid { .. })) => {
+                self.load(id).await.map_err(AccountCommandError::from)?.0
+            }
+            Err(other) => return Err(AccountCommandError::from(other).into()),
+        };
+        Ok((id, account))
+    }
+}
+
 /// This installation's stable id (created on first use): MediaNest's
 /// `X-Plex-Client-Identifier` at plex.tv, the same across restarts and processes.
 ///
