@@ -23,7 +23,6 @@ use medianest_domain::download::{
     Container, Download, DownloadCommand, DownloadError, DownloadKind, Quality,
 };
 use medianest_domain::Actor;
-use medianest_http::openapi::Problem;
 use medianest_http::{optional_body, ApiError, ProblemType};
 use medianest_integrations::ytdlp::{ProbeMode, ProbedKind, YtDlp, YtDlpError};
 use medianest_store::downloads::{DownloadCommandError, Downloads};
@@ -135,10 +134,10 @@ fn intake(state: &CommandState) -> Result<&DownloadIntake, ApiError> {
     params(("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable")),
     responses(
         (status = 202, description = "queued", body = DownloadAnswer),
-        (status = 409, description = "the URL is already queued or running for you (`duplicate-download`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "URL refused by the allow-list, unsupported quality or container (`validation-failed`), a redirect or address outside the allow-list (`download-url-refused`), nothing to download (`download-url-unusable`), playlist too large (`playlist-too-large`)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "the per-user download limit is reached (`download-limit-exceeded`, `next_slot_at`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "downloads are not configured (`downloads-disabled`), or the URL's site could not be asked (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the URL is already queued or running for you (`duplicate-download`)"),
+        (status = 422, description = "URL refused by the allow-list, unsupported quality or container (`validation-failed`), a redirect or address outside the allow-list (`download-url-refused`), nothing to download (`download-url-unusable`), playlist too large (`playlist-too-large`)"),
+        (status = 429, description = "the per-user download limit is reached (`download-limit-exceeded`, `next_slot_at`)"),
+        (status = 503, description = "downloads are not configured (`downloads-disabled`), or the URL's site could not be asked (`unavailable`)"),
     ),
     security(("bearer" = []))
 )]

@@ -25,8 +25,8 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use medianest_domain::notification::NotificationType;
 use medianest_domain::Actor;
+use medianest_http::auth::require_admin;
 use medianest_http::json::Query;
-use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, Caller, Json, ProblemType};
 use medianest_integrations::notify::{
     secret_names, Channel, ChannelConfig, ConfigError, ConfigProblem, Message, Outcome, Secrets,
@@ -53,6 +53,9 @@ pub struct NotificationSettings {
     pub public_url: Option<String>,
 }
 
+/// Why a non-admin is refused here.
+const ADMINS_ONLY: &str = "only admins may manage notifications";
+
 /// The routes of this module.
 pub fn router() -> Router<CommandState> {
     Router::new()
@@ -77,14 +80,6 @@ pub fn router() -> Router<CommandState> {
             "/api/v1/me/notifications",
             get(read_preferences).put(put_preferences),
         )
-}
-
-fn require_admin(caller: &Actor) -> Result<(), ApiError> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("only admins may manage notifications"))
-    }
 }
 
 fn settings(state: &CommandState) -> Result<&NotificationSettings, ApiError> {
@@ -221,7 +216,7 @@ pub(crate) struct ChannelList {
     tag = "notifications",
     responses(
         (status = 200, description = "every channel", body = ChannelList),
-        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)"),
     ),
     security(("bearer" = []))
 )]
@@ -229,7 +224,7 @@ pub(crate) async fn list_channels(
     State(state): State<CommandState>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
+    require_admin(&caller, ADMINS_ONLY)?;
     let mut rows: HashMap<String, ChannelRow> = store::channels(&state.pool)
         .await
         .map_err(db)?
@@ -251,8 +246,8 @@ pub(crate) async fn list_channels(
     params(("channel" = String, Path, description = "the channel, e.g. `discord`")),
     responses(
         (status = 200, description = "the channel", body = ChannelView),
-        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such channel (`unknown-channel`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)"),
+        (status = 404, description = "no such channel (`unknown-channel`)"),
     ),
     security(("bearer" = []))
 )]
@@ -261,7 +256,7 @@ pub(crate) async fn read_channel(
     Caller(caller): Caller,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
+    require_admin(&caller, ADMINS_ONLY)?;
     let channel = channel_of(&raw)?;
     let row = store::channel_with_secrets(&state.pool, channel.as_str())
         .await
@@ -298,10 +293,10 @@ pub(crate) struct ChannelBody {
     request_body = ChannelBody,
     responses(
         (status = 200, description = "saved", body = ChannelView),
-        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such channel (`unknown-channel`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "refused, nothing saved: `invalid-channel-settings`, `invalid-email`, `insecure-destination`, `private-destination`, `missing-secret`, `secret-in-settings`, `field-too-long`, `invalid-address`, `unknown-notification-type`, `no-household-destination`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "notifications are off (`notifications-disabled`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)"),
+        (status = 404, description = "no such channel (`unknown-channel`)"),
+        (status = 422, description = "refused, nothing saved: `invalid-channel-settings`, `invalid-email`, `insecure-destination`, `private-destination`, `missing-secret`, `secret-in-settings`, `field-too-long`, `invalid-address`, `unknown-notification-type`, `no-household-destination`"),
+        (status = 503, description = "notifications are off (`notifications-disabled`)"),
     ),
     security(("bearer" = []))
 )]
@@ -311,7 +306,7 @@ pub(crate) async fn put_channel(
     Path(raw): Path<String>,
     Json(body): Json<ChannelBody>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
+    require_admin(&caller, ADMINS_ONLY)?;
     let channel = channel_of(&raw)?;
     let notify = settings(&state)?;
     let types = types_of("types", &body.types)?;
@@ -394,12 +389,12 @@ pub(crate) struct TestAnswer {
     params(("channel" = String, Path, description = "the channel, e.g. `discord`")),
     responses(
         (status = 200, description = "the service accepted the message", body = TestAnswer),
-        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such channel (`unknown-channel`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the channel is not configured (`channel-not-configured`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "nowhere to send a test (`no-test-destination`), or the saved settings are refused (see PUT)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "the service refused or failed (`notification-failed`, with its error)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "notifications are off (`notifications-disabled`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)"),
+        (status = 404, description = "no such channel (`unknown-channel`)"),
+        (status = 409, description = "the channel is not configured (`channel-not-configured`)"),
+        (status = 422, description = "nowhere to send a test (`no-test-destination`), or the saved settings are refused (see PUT)"),
+        (status = 502, description = "the service refused or failed (`notification-failed`, with its error)"),
+        (status = 503, description = "notifications are off (`notifications-disabled`)"),
     ),
     security(("bearer" = []))
 )]
@@ -408,7 +403,7 @@ pub(crate) async fn test_channel(
     Caller(caller): Caller,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
+    require_admin(&caller, ADMINS_ONLY)?;
     let channel = channel_of(&raw)?;
     let notify = settings(&state)?;
     let Some((row, secrets)) = store::channel_with_secrets(&state.pool, channel.as_str())
@@ -573,9 +568,9 @@ const STATUSES: [&str; 4] = ["pending", "retrying", "sent", "dead"];
     ),
     responses(
         (status = 200, description = "a page", body = DeliveryPage),
-        (status = 400, description = "an unknown or malformed parameter (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "an unknown status or channel, or a limit out of range (`validation-failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "an unknown or malformed parameter (`malformed-request`)"),
+        (status = 403, description = "not an admin (`forbidden`)"),
+        (status = 422, description = "an unknown status or channel, or a limit out of range (`validation-failed`)"),
     ),
     security(("bearer" = []))
 )]
@@ -584,7 +579,7 @@ pub(crate) async fn list_deliveries(
     Caller(caller): Caller,
     Query(params): Query<DeliveryParams>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
+    require_admin(&caller, ADMINS_ONLY)?;
     if let Some(status) = &params.status {
         if !STATUSES.contains(&status.as_str()) {
             return Err(ApiError::invalid(
@@ -633,10 +628,10 @@ pub(crate) async fn list_deliveries(
     params(("id" = Uuid, Path, description = "delivery id")),
     responses(
         (status = 202, description = "due now; the dispatcher sends it within a second or so", body = DeliveryView),
-        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such delivery (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "already sent, or already due (`delivery-not-retryable`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "notifications are off (`notifications-disabled`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)"),
+        (status = 404, description = "no such delivery (`not-found`)"),
+        (status = 409, description = "already sent, or already due (`delivery-not-retryable`)"),
+        (status = 503, description = "notifications are off (`notifications-disabled`)"),
     ),
     security(("bearer" = []))
 )]
@@ -645,7 +640,7 @@ pub(crate) async fn retry_delivery(
     Caller(caller): Caller,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
+    require_admin(&caller, ADMINS_ONLY)?;
     let notify = settings(&state)?;
     let id = Uuid::parse_str(&raw).map_err(|_| ApiError::not_found("no such delivery"))?;
     let give_up_at = Utc::now() + chrono::Duration::from_std(notify.retry_for).unwrap_or_default();
@@ -757,8 +752,8 @@ pub(crate) async fn read_preferences(
     request_body = Preferences,
     responses(
         (status = 200, description = "saved", body = PreferencesView),
-        (status = 400, description = "not a JSON object of this shape (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "refused, nothing saved: `unknown-channel`, `not-a-personal-channel`, `invalid-email`, `invalid-address`, `field-too-long`, `unknown-notification-type`, `validation-failed` (an address missing)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "not a JSON object of this shape (`malformed-request`)"),
+        (status = 422, description = "refused, nothing saved: `unknown-channel`, `not-a-personal-channel`, `invalid-email`, `invalid-address`, `field-too-long`, `unknown-notification-type`, `validation-failed` (an address missing)"),
     ),
     security(("bearer" = []))
 )]

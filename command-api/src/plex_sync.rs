@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use medianest_http::openapi::Problem;
+use medianest_http::auth::require_admin;
 use medianest_http::{ApiError, Caller, ProblemType};
 use medianest_store::plex_library;
 use serde::Serialize;
@@ -40,8 +40,8 @@ pub(crate) struct SyncRequested {
     tag = "plex",
     responses(
         (status = 202, description = "the full pass is requested", body = SyncRequested),
-        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the Plex sync is off: no Plex Media Server configured, or MEDIANEST_PLEX_SYNC=false (`plex-disabled`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)"),
+        (status = 503, description = "the Plex sync is off: no Plex Media Server configured, or MEDIANEST_PLEX_SYNC=false (`plex-disabled`)"),
     ),
     security(("bearer" = []))
 )]
@@ -49,9 +49,7 @@ pub(crate) async fn start_full_sync(
     State(state): State<CommandState>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    if !caller.is_admin() {
-        return Err(ApiError::forbidden("only admins may start a Plex sync"));
-    }
+    require_admin(&caller, "only admins may start a Plex sync")?;
     if !state.plex_sync {
         return Err(ApiError::new(ProblemType::PlexDisabled, "the Plex library is not synced: set MEDIANEST_PLEX_URL and MEDIANEST_PLEX_TOKEN, and leave MEDIANEST_PLEX_SYNC on"));
     }

@@ -25,7 +25,6 @@ use axum::routing::post;
 use axum::Router;
 use medianest_domain::media_request::{MediaRequestCommand, MediaType, Source};
 use medianest_http::auth::constant_time_eq;
-use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, ProblemType};
 use medianest_store::plex_library;
 use serde::Deserialize;
@@ -86,10 +85,10 @@ struct PlexMedia {
     responses(
         (status = 202, description = "requests marked available: {\"updated\": [answers]}"),
         (status = 204, description = "ignored"),
-        (status = 400, description = "no or malformed `payload` part (`malformed-request`), or text in it holding a NUL (`invalid-text`)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "the path's secret is not the webhook secret (`webhook-unauthenticated`)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the webhook is disabled: no secret configured (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "the body is not `multipart/form-data` (`unsupported-media-type`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "no or malformed `payload` part (`malformed-request`), or text in it holding a NUL (`invalid-text`)"),
+        (status = 401, description = "the path's secret is not the webhook secret (`webhook-unauthenticated`)"),
+        (status = 403, description = "the webhook is disabled: no secret configured (`forbidden`)"),
+        (status = 415, description = "the body is not `multipart/form-data` (`unsupported-media-type`)"),
     )
 )]
 pub(crate) async fn plex(

@@ -15,7 +15,6 @@ use axum::Router;
 use medianest_domain::media_request::MediaRequest;
 use medianest_domain::media_request::{Media, MediaRequestCommand, MediaType, Seasons, TmdbId};
 use medianest_domain::Actor;
-use medianest_http::openapi::Problem;
 use medianest_http::{layers, optional_body, ApiError, Caller};
 use medianest_store::{Committed, EventMetadata};
 use serde::{Deserialize, Serialize};
@@ -180,9 +179,9 @@ async fn run(
     params(("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable")),
     responses(
         (status = 202, description = "accepted", body = CommandAnswer),
-        (status = 403, description = "the request quota of the media type is used up (`quota-exceeded`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "duplicate request (`duplicate-request`), or Plex already has the movie or every named season (`already-available`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "a rule is broken (`validation-failed`, `field`), or the show request names seasons Plex already has (`seasons-available`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the request quota of the media type is used up (`quota-exceeded`)"),
+        (status = 409, description = "duplicate request (`duplicate-request`), or Plex already has the movie or every named season (`already-available`)"),
+        (status = 422, description = "a rule is broken (`validation-failed`, `field`), or the show request names seasons Plex already has (`seasons-available`)"),
     ),
     security(("bearer" = []))
 )]

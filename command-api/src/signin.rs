@@ -34,7 +34,6 @@ use medianest_domain::user_account::SignInMethod;
 use medianest_domain::user_session::{Device, RevokeReason, UserSessionCommand};
 use medianest_domain::{ActorId, Role};
 use medianest_http::auth::{cleared_session_cookie, rate_limited, session_cookie};
-use medianest_http::openapi::Problem;
 use medianest_http::ratelimit::SignInKey;
 use medianest_http::{ApiError, Authenticated, Json, ProblemType};
 use medianest_integrations::plex::PlexError;
@@ -259,10 +258,10 @@ pub(crate) async fn wait_for_read_models(
     request_body = LoginBody,
     responses(
         (status = 200, description = "signed in", body = SessionAnswer),
-        (status = 401, description = "unknown username or wrong password (`invalid-credentials`)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the account is disabled (`account-disabled`)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "too many failed sign-ins from this address or for this account (`rate-limited`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the session is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "unknown username or wrong password (`invalid-credentials`)"),
+        (status = 403, description = "the account is disabled (`account-disabled`)"),
+        (status = 429, description = "too many failed sign-ins from this address or for this account (`rate-limited`)"),
+        (status = 503, description = "the session is recorded but the read models lag behind it (`unavailable`)"),
     )
 )]
 pub(crate) async fn login(
@@ -317,7 +316,7 @@ pub(crate) async fn login(
     tag = "auth",
     responses(
         (status = 204, description = "signed out"),
-        (status = 503, description = "the session is ended but the read models lag behind (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the session is ended but the read models lag behind (`unavailable`)"),
     ),
     security(("bearer" = []))
 )]
@@ -390,8 +389,8 @@ fn plex_error(detail: String) -> ApiError {
     tag = "auth",
     responses(
         (status = 201, description = "created", body = PinAnswer),
-        (status = 502, description = "plex.tv answered something unexpected (`plex-error`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Plex sign-in is not configured (`plex-sign-in-unavailable`), or plex.tv did not answer (`plex-unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "plex.tv answered something unexpected (`plex-error`)"),
+        (status = 503, description = "Plex sign-in is not configured (`plex-sign-in-unavailable`), or plex.tv did not answer (`plex-unavailable`)"),
     )
 )]
 pub(crate) async fn create_pin(State(state): State<CommandState>) -> Result<Response, ApiError> {
@@ -424,13 +423,13 @@ pub(crate) async fn create_pin(State(state): State<CommandState>) -> Result<Resp
     params(("id" = u64, Path, description = "PIN id")),
     responses(
         (status = 200, description = "signed in", body = SessionAnswer),
-        (status = 401, description = "plex.tv refused the PIN's token (`plex-token-rejected`)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the Plex account has no access to the Plex server (`no-server-access`), or the account is disabled (`account-disabled`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown or expired PIN (`pin-not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the PIN is not authorised yet (`pin-not-authorized`), or already used (`pin-already-used`)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "too many failed sign-ins from this address or for this account (`rate-limited`)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "plex.tv or the Plex server answered something unexpected (`plex-error`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Plex sign-in is not configured (`plex-sign-in-unavailable`), plex.tv or the Plex server did not answer (`plex-unavailable`), or the read models lag behind the new session (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "plex.tv refused the PIN's token (`plex-token-rejected`)"),
+        (status = 403, description = "the Plex account has no access to the Plex server (`no-server-access`), or the account is disabled (`account-disabled`)"),
+        (status = 404, description = "unknown or expired PIN (`pin-not-found`)"),
+        (status = 409, description = "the PIN is not authorised yet (`pin-not-authorized`), or already used (`pin-already-used`)"),
+        (status = 429, description = "too many failed sign-ins from this address or for this account (`rate-limited`)"),
+        (status = 502, description = "plex.tv or the Plex server answered something unexpected (`plex-error`)"),
+        (status = 503, description = "Plex sign-in is not configured (`plex-sign-in-unavailable`), plex.tv or the Plex server did not answer (`plex-unavailable`), or the read models lag behind the new session (`unavailable`)"),
     )
 )]
 pub(crate) async fn exchange_pin(

@@ -21,7 +21,7 @@ use medianest_domain::user_account::{
 };
 use medianest_domain::user_session::{RevokeReason, UserSessionCommand, UserSessionError};
 use medianest_domain::{Actor, ActorId, Role};
-use medianest_http::openapi::Problem;
+use medianest_http::auth::require_admin;
 use medianest_http::{ApiError, Caller, ProblemType};
 use medianest_store::{Committed, ExecuteError};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,9 @@ use uuid::Uuid;
 use crate::requests::{expected_version, http_metadata};
 use crate::signin::wait_for_read_models;
 use crate::CommandState;
+
+/// Why a non-admin is refused here.
+const ADMINS_ONLY: &str = "only admins may manage users";
 
 /// The routes of this module.
 pub fn router() -> Router<CommandState> {
@@ -98,14 +101,6 @@ fn parse_user_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found("no such user"))
 }
 
-fn require_admin(caller: &Actor) -> Result<(), ApiError> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("only admins may manage users"))
-    }
-}
-
 fn account_problem(error: ExecuteError<UserAccountError>) -> ApiError {
     match error {
         ExecuteError::Rejected(UserAccountError::NotFound) => ApiError::not_found("no such user"),
@@ -137,7 +132,7 @@ async fn run_admin(
     headers: &HeaderMap,
     command: UserAccountCommand,
 ) -> Result<(Uuid, Committed<UserAccount>), ApiError> {
-    require_admin(caller)?;
+    require_admin(caller, ADMINS_ONLY)?;
     let id = parse_user_id(raw_id)?;
     let expected = expected_version(headers)?;
     let metadata = http_metadata(caller.id.as_str(), headers);
@@ -185,10 +180,10 @@ async fn answer(
     request_body = RoleBody,
     responses(
         (status = 200, description = "done", body = AccountAnswer),
-        (status = 403, description = "not an admin, or your own account (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown user (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin, or your own account (`forbidden`)"),
+        (status = 404, description = "unknown user (`not-found`)"),
+        (status = 409, description = "lost a race five times (`concurrent-modification`)"),
+        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)"),
     ),
     security(("bearer" = []))
 )]
@@ -199,7 +194,7 @@ pub(crate) async fn change_role(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
+    require_admin(&caller, ADMINS_ONLY)?;
     let RoleBody { role } = medianest_http::object_body(&body)?;
     let command = UserAccountCommand::ChangeRole {
         role,
@@ -221,11 +216,11 @@ pub(crate) async fn change_role(
     request_body = QuotasBody,
     responses(
         (status = 200, description = "done", body = AccountAnswer),
-        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown user (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "limit or days out of range (`validation-failed`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)"),
+        (status = 404, description = "unknown user (`not-found`)"),
+        (status = 409, description = "lost a race five times (`concurrent-modification`)"),
+        (status = 422, description = "limit or days out of range (`validation-failed`)"),
+        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)"),
     ),
     security(("bearer" = []))
 )]
@@ -236,7 +231,7 @@ pub(crate) async fn change_quota(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
+    require_admin(&caller, ADMINS_ONLY)?;
     let QuotasBody { movie, tv } = medianest_http::object_body(&body)?;
     let quota = |q: Option<QuotaBody>| {
         q.map(|q| Quota {
@@ -266,10 +261,10 @@ pub(crate) async fn change_quota(
     ),
     responses(
         (status = 200, description = "done", body = AccountAnswer),
-        (status = 403, description = "not an admin, or your own account (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown user (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin, or your own account (`forbidden`)"),
+        (status = 404, description = "unknown user (`not-found`)"),
+        (status = 409, description = "lost a race five times (`concurrent-modification`)"),
+        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)"),
     ),
     security(("bearer" = []))
 )]
@@ -292,7 +287,7 @@ async fn switch(
     body: &[u8],
     disable: bool,
 ) -> Result<Response, ApiError> {
-    require_admin(caller)?;
+    require_admin(caller, ADMINS_ONLY)?;
     medianest_http::optional_body::<EmptyBody>(body)?;
     let by = caller.clone();
     let command = if disable {
@@ -333,10 +328,10 @@ async fn switch(
     ),
     responses(
         (status = 200, description = "done", body = AccountAnswer),
-        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown user (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)"),
+        (status = 404, description = "unknown user (`not-found`)"),
+        (status = 409, description = "lost a race five times (`concurrent-modification`)"),
+        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)"),
     ),
     security(("bearer" = []))
 )]
@@ -362,8 +357,8 @@ struct EmptyBody {}
     params(("id" = Uuid, Path, description = "session id")),
     responses(
         (status = 204, description = "ended"),
-        (status = 404, description = "not one of your sessions (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not one of your sessions (`not-found`)"),
+        (status = 503, description = "the change is recorded but the read models lag behind it (`unavailable`)"),
     ),
     security(("bearer" = []))
 )]

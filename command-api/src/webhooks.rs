@@ -16,7 +16,6 @@ use axum::routing::post;
 use axum::Router;
 use medianest_domain::media_request::{MediaRequestCommand, MediaType, Source};
 use medianest_http::auth::constant_time_eq;
-use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, ProblemType};
 use medianest_projections::requests;
 use serde::Deserialize;
@@ -75,9 +74,9 @@ fn lenient_number(value: Option<&Value>) -> Option<i64> {
     responses(
         (status = 202, description = "applied to a request"),
         (status = 204, description = "ignored"),
-        (status = 401, description = "the `Authorization` header is not the webhook secret (`webhook-unauthenticated`)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the webhook is disabled: no secret configured (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the notification does not fit the request's status (`illegal-transition`), or lost a race five times (`concurrent-modification`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "the `Authorization` header is not the webhook secret (`webhook-unauthenticated`)"),
+        (status = 403, description = "the webhook is disabled: no secret configured (`forbidden`)"),
+        (status = 409, description = "the notification does not fit the request's status (`illegal-transition`), or lost a race five times (`concurrent-modification`)"),
     )
 )]
 pub(crate) async fn overseerr(

@@ -61,6 +61,20 @@ impl From<AuthRejection> for ApiError {
     }
 }
 
+/// Admins only: `Ok` for an admin caller, 403 `forbidden` with `why` (e.g. "only admins may
+/// manage users") for anyone else. The routes' own check, before any work; the aggregates
+/// decide the same rule for their commands (`medianest_domain::Actor`).
+///
+/// # Errors
+/// 403 `forbidden` when `caller` is not an admin.
+pub fn require_admin(caller: &Actor, why: &str) -> Result<(), ApiError> {
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(why.to_string()))
+    }
+}
+
 /// A 429 problem (`urn:medianest:problem:rate-limited`) with `Retry-After`.
 pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> ApiError {
     ApiError::new(ProblemType::RateLimited, detail)

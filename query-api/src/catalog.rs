@@ -42,7 +42,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use medianest_domain::media_request::MediaType;
-use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, Caller, ProblemType, Query};
 use medianest_integrations::overseerr::{
     self, CatalogItem, CatalogPage, DiscoverList, MovieDetails, OverseerrClient, OverseerrError,
@@ -615,9 +614,9 @@ fn with_origin(body: impl Serialize, origin: Origin) -> Response {
     ),
     responses(
         (status = 200, description = "movies and shows in Overseerr's order; header X-Catalog-Cache: hit, miss or stale", body = EntryPage),
-        (status = 400, description = "`q` missing, empty, over 200 characters or with control characters, or `page` out of range (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`q` missing, empty, over 200 characters or with control characters, or `page` out of range (`malformed-request`)"),
+        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)"),
+        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)"),
     ),
     security(("bearer" = []))
 )]
@@ -651,10 +650,10 @@ pub(crate) async fn search(
     ),
     responses(
         (status = 200, description = "movies and shows; header X-Catalog-Cache", body = EntryPage),
-        (status = 400, description = "`page` out of range (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such list (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`page` out of range (`malformed-request`)"),
+        (status = 404, description = "no such list (`not-found`)"),
+        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)"),
+        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)"),
     ),
     security(("bearer" = []))
 )]
@@ -693,9 +692,9 @@ pub(crate) async fn discover(
     ),
     responses(
         (status = 200, description = "the movie; header X-Catalog-Cache", body = MovieEntry),
-        (status = 404, description = "TMDB does not know the movie, or the id is not a positive whole number (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "TMDB does not know the movie, or the id is not a positive whole number (`not-found`)"),
+        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)"),
+        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)"),
     ),
     security(("bearer" = []))
 )]
@@ -754,9 +753,9 @@ pub(crate) async fn movie(
     ),
     responses(
         (status = 200, description = "the show; header X-Catalog-Cache", body = TvEntry),
-        (status = 404, description = "TMDB does not know the show, or the id is not a positive whole number (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "TMDB does not know the show, or the id is not a positive whole number (`not-found`)"),
+        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)"),
+        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)"),
     ),
     security(("bearer" = []))
 )]
@@ -826,9 +825,9 @@ pub(crate) async fn tv(
     ),
     responses(
         (status = 200, description = "the season; header X-Catalog-Cache", body = SeasonDetailsEntry),
-        (status = 404, description = "no such show or season (`not-found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such show or season (`not-found`)"),
+        (status = 502, description = "Overseerr's answer is not what its API describes (`overseerr-bad-answer`)"),
+        (status = 503, description = "the catalogue is not configured (`catalog-disabled`), or Overseerr cannot answer and nothing is cached (`overseerr-unavailable`)"),
     ),
     security(("bearer" = []))
 )]

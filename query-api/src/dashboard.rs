@@ -21,7 +21,6 @@ use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use medianest_domain::download::DownloadStatus;
 use medianest_domain::media_request::{MediaType, RequestStatus};
-use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, Caller, Query};
 use medianest_projections::dashboard::{self, Summary};
 use medianest_store::checkpoint;
@@ -189,8 +188,8 @@ struct HealthRow {
     params(DashboardParams),
     responses(
         (status = 200, body = DashboardView),
-        (status = 400, description = "a bad `scope` (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`scope=all` asked by a user (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "a bad `scope` (`malformed-request`)"),
+        (status = 403, description = "`scope=all` asked by a user (`forbidden`)"),
     ),
     security(("bearer" = []))
 )]

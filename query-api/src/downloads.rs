@@ -11,7 +11,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use medianest_domain::download::DownloadStatus;
-use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, Caller, Query};
 use medianest_nats::ProgressBoard;
 use medianest_projections::downloads::{self, DownloadFilter, DownloadRow};
@@ -237,7 +236,7 @@ pub(crate) async fn list(
     ),
     responses(
         (status = 200, body = DownloadView),
-        (status = 404, description = "unknown id, or another user's download (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown id, or another user's download (`not-found`)"),
     ),
     security(("bearer" = []))
 )]

@@ -10,7 +10,6 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use medianest_domain::media_request::{MediaType, RequestStatus};
 use medianest_domain::Actor;
-use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, Caller, Query};
 use medianest_projections::requests::{self, RequestFilter, RequestRow};
 use medianest_store::log;
@@ -266,7 +265,7 @@ async fn visible_row(
     ),
     responses(
         (status = 200, body = RequestView),
-        (status = 404, description = "unknown id, or another user's request (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown id, or another user's request (`not-found`)"),
     ),
     security(("bearer" = []))
 )]
@@ -299,7 +298,7 @@ pub(crate) async fn detail(
     ),
     responses(
         (status = 200, body = History),
-        (status = 404, description = "unknown id, or another user's request (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown id, or another user's request (`not-found`)"),
     ),
     security(("bearer" = []))
 )]

@@ -14,7 +14,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use medianest_domain::media_request::{MediaType, RequestStatus};
-use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, Caller, Query};
 use medianest_projections::search::{self, SearchQuery};
 use serde::{Deserialize, Serialize};
@@ -148,7 +147,7 @@ pub(crate) fn search_text(q: Option<&str>) -> Result<&str, ApiError> {
     params(SearchParams),
     responses(
         (status = 200, body = SearchResults),
-        (status = 400, description = "`q` missing, empty, over 200 characters, with control characters or given twice (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`q` missing, empty, over 200 characters, with control characters or given twice (`malformed-request`)"),
     ),
     security(("bearer" = []))
 )]

@@ -70,7 +70,6 @@ use axum::Router;
 use futures::StreamExt;
 use medianest_domain::Actor;
 use medianest_http::auth::{request_token, AuthRejection, Authenticated};
-use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, Authenticator, ProblemType, Query};
 use medianest_nats::progress::ProgressUpdate;
 use medianest_nats::{CloudEvent, ProgressBoard};
@@ -604,8 +603,8 @@ fn parse_position(raw: &str) -> Result<i64, ApiError> {
     ),
     responses(
         (status = 200, content_type = "text/event-stream", body = String, description = "first a `ready` frame (`id` = the position the stream starts after, `data` = `{\"position\": …}`), then events (`id` = global position, `event` = CloudEvents type, `data` = CloudEvent JSON) and `progress` frames (no `id`) until the session ends or the server shuts down"),
-        (status = 400, description = "the id is not a non-negative integer (`malformed-request`), or no event has that position (`unknown-last-event-id`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "this process does not serve the stream (`unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "the id is not a non-negative integer (`malformed-request`), or no event has that position (`unknown-last-event-id`)"),
+        (status = 503, description = "this process does not serve the stream (`unavailable`)"),
     ),
     security(("bearer" = []))
 )]

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use medianest_domain::media_request::MediaType;
 use medianest_domain::user_account::Quota;
-use medianest_http::openapi::Problem;
+use medianest_http::auth::require_admin;
 use medianest_http::{ApiError, Authenticated, Caller, Query};
 use medianest_projections::sessions::{self, SessionRow};
 use medianest_projections::users::{self, UserRow};
@@ -249,7 +249,7 @@ fn caller_uuid(caller: &medianest_domain::Actor) -> Result<Uuid, ApiError> {
     params(ReadParams),
     responses(
         (status = 200, description = "the account", body = UserView),
-        (status = 404, description = "signed in with the bootstrap token, which has no account (`not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "signed in with the bootstrap token, which has no account (`not-found`)"),
     ),
     security(("bearer" = []))
 )]
@@ -306,7 +306,7 @@ pub(crate) async fn my_sessions(
     params(ListParams),
     responses(
         (status = 200, description = "a page of accounts", body = UserPage),
-        (status = 403, description = "not an admin (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin (`forbidden`)"),
     ),
     security(("bearer" = []))
 )]
@@ -316,9 +316,7 @@ pub(crate) async fn list_users(
     Query(params): Query<ListParams>,
     headers: HeaderMap,
 ) -> Result<Json<UserPage>, ApiError> {
-    if !caller.is_admin() {
-        return Err(ApiError::forbidden("only admins may list users"));
-    }
+    require_admin(&caller, "only admins may list users")?;
     let paging = Paging {
         cursor: params.cursor,
         limit: params.limit,
