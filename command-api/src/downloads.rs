@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::call::{command_route, CommandCall, CommandHeaders};
 use crate::errors::executor_problem;
 use crate::idempotency::{idempotent, Answer};
 use crate::requests::{expected_version, http_metadata, is_json};
@@ -256,63 +257,35 @@ async fn run(
     Ok((status, DownloadAnswer::of(id, &committed)))
 }
 
-/// Cancel a queued or running download (the requester or an admin); no body.
-#[utoipa::path(
-    post,
+command_route! {
+    /// Cancel a queued or running download (the requester or an admin); no body.
+    cancel => Action::Cancel,
     path = "/api/v1/downloads/{id}/cancel",
     tag = "downloads",
-    params(
-        ("id" = Uuid, Path, description = "download id"),
-        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
-        ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
-    ),
-    responses(
+    id = "download id",
+    answers = [
         (status = 200, description = "cancelled", body = DownloadAnswer),
         (status = 400, description = "the body is neither empty nor `{}` (`malformed-request`)"),
         (status = 404, description = "unknown id, or another user's download (`not-found`)"),
         (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)"),
         (status = 503, description = "downloads are not configured (`downloads-disabled`)"),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn cancel(
-    State(state): State<CommandState>,
-    medianest_http::Caller(caller): medianest_http::Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(&state, &caller, &id, Action::Cancel, &headers, &body).await
+    ],
 }
 
-/// Retry a failed or cancelled download as a new attempt (the requester or an admin); no
-/// body.
-#[utoipa::path(
-    post,
+command_route! {
+    /// Retry a failed or cancelled download as a new attempt (the requester or an admin); no
+    /// body.
+    retry => Action::Retry,
     path = "/api/v1/downloads/{id}/retry",
     tag = "downloads",
-    params(
-        ("id" = Uuid, Path, description = "download id"),
-        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
-        ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
-    ),
-    responses(
+    id = "download id",
+    answers = [
         (status = 200, description = "queued again", body = DownloadAnswer),
         (status = 400, description = "the body is neither empty nor `{}` (`malformed-request`)"),
         (status = 404, description = "unknown id, or another user's download (`not-found`)"),
         (status = 409, description = "not possible in the current status (`illegal-transition`), the URL is active again (`duplicate-download`), or lost a race five times (`concurrent-modification`)"),
         (status = 503, description = "downloads are not configured (`downloads-disabled`)"),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn retry(
-    State(state): State<CommandState>,
-    medianest_http::Caller(caller): medianest_http::Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(&state, &caller, &id, Action::Retry, &headers, &body).await
+    ],
 }
 
 /// The commands on an existing download: the last path segment.
@@ -333,31 +306,30 @@ impl Action {
 
 /// What cancel and retry share: the idempotency scope and fingerprint, the empty body, who
 /// may act, and the command itself.
-async fn act(
-    state: &CommandState,
-    caller: &Actor,
-    raw_id: &str,
-    action: Action,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Response {
+async fn act(state: &CommandState, call: CommandCall, action: Action) -> Response {
+    let CommandCall {
+        caller,
+        id: raw_id,
+        headers,
+        body,
+    } = call;
     let name = action.name();
     let scope = format!("{}:download-{name}", caller.id);
     let path = format!("{} /api/v1/downloads/{raw_id}/{name}", Method::POST);
-    let fingerprint: [&[u8]; 2] = [path.as_bytes(), body];
-    idempotent(&state.pool, &scope, headers, &fingerprint, async {
+    let fingerprint: [&[u8]; 2] = [path.as_bytes(), &body];
+    idempotent(&state.pool, &scope, &headers, &fingerprint, async {
         let intake = intake(state)?;
         let id: Uuid = raw_id
             .parse()
             .map_err(|_| ApiError::not_found("no such download"))?;
-        optional_body::<EmptyBody>(body)?;
+        optional_body::<EmptyBody>(&body)?;
         let by = caller.clone();
         let command = match action {
             Action::Cancel => DownloadCommand::Cancel { by },
             Action::Retry => DownloadCommand::Retry { by },
         };
-        visible_to(intake, id, caller).await?;
-        run(intake, id, command, headers, caller, false).await
+        visible_to(intake, id, &caller).await?;
+        run(intake, id, command, &headers, &caller, false).await
     })
     .await
 }

@@ -4,6 +4,7 @@
 //! notification settings, preferences and deliveries. Answers carry the aggregate `version` (also as `ETag`) and the global `position`
 //! of what was written, so callers can read their writes with `min_position`.
 
+mod call;
 pub mod downloads;
 mod errors;
 mod idempotency;

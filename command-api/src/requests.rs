@@ -7,7 +7,7 @@
 //! conditional (412 on mismatch); `Idempotency-Key` makes it safely repeatable.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::call::{command_route, CommandCall, CommandHeaders};
 use crate::errors::problem;
 use crate::idempotency::{idempotent, Answer};
 use crate::CommandState;
@@ -272,143 +273,86 @@ impl Action {
     }
 }
 
-/// Approve a pending (or failed-to-forward) request: admins only; no body.
-#[utoipa::path(
-    post,
+command_route! {
+    /// Approve a pending (or failed-to-forward) request: admins only; no body.
+    approve => Action::Approve,
     path = "/api/v1/requests/{id}/approve",
     tag = "requests",
-    params(
-        ("id" = Uuid, Path, description = "request id"),
-        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
-        ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
-    ),
-    responses(
+    id = "request id",
+    answers = [
         (status = 200, description = "approved", body = CommandAnswer),
         (status = 403, description = "only admins may approve (`forbidden`)"),
         (status = 404, description = "unknown id (`not-found`)"),
         (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)"),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn approve(
-    State(state): State<CommandState>,
-    Caller(caller): Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(&state, &caller, &id, Action::Approve, &headers, &body).await
+    ],
 }
 
-/// Decline a request, with an optional `{"reason"}`: admins only.
-#[utoipa::path(
-    post,
+command_route! {
+    /// Decline a request, with an optional `{"reason"}`: admins only.
+    decline => Action::Decline,
     path = "/api/v1/requests/{id}/decline",
     tag = "requests",
-    params(
-        ("id" = Uuid, Path, description = "request id"),
-        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
-        ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
-    ),
-    request_body(content = Option<ReasonBody>),
-    responses(
+    id = "request id",
+    body = ReasonBody,
+    answers = [
         (status = 200, description = "declined", body = CommandAnswer),
         (status = 403, description = "only admins may decline (`forbidden`)"),
         (status = 404, description = "unknown id (`not-found`)"),
         (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)"),
         (status = 422, description = "the reason is over 1,000 characters (`validation-failed`)"),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn decline(
-    State(state): State<CommandState>,
-    Caller(caller): Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(&state, &caller, &id, Action::Decline, &headers, &body).await
+    ],
 }
 
-/// Cancel a request, with an optional `{"reason"}`: its requester or an admin.
-#[utoipa::path(
-    post,
+command_route! {
+    /// Cancel a request, with an optional `{"reason"}`: its requester or an admin.
+    cancel => Action::Cancel,
     path = "/api/v1/requests/{id}/cancel",
     tag = "requests",
-    params(
-        ("id" = Uuid, Path, description = "request id"),
-        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
-        ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
-    ),
-    request_body(content = Option<ReasonBody>),
-    responses(
+    id = "request id",
+    body = ReasonBody,
+    answers = [
         (status = 200, description = "cancelled", body = CommandAnswer),
         (status = 404, description = "unknown id, or another user's request (`not-found`)"),
         (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)"),
         (status = 422, description = "the reason is over 1,000 characters (`validation-failed`)"),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn cancel(
-    State(state): State<CommandState>,
-    Caller(caller): Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(&state, &caller, &id, Action::Cancel, &headers, &body).await
+    ],
 }
 
-/// Retry a request whose forwarding to Overseerr failed: admins only; no body.
-#[utoipa::path(
-    post,
+command_route! {
+    /// Retry a request whose forwarding to Overseerr failed: admins only; no body.
+    retry => Action::Retry,
     path = "/api/v1/requests/{id}/retry",
     tag = "requests",
-    params(
-        ("id" = Uuid, Path, description = "request id"),
-        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"2\""),
-        ("Idempotency-Key" = Option<String>, Header, description = "makes the call repeatable"),
-    ),
-    responses(
+    id = "request id",
+    answers = [
         (status = 200, description = "forwarding again", body = CommandAnswer),
         (status = 403, description = "only admins may retry (`forbidden`)"),
         (status = 404, description = "unknown id (`not-found`)"),
         (status = 409, description = "not possible in the current status (`illegal-transition`), or lost a race five times (`concurrent-modification`)"),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn retry(
-    State(state): State<CommandState>,
-    Caller(caller): Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(&state, &caller, &id, Action::Retry, &headers, &body).await
+    ],
 }
 
 /// What the four command routes share: the idempotency scope and fingerprint (the caller,
 /// the command and the body), the strict body, who may act, and the command itself.
-async fn act(
-    state: &CommandState,
-    caller: &Actor,
-    raw_id: &str,
-    action: Action,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Response {
+async fn act(state: &CommandState, call: CommandCall, action: Action) -> Response {
+    let CommandCall {
+        caller,
+        id: raw_id,
+        headers,
+        body,
+    } = call;
     let scope = format!("{}:{}", caller.id, action.name());
     let path = format!(
         "{} /api/v1/requests/{raw_id}/{}",
         Method::POST,
         action.name()
     );
-    let fingerprint: [&[u8]; 2] = [path.as_bytes(), body];
-    idempotent(&state.pool, &scope, headers, &fingerprint, async {
-        let id = parse_id(raw_id)?;
-        let command = action.command(caller, body)?;
-        visible_to(state, id, action, caller).await?;
-        run(state, id, command, headers, caller, false).await
+    let fingerprint: [&[u8]; 2] = [path.as_bytes(), &body];
+    idempotent(&state.pool, &scope, &headers, &fingerprint, async {
+        let id = parse_id(&raw_id)?;
+        let command = action.command(&caller, &body)?;
+        visible_to(state, id, action, &caller).await?;
+        run(state, id, command, &headers, &caller, false).await
     })
     .await
 }
