@@ -19,7 +19,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::paging::{read_page, Paging, ReadParams};
+use crate::paging::{filter, own_unless_admin, read_page, Paging, ReadParams};
 use crate::{wait_for_position, QueryState};
 
 /// The routes of this module.
@@ -182,22 +182,9 @@ pub(crate) async fn list(
     headers: HeaderMap,
     Query(params): Query<ListParams>,
 ) -> Result<Json<DownloadPage>, ApiError> {
-    let status = params
-        .status
-        .as_deref()
-        .map(str::parse::<DownloadStatus>)
-        .transpose()
-        .map_err(ApiError::malformed)?;
-    let requested_by = if caller.is_admin() {
-        params.requested_by
-    } else {
-        Some(caller.id.to_string())
-    };
-    let paging = Paging {
-        cursor: params.cursor,
-        limit: params.limit,
-        min_position: params.min_position,
-    };
+    let status = filter::<DownloadStatus>(params.status.as_deref())?;
+    let requested_by = own_unless_admin(&caller, params.requested_by);
+    let paging = Paging::new(params.cursor, params.limit, params.min_position);
     let pool = &state.pool;
     let page = read_page(
         &state,

@@ -8,6 +8,7 @@
 use std::future::Future;
 
 use axum::http::HeaderMap;
+use medianest_domain::Actor;
 use medianest_http::ApiError;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -43,6 +44,17 @@ pub(crate) struct Paging {
     pub(crate) min_position: Option<i64>,
 }
 
+impl Paging {
+    /// The paging parameters as a list route received them.
+    pub(crate) fn new(cursor: Option<Uuid>, limit: Option<i64>, min_position: Option<i64>) -> Self {
+        Self {
+            cursor,
+            limit,
+            min_position,
+        }
+    }
+}
+
 /// One page of rows, and the cursor of the next page when there is one.
 #[derive(Debug)]
 pub(crate) struct Page<T> {
@@ -50,6 +62,30 @@ pub(crate) struct Page<T> {
     pub(crate) rows: Vec<T>,
     /// The id of the page's last row, when more rows follow.
     pub(crate) next_cursor: Option<Uuid>,
+}
+
+/// A filter parameter parsed into its type (`status`, `media_type`): absent is no filter.
+///
+/// # Errors
+/// 400 `malformed-request` with the type's own message for a value it does not know.
+pub(crate) fn filter<T: std::str::FromStr>(value: Option<&str>) -> Result<Option<T>, ApiError>
+where
+    T::Err: Into<String>,
+{
+    value
+        .map(str::parse::<T>)
+        .transpose()
+        .map_err(ApiError::malformed)
+}
+
+/// The requester a list is filtered to: whom an admin asked for (or everyone), the caller
+/// themselves for anyone else — non-admins only ever list their own.
+pub(crate) fn own_unless_admin(caller: &Actor, asked: Option<String>) -> Option<String> {
+    if caller.is_admin() {
+        asked
+    } else {
+        Some(caller.id.to_string())
+    }
 }
 
 /// The page size of a list: `limit` from 1 to [`MAX_LIMIT`] (100), default

@@ -18,7 +18,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::paging::{read_page, Paging, ReadParams};
+use crate::paging::{filter, own_unless_admin, read_page, Paging, ReadParams};
 use crate::{wait_for_position, QueryState};
 
 /// The routes of this module.
@@ -189,29 +189,10 @@ pub(crate) async fn list(
     headers: HeaderMap,
     Query(params): Query<ListParams>,
 ) -> Result<Json<RequestPage>, ApiError> {
-    let status = params
-        .status
-        .as_deref()
-        .map(str::parse::<RequestStatus>)
-        .transpose()
-        .map_err(ApiError::malformed)?;
-    let media_type = params
-        .media_type
-        .as_deref()
-        .map(str::parse::<MediaType>)
-        .transpose()
-        .map_err(ApiError::malformed)?;
-    // Non-admins only ever list their own requests.
-    let requested_by = if caller.is_admin() {
-        params.requested_by
-    } else {
-        Some(caller.id.to_string())
-    };
-    let paging = Paging {
-        cursor: params.cursor,
-        limit: params.limit,
-        min_position: params.min_position,
-    };
+    let status = filter::<RequestStatus>(params.status.as_deref())?;
+    let media_type = filter::<MediaType>(params.media_type.as_deref())?;
+    let requested_by = own_unless_admin(&caller, params.requested_by);
+    let paging = Paging::new(params.cursor, params.limit, params.min_position);
     let pool = &state.pool;
     let page = read_page(
         &state,

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::paging::page_limit;
+use crate::paging::{filter, page_limit};
 use crate::{wait_for_position, QueryState};
 
 /// Longest `q`, in characters.
@@ -158,18 +158,8 @@ pub(crate) async fn search(
     Query(params): Query<SearchParams>,
 ) -> Result<Json<SearchResults>, ApiError> {
     let text = search_text(params.q.as_deref())?.to_string();
-    let status = params
-        .status
-        .as_deref()
-        .map(str::parse::<RequestStatus>)
-        .transpose()
-        .map_err(ApiError::malformed)?;
-    let media_type = params
-        .media_type
-        .as_deref()
-        .map(str::parse::<MediaType>)
-        .transpose()
-        .map_err(ApiError::malformed)?;
+    let status = filter::<RequestStatus>(params.status.as_deref())?;
+    let media_type = filter::<MediaType>(params.media_type.as_deref())?;
     let limit = page_limit(params.limit)?;
     // Non-admins only ever find their own requests.
     let requested_by = (!caller.is_admin()).then(|| caller.id.to_string());

@@ -317,11 +317,7 @@ pub(crate) async fn list_users(
     headers: HeaderMap,
 ) -> Result<Json<UserPage>, ApiError> {
     require_admin(&caller, "only admins may list users")?;
-    let paging = Paging {
-        cursor: params.cursor,
-        limit: params.limit,
-        min_position: params.min_position,
-    };
+    let paging = Paging::new(params.cursor, params.limit, params.min_position);
     let pool = &state.pool;
     let page = read_page(
         &state,
