@@ -632,7 +632,7 @@ pub(crate) async fn search(
     let catalog = catalog(&state)?;
     wait_for_position(&state, "requests", params.min_position, &headers).await?;
     let key = format!("search:{page}:{}", q.to_lowercase());
-    list_answer(&state, catalog, caller.id.as_str(), key, || {
+    list_answer(&state, catalog, &caller.id.to_string(), key, || {
         let q = q.clone();
         async move { catalog.client.search(&q, page).await }
     })
@@ -676,9 +676,13 @@ pub(crate) async fn discover(
     let catalog = catalog(&state)?;
     wait_for_position(&state, "requests", params.min_position, &headers).await?;
     let key = format!("discover:{}:{page}", list.slug());
-    list_answer(&state, catalog, caller.id.as_str(), key, || async move {
-        catalog.client.discover(list, page).await
-    })
+    list_answer(
+        &state,
+        catalog,
+        &caller.id.to_string(),
+        key,
+        || async move { catalog.client.discover(list, page).await },
+    )
     .await
 }
 
@@ -723,7 +727,7 @@ pub(crate) async fn movie(
     let mut entries = entries(
         &state,
         catalog,
-        caller.id.as_str(),
+        &caller.id.to_string(),
         std::slice::from_ref(&movie.item),
         &HashMap::new(),
     )
@@ -775,7 +779,7 @@ pub(crate) async fn tv(
     let mut entries = entries(
         &state,
         catalog,
-        caller.id.as_str(),
+        &caller.id.to_string(),
         std::slice::from_ref(&show.item),
         &known,
     )

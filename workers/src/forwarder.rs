@@ -107,7 +107,7 @@ impl OverseerrForwarder {
         metadata: &EventMetadata,
         shutdown: &CancellationToken,
     ) -> Step {
-        let current = match self.requests.load(id).await {
+        let current = match self.requests.load(id.into()).await {
             Ok((current, _)) => current,
             Err(error) => return Step::retry(Context::new("cannot load the request", error)),
         };
@@ -196,7 +196,7 @@ impl OverseerrForwarder {
         let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
             return Step::Done;
         };
-        let current = match self.requests.load(id).await {
+        let current = match self.requests.load(id.into()).await {
             Ok((current, _)) => current,
             Err(error) => return Step::retry(Context::new("cannot load the request", error)),
         };
@@ -245,7 +245,11 @@ impl OverseerrForwarder {
         command: MediaRequestCommand,
         metadata: &EventMetadata,
     ) -> Step {
-        match self.requests.execute(id, command, None, metadata).await {
+        match self
+            .requests
+            .execute(id.into(), command, None, metadata)
+            .await
+        {
             Ok(_) => Step::Done,
             Err(error) if error.is_transient() => {
                 Step::retry(Context::new("cannot record the outcome", error))

@@ -135,7 +135,7 @@ impl OverseerrReconciler {
             let metadata = EventMetadata::for_pass(WORKER, &correlation);
             match self
                 .requests
-                .execute(row.id, command, None, &metadata)
+                .execute(row.id.into(), command, None, &metadata)
                 .await
             {
                 Ok(committed) if !committed.events.is_empty() => changed += 1,

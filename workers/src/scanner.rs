@@ -96,7 +96,7 @@ impl PlexScanner {
             warn!("event with a malformed aggregate id");
             return Step::Done;
         };
-        let download = match self.downloads.load(id).await {
+        let download = match self.downloads.load(id.into()).await {
             Ok((download, _)) => download,
             Err(error) => return Step::retry(Context::new("cannot load the download", error)),
         };
@@ -151,7 +151,11 @@ impl PlexScanner {
             &event.event.id,
             event.event.correlationid.as_deref(),
         );
-        match self.downloads.execute(id, command, None, &metadata).await {
+        match self
+            .downloads
+            .execute(id.into(), command, None, &metadata)
+            .await
+        {
             Ok(_) => Step::Done,
             // A repeated scan request is harmless: Plex scans the folder again.
             Err(error) if error.is_transient() => {
