@@ -22,13 +22,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use medianest_domain::download::{DownloadCommand, DownloadStatus};
+use medianest_domain::DownloadId;
 use medianest_integrations::plex::{PlexError, PmsClient};
 use medianest_nats::{EventFeed, FeedEvent};
 use medianest_store::downloads::Downloads;
 use medianest_store::EventMetadata;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
-use uuid::Uuid;
 
 use crate::breaker::{CircuitBreaker, Guarded};
 use crate::consumer::{self, Backoff, Saga, Step};
@@ -92,11 +92,11 @@ impl PlexScanner {
     /// the call back).
     #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
     pub async fn scan(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Step {
-        let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
+        let Ok(id) = event.aggregate_id().parse::<DownloadId>() else {
             warn!("event with a malformed aggregate id");
             return Step::Done;
         };
-        let download = match self.downloads.load(id.into()).await {
+        let download = match self.downloads.load(id).await {
             Ok((download, _)) => download,
             Err(error) => return Step::retry(Context::new("cannot load the download", error)),
         };
@@ -151,11 +151,7 @@ impl PlexScanner {
             &event.event.id,
             event.event.correlationid.as_deref(),
         );
-        match self
-            .downloads
-            .execute(id.into(), command, None, &metadata)
-            .await
-        {
+        match self.downloads.execute(id, command, None, &metadata).await {
             Ok(_) => Step::Done,
             // A repeated scan request is harmless: Plex scans the folder again.
             Err(error) if error.is_transient() => {
