@@ -42,6 +42,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use medianest_domain::media_request::MediaType;
+use medianest_domain::ActorId;
 use medianest_http::openapi::Problem;
 use medianest_http::{ApiError, Caller, ProblemType, Query};
 use medianest_integrations::overseerr::{
@@ -632,7 +633,7 @@ pub(crate) async fn search(
     let catalog = catalog(&state)?;
     wait_for_position(&state, "requests", params.min_position, &headers).await?;
     let key = format!("search:{page}:{}", q.to_lowercase());
-    list_answer(&state, catalog, &caller.id.to_string(), key, || {
+    list_answer(&state, catalog, &caller.id, key, || {
         let q = q.clone();
         async move { catalog.client.search(&q, page).await }
     })
@@ -676,13 +677,9 @@ pub(crate) async fn discover(
     let catalog = catalog(&state)?;
     wait_for_position(&state, "requests", params.min_position, &headers).await?;
     let key = format!("discover:{}:{page}", list.slug());
-    list_answer(
-        &state,
-        catalog,
-        &caller.id.to_string(),
-        key,
-        || async move { catalog.client.discover(list, page).await },
-    )
+    list_answer(&state, catalog, &caller.id, key, || async move {
+        catalog.client.discover(list, page).await
+    })
     .await
 }
 
@@ -727,7 +724,7 @@ pub(crate) async fn movie(
     let mut entries = entries(
         &state,
         catalog,
-        &caller.id.to_string(),
+        &caller.id,
         std::slice::from_ref(&movie.item),
         &HashMap::new(),
     )
@@ -779,7 +776,7 @@ pub(crate) async fn tv(
     let mut entries = entries(
         &state,
         catalog,
-        &caller.id.to_string(),
+        &caller.id,
         std::slice::from_ref(&show.item),
         &known,
     )
@@ -896,7 +893,7 @@ pub(crate) async fn season(
 async fn list_answer<F, Fut>(
     state: &QueryState,
     catalog: &Catalog,
-    caller: &str,
+    caller: &ActorId,
     key: String,
     call: F,
 ) -> Result<Response, ApiError>
@@ -963,7 +960,7 @@ fn season_in_plex(in_plex: &InPlex, season: u32) -> (bool, bool) {
 async fn entry_page(
     state: &QueryState,
     catalog: &Catalog,
-    caller: &str,
+    caller: &ActorId,
     page: CatalogPage,
     origin: Origin,
 ) -> Result<EntryPage, ApiError> {
@@ -1058,7 +1055,7 @@ async fn active_requests(
 async fn entries(
     state: &QueryState,
     catalog: &Catalog,
-    caller: &str,
+    caller: &ActorId,
     items: &[CatalogItem],
     tmdb_seasons: &HashMap<u64, Vec<u32>>,
 ) -> Result<Vec<Entry>, ApiError> {
@@ -1121,7 +1118,7 @@ fn availability(
     plex: Option<&plex_library::Presence>,
     request: Option<&ActiveRequest>,
     tmdb_seasons: Option<&[u32]>,
-    caller: &str,
+    caller: &ActorId,
 ) -> Availability {
     if let Some(plex) = plex {
         let complete = match media_type {
@@ -1140,7 +1137,10 @@ fn availability(
         return Availability::Requested {
             request_id: request.id,
             request_status: request.status.clone(),
-            mine: request.requested_by == caller,
+            mine: request
+                .requested_by
+                .parse::<ActorId>()
+                .is_ok_and(|owner| owner == *caller),
             available_seasons,
         };
     }
@@ -1165,7 +1165,15 @@ mod tests {
         }
     }
 
-    fn request(by: &str) -> ActiveRequest {
+    fn me() -> ActorId {
+        ActorId::user(Uuid::from_u128(1))
+    }
+
+    fn other() -> ActorId {
+        ActorId::user(Uuid::from_u128(2))
+    }
+
+    fn request(by: &ActorId) -> ActiveRequest {
         ActiveRequest {
             id: Uuid::nil(),
             status: "approved".to_string(),
@@ -1180,7 +1188,7 @@ mod tests {
     fn a_show_is_available_only_with_every_tmdb_season_in_plex() {
         let plex = presence(&[0, 1, 2, 3]);
         assert!(matches!(
-            availability(MediaType::Tv, Some(&plex), None, Some(&[1, 2, 3]), "u"),
+            availability(MediaType::Tv, Some(&plex), None, Some(&[1, 2, 3]), &me()),
             Availability::Available { .. }
         ));
         assert_eq!(
@@ -1189,7 +1197,7 @@ mod tests {
                 Some(&presence(&[1, 2])),
                 None,
                 Some(&[1, 2, 3]),
-                "u"
+                &me()
             ),
             Availability::PartiallyAvailable {
                 seasons: vec![1, 2],
@@ -1198,7 +1206,7 @@ mod tests {
         );
         // Without TMDB's season list, what Plex has is only partial.
         assert!(matches!(
-            availability(MediaType::Tv, Some(&plex), None, None, "u"),
+            availability(MediaType::Tv, Some(&plex), None, None, &me()),
             Availability::PartiallyAvailable { .. }
         ));
     }
@@ -1208,9 +1216,9 @@ mod tests {
         let answer = availability(
             MediaType::Tv,
             Some(&presence(&[1])),
-            Some(&request("me")),
+            Some(&request(&me())),
             Some(&[1, 2]),
-            "me",
+            &me(),
         );
         assert_eq!(
             answer,
@@ -1222,11 +1230,17 @@ mod tests {
             }
         );
         assert!(matches!(
-            availability(MediaType::Movie, None, Some(&request("other")), None, "me"),
+            availability(
+                MediaType::Movie,
+                None,
+                Some(&request(&other())),
+                None,
+                &me()
+            ),
             Availability::Requested { mine: false, .. }
         ));
         assert_eq!(
-            availability(MediaType::Movie, None, None, None, "me"),
+            availability(MediaType::Movie, None, None, None, &me()),
             Availability::Requestable
         );
     }
