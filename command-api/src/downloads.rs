@@ -175,7 +175,7 @@ pub(crate) async fn queue(
         let id = Uuid::now_v7();
         intake
             .service
-            .precheck(id, &caller, &url)
+            .precheck(id.into(), &caller, &url)
             .await
             .map_err(problem)?;
         intake.url_check.check(&url).await?;
@@ -243,10 +243,10 @@ async fn run(
     created: bool,
 ) -> Answer {
     let expected = expected_version(headers)?;
-    let metadata = http_metadata(caller.id.as_str(), headers);
+    let metadata = http_metadata(&caller.id.to_string(), headers);
     let committed = intake
         .service
-        .execute(id, command, expected, &metadata)
+        .execute(id.into(), command, expected, &metadata)
         .await
         .map_err(problem)?;
     let status = if created {
@@ -342,7 +342,7 @@ async fn visible_to(intake: &DownloadIntake, id: Uuid, caller: &Actor) -> Result
     }
     let (download, _) = intake
         .service
-        .load(id)
+        .load(id.into())
         .await
         .map_err(|e| ApiError::internal(&e))?;
     match download.requested_by() {

@@ -358,7 +358,7 @@ pub(crate) async fn put_channel(
         settings,
         secrets_set: secrets.names(),
         updated_at: Utc::now(),
-        updated_by: caller.id.as_str().to_string(),
+        updated_by: caller.id.to_string(),
     };
     store::put_channel(
         &state.pool,
@@ -367,7 +367,7 @@ pub(crate) async fn put_channel(
     )
     .await
     .map_err(db)?;
-    tracing::info!(%channel, enabled = row.enabled, by = %caller.id.as_str(), "notification channel saved");
+    tracing::info!(%channel, enabled = row.enabled, by = %caller.id, "notification channel saved");
     Ok(axum::Json(ChannelView::of(channel, Some(row))).into_response())
 }
 
@@ -419,9 +419,9 @@ pub(crate) async fn test_channel(
     let config = ChannelConfig::parse(channel, &row.settings, secrets, notify.sender.policy())
         .await
         .map_err(config_problem)?;
-    let own: Option<String> = match Uuid::parse_str(caller.id.as_str()) {
-        Ok(id) => own_address(&state, id, channel).await?,
-        Err(_) => None,
+    let own: Option<String> = match caller.id.user_id() {
+        Some(id) => own_address(&state, id.into(), channel).await?,
+        None => None,
     };
     let to = if config.has_household_destination() {
         To::Household
@@ -654,7 +654,7 @@ pub(crate) async fn retry_delivery(
             format!("the delivery is {}", row.status),
         ));
     }
-    tracing::info!(%id, by = %caller.id.as_str(), "delivery retried");
+    tracing::info!(%id, by = %caller.id, "delivery retried");
     Ok((StatusCode::ACCEPTED, axum::Json(DeliveryView::from(row))).into_response())
 }
 
@@ -722,8 +722,11 @@ async fn preferences_view(state: &CommandState, id: Uuid) -> Result<PreferencesV
 }
 
 fn caller_uuid(caller: &Actor) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(caller.id.as_str())
-        .map_err(|_| ApiError::forbidden("only members have notification preferences"))
+    caller
+        .id
+        .user_id()
+        .map(Uuid::from)
+        .ok_or_else(|| ApiError::forbidden("only members have notification preferences"))
 }
 
 /// The caller's notification preferences.

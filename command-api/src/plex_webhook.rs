@@ -167,7 +167,11 @@ async fn handle(
             plex_rating_key: rating_key.clone(),
             source: Source::Plex,
         };
-        match state.requests.execute(id, command, None, &metadata).await {
+        match state
+            .requests
+            .execute(id.into(), command, None, &metadata)
+            .await
+        {
             Ok(committed) => updated.push(CommandAnswer::of(id, &committed)),
             // E.g. a request still pending approval: Plex's news does not approve it.
             Err(error) => tracing::info!(%id, %error, "Plex library.new not applied to request"),

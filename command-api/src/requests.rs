@@ -157,10 +157,10 @@ async fn run(
     created: bool,
 ) -> Answer {
     let expected = expected_version(headers)?;
-    let metadata = http_metadata(caller.id.as_str(), headers);
+    let metadata = http_metadata(&caller.id.to_string(), headers);
     let committed = state
         .requests
-        .execute(id, command, expected, &metadata)
+        .execute(id.into(), command, expected, &metadata)
         .await
         .map_err(problem)?;
     let status = if created {
@@ -377,7 +377,7 @@ async fn visible_to(
     }
     let (request, _) = state
         .requests
-        .load(id)
+        .load(id.into())
         .await
         .map_err(|e| ApiError::internal(&e))?;
     match request.requested_by() {

@@ -186,12 +186,12 @@ async fn open_session(
     user: SessionUser,
     method: SignInMethod,
 ) -> Result<Response, ApiError> {
-    let metadata = http_metadata(ActorId::user(user.id).as_str(), headers);
+    let metadata = http_metadata(&ActorId::user(user.id).to_string(), headers);
     let started = state
         .sessions
         .start(
             NewSession {
-                user_id: user.id,
+                user_id: user.id.into(),
                 method,
                 device: device(headers),
                 ip,
@@ -206,7 +206,7 @@ async fn open_session(
     let cookie = session_cookie(&started.token, max_age);
     let answer = SessionAnswer {
         token: started.token,
-        session_id: started.session_id,
+        session_id: started.session_id.into(),
         expires_at: started.expires_at,
         user,
     };
@@ -302,7 +302,7 @@ pub(crate) async fn login(
     }
     state.signin_limiter.record_success(&keys);
     let user = SessionUser {
-        id,
+        id: id.into(),
         username: account.username().unwrap_or_default().to_string(),
         role: account.role().unwrap_or(Role::User).as_str().to_string(),
     };
@@ -326,11 +326,11 @@ pub(crate) async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(session_id) = principal.session_id {
-        let metadata = http_metadata(principal.actor.id.as_str(), &headers);
+        let metadata = http_metadata(&principal.actor.id.to_string(), &headers);
         let committed = state
             .sessions
             .execute(
-                session_id,
+                session_id.into(),
                 UserSessionCommand::Revoke {
                     by: principal.actor.clone(),
                     reason: RevokeReason::Logout,
@@ -493,7 +493,7 @@ pub(crate) async fn exchange_pin(
     }
     state.signin_limiter.record_success(&keys);
     let user = SessionUser {
-        id,
+        id: id.into(),
         username: account.username().unwrap_or_default().to_string(),
         role: account.role().unwrap_or(Role::User).as_str().to_string(),
     };

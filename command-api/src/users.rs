@@ -20,7 +20,7 @@ use medianest_domain::user_account::{
     Quota, Quotas, UserAccount, UserAccountCommand, UserAccountError,
 };
 use medianest_domain::user_session::{RevokeReason, UserSessionCommand, UserSessionError};
-use medianest_domain::{Actor, ActorId, Role};
+use medianest_domain::{Actor, Role, SessionId};
 use medianest_http::auth::require_admin;
 use medianest_http::{ApiError, Caller, ProblemType};
 use medianest_store::{Committed, ExecuteError};
@@ -135,10 +135,10 @@ async fn run_admin(
     require_admin(caller, ADMINS_ONLY)?;
     let id = parse_user_id(raw_id)?;
     let expected = expected_version(headers)?;
-    let metadata = http_metadata(caller.id.as_str(), headers);
+    let metadata = http_metadata(&caller.id.to_string(), headers);
     let committed = state
         .accounts
-        .execute(id, command, expected, &metadata)
+        .execute(id.into(), command, expected, &metadata)
         .await
         .map_err(account_problem)?;
     Ok((id, committed))
@@ -298,7 +298,7 @@ async fn switch(
     let (id, committed) = run_admin(state, caller, raw_id, headers, command).await?;
     let mut position = committed.position;
     if disable {
-        let metadata = http_metadata(caller.id.as_str(), headers);
+        let metadata = http_metadata(&caller.id.to_string(), headers);
         let sessions = medianest_projections::sessions::of_user(&state.pool, id, false)
             .await
             .map_err(|e| ApiError::internal(&e))?;
@@ -307,7 +307,11 @@ async fn switch(
                 by: caller.clone(),
                 reason: RevokeReason::AccountDisabled,
             };
-            match state.sessions.execute(session.id, revoke, &metadata).await {
+            match state
+                .sessions
+                .execute(session.id.into(), revoke, &metadata)
+                .await
+            {
                 Ok(revoked) => position = position.max(revoked.position),
                 Err(ExecuteError::Rejected(UserSessionError::NotFound)) => {}
                 Err(other) => return Err(ApiError::internal(&other)),
@@ -369,16 +373,16 @@ pub(crate) async fn end_session(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("no such session");
-    let id: Uuid = raw_id.parse().map_err(|_| not_found())?;
+    let id: SessionId = raw_id.parse().map_err(|_| not_found())?;
     let (session, _) = state
         .sessions
         .load(id)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    if session.user_id().map(ActorId::user) != Some(caller.id.clone()) {
+    if session.user_id().is_none() || session.user_id() != caller.id.user_id() {
         return Err(not_found());
     }
-    let metadata = http_metadata(caller.id.as_str(), &headers);
+    let metadata = http_metadata(&caller.id.to_string(), &headers);
     let revoke = UserSessionCommand::Revoke {
         by: caller.clone(),
         reason: RevokeReason::Revoked,

@@ -141,7 +141,7 @@ async fn handle(
     let metadata = http_metadata("system:overseerr-webhook", headers);
     let committed = state
         .requests
-        .execute(id, command, None, &metadata)
+        .execute(id.into(), command, None, &metadata)
         .await
         .map_err(problem)?;
     Ok(Some(CommandAnswer::of(id, &committed)))

@@ -11,6 +11,7 @@
 pub mod actor;
 mod decision;
 pub mod download;
+pub mod ids;
 pub mod media_request;
 pub mod notification;
 pub mod public;
@@ -18,4 +19,5 @@ pub mod quota;
 pub mod user_account;
 pub mod user_session;
 
-pub use actor::{Actor, ActorId, Role};
+pub use actor::{Actor, ActorId, InvalidActorId, Role};
+pub use ids::{DownloadId, RequestId, SessionId, UserId};

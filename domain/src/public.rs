@@ -189,7 +189,7 @@ mod public_form_tests {
     use crate::user_account::SignInMethod;
     use crate::user_account::{Quota, UserAccountEvent};
     use crate::user_session::{Device, RevokeReason, UserSessionEvent};
-    use crate::{ActorId, Role};
+    use crate::{ActorId, Role, UserId};
 
     const EMAIL: &str = "jane@example.com";
     const HASH: &str =
@@ -212,8 +212,8 @@ mod public_form_tests {
         CLIENT_ID,
     ];
 
-    fn user_id() -> Uuid {
-        Uuid::from_u128(1)
+    fn user_id() -> UserId {
+        UserId::from(Uuid::from_u128(1))
     }
 
     fn admin() -> ActorId {
@@ -315,7 +315,7 @@ mod public_form_tests {
             role: Role::Admin,
             by: admin(),
         });
-        assert_eq!(data, json!({"role": "admin", "by": admin().as_str()}));
+        assert_eq!(data, json!({"role": "admin", "by": admin().to_string()}));
     }
 
     #[test]
@@ -327,7 +327,7 @@ mod public_form_tests {
         });
         assert_eq!(
             data,
-            json!({"movie": {"limit": 5, "days": 7}, "tv": null, "by": admin().as_str()})
+            json!({"movie": {"limit": 5, "days": 7}, "tv": null, "by": admin().to_string()})
         );
     }
 
@@ -335,11 +335,11 @@ mod public_form_tests {
     fn disabling_and_enabling_are_public() {
         assert_eq!(
             account(UserAccountEvent::Disabled { by: admin() }),
-            json!({"by": admin().as_str()})
+            json!({"by": admin().to_string()})
         );
         assert_eq!(
             account(UserAccountEvent::Enabled { by: admin() }),
-            json!({"by": admin().as_str()})
+            json!({"by": admin().to_string()})
         );
     }
 
@@ -412,7 +412,7 @@ mod public_form_tests {
                 by: admin(),
                 reason: RevokeReason::AccountDisabled,
             }),
-            json!({"by": admin().as_str(), "reason": "account_disabled"})
+            json!({"by": admin().to_string(), "reason": "account_disabled"})
         );
     }
 

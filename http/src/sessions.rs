@@ -91,8 +91,8 @@ impl SessionAuthenticator {
         }
         let (sessions, refreshing) = (self.sessions.clone(), self.refreshing.clone());
         tokio::spawn(async move {
-            let metadata = EventMetadata::for_actor(ActorId::user(user_id).as_str());
-            if let Err(error) = sessions.refresh(session_id, &metadata).await {
+            let metadata = EventMetadata::for_actor(&ActorId::user(user_id).to_string());
+            if let Err(error) = sessions.refresh(session_id.into(), &metadata).await {
                 tracing::debug!(%error, %session_id, "session refresh not written");
             }
             refreshing

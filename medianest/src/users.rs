@@ -4,14 +4,13 @@
 //! command line, hashed with argon2id and stored only as its hash in the `registered` event.
 
 use medianest_domain::user_account::UserAccountError;
-use medianest_domain::Role;
+use medianest_domain::{Role, UserId};
 use medianest_store::accounts::{
     AccountCommandError, Identity, Registration, RoleRule, UserAccounts,
 };
 use medianest_store::credentials::{hash_password, PasswordError};
 use medianest_store::{EventMetadata, ExecuteError};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 /// Why an account could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +20,7 @@ pub enum CreateUserError {
     Invalid(String),
     /// The username is taken.
     #[error("the username is taken (by account {0})")]
-    Taken(Uuid),
+    Taken(UserId),
     /// The database (or the hashing task) failed; the cause is the source.
     #[error("{0}")]
     Store(#[source] medianest_store::BoxError),
@@ -44,7 +43,7 @@ impl CreateUserError {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CreatedUser {
     /// The account id.
-    pub id: Uuid,
+    pub id: UserId,
     /// The username.
     pub username: String,
     /// `admin` or `user`.

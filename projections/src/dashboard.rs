@@ -197,7 +197,7 @@ fn fold_request(
         if rows.contains_key(&id) {
             return false;
         }
-        let user = requested_by.as_str();
+        let user = &requested_by.to_string();
         deltas.total(user, "request_status", "pending", (1, 0, 0));
         deltas.total(
             user,
@@ -266,7 +266,7 @@ fn fold_download(
         if rows.contains_key(&id) {
             return false;
         }
-        let user = requested_by.as_str();
+        let user = &requested_by.to_string();
         deltas.total(user, "download_status", "queued", (1, 0, 0));
         deltas.day(user, time, Day::Downloads);
         rows.insert(

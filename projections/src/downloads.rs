@@ -61,7 +61,7 @@ impl Projection for DownloadsProjection {
             )
             .bind(id)
             .bind(sequence)
-            .bind(requested_by.as_str())
+            .bind(requested_by.to_string())
             .bind(url)
             .bind(kind_name(kind))
             .bind(quality.as_str())

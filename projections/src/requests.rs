@@ -113,7 +113,7 @@ fn fold(
                 seasons: seasons.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
                 is_4k,
                 note,
-                requested_by: requested_by.as_str().to_string(),
+                requested_by: requested_by.to_string(),
                 approved_by: None,
                 overseerr_request_id: None,
                 available_seasons: None,

@@ -139,7 +139,7 @@ async fn apply_requests(
         .iter()
         .filter_map(|(_, _, e)| match e {
             MediaRequestEvent::Submitted { requested_by, .. } => {
-                requested_by.as_str().parse::<Uuid>().ok()
+                requested_by.user_id().map(Uuid::from)
             }
             _ => None,
         })
@@ -187,10 +187,8 @@ fn fold(
             return false;
         }
         let requester = requested_by
-            .as_str()
-            .parse::<Uuid>()
-            .ok()
-            .and_then(|user| names.get(&user).cloned());
+            .user_id()
+            .and_then(|user| names.get(&user.as_uuid()).cloned());
         rows.insert(
             id,
             SearchRow {
@@ -200,7 +198,7 @@ fn fold(
                 media_type: media.media_type.as_str().to_string(),
                 title: media.title,
                 year: media.year.map(i32::from),
-                requested_by: requested_by.as_str().to_string(),
+                requested_by: requested_by.to_string(),
                 requester,
                 created_at: time,
                 updated_at: time,

@@ -64,7 +64,7 @@ impl Projection for SessionsProjection {
                 )
                 .bind(id)
                 .bind(sequence)
-                .bind(user_id)
+                .bind(user_id.as_uuid())
                 .bind(method.as_str())
                 .bind(serde_json::to_value(device).unwrap_or(Value::Null))
                 .bind(ip)

@@ -42,6 +42,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use medianest_domain::media_request::MediaType;
+use medianest_domain::ActorId;
 use medianest_http::{ApiError, Caller, ProblemType, Query};
 use medianest_integrations::overseerr::{
     self, CatalogItem, CatalogPage, DiscoverList, MovieDetails, OverseerrClient, OverseerrError,
@@ -631,7 +632,7 @@ pub(crate) async fn search(
     let catalog = catalog(&state)?;
     wait_for_position(&state, "requests", params.min_position, &headers).await?;
     let key = format!("search:{page}:{}", q.to_lowercase());
-    list_answer(&state, catalog, caller.id.as_str(), key, || {
+    list_answer(&state, catalog, &caller.id, key, || {
         let q = q.clone();
         async move { catalog.client.search(&q, page).await }
     })
@@ -675,7 +676,7 @@ pub(crate) async fn discover(
     let catalog = catalog(&state)?;
     wait_for_position(&state, "requests", params.min_position, &headers).await?;
     let key = format!("discover:{}:{page}", list.slug());
-    list_answer(&state, catalog, caller.id.as_str(), key, || async move {
+    list_answer(&state, catalog, &caller.id, key, || async move {
         catalog.client.discover(list, page).await
     })
     .await
@@ -722,7 +723,7 @@ pub(crate) async fn movie(
     let mut entries = entries(
         &state,
         catalog,
-        caller.id.as_str(),
+        &caller.id,
         std::slice::from_ref(&movie.item),
         &HashMap::new(),
     )
@@ -774,7 +775,7 @@ pub(crate) async fn tv(
     let mut entries = entries(
         &state,
         catalog,
-        caller.id.as_str(),
+        &caller.id,
         std::slice::from_ref(&show.item),
         &known,
     )
@@ -891,7 +892,7 @@ pub(crate) async fn season(
 async fn list_answer<F, Fut>(
     state: &QueryState,
     catalog: &Catalog,
-    caller: &str,
+    caller: &ActorId,
     key: String,
     call: F,
 ) -> Result<Response, ApiError>
@@ -958,7 +959,7 @@ fn season_in_plex(in_plex: &InPlex, season: u32) -> (bool, bool) {
 async fn entry_page(
     state: &QueryState,
     catalog: &Catalog,
-    caller: &str,
+    caller: &ActorId,
     page: CatalogPage,
     origin: Origin,
 ) -> Result<EntryPage, ApiError> {
@@ -1053,7 +1054,7 @@ async fn active_requests(
 async fn entries(
     state: &QueryState,
     catalog: &Catalog,
-    caller: &str,
+    caller: &ActorId,
     items: &[CatalogItem],
     tmdb_seasons: &HashMap<u64, Vec<u32>>,
 ) -> Result<Vec<Entry>, ApiError> {
@@ -1116,7 +1117,7 @@ fn availability(
     plex: Option<&plex_library::Presence>,
     request: Option<&ActiveRequest>,
     tmdb_seasons: Option<&[u32]>,
-    caller: &str,
+    caller: &ActorId,
 ) -> Availability {
     if let Some(plex) = plex {
         let complete = match media_type {
@@ -1135,7 +1136,10 @@ fn availability(
         return Availability::Requested {
             request_id: request.id,
             request_status: request.status.clone(),
-            mine: request.requested_by == caller,
+            mine: request
+                .requested_by
+                .parse::<ActorId>()
+                .is_ok_and(|owner| owner == *caller),
             available_seasons,
         };
     }
@@ -1160,7 +1164,15 @@ mod tests {
         }
     }
 
-    fn request(by: &str) -> ActiveRequest {
+    fn me() -> ActorId {
+        ActorId::user(Uuid::from_u128(1))
+    }
+
+    fn other() -> ActorId {
+        ActorId::user(Uuid::from_u128(2))
+    }
+
+    fn request(by: &ActorId) -> ActiveRequest {
         ActiveRequest {
             id: Uuid::nil(),
             status: "approved".to_string(),
@@ -1175,7 +1187,7 @@ mod tests {
     fn a_show_is_available_only_with_every_tmdb_season_in_plex() {
         let plex = presence(&[0, 1, 2, 3]);
         assert!(matches!(
-            availability(MediaType::Tv, Some(&plex), None, Some(&[1, 2, 3]), "u"),
+            availability(MediaType::Tv, Some(&plex), None, Some(&[1, 2, 3]), &me()),
             Availability::Available { .. }
         ));
         assert_eq!(
@@ -1184,7 +1196,7 @@ mod tests {
                 Some(&presence(&[1, 2])),
                 None,
                 Some(&[1, 2, 3]),
-                "u"
+                &me()
             ),
             Availability::PartiallyAvailable {
                 seasons: vec![1, 2],
@@ -1193,7 +1205,7 @@ mod tests {
         );
         // Without TMDB's season list, what Plex has is only partial.
         assert!(matches!(
-            availability(MediaType::Tv, Some(&plex), None, None, "u"),
+            availability(MediaType::Tv, Some(&plex), None, None, &me()),
             Availability::PartiallyAvailable { .. }
         ));
     }
@@ -1203,9 +1215,9 @@ mod tests {
         let answer = availability(
             MediaType::Tv,
             Some(&presence(&[1])),
-            Some(&request("me")),
+            Some(&request(&me())),
             Some(&[1, 2]),
-            "me",
+            &me(),
         );
         assert_eq!(
             answer,
@@ -1217,11 +1229,17 @@ mod tests {
             }
         );
         assert!(matches!(
-            availability(MediaType::Movie, None, Some(&request("other")), None, "me"),
+            availability(
+                MediaType::Movie,
+                None,
+                Some(&request(&other())),
+                None,
+                &me()
+            ),
             Availability::Requested { mine: false, .. }
         ));
         assert_eq!(
-            availability(MediaType::Movie, None, None, None, "me"),
+            availability(MediaType::Movie, None, None, None, &me()),
             Availability::Requestable
         );
     }

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use medianest_domain::download::DownloadStatus;
+use medianest_domain::ActorId;
 use medianest_http::{ApiError, Caller, Query};
 use medianest_nats::ProgressBoard;
 use medianest_projections::downloads::{self, DownloadFilter, DownloadRow};
@@ -240,7 +241,13 @@ pub(crate) async fn detail(
     let row = downloads::get(&state.pool, id)
         .await
         .map_err(|e| ApiError::internal(&e))?
-        .filter(|row| caller.is_admin() || row.requested_by == caller.id.as_str())
+        .filter(|row| {
+            caller.is_admin()
+                || row
+                    .requested_by
+                    .parse::<ActorId>()
+                    .is_ok_and(|owner| owner == caller.id)
+        })
         .ok_or_else(not_found)?;
     let mut view = DownloadView::of(&row, true);
     if row.status == DownloadStatus::Running.as_str() {

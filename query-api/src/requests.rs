@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use medianest_domain::media_request::{MediaType, RequestStatus};
-use medianest_domain::Actor;
+use medianest_domain::{Actor, ActorId};
 use medianest_http::{ApiError, Caller, Query};
 use medianest_projections::requests::{self, RequestFilter, RequestRow};
 use medianest_store::log;
@@ -169,7 +169,11 @@ pub(crate) struct History {
 }
 
 fn visible(caller: &Actor, row: &RequestRow) -> bool {
-    caller.is_admin() || row.requested_by == caller.id.as_str()
+    caller.is_admin()
+        || row
+            .requested_by
+            .parse::<ActorId>()
+            .is_ok_and(|owner| owner == caller.id)
 }
 
 /// Lists requests, newest first (non-admins: their own).

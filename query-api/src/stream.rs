@@ -68,7 +68,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures::StreamExt;
-use medianest_domain::Actor;
+use medianest_domain::{Actor, ActorId};
 use medianest_http::auth::{request_token, AuthRejection, Authenticated};
 use medianest_http::{ApiError, Authenticator, ProblemType, Query};
 use medianest_nats::progress::ProgressUpdate;
@@ -658,12 +658,18 @@ struct Viewer {
 
 impl Viewer {
     fn sees(&self, aggregate_type: &str, owner: Option<&str>) -> bool {
-        self.actor.is_admin()
-            || (OWNED.contains(&aggregate_type) && owner == Some(self.actor.id.as_str()))
+        self.actor.is_admin() || (OWNED.contains(&aggregate_type) && self.owns(owner))
     }
 
     fn sees_progress(&self, owner: Option<&str>) -> bool {
-        self.actor.is_admin() || owner == Some(self.actor.id.as_str())
+        self.actor.is_admin() || self.owns(owner)
+    }
+
+    /// Whether `owner` (an actor id as written on the wire) is the viewer.
+    fn owns(&self, owner: Option<&str>) -> bool {
+        owner
+            .and_then(|owner| owner.parse::<ActorId>().ok())
+            .is_some_and(|owner| owner == self.actor.id)
     }
 
     /// Whether an event (of type `kind`) ends the caller's right to this stream as opened:
@@ -678,7 +684,10 @@ impl Viewer {
                     && matches!(kind, "revoked" | "expired")
             }
             "user_account" => {
-                aggregate_id == self.actor.id.as_str()
+                self.actor
+                    .id
+                    .user_id()
+                    .is_some_and(|me| aggregate_id.parse() == Ok(me))
                     && matches!(kind, "disabled" | "role_changed")
             }
             _ => false,
@@ -888,7 +897,7 @@ impl Client {
                 AND (tx_id, global_position) > ($3::bigint::text::xid8, $4)",
         )
         .bind(session)
-        .bind(self.viewer.actor.id.as_str())
+        .bind(self.viewer.actor.id.to_string())
         .bind(self.connected_at.tx_id)
         .bind(self.connected_at.position)
         .fetch_all(&self.hub.pool)

@@ -236,7 +236,7 @@ async fn user_view(state: &QueryState, row: UserRow, usage: bool) -> Result<User
 }
 
 fn caller_uuid(caller: &medianest_domain::Actor) -> Result<Uuid, ApiError> {
-    caller.id.as_str().parse().map_err(|_| {
+    caller.id.user_id().map(Uuid::from).ok_or_else(|| {
         ApiError::not_found("no account: the bootstrap token has no profile; sign in instead")
     })
 }

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use medianest_domain::user_account::{UserAccount, UserAccountCommand, UserAccountError};
-use medianest_domain::Role;
+use medianest_domain::{Role, UserId};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -66,7 +66,7 @@ pub enum AccountCommandError {
     #[error("an account with this identity already exists: {existing}")]
     Taken {
         /// The existing account.
-        existing: Uuid,
+        existing: UserId,
     },
     /// The aggregate or the store refused it.
     #[error(transparent)]
@@ -117,7 +117,7 @@ impl UserAccounts {
     /// [`ExecuteError::Store`].
     pub async fn load(
         &self,
-        id: Uuid,
+        id: UserId,
     ) -> Result<(UserAccount, i64), ExecuteError<UserAccountError>> {
         self.executor.load(&id.to_string()).await
     }
@@ -128,7 +128,7 @@ impl UserAccounts {
     /// The executor's errors; `Rejected(NotFound)` for an unknown id.
     pub async fn execute(
         &self,
-        id: Uuid,
+        id: UserId,
         command: UserAccountCommand,
         expected_version: Option<i64>,
         metadata: &EventMetadata,
@@ -143,7 +143,7 @@ impl UserAccounts {
     ///
     /// # Errors
     /// The database error.
-    pub async fn find(&self, identity: &Identity) -> Result<Option<Uuid>, sqlx::Error> {
+    pub async fn find(&self, identity: &Identity) -> Result<Option<UserId>, sqlx::Error> {
         sqlx::query_scalar(
             "SELECT i.user_id FROM user_identities i
               WHERE i.kind = $1 AND i.key = $2
@@ -154,6 +154,7 @@ impl UserAccounts {
         .bind(identity.key())
         .fetch_optional(&self.pool)
         .await
+        .map(|found: Option<Uuid>| found.map(UserId::from))
     }
 
     /// Registers a new account under `identity` with the role `rule` decides.
@@ -167,8 +168,8 @@ impl UserAccounts {
         registration: Registration,
         rule: RoleRule,
         metadata: &EventMetadata,
-    ) -> Result<(Uuid, Committed<UserAccount>), AccountCommandError> {
-        let id = Uuid::now_v7();
+    ) -> Result<(UserId, Committed<UserAccount>), AccountCommandError> {
+        let id = UserId::new();
         let role = self.reserve(identity, id, rule).await?;
         let command = UserAccountCommand::Register {
             user_id: id,
@@ -187,7 +188,7 @@ impl UserAccounts {
                 )
                 .bind(identity.kind())
                 .bind(identity.key())
-                .bind(id)
+                .bind(id.as_uuid())
                 .execute(&self.pool)
                 .await?;
                 Err(error.into())
@@ -199,7 +200,7 @@ impl UserAccounts {
     async fn reserve(
         &self,
         identity: &Identity,
-        id: Uuid,
+        id: UserId,
         rule: RoleRule,
     ) -> Result<Role, AccountCommandError> {
         let mut tx = self.pool.begin().await?;
@@ -221,7 +222,9 @@ impl UserAccounts {
         .await?;
         match holder {
             Some((existing, true, _)) | Some((existing, false, false)) => {
-                return Err(AccountCommandError::Taken { existing });
+                return Err(AccountCommandError::Taken {
+                    existing: existing.into(),
+                });
             }
             Some((_, false, true)) | None => {}
         }
@@ -231,7 +234,7 @@ impl UserAccounts {
         )
         .bind(identity.kind())
         .bind(identity.key())
-        .bind(id)
+        .bind(id.as_uuid())
         .execute(&mut *tx)
         .await?;
         let role = match rule {
@@ -303,7 +306,7 @@ impl UserAccounts {
         pin_id: u64,
         plex: PlexAccount,
         metadata: &EventMetadata,
-    ) -> Result<(Uuid, UserAccount), PlexSignInError> {
+    ) -> Result<(UserId, UserAccount), PlexSignInError> {
         let first_use: Option<i64> = sqlx::query_scalar(
             "INSERT INTO plex_pins_used (pin_id) VALUES ($1) ON CONFLICT DO NOTHING
              RETURNING pin_id",

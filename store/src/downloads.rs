@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use medianest_domain::download::{Download, DownloadCommand, DownloadError, DownloadServices};
-use medianest_domain::Actor;
+use medianest_domain::{Actor, DownloadId};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
@@ -45,7 +45,7 @@ pub enum DownloadCommandError {
     #[error("this URL is already queued or running for you: {existing}")]
     Duplicate {
         /// The existing download's id.
-        existing: Uuid,
+        existing: DownloadId,
     },
     /// The user queued `limit` downloads in the last hour (429).
     #[error("you may queue {limit} downloads per hour; the next slot frees at {next_slot_at}")]
@@ -115,13 +115,13 @@ impl Downloads {
     /// As [`Downloads::execute`] for a `Queue`.
     pub async fn precheck(
         &self,
-        id: Uuid,
+        id: DownloadId,
         requested_by: &Actor,
         url: &str,
     ) -> Result<(), DownloadCommandError> {
         let url = self.check_url(url).map_err(ExecuteError::Rejected)?;
         let limited = !requested_by.is_admin();
-        let mut lock = UserLock::acquire(&self.pool, requested_by.id.as_str()).await?;
+        let mut lock = UserLock::acquire(&self.pool, &requested_by.id.to_string()).await?;
         self.claim(&mut lock, id, &url, limited, false).await
     }
 
@@ -129,7 +129,10 @@ impl Downloads {
     ///
     /// # Errors
     /// [`ExecuteError::Store`].
-    pub async fn load(&self, id: Uuid) -> Result<(Download, i64), ExecuteError<DownloadError>> {
+    pub async fn load(
+        &self,
+        id: DownloadId,
+    ) -> Result<(Download, i64), ExecuteError<DownloadError>> {
         self.executor.load(&id.to_string()).await
     }
 
@@ -146,7 +149,7 @@ impl Downloads {
     /// non-admin's `Queue` exceeds the per-user limit; otherwise the executor's errors.
     pub async fn execute(
         &self,
-        id: Uuid,
+        id: DownloadId,
         command: DownloadCommand,
         expected_version: Option<i64>,
         metadata: &EventMetadata,
@@ -160,7 +163,7 @@ impl Downloads {
                 // refused here, before the ledger is touched.
                 let url = self.check_url(url).map_err(ExecuteError::Rejected)?;
                 let limited = !requested_by.is_admin();
-                let mut held = UserLock::acquire(&self.pool, requested_by.id.as_str()).await?;
+                let mut held = UserLock::acquire(&self.pool, &requested_by.id.to_string()).await?;
                 self.claim(&mut held, id, &url, limited, true).await?;
                 lock = Some(held);
             }
@@ -171,7 +174,7 @@ impl Downloads {
                     (ended, current.requested_by(), current.url())
                 {
                     // A retry is not a new download: it does not count against the limit.
-                    let mut held = UserLock::acquire(&self.pool, owner.as_str()).await?;
+                    let mut held = UserLock::acquire(&self.pool, &owner.to_string()).await?;
                     self.claim(&mut held, id, url, false, true).await?;
                     lock = Some(held);
                 }
@@ -206,7 +209,7 @@ impl Downloads {
     async fn claim(
         &self,
         lock: &mut UserLock,
-        id: Uuid,
+        id: DownloadId,
         url: &str,
         limited: bool,
         record: bool,
@@ -218,15 +221,15 @@ impl Downloads {
         )
         .bind(&user)
         .bind(url)
-        .bind(id)
+        .bind(id.as_uuid())
         .fetch_all(&mut *lock.conn)
         .await?;
-        for holder in holders {
+        for holder in holders.into_iter().map(DownloadId::from) {
             if self.still_active(holder).await? {
                 return Err(DownloadCommandError::Duplicate { existing: holder });
             }
             sqlx::query("UPDATE download_ledger SET active = false WHERE download_id = $1")
-                .bind(holder)
+                .bind(holder.as_uuid())
                 .execute(&mut *lock.conn)
                 .await?;
         }
@@ -257,7 +260,7 @@ impl Downloads {
                 "INSERT INTO download_ledger (download_id, user_id, url) VALUES ($1, $2, $3)
                  ON CONFLICT (download_id) DO UPDATE SET active = true",
             )
-            .bind(id)
+            .bind(id.as_uuid())
             .bind(&user)
             .bind(url)
             .execute(&mut *lock.conn)
@@ -268,7 +271,7 @@ impl Downloads {
 
     /// Whether the ledger's `holder` still holds its URL: its download is queued or running,
     /// or it was never written and is still within the grace of a queueing in flight.
-    async fn still_active(&self, holder: Uuid) -> Result<bool, DownloadCommandError> {
+    async fn still_active(&self, holder: DownloadId) -> Result<bool, DownloadCommandError> {
         let (download, version) = self.load(holder).await?;
         Ok(match download.status() {
             Some(status) => is_active(status),
@@ -276,7 +279,7 @@ impl Downloads {
                 let queued_at: Option<DateTime<Utc>> = sqlx::query_scalar(
                     "SELECT queued_at FROM download_ledger WHERE download_id = $1",
                 )
-                .bind(holder)
+                .bind(holder.as_uuid())
                 .fetch_optional(&self.pool)
                 .await?;
                 version == 0
@@ -291,11 +294,11 @@ impl Downloads {
 
     /// After a refused `Queue` or `Retry`: a never-written download's row is removed (it
     /// neither counts nor holds its URL); an existing one goes back to what its status says.
-    async fn undo_claim(&self, id: Uuid, lock: UserLock) -> Result<(), DownloadCommandError> {
+    async fn undo_claim(&self, id: DownloadId, lock: UserLock) -> Result<(), DownloadCommandError> {
         let (current, _) = self.load(id).await?;
         if current.status().is_none() {
             sqlx::query("DELETE FROM download_ledger WHERE download_id = $1")
-                .bind(id)
+                .bind(id.as_uuid())
                 .execute(&self.pool)
                 .await?;
             return Ok(());
@@ -305,14 +308,18 @@ impl Downloads {
 
     /// Marks `id` ended in the ledger, under its user's lock (`held`, or taken here), if the
     /// download — read again under the lock — has ended.
-    async fn release(&self, id: Uuid, held: Option<UserLock>) -> Result<(), DownloadCommandError> {
+    async fn release(
+        &self,
+        id: DownloadId,
+        held: Option<UserLock>,
+    ) -> Result<(), DownloadCommandError> {
         let mut lock = match held {
             Some(lock) => lock,
             None => {
                 let user: Option<String> = sqlx::query_scalar(
                     "SELECT user_id FROM download_ledger WHERE download_id = $1",
                 )
-                .bind(id)
+                .bind(id.as_uuid())
                 .fetch_optional(&self.pool)
                 .await?;
                 let Some(user) = user else {
@@ -326,7 +333,7 @@ impl Downloads {
             sqlx::query(
                 "UPDATE download_ledger SET active = false WHERE download_id = $1 AND active",
             )
-            .bind(id)
+            .bind(id.as_uuid())
             .execute(&mut *lock.conn)
             .await?;
         }

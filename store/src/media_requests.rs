@@ -28,7 +28,7 @@ use medianest_domain::media_request::{
 };
 use medianest_domain::quota::{self, QuotaExceeded};
 use medianest_domain::user_account::{Quotas, UserAccount};
-use medianest_domain::Actor;
+use medianest_domain::{Actor, RequestId};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -46,7 +46,7 @@ pub enum MediaRequestCommandError {
     #[error("an active request for this media already exists: {existing}")]
     Duplicate {
         /// The existing request's id.
-        existing: Uuid,
+        existing: RequestId,
     },
     /// The requester's quota for this media type is used up (403, with the numbers).
     #[error("{media_type} {exceeded}")]
@@ -150,7 +150,7 @@ impl MediaRequests {
     /// [`ExecuteError::Store`].
     pub async fn load(
         &self,
-        id: Uuid,
+        id: RequestId,
     ) -> Result<(MediaRequest, i64), ExecuteError<MediaRequestError>> {
         self.executor.load(&id.to_string()).await
     }
@@ -163,7 +163,7 @@ impl MediaRequests {
     /// non-admin's `Submit` exceeds their quota; otherwise the executor's errors.
     pub async fn execute(
         &self,
-        id: Uuid,
+        id: RequestId,
         command: MediaRequestCommand,
         expected_version: Option<i64>,
         metadata: &EventMetadata,
@@ -223,7 +223,7 @@ impl MediaRequests {
                     sqlx::query(
                         "UPDATE request_quota_ledger SET released = true WHERE request_id = $1",
                     )
-                    .bind(id)
+                    .bind(id.as_uuid())
                     .execute(&self.pool)
                     .await?;
                 }
@@ -234,7 +234,7 @@ impl MediaRequests {
                        AND NOT EXISTS (SELECT 1 FROM events e WHERE e.aggregate_type = 'media_request'
                                         AND e.aggregate_id = l.request_id::text)",
                 )
-                .bind(id)
+                .bind(id.as_uuid())
                 .execute(&self.pool)
                 .await?;
                 if let Some(key) = reserve {
@@ -282,19 +282,19 @@ impl MediaRequests {
         &self,
         actor: &Actor,
         media_type: MediaType,
-        id: Uuid,
+        id: RequestId,
     ) -> Result<(), MediaRequestCommandError> {
-        let user = actor.id.as_str();
+        let user = &actor.id.to_string();
         let applies = if actor.is_admin() {
             None
         } else {
-            let own = match actor.id.as_str().parse::<Uuid>() {
-                Ok(uuid) => self
+            let own = match actor.id.user_id() {
+                Some(user_id) => self
                     .accounts
-                    .load(&uuid.to_string())
+                    .load(&user_id.to_string())
                     .await
                     .map(|(a, _)| a.quotas()),
-                Err(_) => Ok(Quotas::default()),
+                None => Ok(Quotas::default()),
             }
             .map_err(|e| ExecuteError::<MediaRequestError>::Store(Box::new(e)))?;
             own.of(media_type).or(self.default_quotas.of(media_type))
@@ -305,7 +305,7 @@ impl MediaRequests {
             // No limit to check: the ledger row alone, without the lock and its transaction
             // (one round trip instead of four on the submit path).
             sqlx::query(ledger)
-                .bind(id)
+                .bind(id.as_uuid())
                 .bind(user)
                 .bind(media_type.as_str())
                 .execute(&self.pool)
@@ -328,7 +328,7 @@ impl MediaRequests {
             }
         })?;
         sqlx::query(ledger)
-            .bind(id)
+            .bind(id.as_uuid())
             .bind(user)
             .bind(media_type.as_str())
             .execute(&mut *tx)
@@ -338,7 +338,7 @@ impl MediaRequests {
     }
 
     /// Reserves `key` for `id`, taking over reservations left behind by crashes.
-    async fn reserve(&self, key: MediaKey, id: Uuid) -> Result<(), MediaRequestCommandError> {
+    async fn reserve(&self, key: MediaKey, id: RequestId) -> Result<(), MediaRequestCommandError> {
         for _ in 0..3 {
             let holder: Option<(Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
                 "WITH inserted AS (
@@ -355,12 +355,13 @@ impl MediaRequests {
             .bind(key.media_type.as_str())
             .bind(key.tmdb_id)
             .bind(key.is_4k)
-            .bind(id)
+            .bind(id.as_uuid())
             .fetch_optional(&self.pool)
             .await?;
             let Some((holder, reserved_at)) = holder else {
                 continue; // released between the two statements: try again
             };
+            let holder = RequestId::from(holder);
             if holder == id {
                 return Ok(());
             }
@@ -384,15 +385,15 @@ impl MediaRequests {
             .bind(key.media_type.as_str())
             .bind(key.tmdb_id)
             .bind(key.is_4k)
-            .bind(holder)
-            .bind(id)
+            .bind(holder.as_uuid())
+            .bind(id.as_uuid())
             .execute(&self.pool)
             .await?;
         }
         Err(ExecuteError::Conflict.into())
     }
 
-    async fn release(&self, key: MediaKey, id: Uuid) -> Result<(), sqlx::Error> {
+    async fn release(&self, key: MediaKey, id: RequestId) -> Result<(), sqlx::Error> {
         sqlx::query(
             "DELETE FROM media_request_reservations
               WHERE media_type = $1 AND tmdb_id = $2 AND is_4k = $3 AND request_id = $4",
@@ -400,7 +401,7 @@ impl MediaRequests {
         .bind(key.media_type.as_str())
         .bind(key.tmdb_id)
         .bind(key.is_4k)
-        .bind(id)
+        .bind(id.as_uuid())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use medianest_domain::user_account::SignInMethod;
 use medianest_domain::user_session::{Device, UserSession, UserSessionCommand, UserSessionError};
+use medianest_domain::{SessionId, UserId};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::credentials::new_token;
 use crate::executor::{CommandExecutor, Committed, ExecuteError};
@@ -20,7 +20,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 #[derive(Debug, Clone)]
 pub struct NewSession {
     /// The account.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// How the user signed in.
     pub method: SignInMethod,
     /// The client's description of itself.
@@ -34,7 +34,7 @@ pub struct NewSession {
 /// A started session: the token is in the clear here and nowhere else.
 pub struct StartedSession {
     /// The session id.
-    pub session_id: Uuid,
+    pub session_id: SessionId,
     /// The bearer token, shown to the caller once.
     pub token: String,
     /// When the session ends unless used.
@@ -88,7 +88,7 @@ impl UserSessions {
         new: NewSession,
         metadata: &EventMetadata,
     ) -> Result<StartedSession, ExecuteError<UserSessionError>> {
-        let session_id = Uuid::now_v7();
+        let session_id = SessionId::new();
         let minted = new_token();
         let now = Utc::now();
         let expires_at = self.expiry_from(now);
@@ -117,7 +117,7 @@ impl UserSessions {
     /// The executor's errors; `Rejected(Ended)` for an ended session.
     pub async fn refresh(
         &self,
-        id: Uuid,
+        id: SessionId,
         metadata: &EventMetadata,
     ) -> Result<Committed<UserSession>, ExecuteError<UserSessionError>> {
         let now = Utc::now();
@@ -134,7 +134,7 @@ impl UserSessions {
     /// The executor's errors.
     pub async fn execute(
         &self,
-        id: Uuid,
+        id: SessionId,
         command: UserSessionCommand,
         metadata: &EventMetadata,
     ) -> Result<Committed<UserSession>, ExecuteError<UserSessionError>> {
@@ -149,7 +149,7 @@ impl UserSessions {
     /// [`ExecuteError::Store`].
     pub async fn load(
         &self,
-        id: Uuid,
+        id: SessionId,
     ) -> Result<(UserSession, i64), ExecuteError<UserSessionError>> {
         self.executor.load(&id.to_string()).await
     }

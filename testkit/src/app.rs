@@ -637,6 +637,7 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("create {username}: {e}"))
             .id
+            .into()
     }
 
     /// `POST /api/v1/auth/login` with `username` and `password`.

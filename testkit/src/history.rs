@@ -8,7 +8,7 @@ use std::time::Duration;
 use medianest_domain::download::{
     Container, DownloadCommand, DownloadKind, DownloadServices, Quality,
 };
-use medianest_domain::Actor;
+use medianest_domain::{Actor, DownloadId};
 use medianest_store::checkpoint;
 use medianest_store::downloads::Downloads;
 use medianest_store::EventMetadata;
@@ -101,7 +101,7 @@ pub async fn scripted(app: &TestApp) -> History {
     assert_eq!(webhook.status(), 202);
 
     let downloads = Downloads::new(app.pool.clone(), DownloadServices::default(), None);
-    let run = |id: Uuid, command: DownloadCommand| {
+    let run = |id: DownloadId, command: DownloadCommand| {
         let downloads = &downloads;
         async move {
             downloads
@@ -110,7 +110,7 @@ pub async fn scripted(app: &TestApp) -> History {
                 .unwrap_or_else(|e| panic!("download command: {e}"));
         }
     };
-    let (done, stopped) = (Uuid::now_v7(), Uuid::now_v7());
+    let (done, stopped) = (DownloadId::new(), DownloadId::new());
     run(
         done,
         DownloadCommand::Queue {
@@ -178,7 +178,7 @@ pub async fn scripted(app: &TestApp) -> History {
     History {
         users: vec![alice, bob],
         requests,
-        downloads: vec![done, stopped],
+        downloads: vec![done.into(), stopped.into()],
     }
 }
 

@@ -282,7 +282,7 @@ impl Downloader {
     #[instrument(skip(self, cause, shutdown), fields(cause = %cause.id))]
     async fn download(&self, id: Uuid, cause: Cause, shutdown: CancellationToken) {
         let metadata = EventMetadata::caused_by(WORKER, &cause.id, cause.correlation.as_deref());
-        let current = match self.downloads.load(id).await {
+        let current = match self.downloads.load(id.into()).await {
             Ok((current, _)) => current,
             Err(error) => {
                 warn!(%error, "cannot load the download");
@@ -383,7 +383,7 @@ impl Downloader {
             .run(
                 || {
                     self.downloads
-                        .execute(id, command.clone(), expected_version, metadata)
+                        .execute(id.into(), command.clone(), expected_version, metadata)
                 },
                 |error| {
                     matches!(
@@ -500,7 +500,7 @@ impl Downloader {
     async fn watch(self, attempt: Attempt, superseded: CancellationToken) {
         loop {
             tokio::time::sleep(self.config.cancel_poll).await;
-            match self.downloads.load(attempt.id).await {
+            match self.downloads.load(attempt.id.into()).await {
                 Ok((download, _)) => {
                     if download.status() != Some(DownloadStatus::Running)
                         || download.attempt() != attempt.number

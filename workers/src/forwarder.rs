@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use medianest_domain::media_request::{self, MediaRequestCommand, RequestStatus, Source};
+use medianest_domain::RequestId;
 use medianest_integrations::overseerr::{
     CreateRequest, MediaType, OverseerrClient, OverseerrError, Seasons,
 };
@@ -36,7 +37,6 @@ use medianest_store::media_requests::MediaRequests;
 use medianest_store::EventMetadata;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
-use uuid::Uuid;
 
 use crate::breaker::{CircuitBreaker, Guarded};
 use crate::consumer::{self, Backoff, Saga, Step};
@@ -86,7 +86,7 @@ impl OverseerrForwarder {
     /// call back).
     #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
     pub async fn forward(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Step {
-        let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
+        let Ok(id) = event.aggregate_id().parse::<RequestId>() else {
             warn!("event with a malformed aggregate id");
             return Step::Done;
         };
@@ -103,7 +103,7 @@ impl OverseerrForwarder {
     /// for a request left `approved` too long.
     pub async fn forward_request(
         &self,
-        id: Uuid,
+        id: RequestId,
         metadata: &EventMetadata,
         shutdown: &CancellationToken,
     ) -> Step {
@@ -193,7 +193,7 @@ impl OverseerrForwarder {
     /// over again.
     #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
     pub async fn withdraw(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Step {
-        let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
+        let Ok(id) = event.aggregate_id().parse::<RequestId>() else {
             return Step::Done;
         };
         let current = match self.requests.load(id).await {
@@ -241,7 +241,7 @@ impl OverseerrForwarder {
     /// repeated Overseerr call finds the request Overseerr already has).
     async fn record(
         &self,
-        id: Uuid,
+        id: RequestId,
         command: MediaRequestCommand,
         metadata: &EventMetadata,
     ) -> Step {

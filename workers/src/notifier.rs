@@ -32,6 +32,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use medianest_domain::media_request::{MediaType, RequestStatus};
 use medianest_domain::notification::NotificationType;
+use medianest_domain::ActorId;
 use medianest_integrations::notify::{
     Channel, ChannelConfig, Message, Outcome, Secrets, Sender, To,
 };
@@ -159,7 +160,7 @@ impl Notifier {
                 return Ok(None);
             };
             let (download, _) = downloads
-                .load(id)
+                .load(id.into())
                 .await
                 .map_err(|e| format!("cannot load the download: {e}"))?;
             let url = download.url().unwrap_or_default().to_string();
@@ -186,7 +187,8 @@ impl Notifier {
             return Ok(Some(Subject {
                 requester: download
                     .requested_by()
-                    .and_then(|a| a.as_str().parse().ok()),
+                    .and_then(ActorId::user_id)
+                    .map(Uuid::from),
                 poster_of: None,
                 message: self.message(
                     kind,
@@ -203,7 +205,7 @@ impl Notifier {
         }
         let (request, _) = self
             .requests
-            .load(id)
+            .load(id.into())
             .await
             .map_err(|e| format!("cannot load the request: {e}"))?;
         let Some(media) = request.media() else {
@@ -278,7 +280,8 @@ impl Notifier {
             ),
         };
         Ok(Some(Subject {
-            requester: request.requested_by().and_then(|a| a.as_str().parse().ok()),
+            requester: request.requested_by().and_then(ActorId::user_id)
+                    .map(Uuid::from),
             poster_of: Some((media.media_type, media.tmdb_id.get())),
             message: self.message(kind, event, title, body, link("requests"), None, json!({
                 "request": { "id": id, "status": request.status().map(RequestStatus::as_str), "is_4k": request.is_4k() },

@@ -569,7 +569,7 @@ impl PlexSync {
             };
             let (request, _) = self
                 .requests
-                .load(id)
+                .load(id.into())
                 .await
                 .map_err(MediaRequestCommandError::from)?;
             // A reservation whose request was never written (a submission in flight, or cut
@@ -590,7 +590,11 @@ impl PlexSync {
                 },
             };
             let metadata = EventMetadata::for_pass(WORKER, &correlation);
-            match self.requests.execute(id, command, None, &metadata).await {
+            match self
+                .requests
+                .execute(id.into(), command, None, &metadata)
+                .await
+            {
                 Ok(committed) if !committed.events.is_empty() => {
                     info!(request = %id, status = ?committed.aggregate.status(), "availability from Plex recorded");
                     changed += 1;

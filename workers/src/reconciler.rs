@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use medianest_domain::media_request::{MediaRequestCommand, RequestStatus, Source};
+use medianest_domain::RequestId;
 use medianest_integrations::overseerr::{
     media_status, request_status, OverseerrClient, OverseerrError, OverseerrRequest,
 };
@@ -135,7 +136,7 @@ impl OverseerrReconciler {
             let metadata = EventMetadata::for_pass(WORKER, &correlation);
             match self
                 .requests
-                .execute(row.id, command, None, &metadata)
+                .execute(row.id.into(), command, None, &metadata)
                 .await
             {
                 Ok(committed) if !committed.events.is_empty() => changed += 1,
@@ -152,12 +153,12 @@ impl OverseerrReconciler {
             return Ok(0);
         };
         let cutoff = chrono::Utc::now() - chrono::Duration::from_std(*after).unwrap_or_default();
-        let stuck: Vec<Uuid> =
+        let stuck: Vec<RequestId> =
             requests::with_statuses(&self.pool, &[RequestStatus::Approved], self.batch)
                 .await?
                 .into_iter()
                 .filter(|row| row.updated_at < cutoff)
-                .map(|row| row.id)
+                .map(|row| RequestId::from(row.id))
                 .collect();
         let metadata = EventMetadata::for_pass(WORKER, correlation);
         for id in &stuck {

@@ -22,13 +22,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use medianest_domain::download::{DownloadCommand, DownloadStatus};
+use medianest_domain::DownloadId;
 use medianest_integrations::plex::{PlexError, PmsClient};
 use medianest_nats::{EventFeed, FeedEvent};
 use medianest_store::downloads::Downloads;
 use medianest_store::EventMetadata;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
-use uuid::Uuid;
 
 use crate::breaker::{CircuitBreaker, Guarded};
 use crate::consumer::{self, Backoff, Saga, Step};
@@ -92,7 +92,7 @@ impl PlexScanner {
     /// the call back).
     #[instrument(skip_all, fields(aggregate_id = %event.aggregate_id(), event = %event.event.id))]
     pub async fn scan(&self, event: &FeedEvent, shutdown: &CancellationToken) -> Step {
-        let Ok(id) = event.aggregate_id().parse::<Uuid>() else {
+        let Ok(id) = event.aggregate_id().parse::<DownloadId>() else {
             warn!("event with a malformed aggregate id");
             return Step::Done;
         };

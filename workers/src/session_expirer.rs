@@ -63,7 +63,7 @@ impl SessionExpirer {
             match self
                 .sessions
                 .execute(
-                    id,
+                    id.into(),
                     UserSessionCommand::Expire { now: Utc::now() },
                     &metadata,
                 )

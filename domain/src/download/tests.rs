@@ -1268,7 +1268,7 @@ fn an_unsupported_container_does_not_decode() {
 fn a_queue_command_with_an_unsupported_quality_or_container_does_not_decode() {
     let command = |quality: &str, container: &str| {
         json!({"Queue": {
-            "requested_by": {"id": member().id.as_str(), "role": "user"},
+            "requested_by": {"id": member().id.to_string(), "role": "user"},
             "url": VIDEO_URL,
             "kind": "video",
             "quality": quality,
@@ -1361,7 +1361,7 @@ fn a_queued_event_serialises_every_field_by_its_wire_name() {
         .recorded();
     let wire = json!({
         "queued": {
-            "requested_by": member().id.as_str(),
+            "requested_by": member().id.to_string(),
             "url": PLAYLIST_URL,
             "kind": "playlist",
             "quality": "2160p",

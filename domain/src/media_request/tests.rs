@@ -1124,7 +1124,7 @@ fn a_submitted_show_serialises_as_its_snake_case_name_with_tv_and_all_seasons() 
     let event = submitted(member(), a_show(), Some(Seasons::ALL));
     let wire = json!({
         "submitted": {
-            "requested_by": member().id.as_str(),
+            "requested_by": member().id.to_string(),
             "media": {
                 "media_type": "tv",
                 "tmdb_id": 1399,
@@ -1154,7 +1154,7 @@ fn a_submitted_movie_omits_seasons_and_absent_optional_fields() {
         serde_json::to_value(&event).unwrap(),
         json!({
             "submitted": {
-                "requested_by": member().id.as_str(),
+                "requested_by": member().id.to_string(),
                 "media": {"media_type": "movie", "tmdb_id": 603, "title": "The Matrix"},
                 "is_4k": false,
             }
@@ -1188,7 +1188,7 @@ fn the_public_data_of_a_media_request_event_is_its_inner_object() {
     let payload = serde_json::to_value(auto_approved_for(member())).unwrap();
     assert_eq!(
         public_data("media_request", &payload).unwrap(),
-        json!({"by": member().id.as_str(), "auto": true})
+        json!({"by": member().id.to_string(), "auto": true})
     );
 }
 

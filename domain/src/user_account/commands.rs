@@ -1,7 +1,7 @@
 //! Commands of the `user_account` aggregate, and the limits on their content.
 
+use crate::UserId;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::Quotas;
 use crate::{Actor, Role};
@@ -18,7 +18,7 @@ pub enum UserAccountCommand {
     /// (a local account, argon2id PHC string) is given.
     Register {
         /// The account's id (the aggregate id, as in cqrs-es's own examples).
-        user_id: Uuid,
+        user_id: UserId,
         /// plex.tv account id.
         plex_id: Option<u64>,
         /// 1 to 64 characters; local usernames are `[A-Za-z0-9._-]`.

@@ -4,7 +4,7 @@
 //! command takes the account as [`Existing`], which the dispatch makes (or refuses with
 //! `NotFound`) before calling it.
 
-use uuid::Uuid;
+use crate::UserId;
 
 use super::state::Registered;
 use super::{
@@ -79,7 +79,7 @@ impl Decide for UserAccount {
 )]
 fn register(
     account: &UserAccount,
-    user_id: Uuid,
+    user_id: UserId,
     plex_id: Option<u64>,
     username: String,
     email: Option<String>,

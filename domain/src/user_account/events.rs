@@ -3,9 +3,9 @@
 //! Stored as `{"<event_type>": {...}}`. `email` and `password_hash` are sensitive: they stay
 //! in PostgreSQL, and the public form (`crate::public`) leaves them out.
 
+use crate::UserId;
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::Quota;
 use crate::{ActorId, Role};
@@ -17,7 +17,7 @@ pub enum UserAccountEvent {
     /// The account was created (first Plex sign-in, or `medianest users create`).
     Registered {
         /// The account's id (equal to the aggregate id).
-        user_id: Uuid,
+        user_id: UserId,
         /// plex.tv account id of a Plex account.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         plex_id: Option<u64>,

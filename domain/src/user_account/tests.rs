@@ -11,7 +11,7 @@ use super::{
     UserAccountEvent, MAX_QUOTA_DAYS, MAX_QUOTA_LIMIT,
 };
 use crate::media_request::MediaType;
-use crate::{Actor, ActorId, Role};
+use crate::{Actor, ActorId, Role, UserId};
 
 /// The plex.tv id of the Plex account in the histories below.
 const PLEX_ID: u64 = 9_876_543;
@@ -24,8 +24,8 @@ const AVATAR: &str = "https://plex.tv/users/0a1b2c/avatar?c=1700000000";
 // The cast.
 
 /// The id of the account under test.
-fn account_id() -> Uuid {
-    Uuid::from_u128(1)
+fn account_id() -> UserId {
+    UserId::from(Uuid::from_u128(1))
 }
 
 /// The person the account belongs to, signed in as a member.
@@ -1189,7 +1189,7 @@ fn a_role_change_serialises_as_role_changed() {
     assert_wire_shape(
         &role_changed(Role::Admin, admin()),
         "role_changed",
-        json!({"role_changed": {"role": "admin", "by": admin().id.as_str()}}),
+        json!({"role_changed": {"role": "admin", "by": admin().id.to_string()}}),
     );
 }
 
@@ -1202,7 +1202,7 @@ fn a_quota_change_serialises_as_quota_changed_with_null_for_the_default() {
             "quota_changed": {
                 "movie": {"limit": 5, "days": 7},
                 "tv": null,
-                "by": admin().id.as_str(),
+                "by": admin().id.to_string(),
             }
         }),
     );
@@ -1213,21 +1213,21 @@ fn disabling_and_enabling_serialise_as_disabled_and_enabled() {
     assert_wire_shape(
         &disabled_by(admin()),
         "disabled",
-        json!({"disabled": {"by": admin().id.as_str()}}),
+        json!({"disabled": {"by": admin().id.to_string()}}),
     );
     assert_wire_shape(
         &enabled_by(admin()),
         "enabled",
-        json!({"enabled": {"by": admin().id.as_str()}}),
+        json!({"enabled": {"by": admin().id.to_string()}}),
     );
 }
 
 #[test]
 fn an_event_with_an_unknown_field_does_not_decode() {
-    let wire = json!({"disabled": {"by": admin().id.as_str(), "reason": "spam"}});
+    let wire = json!({"disabled": {"by": admin().id.to_string(), "reason": "spam"}});
     assert!(serde_json::from_value::<UserAccountEvent>(wire).is_err());
     let wire = json!({"quota_changed": {
-        "movie": {"limit": 5, "days": 7, "period": "week"}, "tv": null, "by": "x"
+        "movie": {"limit": 5, "days": 7, "period": "week"}, "tv": null, "by": admin().id.to_string()
     }});
     assert!(serde_json::from_value::<UserAccountEvent>(wire).is_err());
 }

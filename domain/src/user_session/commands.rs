@@ -1,8 +1,8 @@
 //! Commands of the `user_session` aggregate, and how often a session's expiry is written.
 
+use crate::UserId;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::{Device, RevokeReason};
 use crate::user_account::SignInMethod;
@@ -17,7 +17,7 @@ pub enum UserSessionCommand {
     /// Start a session for `user_id` after a successful sign-in.
     Start {
         /// The account.
-        user_id: Uuid,
+        user_id: UserId,
         /// How the user signed in.
         method: SignInMethod,
         /// The client's description of itself.

@@ -4,8 +4,8 @@
 //! command takes the session as [`Existing`], which the dispatch makes (or refuses with
 //! `NotFound`) before calling it.
 
+use crate::UserId;
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::state::Started;
 use super::{
@@ -65,7 +65,7 @@ impl Decide for UserSession {
 )]
 fn start(
     session: &UserSession,
-    user_id: Uuid,
+    user_id: UserId,
     method: SignInMethod,
     device: Device,
     ip: Option<String>,

@@ -3,10 +3,10 @@
 //! `token_sha256`, `ip` and `user_agent` are sensitive: they stay in PostgreSQL, and the
 //! public form (`crate::public`) leaves them out.
 
+use crate::UserId;
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::{Device, RevokeReason};
 use crate::user_account::SignInMethod;
@@ -19,7 +19,7 @@ pub enum UserSessionEvent {
     /// A sign-in started the session.
     Started {
         /// The account.
-        user_id: Uuid,
+        user_id: UserId,
         /// How the user signed in.
         method: SignInMethod,
         /// The client's description of itself.

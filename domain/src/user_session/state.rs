@@ -1,9 +1,9 @@
 //! The state of a session: its account, status and expiry, and their accessors, with the value
 //! types of a session.
 
+use crate::UserId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::UserSession;
 
@@ -76,14 +76,14 @@ impl SessionStatus {
 /// State that exists once a session is started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Started {
-    pub(super) user_id: Uuid,
+    pub(super) user_id: UserId,
     pub(super) status: SessionStatus,
     pub(super) expires_at: DateTime<Utc>,
 }
 
 impl UserSession {
     /// The session's account, `None` before it started.
-    pub fn user_id(&self) -> Option<Uuid> {
+    pub fn user_id(&self) -> Option<UserId> {
         self.started.as_ref().map(|s| s.user_id)
     }
 

@@ -12,7 +12,7 @@ use super::{
     UserSessionEvent, UserSessionServices, REFRESH_INTERVAL,
 };
 use crate::user_account::SignInMethod;
-use crate::{Actor, ActorId, Role};
+use crate::{Actor, ActorId, Role, UserId};
 
 /// SHA-256 of the token of the session below (lower-case hex).
 const TOKEN_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -23,8 +23,8 @@ const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0";
 // The cast, and the clock.
 
 /// The id of the account the session belongs to.
-fn user_id() -> Uuid {
-    Uuid::from_u128(1)
+fn user_id() -> UserId {
+    UserId::from(Uuid::from_u128(1))
 }
 
 /// The session's user.
@@ -824,12 +824,12 @@ fn a_revocation_serialises_as_revoked_with_a_snake_case_reason() {
     assert_wire_shape(
         &revoked_by(admin(), RevokeReason::AccountDisabled),
         "revoked",
-        json!({"revoked": {"by": admin().id.as_str(), "reason": "account_disabled"}}),
+        json!({"revoked": {"by": admin().id.to_string(), "reason": "account_disabled"}}),
     );
     assert_wire_shape(
         &revoked_by(the_user(), RevokeReason::Logout),
         "revoked",
-        json!({"revoked": {"by": the_user().id.as_str(), "reason": "logout"}}),
+        json!({"revoked": {"by": the_user().id.to_string(), "reason": "logout"}}),
     );
 }
 
@@ -840,7 +840,8 @@ fn an_expiry_serialises_as_a_bare_string() {
 
 #[test]
 fn an_event_with_an_unknown_field_does_not_decode() {
-    let wire = json!({"refreshed": {"expires_at": "2025-03-31T13:30:00Z", "by": "x"}});
+    let wire =
+        json!({"refreshed": {"expires_at": "2025-03-31T13:30:00Z", "by": admin().id.to_string()}});
     assert!(serde_json::from_value::<UserSessionEvent>(wire).is_err());
     let mut started = serde_json::to_value(starting().recorded()).unwrap();
     started["started"]["device"]["serial"] = json!("123");

@@ -16,7 +16,7 @@ use medianest_domain::media_request::{
     Media, MediaRequestCommand, MediaRequestServices, MediaType, TmdbId,
 };
 use medianest_domain::user_account::UserAccountCommand;
-use medianest_domain::Actor;
+use medianest_domain::{Actor, RequestId, UserId};
 use medianest_nats::{FeedEvent, LogFeed};
 use medianest_projections::search::{self, SearchProjection, SearchRow};
 use medianest_projections::{Projection, ProjectionRunner};
@@ -718,13 +718,13 @@ async fn all_events(pool: &PgPool, count: usize) -> Vec<FeedEvent> {
 }
 
 /// The search row of `request` and the username of `user`.
-async fn snapshot(pool: &PgPool, request: Uuid, user: Uuid) -> (SearchRow, Option<String>) {
+async fn snapshot(pool: &PgPool, request: RequestId, user: UserId) -> (SearchRow, Option<String>) {
     (
-        search::get(pool, request)
+        search::get(pool, request.as_uuid())
             .await
             .expect("db")
             .expect("a row"),
-        search::username(pool, user).await.expect("db"),
+        search::username(pool, user.as_uuid()).await.expect("db"),
     )
 }
 
@@ -737,7 +737,7 @@ async fn applying_an_event_twice_changes_nothing() {
         .expect("alice")
         .id;
     let requests = MediaRequests::new(pool.clone(), MediaRequestServices::default());
-    let request = Uuid::now_v7();
+    let request = RequestId::new();
     let metadata = EventMetadata::default();
     requests
         .execute(

@@ -129,7 +129,7 @@ async fn the_saga_skeleton_hands_a_failed_event_over_again_in_order_and_acks_onl
             note: None,
         };
         requests
-            .execute(id, command, None, &EventMetadata::for_actor("admin"))
+            .execute(id.into(), command, None, &EventMetadata::for_actor("admin"))
             .await
             .unwrap();
         ids.push(id.to_string());
@@ -196,7 +196,7 @@ async fn a_request_left_approved_too_long_is_forwarded_by_the_reconciler_once() 
     };
     // An admin's request is approved on submit; no forwarder ever sees its event here.
     requests
-        .execute(id, submit, None, &EventMetadata::for_actor("admin"))
+        .execute(id.into(), submit, None, &EventMetadata::for_actor("admin"))
         .await
         .unwrap();
     let runner = ProjectionRunner::new(

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use medianest_domain::media_request::{
     Media, MediaRequestCommand, MediaRequestServices, MediaType, Seasons, TmdbId,
 };
-use medianest_domain::Actor;
+use medianest_domain::{Actor, RequestId};
 use medianest_nats::feed::StartAt;
 use medianest_nats::{EventFeed, FeedEvent, JetStreamFeed, LogFeed, Relay, RelayOptions};
 use medianest_projections::requests::{self, RequestRow, RequestsProjection};
@@ -27,7 +27,7 @@ async fn a_tv_request(pool: &PgPool) -> Uuid {
     let admin = Actor::admin(Uuid::now_v7());
     requests
         .execute(
-            id,
+            id.into(),
             MediaRequestCommand::Submit {
                 requested_by: admin.clone(),
                 media: Media {
@@ -222,7 +222,7 @@ async fn many_requests(pool: &PgPool, n: u32) {
     for tmdb_id in 1..=n {
         requests
             .execute(
-                Uuid::now_v7(),
+                RequestId::new(),
                 MediaRequestCommand::Submit {
                     requested_by: admin.clone(),
                     media: Media {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use medianest_domain::media_request::{
     Media, MediaRequestCommand, MediaRequestServices, MediaType, TmdbId,
 };
-use medianest_domain::Actor;
+use medianest_domain::{Actor, RequestId};
 use medianest_nats::{Relay, RelayError, RelayOptions};
 use medianest_store::lock::InstanceLock;
 use medianest_store::media_requests::MediaRequests;
@@ -21,7 +21,7 @@ async fn write_requests(pool: &PgPool, n: u32) {
     for i in 1..=n {
         requests
             .execute(
-                Uuid::now_v7(),
+                RequestId::new(),
                 MediaRequestCommand::Submit {
                     requested_by: Actor::user(Uuid::now_v7()),
                     media: Media {

@@ -35,7 +35,12 @@ async fn a_movie_request(pool: &sqlx::PgPool) -> uuid::Uuid {
         note: None,
     };
     requests
-        .execute(id, submit, None, &medianest_store::EventMetadata::default())
+        .execute(
+            id.into(),
+            submit,
+            None,
+            &medianest_store::EventMetadata::default(),
+        )
         .await
         .expect("submitted and auto-approved");
     id
