@@ -61,6 +61,12 @@ YTDLP_VERSION=2026.10.26
 # Puts yt-dlp $YTDLP_VERSION on PATH: the one already there if it is that version, else one
 # installed from PyPI into a virtualenv under target/tools (python3 -m venv; with plain pip
 # into the user's site when venv is unavailable). ffmpeg is not needed by the tests.
+# wrk (Debian's package), which the benchmark harness's `serve` section drives MediaNest with
+# (its smoke run is part of the test suite); pgbench comes with PostgreSQL.
+ensure_wrk() {
+  command -v wrk >/dev/null || apt_install wrk
+}
+
 ensure_ytdlp() {
   if command -v yt-dlp >/dev/null && [ "$(yt-dlp --version 2>/dev/null)" = "$YTDLP_VERSION" ]; then
     return 0

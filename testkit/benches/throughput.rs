@@ -21,11 +21,16 @@
 //! - `queries`: `GET /api/v1/dashboard` and `GET /api/v1/requests?limit=20` from 32
 //!   connections over the history the other sections left;
 //! - `forwarder`: `MEDIANEST_BENCH_RATE × MEDIANEST_BENCH_SECONDS` approved requests written
-//!   to the log at once, forwarded by the saga to an Overseerr simulator answering in 50 ms.
+//!   to the log at once, forwarded by the saga to an Overseerr simulator answering in 50 ms;
+//! - `serve`: `medianest serve` as its own process driven by wrk, against pgbench, and its
+//!   resident memory ([`serve`]; needs `cargo build --release -p medianest` and wrk).
 //!
 //! PostgreSQL and NATS as for the tests (`scripts/test`'s services); pgbench from Debian's
 //! `postgresql` packages. Under `cargo test` (no `--bench`) every section runs once on a
 //! tiny size, as a smoke test of the harness itself. Results: docs/benchmarks.md.
+
+#[path = "throughput/serve.rs"]
+mod serve;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -763,6 +768,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "latency",
         "queries",
         "forwarder",
+        "serve",
     ];
     let mut sections: Vec<String> = std::env::args()
         .skip(1)
@@ -775,6 +781,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     log_sections(&sizes, &sections, &mut rows).await?;
     app_sections(&sizes, &sections, &mut rows).await?;
     forwarder(&sizes, &sections, &mut rows).await?;
+    if sections.iter().any(|s| s == "serve") {
+        serve::serve(sizes.seconds, &mut rows).await?;
+    }
     println!("| what | figure | reference (same run) | ratio |");
     println!("|---|---|---|---|");
     for r in &rows {
