@@ -240,6 +240,10 @@ pub trait EventFeed: Send + Sync {
     }
 }
 
+/// Events a saga lane may hold unacknowledged, the one it works on included
+/// ([`JetStreamFeed::with_max_in_flight`]).
+pub const HELD_PER_LANE: usize = 8;
+
 /// Durable pull consumers on the events stream.
 #[derive(Debug, Clone)]
 pub struct JetStreamFeed {
@@ -262,14 +266,28 @@ impl JetStreamFeed {
         }
     }
 
-    /// Lets a subscriber hold up to `n` events unacknowledged (JetStream's
-    /// `max_ack_pending`; default 1). Only for subscribers that do not need the log's order
-    /// across aggregates (sagas, which keep each aggregate's order themselves): a projection
-    /// needs 1, so that a crashed subscriber's event is redelivered before any later one. An
+    /// Lets a subscriber work on `n` events at once, in any order across aggregates
+    /// (default 1). Only for subscribers that do not need the log's order across aggregates
+    /// (sagas, which keep each aggregate's order themselves, in `n` lanes): a projection
+    /// needs 1, so that a crashed subscriber's event is redelivered before any later one.
+    /// With `n` above 1 the subscriber may hold [`HELD_PER_LANE`] times `n` events
+    /// unacknowledged (JetStream's `max_ack_pending`): events queue behind the one a lane is
+    /// working on, so a lane busy with a slow call does not leave the others without events
+    /// (with `n` alone, the few events of the busy lanes took most of the allowance). An
     /// existing durable consumer with another setting is updated when subscribed to.
     pub fn with_max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n.max(1);
         self
+    }
+
+    /// JetStream's `max_ack_pending` for this feed's subscribers: 1, or
+    /// [`HELD_PER_LANE`] events per lane.
+    fn max_ack_pending(&self) -> usize {
+        if self.max_in_flight == 1 {
+            1
+        } else {
+            self.max_in_flight.saturating_mul(HELD_PER_LANE)
+        }
     }
 
     /// How long an unacknowledged event waits before redelivery (default 30 s): after a
@@ -309,7 +327,7 @@ impl EventFeed for JetStreamFeed {
             // One event in flight unless asked otherwise: a crashed subscriber's
             // unacknowledged event is redelivered before any later one, so consumers see the
             // log in order (a projection would otherwise skip it as "below its checkpoint").
-            max_ack_pending: i64::try_from(self.max_in_flight).unwrap_or(1),
+            max_ack_pending: i64::try_from(self.max_ack_pending()).unwrap_or(1),
             ..Default::default()
         };
         let mut consumer: consumer::PullConsumer = stream

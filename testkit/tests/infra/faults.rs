@@ -499,5 +499,7 @@ async fn a_saga_consumer_made_for_one_event_at_a_time_is_updated_to_the_concurre
             .await
             .unwrap(),
     );
-    assert_eq!(max_ack_pending().await, 4);
+    // Four lanes, each holding up to HELD_PER_LANE events unacknowledged.
+    let held = i64::try_from(4 * medianest_nats::feed::HELD_PER_LANE).unwrap();
+    assert_eq!(max_ack_pending().await, held);
 }
