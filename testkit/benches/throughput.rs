@@ -728,10 +728,11 @@ async fn forwarder(
     Ok(())
 }
 
-/// Peak resident memory of this process (the app under test and the load), in MiB.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+/// Resident memory of `process` (`self` or a pid) as `/proc/<process>/status` reports it, in
+/// MiB: `VmRSS:` now, or `VmHWM:` at its peak.
+fn rss_mib(process: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
@@ -792,7 +793,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.what, r.figure, r.reference, r.ratio
         );
     }
-    if let Some(peak) = peak_rss_mib() {
+    if let Some(peak) = rss_mib("self", "VmHWM:") {
         println!("| peak RSS of the harness (app and load in one process) | {peak:.0} MiB | | |");
     }
     Ok(())

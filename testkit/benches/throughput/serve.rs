@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use medianest_testkit::app::{fresh_database, nats_url, password_of, unique_stream};
 use serde_json::{json, Value};
 
-use super::{pgbench, row, times, Row, CONNECTIONS};
+use super::{pgbench, row, rss_mib, times, Row, CONNECTIONS};
 
 /// wrk's script: one new movie per request, ids unique per thread and request.
 const SCRIPT: &str = r#"
@@ -54,14 +54,6 @@ fn binary() -> Result<PathBuf, Box<dyn std::error::Error>> {
         )
         .into())
     }
-}
-
-/// Resident memory of process `pid` (`VmRSS`, or `VmHWM` for the peak), in MiB.
-fn rss_mib(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// What wrk printed: requests per second, the p99 latency line and the non-2xx count.
@@ -131,7 +123,7 @@ pub(super) async fn serve(
         .json()
         .await?;
     let token = login["token"].as_str().ok_or("no token")?.to_string();
-    let idle = rss_mib(pid, "VmRSS:");
+    let idle = rss_mib(&pid.to_string(), "VmRSS:");
     let script = std::env::temp_dir().join(format!("medianest-wrk-{}.lua", uuid::Uuid::now_v7()));
     std::fs::write(&script, SCRIPT)?;
     let output = tokio::process::Command::new("wrk")
@@ -145,7 +137,7 @@ pub(super) async fn serve(
         .output()
         .await?;
     let _ = std::fs::remove_file(&script);
-    let peak = rss_mib(pid, "VmHWM:");
+    let peak = rss_mib(&pid.to_string(), "VmHWM:");
     server.kill().await?;
     pool.close().await;
     let (per_second, latency, non_2xx) = parse_wrk(&String::from_utf8_lossy(&output.stdout))?;
