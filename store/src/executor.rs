@@ -1,29 +1,33 @@
-//! Command execution over the postgres-es event store.
+//! Command execution over the event store.
 //!
 //! `CqrsFramework::execute` answers `()`; MediaNest's callers need the aggregate version and
 //! the global position of what was written (for `If-Match` and read-your-writes), so commands
-//! run here: load the aggregate (postgres-es), check the expected version, let it decide,
-//! append the events (one `INSERT … RETURNING` of our own, answering the position). An append
-//! that loses the optimistic-concurrency race (the primary key `(aggregate_type,
-//! aggregate_id, sequence)` refuses it) is decided again on fresh state a few times before it
-//! is reported as [`ExecuteError::Conflict`].
+//! run here: load the aggregate, check the expected version, let it decide, append the events
+//! (one `INSERT … RETURNING`, answering the position). An append that loses the
+//! optimistic-concurrency race (the primary key `(aggregate_type, aggregate_id, sequence)`
+//! refuses it) is decided again on fresh state a few times before it is reported as
+//! [`ExecuteError::Conflict`].
 //!
-//! Only the plain event store is used: cqrs-es 0.5's snapshot and aggregate stores apply new
-//! events twice before saving (docs/design.md §2).
+//! The `events` table has postgres-es's shape and encoding (docs/design.md §2: `payload` is
+//! the event's serde JSON, `metadata` a JSON object of strings); the executor reads and writes
+//! it with its own statements on one connection per command ([`CommandExecutor::execute_on`]),
+//! so a command service can run its other statements (reservations, ledgers) on the same
+//! connection: sqlx checks a connection with a round trip each time it goes back to the pool,
+//! and postgres-es's repository takes the pool for each statement (docs/decisions.md,
+//! "One transaction per command"). A creation is decided on the default state without
+//! reading the log first: the append's primary key tells whether the aggregate existed.
 
 use std::fmt;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, DomainEvent, EventStore};
-use postgres_es::PostgresEventRepository;
-use sqlx::PgPool;
+use cqrs_es::{Aggregate, DomainEvent};
+use sqlx::{PgConnection, PgPool};
 use tracing::instrument;
 
 use crate::EventMetadata;
 
 /// How many times a command is decided again after losing a concurrency race.
-const MAX_ATTEMPTS: usize = 5;
+pub const MAX_ATTEMPTS: usize = 5;
 
 /// The outcome of a command that was accepted (possibly writing nothing, when it was already
 /// reflected by the aggregate).
@@ -69,16 +73,6 @@ impl<E: std::error::Error> ExecuteError<E> {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Conflict | Self::Store(_))
     }
-
-    fn from_aggregate(error: AggregateError<E>) -> Self {
-        match error {
-            AggregateError::UserError(e) => Self::Rejected(e),
-            AggregateError::AggregateConflict => Self::Conflict,
-            AggregateError::DatabaseConnectionError(cause)
-            | AggregateError::DeserializationError(cause)
-            | AggregateError::UnexpectedError(cause) => Self::Store(cause),
-        }
-    }
 }
 
 impl<E: std::error::Error> From<sqlx::Error> for ExecuteError<E> {
@@ -89,7 +83,6 @@ impl<E: std::error::Error> From<sqlx::Error> for ExecuteError<E> {
 
 /// Runs commands of aggregate `A` against the event store.
 pub struct CommandExecutor<A: Aggregate> {
-    store: PersistedEventStore<PostgresEventRepository, A>,
     services: A::Services,
     pool: PgPool,
 }
@@ -109,12 +102,7 @@ where
 {
     /// An executor writing to the `events` table of `pool`.
     pub fn new(pool: PgPool, services: A::Services) -> Self {
-        let repo = PostgresEventRepository::new(pool.clone());
-        Self {
-            store: PersistedEventStore::new_event_store(repo),
-            services,
-            pool,
-        }
+        Self { services, pool }
     }
 
     /// The services the aggregate decides with.
@@ -126,24 +114,45 @@ where
     /// events).
     ///
     /// # Errors
-    /// [`ExecuteError::Store`] when the store fails.
+    /// [`ExecuteError::Store`] when the store fails or a stored event does not deserialise.
     pub async fn load(&self, id: &str) -> Result<(A, i64), ExecuteError<A::Error>> {
-        let context = self
-            .store
-            .load_aggregate(id)
-            .await
-            .map_err(ExecuteError::from_aggregate)?;
-        Ok((context.aggregate, seq(context.current_sequence)))
+        let mut conn = self.pool.acquire().await?;
+        Self::load_on(&mut conn, id).await
     }
 
-    /// Decides `command` on aggregate `id` and commits the events with `metadata`.
-    ///
-    /// `expected_version` (from `If-Match`) must equal the current version when given.
+    /// [`Self::load`] on `conn`: the events of `id` in sequence order, applied to
+    /// `A::default()`; the version is the last sequence.
     ///
     /// # Errors
-    /// [`ExecuteError::Rejected`] with the aggregate's reason, [`ExecuteError::VersionMismatch`],
-    /// [`ExecuteError::Conflict`] after repeated lost races, [`ExecuteError::Store`].
-    #[instrument(skip_all, fields(aggregate_type = A::TYPE, aggregate_id = %id))]
+    /// [`ExecuteError::Store`] when the store fails or a stored event does not deserialise.
+    pub async fn load_on(
+        conn: &mut PgConnection,
+        id: &str,
+    ) -> Result<(A, i64), ExecuteError<A::Error>> {
+        let rows: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+            "SELECT sequence, payload FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut aggregate = A::default();
+        let mut version = 0;
+        for (sequence, payload) in rows {
+            let event: A::Event =
+                serde_json::from_value(payload).map_err(|e| ExecuteError::Store(Box::new(e)))?;
+            aggregate.apply(event);
+            version = sequence;
+        }
+        Ok((aggregate, version))
+    }
+
+    /// Decides `command` on aggregate `id` and commits the events with `metadata`, on a
+    /// connection of the pool (see [`Self::execute_on`]).
+    ///
+    /// # Errors
+    /// As [`Self::execute_on`].
     pub async fn execute(
         &self,
         id: &str,
@@ -151,15 +160,79 @@ where
         expected_version: Option<i64>,
         metadata: &EventMetadata,
     ) -> Result<Committed<A>, ExecuteError<A::Error>> {
+        let mut conn = self.pool.acquire().await?;
+        self.execute_on(&mut conn, id, command, expected_version, metadata)
+            .await
+    }
+
+    /// Decides `command` on aggregate `id` and commits the events with `metadata`, every
+    /// statement on `conn` (outside a transaction: the append is one atomic statement), up to
+    /// [`MAX_ATTEMPTS`] times while other writers win the race ([`Self::attempt_on`]).
+    ///
+    /// # Errors
+    /// As [`Self::attempt_on`], and [`ExecuteError::Conflict`] after repeated lost races.
+    #[instrument(skip_all, fields(aggregate_type = A::TYPE, aggregate_id = %id))]
+    pub async fn execute_on(
+        &self,
+        conn: &mut PgConnection,
+        id: &str,
+        command: A::Command,
+        expected_version: Option<i64>,
+        metadata: &EventMetadata,
+    ) -> Result<Committed<A>, ExecuteError<A::Error>> {
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut context = self
-                .store
-                .load_aggregate(id)
-                .await
-                .map_err(ExecuteError::from_aggregate)?;
-            let version = seq(context.current_sequence);
+            // A creation's first attempt need not read the log.
+            let fresh = attempt == 1 && expected_version == Some(0);
+            let decided = self
+                .attempt_on(conn, id, command.clone(), expected_version, metadata, fresh)
+                .await?;
+            if let Some(committed) = decided {
+                return Ok(committed);
+            }
+            tracing::debug!(attempt, "lost a concurrency race; deciding again");
+        }
+        Err(ExecuteError::Conflict)
+    }
+
+    /// One attempt at deciding `command` on aggregate `id` and appending its events with
+    /// `metadata` on `conn`: `None` when another writer took the next sequence first. The
+    /// append's statement then failed: in a transaction, the caller rolls it back before the
+    /// next attempt.
+    ///
+    /// `expected_version` (from `If-Match`) must equal the current version when given.
+    /// `fresh` decides on `A::default()` (version 0) without reading the log, for a caller
+    /// that creates the aggregate under a new id: if it existed after all, the append fails
+    /// (`None`) and the next attempt, not fresh, reads it and decides on what it is. A fresh
+    /// decision that refuses, mismatches the expected version or writes nothing is decided
+    /// again at once on the stored state, so the answer is always the stored state's.
+    ///
+    /// # Errors
+    /// [`ExecuteError::Rejected`] with the aggregate's reason, [`ExecuteError::VersionMismatch`],
+    /// [`ExecuteError::Store`].
+    pub async fn attempt_on(
+        &self,
+        conn: &mut PgConnection,
+        id: &str,
+        command: A::Command,
+        expected_version: Option<i64>,
+        metadata: &EventMetadata,
+        fresh: bool,
+    ) -> Result<Option<Committed<A>>, ExecuteError<A::Error>> {
+        // A fresh guess is trusted only when its events are appended: a refusal, a version
+        // mismatch or a decision to write nothing is decided again on the stored state.
+        let mut fresh = fresh;
+        loop {
+            let (mut aggregate, version) = if fresh {
+                (A::default(), 0)
+            } else {
+                Self::load_on(conn, id).await?
+            };
             if let Some(expected) = expected_version {
                 if expected != version {
+                    if fresh {
+                        fresh = false;
+                        continue;
+                    }
                     return Err(ExecuteError::VersionMismatch {
                         expected,
                         actual: version,
@@ -167,106 +240,111 @@ where
                 }
             }
             let sink = EventSink::<A>::default();
-            context
-                .aggregate
+            if let Err(refusal) = aggregate
                 .handle(command.clone(), &self.services, &sink)
                 .await
-                .map_err(ExecuteError::Rejected)?;
+            {
+                if fresh {
+                    fresh = false;
+                    continue;
+                }
+                return Err(ExecuteError::Rejected(refusal));
+            }
             let events = sink.collect().await;
-            let aggregate = context.aggregate.clone();
             if events.is_empty() {
-                let position = self.position_of(id, version).await?;
-                return Ok(Committed {
+                if fresh {
+                    fresh = false;
+                    continue;
+                }
+                let position = position_of::<A>(conn, id, version).await?;
+                return Ok(Some(Committed {
                     version,
                     position,
                     events,
                     aggregate,
-                });
+                }));
             }
-            match self.append(id, version, &events, metadata).await? {
-                Some(position) => {
-                    return Ok(Committed {
-                        version: version + seq(events.len()),
-                        position,
-                        events,
-                        aggregate,
-                    });
-                }
-                None => {
-                    tracing::debug!(attempt, "lost a concurrency race; deciding again");
-                }
-            }
+            let appended = append::<A>(conn, id, version, &events, metadata).await?;
+            return Ok(appended.map(|position| Committed {
+                version: version + seq(events.len()),
+                position,
+                events,
+                aggregate,
+            }));
         }
-        Err(ExecuteError::Conflict)
     }
+}
 
-    /// Appends `events` after `version` in one statement, atomic without a transaction
-    /// around it (one round trip instead of postgres-es's begin, insert per event, commit,
-    /// and then a lookup of the position), in the columns and encoding postgres-es reads
-    /// back (`payload`: the event's serde JSON; `metadata`: a JSON object of strings).
-    /// Answers the global position of the last event, or `None` when another writer took
-    /// one of the sequences first (the primary key refuses it: `23505`).
-    async fn append(
-        &self,
-        id: &str,
-        version: i64,
-        events: &[A::Event],
-        metadata: &EventMetadata,
-    ) -> Result<Option<i64>, ExecuteError<A::Error>> {
-        let mut sequences = Vec::with_capacity(events.len());
-        let mut types = Vec::with_capacity(events.len());
-        let mut versions = Vec::with_capacity(events.len());
-        let mut payloads = Vec::with_capacity(events.len());
-        for (sequence, event) in (version + 1..).zip(events) {
-            sequences.push(sequence);
-            types.push(event.event_type());
-            versions.push(event.event_version());
-            payloads
-                .push(serde_json::to_value(event).map_err(|e| ExecuteError::Store(Box::new(e)))?);
-        }
-        let metadata = serde_json::to_value(metadata.to_map())
-            .map_err(|e| ExecuteError::Store(Box::new(e)))?;
-        let appended = sqlx::query_scalar::<_, Option<i64>>(
-            "WITH appended AS (
-               INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
-                                   event_version, payload, metadata)
-               SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $7
-                 FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[])
-                      AS e(sequence, event_type, event_version, payload)
-               RETURNING global_position)
-             SELECT max(global_position) FROM appended",
-        )
-        .bind(A::TYPE)
-        .bind(id)
-        .bind(&sequences)
-        .bind(&types)
-        .bind(&versions)
-        .bind(&payloads)
-        .bind(&metadata)
-        .fetch_one(&self.pool)
-        .await;
-        match appended {
-            Ok(position) => Ok(Some(position.unwrap_or(0))),
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(None),
-            Err(error) => Err(error.into()),
-        }
+/// Appends `events` of aggregate `id` after `version` in one statement, atomic without a
+/// transaction around it (one round trip instead of postgres-es's begin, insert per event,
+/// commit, and then a lookup of the position), in the columns and encoding postgres-es reads
+/// back (`payload`: the event's serde JSON; `metadata`: a JSON object of strings). Answers the
+/// global position of the last event, or `None` when another writer took one of the
+/// sequences first (the primary key refuses it: `23505`).
+async fn append<A: Aggregate>(
+    conn: &mut PgConnection,
+    id: &str,
+    version: i64,
+    events: &[A::Event],
+    metadata: &EventMetadata,
+) -> Result<Option<i64>, ExecuteError<A::Error>> {
+    let mut sequences = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    for (sequence, event) in (version + 1..).zip(events) {
+        sequences.push(sequence);
+        types.push(event.event_type());
+        versions.push(event.event_version());
+        payloads.push(serde_json::to_value(event).map_err(|e| ExecuteError::Store(Box::new(e)))?);
     }
+    let metadata =
+        serde_json::to_value(metadata.to_map()).map_err(|e| ExecuteError::Store(Box::new(e)))?;
+    let appended = sqlx::query_scalar::<_, Option<i64>>(
+        "WITH appended AS (
+           INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                               event_version, payload, metadata)
+           SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $7
+             FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[])
+                  AS e(sequence, event_type, event_version, payload)
+           RETURNING global_position)
+         SELECT max(global_position) FROM appended",
+    )
+    .bind(A::TYPE)
+    .bind(id)
+    .bind(&sequences)
+    .bind(&types)
+    .bind(&versions)
+    .bind(&payloads)
+    .bind(&metadata)
+    .fetch_one(&mut *conn)
+    .await;
+    match appended {
+        Ok(position) => Ok(Some(position.unwrap_or(0))),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
 
-    async fn position_of(&self, id: &str, version: i64) -> Result<i64, ExecuteError<A::Error>> {
-        if version == 0 {
-            return Ok(0);
-        }
-        let position: Option<i64> = sqlx::query_scalar(
-            "SELECT global_position FROM events
-              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
-        )
-        .bind(A::TYPE)
-        .bind(id)
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(position.unwrap_or(0))
+/// The global position of event `version` of aggregate `id` (0 for version 0).
+async fn position_of<A: Aggregate>(
+    conn: &mut PgConnection,
+    id: &str,
+    version: i64,
+) -> Result<i64, ExecuteError<A::Error>> {
+    if version == 0 {
+        return Ok(0);
     }
+    let position: Option<i64> = sqlx::query_scalar(
+        "SELECT global_position FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+    )
+    .bind(A::TYPE)
+    .bind(id)
+    .bind(version)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(position.unwrap_or(0))
 }
 
 fn seq(sequence: usize) -> i64 {
@@ -291,24 +369,5 @@ mod tests {
             error.to_string(),
             format!("event store failure: {}", sqlx::Error::PoolTimedOut)
         );
-    }
-
-    #[test]
-    fn a_technical_aggregate_error_keeps_its_cause_and_a_refusal_stays_a_refusal() {
-        let io = std::io::Error::other("disk on fire");
-        let error = Execute::from_aggregate(AggregateError::UnexpectedError(Box::new(io)));
-        let source = error.source().expect("the cause is kept");
-        assert!(
-            source.downcast_ref::<std::io::Error>().is_some(),
-            "{source:?}"
-        );
-        assert!(matches!(
-            Execute::from_aggregate(AggregateError::UserError(std::fmt::Error)),
-            ExecuteError::Rejected(_)
-        ));
-        assert!(matches!(
-            Execute::from_aggregate(AggregateError::AggregateConflict),
-            ExecuteError::Conflict
-        ));
     }
 }

@@ -1,6 +1,6 @@
 //! MediaNest's event store wiring on PostgreSQL (docs/design.md §2).
 //!
-//! Owns: the connection pool and migrations; the command executor over postgres-es (optimistic
+//! Owns: the connection pool and migrations; the command executor on postgres-es's `events` table (optimistic
 //! concurrency, retries, `If-Match` versions, event metadata, positions of what was written);
 //! the global log reader behind the transaction fence; checkpoints of log readers;
 //! idempotency keys of HTTP commands; the download ledger (per-user limit, one active

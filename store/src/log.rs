@@ -6,8 +6,11 @@
 //! transactions older than the oldest one still running
 //! (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`): everything behind that fence is
 //! committed or rolled back, so nothing can appear behind the cursor later (docs/design.md §2).
-//! NOTIFY on `medianest_events` is only a wake-up; readers also poll.
+//! NOTIFY on `medianest_events` is only a wake-up; readers also poll. The readers of one
+//! database in a process share one LISTEN connection ([`LogTail`]'s wake-ups).
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::postgres::PgListener;
 use sqlx::{FromRow, PgExecutor, PgPool};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
 use crate::StoreError;
 
@@ -285,7 +290,7 @@ pub async fn head_position<'e>(db: impl PgExecutor<'e>) -> Result<i64, StoreErro
 /// poll interval when there is nothing new.
 pub struct LogTail {
     pool: PgPool,
-    listener: Option<PgListener>,
+    wakeups: Option<Wakeups>,
     cursor: Cursor,
     batch_size: i64,
     poll_interval: Duration,
@@ -297,7 +302,7 @@ impl LogTail {
     pub fn new(pool: PgPool, cursor: Cursor) -> Self {
         Self {
             pool,
-            listener: None,
+            wakeups: None,
             cursor,
             batch_size: 500,
             poll_interval: Duration::from_millis(500),
@@ -333,6 +338,10 @@ impl LogTail {
     /// # Errors
     /// The database error.
     pub async fn poll(&mut self) -> Result<Vec<StoredEvent>, StoreError> {
+        // What was notified before this read is covered by it.
+        if let Some(wakeups) = self.wakeups.as_mut() {
+            wakeups.seen.borrow_and_update();
+        }
         let batch = read_after(
             &self.pool,
             self.cursor,
@@ -360,26 +369,101 @@ impl LogTail {
         }
     }
 
-    /// Waits for a notification or the poll interval, whichever comes first.
+    /// Waits for a notification after the last read, or the poll interval, whichever comes
+    /// first.
     async fn wait(&mut self) {
-        if self.listener.is_none() {
-            match PgListener::connect_with(&self.pool).await {
-                Ok(mut listener) => {
-                    if listener.listen(NOTIFY_CHANNEL).await.is_ok() {
-                        self.listener = Some(listener);
-                    }
-                }
-                Err(error) => tracing::debug!(%error, "no LISTEN connection; polling only"),
-            }
+        let wakeups = self.wakeups.get_or_insert_with(|| Wakeups::of(&self.pool));
+        match tokio::time::timeout(self.poll_interval, wakeups.seen.changed()).await {
+            Ok(Ok(())) | Err(_) => {}
+            // The listening task is gone (its runtime is shutting down): poll only.
+            Ok(Err(_)) => tokio::time::sleep(self.poll_interval).await,
         }
-        match self.listener.as_mut() {
-            Some(listener) => {
-                match tokio::time::timeout(self.poll_interval, listener.try_recv()).await {
-                    Ok(Err(_)) | Ok(Ok(None)) => self.listener = None,
-                    Ok(Ok(Some(_))) | Err(_) => {}
-                }
+    }
+}
+
+/// A reader's share of its database's LISTEN connection: a counter of wake-ups, raised after
+/// each batch of notifications, that the reader compares with the last one it saw.
+///
+/// Every committed event notifies; PostgreSQL wakes each listening connection for each
+/// notification, and each reader then reads the log. With one LISTEN connection per reader
+/// (six projections, the relay and the live stream in `serve`), the listeners took about 8 %
+/// of the machine's CPU under 700 commands/s (measured with `perf`, docs/benchmarks.md); one
+/// per database and process wakes PostgreSQL once per commit, and each reader reads once per
+/// wake-up however many events it brought.
+struct Wakeups {
+    seen: watch::Receiver<u64>,
+    _listener: Arc<Listener>,
+}
+
+/// The task that holds a database's LISTEN connection; it stops when its last reader goes.
+struct Listener {
+    task: AbortHandle,
+    counter: watch::Receiver<u64>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The listening task of each database (by host, port, database and user), while a reader
+/// of it exists.
+static LISTENERS: LazyLock<Mutex<HashMap<String, Weak<Listener>>>> =
+    LazyLock::new(Default::default);
+
+impl Wakeups {
+    /// The wake-ups of `pool`'s database, starting its listening task if none runs.
+    fn of(pool: &PgPool) -> Self {
+        let options = pool.connect_options();
+        let key = format!(
+            "{}:{}/{}@{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default(),
+            options.get_username()
+        );
+        let mut listeners = LISTENERS.lock().unwrap_or_else(|e| e.into_inner());
+        let listener = match listeners.get(&key).and_then(Weak::upgrade) {
+            Some(listener) => listener,
+            None => {
+                let (raise, counter) = watch::channel(0);
+                let task = tokio::spawn(listen(pool.clone(), raise)).abort_handle();
+                let listener = Arc::new(Listener { task, counter });
+                listeners.retain(|_, listener| listener.strong_count() > 0);
+                listeners.insert(key, Arc::downgrade(&listener));
+                listener
             }
-            None => tokio::time::sleep(self.poll_interval).await,
+        };
+        Self {
+            seen: listener.counter.clone(),
+            _listener: listener,
+        }
+    }
+}
+
+/// LISTENs on [`NOTIFY_CHANNEL`] and raises the counter once per batch of notifications
+/// received (and after each reconnection, as notifications may have been missed), until the
+/// pool closes or the task is aborted.
+async fn listen(pool: PgPool, raise: watch::Sender<u64>) {
+    while !pool.is_closed() {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::debug!(%error, "no LISTEN connection; the log's readers poll");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
+            tracing::debug!(%error, "LISTEN failed; the log's readers poll");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        raise.send_modify(|n| *n = n.wrapping_add(1));
+        while let Ok(Some(_)) = listener.try_recv().await {
+            while listener.next_buffered().is_some() {}
+            raise.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 }

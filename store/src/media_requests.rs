@@ -1,11 +1,17 @@
 //! The command service of media requests: the aggregate's executor plus the one rule that
 //! spans aggregates, "one active request per `(media_type, tmdb_id, is_4k)`".
 //!
+//! Every command runs in one transaction on one connection: the rules' rows (reservation,
+//! quota ledger) and the request's events commit together or not at all, with one commit
+//! (one WAL flush) per command (docs/decisions.md, "One transaction per command").
+//!
 //! The rule is kept with the `media_request_reservations` table: a submission (or a retry)
-//! first reserves its media for its request id, then writes its events; a request that
-//! reaches a terminal status releases its reservation. A reservation left behind by a crash
-//! (its request never written, or already terminal) is taken over by the next submission,
-//! so the table heals itself.
+//! reserves its media for its request id in the transaction that writes its events; a
+//! request that reaches a terminal status releases its reservation in the same way. A
+//! concurrent submission of the same media waits for the first one's transaction at the
+//! reservation's unique key, then finds it taken. A reservation whose request is terminal or
+//! was never written (left by versions that committed the reservation first) is taken over
+//! by the next submission, so the table heals itself.
 //!
 //! A submission of what Plex already has is refused before anything is reserved: the movie
 //! in the same 4K-ness, or every named season of a show ([`MediaRequestCommandError::AlreadyAvailable`]);
@@ -14,10 +20,10 @@
 //! model ([`crate::plex_library`]).
 //!
 //! Request quotas (docs/design.md §3) are kept with the `request_quota_ledger`: every submission
-//! records a row under a per-user advisory lock after the user's counted rows in the window
-//! were checked against the quota ([`medianest_domain::quota::check`]); declined and
-//! cancelled requests stop counting. Admins are exempt. A row whose request was never written
-//! stops counting after the same grace period as a reservation.
+//! records a row, under a per-user advisory lock held until the transaction ends, after the
+//! user's counted rows in the window were checked against the quota
+//! ([`medianest_domain::quota::check`]); declined and cancelled requests stop counting.
+//! Admins are exempt.
 
 use std::time::Duration;
 
@@ -29,10 +35,10 @@ use medianest_domain::media_request::{
 use medianest_domain::quota::{self, QuotaExceeded};
 use medianest_domain::user_account::{Quotas, UserAccount};
 use medianest_domain::{Actor, RequestId};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::executor::{CommandExecutor, Committed, ExecuteError};
+use crate::executor::{CommandExecutor, Committed, ExecuteError, MAX_ATTEMPTS};
 use crate::plex_library;
 use crate::EventMetadata;
 
@@ -122,7 +128,6 @@ impl MediaKey {
 #[derive(Debug)]
 pub struct MediaRequests {
     executor: CommandExecutor<MediaRequest>,
-    accounts: CommandExecutor<UserAccount>,
     default_quotas: Quotas,
     pool: PgPool,
 }
@@ -132,7 +137,6 @@ impl MediaRequests {
     pub fn new(pool: PgPool, services: MediaRequestServices) -> Self {
         Self {
             executor: CommandExecutor::new(pool.clone(), services),
-            accounts: CommandExecutor::new(pool.clone(), Default::default()),
             default_quotas: Quotas::default(),
             pool,
         }
@@ -168,97 +172,130 @@ impl MediaRequests {
         expected_version: Option<i64>,
         metadata: &EventMetadata,
     ) -> Result<Committed<MediaRequest>, MediaRequestCommandError> {
-        let reserve = match &command {
-            MediaRequestCommand::Submit { media, is_4k, .. } => Some(MediaKey::new(media, *is_4k)),
-            MediaRequestCommand::Retry { .. } => {
-                let (current, _) = self.load(id).await?;
-                MediaKey::of(&current)
-            }
-            _ => None,
-        };
-        if let MediaRequestCommand::Submit {
-            media,
-            seasons,
-            is_4k,
-            ..
-        } = &command
-        {
-            self.refuse_what_plex_has(media, seasons.as_ref(), *is_4k)
-                .await?;
-        }
-        if let Some(key) = reserve {
-            self.reserve(key, id).await?;
-        }
-        if let MediaRequestCommand::Submit {
-            requested_by,
-            media,
-            ..
-        } = &command
-        {
-            if let Err(error) = self
-                .count_against_quota(requested_by, media.media_type, id)
+        // One connection and one transaction for every statement of the command
+        // (docs/decisions.md, "One transaction per command").
+        let conn = &mut *self.pool.acquire().await?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut tx = conn.begin().await?;
+            match self
+                .attempt(
+                    &mut tx,
+                    id,
+                    command.clone(),
+                    expected_version,
+                    metadata,
+                    attempt,
+                )
                 .await
             {
-                if let Some(key) = reserve {
-                    self.release(key, id).await?;
+                Ok(Some(committed)) => {
+                    tx.commit().await?;
+                    return Ok(committed);
                 }
-                return Err(error);
+                Ok(None) => {
+                    tx.rollback().await?;
+                    tracing::debug!(attempt, "lost a concurrency race; deciding again");
+                }
+                Err(error) => {
+                    tx.rollback().await?;
+                    return Err(error);
+                }
             }
         }
-        let result = self
-            .executor
-            .execute(&id.to_string(), command, expected_version, metadata)
-            .await;
-        match &result {
-            Ok(committed) => {
-                let status = committed.aggregate.status();
-                let ended = status.is_some_and(|status| !status.is_active());
-                if let (true, Some(key)) = (ended, MediaKey::of(&committed.aggregate)) {
-                    self.release(key, id).await?;
-                }
-                if matches!(
-                    status,
-                    Some(RequestStatus::Declined | RequestStatus::Cancelled)
-                ) {
-                    sqlx::query(
-                        "UPDATE request_quota_ledger SET released = true WHERE request_id = $1",
-                    )
-                    .bind(id.as_uuid())
-                    .execute(&self.pool)
+        Err(ExecuteError::Conflict.into())
+    }
+
+    /// One attempt at `command` in the transaction on `conn`: the rules that span aggregates
+    /// (not what Plex has, one active request per media, the quota), the aggregate's decision
+    /// and append, and the upkeep of an ended request. `None` when another writer took the
+    /// request's next sequence first; an error or `None` leaves the transaction to be rolled
+    /// back, undoing the reservation and the ledger row with it.
+    async fn attempt(
+        &self,
+        conn: &mut PgConnection,
+        id: RequestId,
+        command: MediaRequestCommand,
+        expected_version: Option<i64>,
+        metadata: &EventMetadata,
+        attempt: usize,
+    ) -> Result<Option<Committed<MediaRequest>>, MediaRequestCommandError> {
+        // A submission creates its request under a new id: its first attempt is decided
+        // without reading the log (an id in use fails the append, and the next attempt reads).
+        let fresh = attempt == 1
+            && (expected_version == Some(0)
+                || matches!(command, MediaRequestCommand::Submit { .. }));
+        match &command {
+            MediaRequestCommand::Submit {
+                requested_by,
+                media,
+                seasons,
+                is_4k,
+                ..
+            } => {
+                self.refuse_what_plex_has(conn, media, seasons.as_ref(), *is_4k)
                     .await?;
+                self.reserve(conn, MediaKey::new(media, *is_4k), id).await?;
+                self.count_against_quota(conn, requested_by, media.media_type, id)
+                    .await?;
+            }
+            MediaRequestCommand::Retry { .. } => {
+                let (current, _) = self.load_on(conn, id).await?;
+                if let Some(key) = MediaKey::of(&current) {
+                    self.reserve(conn, key, id).await?;
                 }
             }
-            Err(_) => {
-                sqlx::query(
-                    "DELETE FROM request_quota_ledger l WHERE l.request_id = $1
-                       AND NOT EXISTS (SELECT 1 FROM events e WHERE e.aggregate_type = 'media_request'
-                                        AND e.aggregate_id = l.request_id::text)",
-                )
-                .bind(id.as_uuid())
-                .execute(&self.pool)
-                .await?;
-                if let Some(key) = reserve {
-                    // Undo this attempt's reservation unless the request really holds it.
-                    let (current, _) = self.load(id).await?;
-                    if !current.status().is_some_and(|status| status.is_active()) {
-                        self.release(key, id).await?;
-                    }
-                }
-            }
+            _ => {}
         }
-        Ok(result?)
+        let Some(committed) = self
+            .executor
+            .attempt_on(
+                conn,
+                &id.to_string(),
+                command,
+                expected_version,
+                metadata,
+                fresh,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let status = committed.aggregate.status();
+        let ended = status.is_some_and(|status| !status.is_active());
+        if let (true, Some(key)) = (ended, MediaKey::of(&committed.aggregate)) {
+            release(conn, key, id).await?;
+        }
+        if matches!(
+            status,
+            Some(RequestStatus::Declined | RequestStatus::Cancelled)
+        ) {
+            sqlx::query("UPDATE request_quota_ledger SET released = true WHERE request_id = $1")
+                .bind(id.as_uuid())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(Some(committed))
+    }
+
+    async fn load_on(
+        &self,
+        conn: &mut PgConnection,
+        id: RequestId,
+    ) -> Result<(MediaRequest, i64), ExecuteError<MediaRequestError>> {
+        CommandExecutor::<MediaRequest>::load_on(conn, &id.to_string()).await
     }
 
     /// The submit rule "not what Plex already has" (issue 11), read from the Plex library read
     /// model: nothing is reserved, counted or written for a refused submission.
     async fn refuse_what_plex_has(
         &self,
+        conn: &mut PgConnection,
         media: &Media,
         seasons: Option<&Seasons>,
         is_4k: bool,
     ) -> Result<(), MediaRequestCommandError> {
         let in_plex =
-            plex_library::find(&self.pool, media.media_type, i64::from(media.tmdb_id.get()))
+            plex_library::find(&mut *conn, media.media_type, i64::from(media.tmdb_id.get()))
                 .await?;
         let Some(presence) = in_plex.for_4k(is_4k) else {
             return Ok(());
@@ -280,6 +317,7 @@ impl MediaRequests {
     /// under a per-user lock so concurrent submissions cannot both take the last slot.
     async fn count_against_quota(
         &self,
+        conn: &mut PgConnection,
         actor: &Actor,
         media_type: MediaType,
         id: RequestId,
@@ -289,11 +327,11 @@ impl MediaRequests {
             None
         } else {
             let own = match actor.id.user_id() {
-                Some(user_id) => self
-                    .accounts
-                    .load(&user_id.to_string())
-                    .await
-                    .map(|(a, _)| a.quotas()),
+                Some(user_id) => {
+                    CommandExecutor::<UserAccount>::load_on(conn, &user_id.to_string())
+                        .await
+                        .map(|(a, _)| a.quotas())
+                }
                 None => Ok(Quotas::default()),
             }
             .map_err(|e| ExecuteError::<MediaRequestError>::Store(Box::new(e)))?;
@@ -301,44 +339,43 @@ impl MediaRequests {
         };
         let ledger = "INSERT INTO request_quota_ledger (request_id, user_id, media_type)
                       VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING";
-        let Some(limit) = applies else {
-            // No limit to check: the ledger row alone, without the lock and its transaction
-            // (one round trip instead of four on the submit path).
-            sqlx::query(ledger)
-                .bind(id.as_uuid())
+        if let Some(limit) = applies {
+            // The lock is the transaction's: it is held until the request's events commit.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
                 .bind(user)
-                .bind(media_type.as_str())
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
-            return Ok(());
-        };
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-        let now = Utc::now();
-        let counted =
-            counted_submissions(&mut *tx, user, media_type, quota::window_start(limit, now))
-                .await?;
-        quota::check(limit, &counted, now).map_err(|exceeded| {
-            MediaRequestCommandError::QuotaExceeded {
+            let now = Utc::now();
+            let counted = counted_submissions(
+                &mut *conn,
+                user,
                 media_type,
-                exceeded,
-            }
-        })?;
+                quota::window_start(limit, now),
+            )
+            .await?;
+            quota::check(limit, &counted, now).map_err(|exceeded| {
+                MediaRequestCommandError::QuotaExceeded {
+                    media_type,
+                    exceeded,
+                }
+            })?;
+        }
         sqlx::query(ledger)
             .bind(id.as_uuid())
             .bind(user)
             .bind(media_type.as_str())
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
-        tx.commit().await?;
         Ok(())
     }
 
     /// Reserves `key` for `id`, taking over reservations left behind by crashes.
-    async fn reserve(&self, key: MediaKey, id: RequestId) -> Result<(), MediaRequestCommandError> {
+    async fn reserve(
+        &self,
+        conn: &mut PgConnection,
+        key: MediaKey,
+        id: RequestId,
+    ) -> Result<(), MediaRequestCommandError> {
         for _ in 0..3 {
             let holder: Option<(Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
                 "WITH inserted AS (
@@ -356,7 +393,7 @@ impl MediaRequests {
             .bind(key.tmdb_id)
             .bind(key.is_4k)
             .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?;
             let Some((holder, reserved_at)) = holder else {
                 continue; // released between the two statements: try again
@@ -365,7 +402,7 @@ impl MediaRequests {
             if holder == id {
                 return Ok(());
             }
-            let (existing, version) = self.load(holder).await?;
+            let (existing, version) = self.load_on(conn, holder).await?;
             let abandoned = match existing.status() {
                 None => {
                     version == 0
@@ -387,25 +424,26 @@ impl MediaRequests {
             .bind(key.is_4k)
             .bind(holder.as_uuid())
             .bind(id.as_uuid())
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         }
         Err(ExecuteError::Conflict.into())
     }
+}
 
-    async fn release(&self, key: MediaKey, id: RequestId) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "DELETE FROM media_request_reservations
-              WHERE media_type = $1 AND tmdb_id = $2 AND is_4k = $3 AND request_id = $4",
-        )
-        .bind(key.media_type.as_str())
-        .bind(key.tmdb_id)
-        .bind(key.is_4k)
-        .bind(id.as_uuid())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
+/// Releases `key` if `id` holds it.
+async fn release(conn: &mut PgConnection, key: MediaKey, id: RequestId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM media_request_reservations
+          WHERE media_type = $1 AND tmdb_id = $2 AND is_4k = $3 AND request_id = $4",
+    )
+    .bind(key.media_type.as_str())
+    .bind(key.tmdb_id)
+    .bind(key.is_4k)
+    .bind(id.as_uuid())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 impl MediaRequests {

@@ -313,12 +313,12 @@ type PresenceRow = (String, i64, String, String, bool, bool, Vec<i32>);
 ///
 /// # Errors
 /// The database error.
-pub async fn find(
-    pool: &PgPool,
+pub async fn find<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     media_type: MediaType,
     tmdb_id: i64,
 ) -> Result<InPlex, sqlx::Error> {
-    Ok(find_many(pool, &[(media_type, tmdb_id)])
+    Ok(find_many(db, &[(media_type, tmdb_id)])
         .await?
         .remove(&(media_type, tmdb_id))
         .unwrap_or_default())
@@ -329,8 +329,8 @@ pub async fn find(
 ///
 /// # Errors
 /// The database error.
-pub async fn find_many(
-    pool: &PgPool,
+pub async fn find_many<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     keys: &[(MediaType, i64)],
 ) -> Result<HashMap<(MediaType, i64), InPlex>, sqlx::Error> {
     let mut answer: HashMap<(MediaType, i64), InPlex> = HashMap::new();
@@ -350,7 +350,7 @@ pub async fn find_many(
     )
     .bind(types)
     .bind(ids)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     for (media_type, tmdb_id, rating_key, title, has_hd, has_4k, seasons) in rows {
         let Ok(media_type) = media_type.parse::<MediaType>() else {

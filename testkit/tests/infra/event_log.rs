@@ -116,6 +116,61 @@ async fn the_tail_wakes_up_for_new_events_and_resumes_from_a_checkpoint() {
     assert_eq!(ids(&read_settled(&pool, &mut cursor, 1).await), ["y"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readers_of_a_database_share_one_listen_connection_and_each_is_woken() {
+    let (_, pool) = fresh_database().await;
+    // A poll interval far beyond the test's wait: only a notification can deliver in time.
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let mut tail = LogTail::new(pool.clone(), Cursor::default())
+                .poll_interval(std::time::Duration::from_secs(600));
+            tokio::spawn(async move { tail.next_batch().await.expect("a batch") })
+        })
+        .collect();
+    let listening = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("count listeners")
+    };
+    medianest_testkit::app::eventually(
+        "a LISTEN connection",
+        std::time::Duration::from_secs(10),
+        || async { (listening().await >= 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        listening().await,
+        1,
+        "one LISTEN connection for three readers"
+    );
+    // Events keep coming until every reader has one: a transaction of a test beside this one
+    // can hold the fence back past one notification.
+    let mut conn = pool.acquire().await.expect("conn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut sequence = 0;
+    while readers.iter().any(|r| !r.is_finished()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every reader woken in time"
+        );
+        sequence += 1;
+        insert_event(&mut conn, "w", sequence).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for reader in readers {
+        let batch = reader.await.expect("reader");
+        assert_eq!(
+            batch.first().map(|e| e.sequence),
+            Some(1),
+            "from the start, in order"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_checkpoint_never_moves_back() {
     let (_url, pool) = fresh_database().await;

@@ -6,6 +6,7 @@
 //! (docs/decisions.md, "Fewer test binaries").
 
 mod breaker;
+mod command_path;
 mod event_log;
 mod faults;
 mod nats_permissions;

@@ -1,0 +1,225 @@
+//! The command path's transaction and connections (docs/decisions.md, "One transaction per
+//! command"), against real PostgreSQL: a media-request command's reservation, quota-ledger
+//! row and events commit together or not at all; concurrent submissions of one media accept
+//! exactly one; a submission under an id already in use is refused as before; a pooled
+//! connection that died while idle is replaced before use.
+
+use std::time::Duration;
+
+use medianest_domain::media_request::{
+    Media, MediaRequestCommand, MediaRequestError, MediaRequestServices, MediaType, TmdbId,
+};
+use medianest_domain::{Actor, RequestId};
+use medianest_store::media_requests::{MediaRequestCommandError, MediaRequests};
+use medianest_store::{EventMetadata, ExecuteError};
+use medianest_testkit::app::fresh_database;
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+fn submit(by: &Actor, tmdb_id: u32, title: &str) -> MediaRequestCommand {
+    MediaRequestCommand::Submit {
+        requested_by: by.clone(),
+        media: Media {
+            media_type: MediaType::Movie,
+            tmdb_id: TmdbId::new(tmdb_id).expect("positive"),
+            tvdb_id: None,
+            title: title.to_string(),
+            year: Some(1999),
+        },
+        seasons: None,
+        is_4k: false,
+        note: None,
+    }
+}
+
+/// `(events, reservations, ledger rows)` of request `id`.
+async fn rows_of(pool: &PgPool, id: Uuid) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM events
+                  WHERE aggregate_type = 'media_request' AND aggregate_id = $1::text),
+                (SELECT count(*) FROM media_request_reservations WHERE request_id = $1),
+                (SELECT count(*) FROM request_quota_ledger WHERE request_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .expect("count")
+}
+
+#[tokio::test]
+async fn a_refused_submission_leaves_no_reservation_and_no_ledger_row() {
+    let (_, pool) = fresh_database().await;
+    let requests = MediaRequests::new(pool.clone(), MediaRequestServices::default());
+    let member = Actor::user(Uuid::now_v7());
+    let id = Uuid::now_v7();
+    // The aggregate refuses it after the reservation and the ledger row were written.
+    let refused = requests
+        .execute(
+            id.into(),
+            submit(&member, 603, "   "),
+            None,
+            &EventMetadata::default(),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(MediaRequestCommandError::Execute(ExecuteError::Rejected(
+                MediaRequestError::Invalid { field: "title", .. }
+            )))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(rows_of(&pool, id).await, (0, 0, 0), "rolled back together");
+
+    let accepted = Uuid::now_v7();
+    requests
+        .execute(
+            accepted.into(),
+            submit(&member, 603, "The Matrix"),
+            None,
+            &EventMetadata::default(),
+        )
+        .await
+        .expect("the media is free: nothing was left reserved");
+    assert_eq!(rows_of(&pool, accepted).await, (1, 1, 1));
+}
+
+#[tokio::test]
+async fn a_submission_under_an_id_in_use_is_refused_and_changes_nothing() {
+    let (_, pool) = fresh_database().await;
+    let requests = MediaRequests::new(pool.clone(), MediaRequestServices::default());
+    let member = Actor::user(Uuid::now_v7());
+    let id = Uuid::now_v7();
+    let first = requests
+        .execute(
+            id.into(),
+            submit(&member, 603, "The Matrix"),
+            None,
+            &EventMetadata::default(),
+        )
+        .await
+        .expect("submitted");
+    assert_eq!(first.version, 1);
+    // Another media under the same id: the first attempt, decided without reading the log,
+    // loses at the append; the second reads the request and the aggregate refuses.
+    let again = requests
+        .execute(
+            id.into(),
+            submit(&member, 604, "The Matrix Reloaded"),
+            None,
+            &EventMetadata::default(),
+        )
+        .await;
+    assert!(
+        matches!(
+            again,
+            Err(MediaRequestCommandError::Execute(ExecuteError::Rejected(
+                MediaRequestError::AlreadySubmitted
+            )))
+        ),
+        "{again:?}"
+    );
+    assert_eq!(rows_of(&pool, id).await, (1, 1, 1));
+    let reserved: Vec<i64> =
+        sqlx::query_scalar("SELECT tmdb_id FROM media_request_reservations ORDER BY tmdb_id")
+            .fetch_all(&pool)
+            .await
+            .expect("reservations");
+    assert_eq!(reserved, [603], "the refused media stays free");
+
+    // `If-Match: "0"` on an existing request is a version mismatch naming the real version.
+    let approve = requests
+        .execute(
+            id.into(),
+            MediaRequestCommand::Approve {
+                by: Actor::admin(Uuid::now_v7()),
+            },
+            Some(0),
+            &EventMetadata::default(),
+        )
+        .await;
+    assert!(
+        matches!(
+            approve,
+            Err(MediaRequestCommandError::Execute(
+                ExecuteError::VersionMismatch {
+                    expected: 0,
+                    actual: 1
+                }
+            ))
+        ),
+        "{approve:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_of_one_media_accept_exactly_one() {
+    let (_, pool) = fresh_database().await;
+    let requests = std::sync::Arc::new(MediaRequests::new(
+        pool.clone(),
+        MediaRequestServices::default(),
+    ));
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let requests = requests.clone();
+        tasks.push(tokio::spawn(async move {
+            let member = Actor::user(Uuid::now_v7());
+            let id = RequestId::from(Uuid::now_v7());
+            let title = format!("Spirited Away, take {n}");
+            let result = requests
+                .execute(
+                    id,
+                    submit(&member, 129, &title),
+                    None,
+                    &EventMetadata::default(),
+                )
+                .await;
+            (id, result)
+        }));
+    }
+    let mut accepted = Vec::new();
+    let mut duplicates = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            (id, Ok(_)) => accepted.push(id),
+            (_, Err(MediaRequestCommandError::Duplicate { existing })) => duplicates.push(existing),
+            (_, Err(other)) => panic!("neither accepted nor a duplicate: {other:?}"),
+        }
+    }
+    assert_eq!(accepted.len(), 1, "exactly one accepted");
+    assert_eq!(duplicates, vec![accepted[0]; 7], "the rest name it");
+    let (events, reservations, ledger): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM media_request_reservations),
+                (SELECT count(*) FROM request_quota_ledger)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!((events, reservations, ledger), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn a_pooled_connection_that_died_while_idle_is_replaced_before_use() {
+    let (url, pool) = fresh_database().await;
+    let before: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .expect("a backend");
+    // The server ends every backend of the pool (a restart, an idle timeout, a cut).
+    let mut admin = PgConnection::connect(&url).await.expect("connect");
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("terminate");
+    assert!(ended >= 1, "the pool's connection was ended");
+    tokio::time::sleep(medianest_store::pool::CHECK_AFTER_IDLE + Duration::from_millis(100)).await;
+    let after: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .expect("the dead connection was found by the check and replaced");
+    assert_ne!(after, before);
+}
