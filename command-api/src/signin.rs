@@ -238,7 +238,12 @@ pub(crate) async fn wait_for_read_models(
     .await
     .map_err(store_error)?;
     match outcome {
-        WaitOutcome::Reached => Ok(()),
+        WaitOutcome::Reached => {
+            // The projections of this process dropped the cached lookups when they
+            // committed; one of another process did not.
+            medianest_projections::sessions::read_models_changed();
+            Ok(())
+        }
         WaitOutcome::TimedOut => Err(ApiError::unavailable(
             "the change is recorded but the session read models lag behind; try again",
             1,

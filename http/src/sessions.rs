@@ -1,7 +1,9 @@
 //! The session authenticator: bearer tokens (or the session cookie) are looked up by their
 //! SHA-256 in the `sessions` read model, joined with the `users` read model for the role and
 //! the disabled flag, so a logout, a revocation or a disabled account takes effect as soon as
-//! the command that caused it answers (those commands wait for the read models).
+//! the command that caused it answers (those commands wait for the read models, and then drop
+//! the cached lookups: [`SessionLookups`]). A change made through another process (a second
+//! instance, a replay by the CLI) is seen within a second.
 //!
 //! On use, a session's expiry slides forward: when its last extension is an hour old or more,
 //! a `Refresh` command runs in the background (the aggregate writes at most one `Refreshed`
@@ -18,6 +20,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use medianest_domain::user_session::REFRESH_INTERVAL;
 use medianest_domain::{Actor, ActorId};
+use medianest_projections::sessions::SessionLookups;
 use medianest_store::credentials::{token_sha256, TOKEN_PREFIX};
 use medianest_store::sessions::UserSessions;
 use medianest_store::EventMetadata;
@@ -36,6 +39,7 @@ pub struct SessionAuthenticator {
     limiter: Option<Arc<ApiRateLimiter>>,
     bootstrap: Option<StaticTokenAuthenticator>,
     refreshing: Arc<Mutex<HashSet<Uuid>>>,
+    lookups: SessionLookups,
 }
 
 impl std::fmt::Debug for SessionAuthenticator {
@@ -56,6 +60,7 @@ impl SessionAuthenticator {
             limiter: None,
             bootstrap: None,
             refreshing: Arc::default(),
+            lookups: SessionLookups::default(),
         }
     }
 
@@ -127,7 +132,9 @@ impl Authenticator for SessionAuthenticator {
         if !token.starts_with(TOKEN_PREFIX) {
             return self.bootstrap(token).await;
         }
-        let found = medianest_projections::sessions::authenticate(&self.pool, &token_sha256(token))
+        let found = self
+            .lookups
+            .authenticate(&self.pool, &token_sha256(token))
             .await
             .map_err(|e| AuthRejection::Unavailable(e.into()))?
             .ok_or(AuthRejection::Invalid)?;

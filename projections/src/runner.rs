@@ -67,6 +67,11 @@ pub trait Projection: Send + Sync + 'static {
         false
     }
 
+    /// Called after the projection's own events committed to its tables (a batch of the
+    /// runner, a replay's swap): for caches of the read model in this process. Nothing by
+    /// default.
+    fn committed(&self) {}
+
     /// Applies one event inside the runner's transaction.
     ///
     /// # Errors
@@ -252,6 +257,9 @@ impl ProjectionRunner {
         };
         checkpoint::save(&mut *tx, name, last).await?;
         tx.commit().await?;
+        if !own.is_empty() {
+            self.projection.committed();
+        }
         metrics::counter!("medianest_projection_events_applied_total", "projection" => name.to_string())
             .increment(applied as u64);
         metrics::counter!("medianest_projection_batches_total", "projection" => name.to_string())

@@ -4,6 +4,14 @@
 //!
 //! Built from the PostgreSQL log ([`medianest_nats::LogFeed`]): rows keep token hashes, IPs
 //! and user agents, which never leave PostgreSQL.
+//!
+//! Authentications are cached for a second ([`SessionLookups`]), and the cache is dropped
+//! whenever this process's `sessions` or `users` projection commits, or a command that waited
+//! for them (a logout, a revocation, a disabled account) answers: see
+//! [`read_models_changed`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,7 +19,7 @@ use medianest_domain::user_session::UserSessionEvent;
 use medianest_domain::Role;
 use medianest_nats::FeedEvent;
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::users::stored_event;
@@ -36,6 +44,11 @@ impl Projection for SessionsProjection {
 
     fn tables(&self) -> &'static [&'static str] {
         &["sessions"]
+    }
+
+    /// A session may have ended: cached authentications are stale.
+    fn committed(&self) {
+        read_models_changed();
     }
 
     fn reads_private_fields(&self) -> bool {
@@ -193,6 +206,86 @@ pub async fn authenticate<'e>(
         expires_at: f.expires_at,
         refreshed_at: f.refreshed_at,
     }))
+}
+
+/// How many times this process saw the `sessions` or `users` read model change.
+static CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// Marks every cached authentication of this process stale: called after the `sessions` or
+/// `users` projection commits and after a command that waited for them, before it answers.
+/// Process-wide, so a second app in the same process (tests) only costs lookups.
+pub fn read_models_changed() {
+    CHANGES.fetch_add(1, Ordering::SeqCst);
+}
+
+/// How long a cached authentication is used at most: the bound on how late a change made
+/// elsewhere (another instance's logout, a replay run by the CLI) is seen by this process.
+pub const LOOKUP_TTL: Duration = Duration::from_secs(1);
+
+/// A cached authentication, valid while no change was seen since its lookup began.
+#[derive(Clone)]
+struct Cached {
+    changes: u64,
+    principal: SessionPrincipal,
+}
+
+/// [`authenticate`] with a cache of valid tokens (by SHA-256, at most 10,000, each for at
+/// most [`LOOKUP_TTL`]): under load most requests of a signed-in client skip the database.
+/// An entry is used only while no change of the read models was seen since its lookup
+/// began ([`read_models_changed`]) and while its session is unexpired; unknown or invalid
+/// tokens are never cached.
+pub struct SessionLookups {
+    cache: moka::sync::Cache<String, Cached>,
+}
+
+impl std::fmt::Debug for SessionLookups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLookups")
+            .field("cached", &self.cache.entry_count())
+            .finish()
+    }
+}
+
+impl Default for SessionLookups {
+    fn default() -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(LOOKUP_TTL)
+                .build(),
+        }
+    }
+}
+
+impl SessionLookups {
+    /// The principal of `token_sha256`, from the cache or the read models.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn authenticate(
+        &self,
+        pool: &PgPool,
+        token_sha256: &str,
+    ) -> Result<Option<SessionPrincipal>, sqlx::Error> {
+        let changes = CHANGES.load(Ordering::SeqCst);
+        if let Some(cached) = self.cache.get(token_sha256) {
+            if cached.changes == changes && cached.principal.expires_at > Utc::now() {
+                return Ok(Some(cached.principal));
+            }
+        }
+        let found = authenticate(pool, token_sha256).await?;
+        match &found {
+            Some(principal) => self.cache.insert(
+                token_sha256.to_string(),
+                Cached {
+                    changes,
+                    principal: principal.clone(),
+                },
+            ),
+            None => self.cache.invalidate(token_sha256),
+        }
+        Ok(found)
+    }
 }
 
 /// One session, if the read model has it.

@@ -56,6 +56,11 @@ impl Projection for UsersProjection {
         &["users"]
     }
 
+    /// A role or a disabled flag may have changed: cached authentications are stale.
+    fn committed(&self) {
+        crate::sessions::read_models_changed();
+    }
+
     fn reads_private_fields(&self) -> bool {
         true
     }
