@@ -597,6 +597,8 @@ impl Process {
                 download_progress: Some(board),
                 stream: Some(hub),
                 catalog: self.catalog(),
+                search_answers: Default::default(),
+                dashboard_answers: Arc::new(medianest_query_api::dashboard::dashboard_answers()),
             }));
         }
         let document = openapi_document(

@@ -27,6 +27,7 @@ use medianest_domain::public::{download_event, media_request_event};
 use medianest_nats::FeedEvent;
 use sqlx::{FromRow, PgConnection, QueryBuilder};
 
+use crate::answers::Changes;
 use crate::runner::{decode_batch, public_event, status_after, BatchRows};
 use crate::{Projection, ProjectionError};
 
@@ -65,6 +66,11 @@ impl Projection for DashboardProjection {
 
     fn tables(&self) -> &'static [&'static str] {
         &TABLES
+    }
+
+    /// Rows changed: cached dashboards are stale.
+    fn committed(&self) {
+        CHANGES.mark();
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
@@ -615,6 +621,16 @@ pub struct Summary {
     pub top_requesters: Option<Vec<Requester>>,
     /// When the summary was computed (the database's clock).
     pub generated_at: Option<DateTime<Utc>>,
+}
+
+/// Changes of the dashboard's rows (and of the `users` read model, whose names it shows) in
+/// this process.
+static CHANGES: Changes = Changes::new();
+
+/// The counter of the dashboard's changes, for caches of what [`summary`] reads
+/// ([`crate::answers`]).
+pub fn changes() -> &'static Changes {
+    &CHANGES
 }
 
 /// Reads the dashboard from the pre-aggregated rows: everyone's (`requested_by` `None`, the

@@ -10,6 +10,7 @@
 //! public forms, while `users` and `sessions` keep private fields (e-mails, token hashes,
 //! IPs). A rebuild goes through [`replay`].
 
+pub mod answers;
 pub mod dashboard;
 pub mod downloads;
 pub mod replay;

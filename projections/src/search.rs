@@ -19,6 +19,8 @@
 //! nothing extra, so replays are unaffected.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -30,6 +32,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::answers::{Answers, Changes};
 use crate::runner::{
     decode_batch, finish_row_update, public_event, row_update, status_after, BatchRows,
 };
@@ -66,6 +69,11 @@ impl Projection for SearchProjection {
 
     fn tables(&self) -> &'static [&'static str] {
         &[TABLE, USERS_TABLE]
+    }
+
+    /// Rows changed: cached search answers are stale.
+    fn committed(&self) {
+        CHANGES.mark();
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &FeedEvent) -> Result<(), ProjectionError> {
@@ -596,6 +604,84 @@ pub async fn search(
     let hits = sql.fetch_all(&mut *tx).await?;
     tx.commit().await?;
     Ok(hits)
+}
+
+/// Changes of the `request_search` read model in this process.
+static CHANGES: Changes = Changes::new();
+
+/// How long a cached answer is used at most: the bound on how late a change of the read
+/// model made by another process (a replay run by the CLI, a second instance's projection)
+/// shows in this one.
+pub const ANSWER_TTL: Duration = Duration::from_secs(5);
+
+/// What a search answer is cached by: the text, the filters and the limit.
+type SearchKey = (
+    String,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<String>,
+    i64,
+);
+
+/// [`search`] with its answers cached (at most 1,000, each for at most [`ANSWER_TTL`];
+/// [`crate::answers`]) by text, filters and limit, until this process's `request_search`
+/// projection commits.
+///
+/// A search reads the whole read model (its vocabulary and every matching row), so the same
+/// search asked again and again — a saved search, a burst of clients — is the search that
+/// can saturate the database; a cached answer costs no query. Callers that must see a given
+/// position (`min_position`) read the read model ([`SearchAnswers::search_fresh`]).
+#[derive(Debug)]
+pub struct SearchAnswers {
+    answers: Answers<SearchKey, Arc<Vec<SearchHit>>>,
+}
+
+impl Default for SearchAnswers {
+    fn default() -> Self {
+        Self {
+            answers: Answers::new(&CHANGES, 1_000, ANSWER_TTL),
+        }
+    }
+}
+
+impl SearchAnswers {
+    /// The answer of `query` (at most `limit` hits), cached or searched.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn search(
+        &self,
+        pool: &PgPool,
+        query: &SearchQuery,
+        limit: i64,
+    ) -> Result<Arc<Vec<SearchHit>>, sqlx::Error> {
+        let key = (
+            query.text.trim().to_string(),
+            query.status.map(RequestStatus::as_str),
+            query.media_type.map(MediaType::as_str),
+            query.requested_by.clone(),
+            limit,
+        );
+        let read = async { self.search_fresh(pool, query, limit).await.map(Some) };
+        Ok(self
+            .answers
+            .get_or_read(key, read)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The answer of `query` from the read model as it is now, bypassing the cache.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn search_fresh(
+        &self,
+        pool: &PgPool,
+        query: &SearchQuery,
+        limit: i64,
+    ) -> Result<Arc<Vec<SearchHit>>, sqlx::Error> {
+        Ok(Arc::new(search(pool, query, limit).await?))
+    }
 }
 
 /// One request's search row, if the read model has it.

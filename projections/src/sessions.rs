@@ -10,7 +10,6 @@
 //! for them (a logout, a revocation, a disabled account) answers: see
 //! [`read_models_changed`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +21,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::answers::{Answers, Changes};
 use crate::users::stored_event;
 use crate::{Projection, ProjectionError};
 
@@ -208,51 +208,34 @@ pub async fn authenticate<'e>(
     }))
 }
 
-/// How many times this process saw the `sessions` or `users` read model change.
-static CHANGES: AtomicU64 = AtomicU64::new(0);
+/// Changes of the `sessions` and `users` read models in this process.
+static CHANGES: Changes = Changes::new();
 
 /// Marks every cached authentication of this process stale: called after the `sessions` or
 /// `users` projection commits and after a command that waited for them, before it answers.
 /// Process-wide, so a second app in the same process (tests) only costs lookups.
 pub fn read_models_changed() {
-    CHANGES.fetch_add(1, Ordering::SeqCst);
+    CHANGES.mark();
 }
 
 /// How long a cached authentication is used at most: the bound on how late a change made
 /// elsewhere (another instance's logout, a replay run by the CLI) is seen by this process.
 pub const LOOKUP_TTL: Duration = Duration::from_secs(1);
 
-/// A cached authentication, valid while no change was seen since its lookup began.
-#[derive(Clone)]
-struct Cached {
-    changes: u64,
-    principal: SessionPrincipal,
-}
-
 /// [`authenticate`] with a cache of valid tokens (by SHA-256, at most 10,000, each for at
-/// most [`LOOKUP_TTL`]): under load most requests of a signed-in client skip the database.
-/// An entry is used only while no change of the read models was seen since its lookup
-/// began ([`read_models_changed`]) and while its session is unexpired; unknown or invalid
-/// tokens are never cached.
+/// most [`LOOKUP_TTL`]; [`crate::answers`]): under load most requests of a signed-in client
+/// skip the database. An entry is used only while no change of the read models was seen
+/// since its lookup began ([`read_models_changed`]) and while its session is unexpired;
+/// unknown or invalid tokens are never cached.
+#[derive(Debug)]
 pub struct SessionLookups {
-    cache: moka::sync::Cache<String, Cached>,
-}
-
-impl std::fmt::Debug for SessionLookups {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionLookups")
-            .field("cached", &self.cache.entry_count())
-            .finish()
-    }
+    answers: Answers<String, SessionPrincipal>,
 }
 
 impl Default for SessionLookups {
     fn default() -> Self {
         Self {
-            cache: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(LOOKUP_TTL)
-                .build(),
+            answers: Answers::new(&CHANGES, 10_000, LOOKUP_TTL),
         }
     }
 }
@@ -267,24 +250,17 @@ impl SessionLookups {
         pool: &PgPool,
         token_sha256: &str,
     ) -> Result<Option<SessionPrincipal>, sqlx::Error> {
-        let changes = CHANGES.load(Ordering::SeqCst);
-        if let Some(cached) = self.cache.get(token_sha256) {
-            if cached.changes == changes && cached.principal.expires_at > Utc::now() {
-                return Ok(Some(cached.principal));
+        let found = self
+            .answers
+            .get_or_read(token_sha256.to_string(), authenticate(pool, token_sha256))
+            .await?;
+        match found {
+            Some(principal) if principal.expires_at <= Utc::now() => {
+                // Expired since it was cached: what the read model says now.
+                authenticate(pool, token_sha256).await
             }
+            found => Ok(found),
         }
-        let found = authenticate(pool, token_sha256).await?;
-        match &found {
-            Some(principal) => self.cache.insert(
-                token_sha256.to_string(),
-                Cached {
-                    changes,
-                    principal: principal.clone(),
-                },
-            ),
-            None => self.cache.invalidate(token_sha256),
-        }
-        Ok(found)
     }
 }
 

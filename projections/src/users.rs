@@ -56,9 +56,11 @@ impl Projection for UsersProjection {
         &["users"]
     }
 
-    /// A role or a disabled flag may have changed: cached authentications are stale.
+    /// A role, a disabled flag or a name may have changed: cached authentications and
+    /// dashboards are stale.
     fn committed(&self) {
         crate::sessions::read_models_changed();
+        crate::dashboard::changes().mark();
     }
 
     fn reads_private_fields(&self) -> bool {

@@ -13,6 +13,7 @@
 //! Everything is read in one `REPEATABLE READ` transaction, so the figures agree.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -22,6 +23,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use medianest_domain::download::DownloadStatus;
 use medianest_domain::media_request::{MediaType, RequestStatus};
 use medianest_http::{ApiError, Caller, Query};
+use medianest_projections::answers::Answers;
 use medianest_projections::dashboard::{self, Summary};
 use medianest_store::checkpoint;
 use serde::{Deserialize, Serialize};
@@ -215,6 +217,63 @@ pub(crate) async fn show(
         }
     };
     wait_for_position(&state, dashboard::NAME, params.min_position, &headers).await?;
+    // Everyone's figures, or the caller's slice.
+    let slice = (!all).then(|| caller.id.to_string());
+    let read = async { read_summary(&state, slice.as_deref()).await.map(Some) };
+    let (summary, position) = if params.min_position.is_some() {
+        read.await?
+    } else {
+        state
+            .dashboard_answers
+            .get_or_read(slice.clone(), read)
+            .await?
+    }
+    .ok_or_else(|| ApiError::internal(&"the dashboard read nothing"))?;
+    let internal = |e: &dyn std::fmt::Display| ApiError::internal(e);
+    // Not from the read model, so never cached: the services' health and the dead
+    // notifications are as they are now.
+    let mut conn = state.pool.acquire().await.map_err(|e| internal(&e))?;
+    let health: Vec<HealthRow> = sqlx::query_as("SELECT * FROM service_health")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| internal(&e))?;
+    let dead_notifications = if all {
+        Some(
+            sqlx::query_scalar(
+                "SELECT count(*) FROM notification_deliveries WHERE status = 'dead'",
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| internal(&e))?,
+        )
+    } else {
+        None
+    };
+    let mut answer = view(summary, all, position, &health, caller.is_admin());
+    answer.dead_notifications = dead_notifications;
+    Ok(Json(answer))
+}
+
+/// What the dashboard read model says, cached until it (or the `users` read model, whose
+/// names it shows) changes, for at most [`DASHBOARD_TTL`] ([`medianest_projections::answers`]):
+/// by slice (`None` everyone's, else a user id), the summary and the projection's position.
+pub type DashboardAnswers = Answers<Option<String>, (Summary, i64)>;
+
+/// How long a cached summary is served at most (the bound for changes made by another
+/// process, such as a replay run by the CLI).
+pub const DASHBOARD_TTL: Duration = Duration::from_secs(5);
+
+/// An empty cache of dashboard summaries.
+pub fn dashboard_answers() -> DashboardAnswers {
+    Answers::new(dashboard::changes(), 1_000, DASHBOARD_TTL)
+}
+
+/// The read model's summary (everyone's with the top requesters, or `requested_by`'s slice)
+/// and the projection's position, of one snapshot.
+async fn read_summary(
+    state: &QueryState,
+    requested_by: Option<&str>,
+) -> Result<(Summary, i64), ApiError> {
     let internal = |e: &dyn std::fmt::Display| ApiError::internal(e);
     let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -230,35 +289,15 @@ pub(crate) async fn show(
     .execute(&mut *tx)
     .await
     .map_err(|e| internal(&e))?;
-    let own = caller.id.to_string();
-    let requested_by = (!all).then_some(own.as_str());
-    let summary = dashboard::summary(&mut tx, requested_by, all)
+    let summary = dashboard::summary(&mut tx, requested_by, requested_by.is_none())
         .await
         .map_err(|e| internal(&e))?;
     let position = checkpoint::load(&mut *tx, &format!("projection-{}", dashboard::NAME))
         .await
         .map_err(|e| internal(&e))?
         .position;
-    let health: Vec<HealthRow> = sqlx::query_as("SELECT * FROM service_health")
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| internal(&e))?;
-    let dead_notifications = if all {
-        Some(
-            sqlx::query_scalar(
-                "SELECT count(*) FROM notification_deliveries WHERE status = 'dead'",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| internal(&e))?,
-        )
-    } else {
-        None
-    };
     tx.commit().await.map_err(|e| internal(&e))?;
-    let mut answer = view(summary, all, position, &health, caller.is_admin());
-    answer.dead_notifications = dead_notifications;
-    Ok(Json(answer))
+    Ok((summary, position))
 }
 
 fn view(

@@ -50,6 +50,11 @@ pub struct QueryState {
     /// The catalogue's access to Overseerr (`/api/v1/catalog/*`); `None` (no Overseerr
     /// configured) answers those routes 503.
     pub catalog: Option<Arc<catalog::Catalog>>,
+    /// Search answers, cached until the search read model changes.
+    pub search_answers: Arc<medianest_projections::search::SearchAnswers>,
+    /// Dashboards, cached until the dashboard read model changes
+    /// ([`dashboard::dashboard_answers`]).
+    pub dashboard_answers: Arc<dashboard::DashboardAnswers>,
 }
 
 impl HasAuthenticator for QueryState {

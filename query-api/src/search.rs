@@ -170,11 +170,17 @@ pub(crate) async fn search(
         media_type,
         requested_by,
     };
-    let hits = search::search(&state.pool, &query, limit)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    // A caller waiting for a position reads the read model itself; the others may share a
+    // cached answer of the same read model.
+    let answers = &state.search_answers;
+    let hits = if params.min_position.is_some() {
+        answers.search_fresh(&state.pool, &query, limit).await
+    } else {
+        answers.search(&state.pool, &query, limit).await
+    }
+    .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(SearchResults {
         query: query.text,
-        results: hits.into_iter().map(SearchHit::from).collect(),
+        results: hits.iter().cloned().map(SearchHit::from).collect(),
     }))
 }

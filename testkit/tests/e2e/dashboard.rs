@@ -534,6 +534,29 @@ async fn the_dashboard_shows_exact_figures_to_admins_and_each_user_their_own_sli
 }
 
 #[tokio::test]
+async fn a_cached_dashboard_is_dropped_when_its_read_model_changes() {
+    let app = TestApp::spawn().await;
+    let alice = app.sign_in_user("alice").await;
+    submit_movie(&app, &alice, 603, "The Matrix").await;
+    let position = head_position(&app).await;
+    dashboard_json(&app, &alice.token, &format!("?min_position={position}")).await;
+    let cached = dashboard_json(&app, &alice.token, "").await;
+    assert_eq!(cached["requests"]["total"], 1, "{cached}");
+    // Cached now; a second request changes the read model, and the next dashboard without
+    // `min_position` (which would skip the cache) must already count it.
+    submit_movie(&app, &alice, 604, "The Matrix Reloaded").await;
+    let position = head_position(&app).await;
+    let fresh = dashboard_json(&app, &alice.token, &format!("?min_position={position}")).await;
+    assert_eq!(fresh["requests"]["total"], 2, "{fresh}");
+    let again = dashboard_json(&app, &alice.token, "").await;
+    assert_eq!(
+        again["requests"]["total"], 2,
+        "not the stale cached summary: {again}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_dashboard_refuses_strangers_and_unknown_parameters() {
     let app = TestApp::spawn_with(TestOptions {
         overseerr: false,

@@ -570,6 +570,37 @@ async fn min_position_returns_the_callers_just_submitted_request() {
 }
 
 #[tokio::test]
+async fn a_repeated_search_answers_from_the_cache_until_the_read_model_changes() {
+    let app = spawn_quiet().await;
+    let carol = app.sign_in_user("carol").await;
+    let (first, position) = submit_all(&app, &carol, &[(603, "The Matrix", 1999)]).await;
+    let position = position.to_string();
+    search_as(
+        &app,
+        &carol,
+        &[("q", "matrix"), ("min_position", &position)],
+    )
+    .await;
+    let cached = search_as(&app, &carol, &[("q", "matrix")]).await;
+    assert_eq!(ids(&cached), first, "{cached}");
+    // The answer above is cached; a new request changes the read model, and the next
+    // search without `min_position` (which would skip the cache) must already show it.
+    let (second, position) = submit_all(&app, &carol, &[(604, "The Matrix Reloaded", 2003)]).await;
+    let position = position.to_string();
+    let fresh = search_as(
+        &app,
+        &carol,
+        &[("q", "matrix"), ("min_position", &position)],
+    )
+    .await;
+    assert_eq!(ids(&fresh).len(), 2, "{fresh}");
+    let again = search_as(&app, &carol, &[("q", "matrix")]).await;
+    assert_eq!(ids(&again), ids(&fresh), "not the stale cached answer");
+    assert!(ids(&again).contains(&second[0]), "{again}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn search_needs_a_session() {
     let app = spawn_quiet().await;
     let response = app

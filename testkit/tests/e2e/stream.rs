@@ -583,6 +583,8 @@ impl Server {
             download_progress: None,
             stream: Some(hub.clone()),
             catalog: None,
+            search_answers: Default::default(),
+            dashboard_answers: Arc::new(medianest_query_api::dashboard::dashboard_answers()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/api/v1/stream", listener.local_addr().unwrap());

@@ -1,0 +1,156 @@
+//! Answers read from a read model, cached in this process until the read model changes.
+//!
+//! Each cached read model has a [`Changes`] counter that its projection raises after every
+//! commit ([`crate::Projection::committed`]; a replay's swap too). An answer is kept with the
+//! counter's value from before it was read, and served only while the counter still has that
+//! value: a read that began before a commit is never served after it. A time to live bounds
+//! how late a change made by another process (a second instance, a replay run by the CLI)
+//! is seen. Callers that must see a given position (`min_position`) read the read model
+//! instead.
+//!
+//! What uses it: session lookups ([`crate::sessions::SessionLookups`]), searches
+//! ([`crate::search::SearchAnswers`]) and the dashboard (the query API), the reads that
+//! every request makes or that read a whole read model (docs/decisions.md, "Answers cached
+//! until the read model changes").
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How many times a read model changed in this process.
+#[derive(Debug, Default)]
+pub struct Changes(AtomicU64);
+
+impl Changes {
+    /// A counter at 0.
+    pub const fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    /// The read model changed: every answer read before is stale.
+    pub fn mark(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The counter now; take it before reading the read model.
+    pub fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Answers by key, each valid while its read model's [`Changes`] stays where it was when the
+/// answer was read, for at most the time to live.
+pub struct Answers<K, V> {
+    changes: &'static Changes,
+    cache: moka::sync::Cache<K, (u64, V)>,
+}
+
+impl<K, V> std::fmt::Debug for Answers<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answers")
+            .field("cached", &self.cache.entry_count())
+            .finish()
+    }
+}
+
+impl<K, V> Answers<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// At most `capacity` answers of the read model counted by `changes`, each for at most
+    /// `ttl`.
+    pub fn new(changes: &'static Changes, capacity: u64, ttl: Duration) -> Self {
+        Self {
+            changes,
+            cache: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    /// The answer of `key` if one is cached and still valid, else `read()`'s (cached when it
+    /// is `Some`; `None` answers are not kept).
+    ///
+    /// # Errors
+    /// `read`'s error; nothing is cached then.
+    pub async fn get_or_read<E, F>(&self, key: K, read: F) -> Result<Option<V>, E>
+    where
+        F: std::future::Future<Output = Result<Option<V>, E>>,
+    {
+        let changes = self.changes.now();
+        if let Some((at, value)) = self.cache.get(&key) {
+            if at == changes {
+                return Ok(Some(value));
+            }
+        }
+        let value = read.await?;
+        match &value {
+            Some(value) => self.cache.insert(key, (changes, value.clone())),
+            None => self.cache.invalidate(&key),
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static CHANGES: Changes = Changes::new();
+
+    async fn read(value: Option<u32>) -> Result<Option<u32>, std::convert::Infallible> {
+        Ok(value)
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_served_until_its_read_model_changes_and_none_is_never_kept() {
+        let answers = Answers::new(&CHANGES, 10, Duration::from_secs(60));
+        assert_eq!(answers.get_or_read("k", read(Some(1))).await, Ok(Some(1)));
+        assert_eq!(
+            answers.get_or_read("k", read(Some(2))).await,
+            Ok(Some(1)),
+            "cached"
+        );
+        CHANGES.mark();
+        assert_eq!(
+            answers.get_or_read("k", read(Some(3))).await,
+            Ok(Some(3)),
+            "read again after a change"
+        );
+        assert_eq!(answers.get_or_read("gone", read(None)).await, Ok(None));
+        assert_eq!(
+            answers.get_or_read("gone", read(Some(4))).await,
+            Ok(Some(4)),
+            "a missing answer is not cached"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_that_began_before_a_change_is_not_served_after_it() {
+        static RACED: Changes = Changes::new();
+        let answers = Answers::new(&RACED, 10, Duration::from_secs(60));
+        // The read model changes while the read is under way: its answer may predate the
+        // change, so it is kept under the old count and never served.
+        let racing = async {
+            RACED.mark();
+            Ok::<_, std::convert::Infallible>(Some(1))
+        };
+        assert_eq!(answers.get_or_read("k", racing).await, Ok(Some(1)));
+        assert_eq!(answers.get_or_read("k", read(Some(2))).await, Ok(Some(2)));
+    }
+
+    #[tokio::test]
+    async fn an_answer_expires_after_its_time_to_live() {
+        static QUIET: Changes = Changes::new();
+        let answers = Answers::new(&QUIET, 10, Duration::from_millis(50));
+        assert_eq!(answers.get_or_read("k", read(Some(1))).await, Ok(Some(1)));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(answers.get_or_read("k", read(Some(2))).await, Ok(Some(2)));
+    }
+}
