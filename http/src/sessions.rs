@@ -136,7 +136,7 @@ impl Authenticator for SessionAuthenticator {
             .lookups
             .authenticate(&self.pool, &token_sha256(token))
             .await
-            .map_err(|e| AuthRejection::Unavailable(e.into()))?
+            .map_err(AuthRejection::Unavailable)?
             .ok_or(AuthRejection::Invalid)?;
         self.charge(found.user_id)?;
         if Utc::now() - found.refreshed_at >= REFRESH_INTERVAL {

@@ -645,16 +645,17 @@ impl Default for SearchAnswers {
 }
 
 impl SearchAnswers {
-    /// The answer of `query` (at most `limit` hits), cached or searched.
+    /// The answer of `query` (at most `limit` hits), cached or searched; concurrent callers
+    /// asking the same search while it is not cached share one search.
     ///
     /// # Errors
-    /// The database error.
+    /// The database error (shared with the callers that waited for the same search).
     pub async fn search(
         &self,
         pool: &PgPool,
         query: &SearchQuery,
         limit: i64,
-    ) -> Result<Arc<Vec<SearchHit>>, sqlx::Error> {
+    ) -> Result<Arc<Vec<SearchHit>>, Arc<sqlx::Error>> {
         let key = (
             query.text.trim().to_string(),
             query.status.map(RequestStatus::as_str),
@@ -662,7 +663,7 @@ impl SearchAnswers {
             query.requested_by.clone(),
             limit,
         );
-        let read = async { self.search_fresh(pool, query, limit).await.map(Some) };
+        let read = || async { self.search_fresh(pool, query, limit).await.map(Some) };
         Ok(self
             .answers
             .get_or_read(key, read)

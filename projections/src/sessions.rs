@@ -10,6 +10,7 @@
 //! for them (a logout, a revocation, a disabled account) answers: see
 //! [`read_models_changed`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -244,20 +245,22 @@ impl SessionLookups {
     /// The principal of `token_sha256`, from the cache or the read models.
     ///
     /// # Errors
-    /// The database error.
+    /// The database error (shared with the callers that waited for the same lookup).
     pub async fn authenticate(
         &self,
         pool: &PgPool,
         token_sha256: &str,
-    ) -> Result<Option<SessionPrincipal>, sqlx::Error> {
+    ) -> Result<Option<SessionPrincipal>, Arc<sqlx::Error>> {
         let found = self
             .answers
-            .get_or_read(token_sha256.to_string(), authenticate(pool, token_sha256))
+            .get_or_read(token_sha256.to_string(), || {
+                authenticate(pool, token_sha256)
+            })
             .await?;
         match found {
             Some(principal) if principal.expires_at <= Utc::now() => {
                 // Expired since it was cached: what the read model says now.
-                authenticate(pool, token_sha256).await
+                authenticate(pool, token_sha256).await.map_err(Arc::new)
             }
             found => Ok(found),
         }

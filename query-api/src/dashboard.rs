@@ -219,14 +219,15 @@ pub(crate) async fn show(
     wait_for_position(&state, dashboard::NAME, params.min_position, &headers).await?;
     // Everyone's figures, or the caller's slice.
     let slice = (!all).then(|| caller.id.to_string());
-    let read = async { read_summary(&state, slice.as_deref()).await.map(Some) };
+    let read = || async { read_summary(&state, slice.as_deref()).await.map(Some) };
     let (summary, position) = if params.min_position.is_some() {
-        read.await?
+        read().await?
     } else {
         state
             .dashboard_answers
             .get_or_read(slice.clone(), read)
-            .await?
+            .await
+            .map_err(|e| (*e).clone())?
     }
     .ok_or_else(|| ApiError::internal(&"the dashboard read nothing"))?;
     let internal = |e: &dyn std::fmt::Display| ApiError::internal(e);

@@ -174,11 +174,16 @@ pub(crate) async fn search(
     // cached answer of the same read model.
     let answers = &state.search_answers;
     let hits = if params.min_position.is_some() {
-        answers.search_fresh(&state.pool, &query, limit).await
+        answers
+            .search_fresh(&state.pool, &query, limit)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
     } else {
-        answers.search(&state.pool, &query, limit).await
-    }
-    .map_err(|e| ApiError::internal(&e))?;
+        answers
+            .search(&state.pool, &query, limit)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+    };
     Ok(Json(SearchResults {
         query: query.text,
         results: hits.iter().cloned().map(SearchHit::from).collect(),

@@ -485,22 +485,18 @@ COMMIT;
         })
 }
 
-/// How far the slowest projection is behind the head of the log, in events.
-async fn lag(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(max(e.head - COALESCE(c.position, 0)), 0)::bigint
-           FROM (SELECT COALESCE(max(global_position), 0) AS head FROM events) e
-           CROSS JOIN unnest($1::text[]) AS p(name)
-           LEFT JOIN checkpoints c ON c.name = p.name",
-    )
-    .bind(
-        medianest_projections::all()
-            .iter()
-            .map(|p| format!("projection-{}", p.name()))
-            .collect::<Vec<_>>(),
-    )
-    .fetch_one(pool)
-    .await
+/// How far the slowest projection is behind the head of the log: the committed events after
+/// its checkpoint in log order (`(tx_id, global_position)`, as the projections read). Not the
+/// difference of positions: a command's transaction takes its id before its event takes a
+/// position, so a checkpoint may carry a lower position than events already applied.
+async fn lag(pool: &PgPool) -> Result<i64, medianest_store::StoreError> {
+    let mut worst = 0;
+    for projection in medianest_projections::all() {
+        let name = format!("projection-{}", projection.name());
+        let cursor = medianest_store::checkpoint::load(pool, &name).await?;
+        worst = worst.max(medianest_store::log::backlog(pool, cursor).await?.0);
+    }
+    Ok(worst)
 }
 
 fn submit(app: &TestApp, tmdb_id: u64) -> reqwest::RequestBuilder {
