@@ -375,8 +375,12 @@ impl LogTail {
         let wakeups = self.wakeups.get_or_insert_with(|| Wakeups::of(&self.pool));
         match tokio::time::timeout(self.poll_interval, wakeups.seen.changed()).await {
             Ok(Ok(())) | Err(_) => {}
-            // The listening task is gone (its runtime is shutting down): poll only.
-            Ok(Err(_)) => tokio::time::sleep(self.poll_interval).await,
+            // The listening task ended (its pool was closed): poll this once, and take a
+            // live listener at the next wait.
+            Ok(Err(_)) => {
+                self.wakeups = None;
+                tokio::time::sleep(self.poll_interval).await;
+            }
         }
     }
 }
@@ -424,13 +428,19 @@ impl Wakeups {
             options.get_username()
         );
         let mut listeners = LISTENERS.lock().unwrap_or_else(|e| e.into_inner());
-        let listener = match listeners.get(&key).and_then(Weak::upgrade) {
+        let live = listeners
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .filter(|listener| !listener.task.is_finished());
+        let listener = match live {
             Some(listener) => listener,
             None => {
                 let (raise, counter) = watch::channel(0);
                 let task = tokio::spawn(listen(pool.clone(), raise)).abort_handle();
                 let listener = Arc::new(Listener { task, counter });
                 listeners.retain(|_, listener| listener.strong_count() > 0);
+                // A finished one (its pool closed) is replaced; its readers move on at their
+                // next wait.
                 listeners.insert(key, Arc::downgrade(&listener));
                 listener
             }

@@ -171,6 +171,51 @@ async fn the_readers_of_a_database_share_one_listen_connection_and_each_is_woken
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_on_a_new_pool_is_woken_after_the_first_pool_of_its_database_closed() {
+    let (url, first) = fresh_database().await;
+    let long = std::time::Duration::from_secs(600);
+    // A reader of the first pool that has waited once, and is kept (not dropped).
+    let mut kept = LogTail::new(first.clone(), Cursor::default()).poll_interval(long);
+    let waiting = tokio::spawn(async move {
+        kept.next_batch().await.expect("a batch");
+        kept
+    });
+    let mut conn = first.acquire().await.expect("conn");
+    let mut sequence = 0;
+    while !waiting.is_finished() {
+        sequence += 1;
+        insert_event(&mut conn, "a", sequence).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _kept = waiting.await.expect("reader");
+    drop(conn);
+    first.close().await;
+    // The first pool's listening task ends with it; a reader of a second pool must get a
+    // live one, not the ended task that the kept reader still refers to.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let second = medianest_store::connect(&url, 4).await.expect("connect");
+    let mut reader = LogTail::new(second.clone(), Cursor::default()).poll_interval(long);
+    reader.poll().await.expect("read what is there");
+    let woken = tokio::spawn(async move { reader.next_batch().await.expect("a batch") });
+    let mut conn = second.acquire().await.expect("conn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !woken.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "woken in time");
+        sequence += 1;
+        insert_event(&mut conn, "b", sequence).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        woken
+            .await
+            .expect("reader")
+            .first()
+            .map(|e| e.aggregate_id.as_str()),
+        Some("b")
+    );
+}
+
 #[tokio::test]
 async fn a_checkpoint_never_moves_back() {
     let (_url, pool) = fresh_database().await;
