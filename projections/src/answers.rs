@@ -65,8 +65,8 @@ where
 enum Unread<E> {
     /// The read model has no answer (not cached).
     Missing,
-    /// The read failed.
-    Failed(E),
+    /// The read failed (the error every caller sharing the read gets).
+    Failed(Arc<E>),
 }
 
 impl<K, V> Answers<K, V>
@@ -113,7 +113,7 @@ where
                 match read().await {
                     Ok(Some(value)) => Ok((at, value)),
                     Ok(None) => Err(Unread::Missing),
-                    Err(error) => Err(Unread::Failed(error)),
+                    Err(error) => Err(Unread::Failed(Arc::new(error))),
                 }
             })
             .await;
@@ -123,11 +123,7 @@ where
             Ok((_, value)) => Ok(Some(value)),
             Err(unread) => match &*unread {
                 Unread::Missing => Ok(None),
-                Unread::Failed(_) => match Arc::try_unwrap(unread) {
-                    Ok(Unread::Failed(error)) => Err(Arc::new(error)),
-                    // Shared with other callers: read anew rather than share the error.
-                    _ => read().await.map_err(Arc::new),
-                },
+                Unread::Failed(error) => Err(error.clone()),
             },
         }
     }

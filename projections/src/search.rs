@@ -630,7 +630,7 @@ type SearchKey = (
 /// A search reads the whole read model (its vocabulary and every matching row), so the same
 /// search asked again and again — a saved search, a burst of clients — is the search that
 /// can saturate the database; a cached answer costs no query. Callers that must see a given
-/// position (`min_position`) read the read model ([`SearchAnswers::search_fresh`]).
+/// position (`min_position`) read the read model with [`search`].
 #[derive(Debug)]
 pub struct SearchAnswers {
     answers: Answers<SearchKey, Arc<Vec<SearchHit>>>,
@@ -663,25 +663,16 @@ impl SearchAnswers {
             query.requested_by.clone(),
             limit,
         );
-        let read = || async { self.search_fresh(pool, query, limit).await.map(Some) };
+        let read = || async {
+            search(pool, query, limit)
+                .await
+                .map(|hits| Some(Arc::new(hits)))
+        };
         Ok(self
             .answers
             .get_or_read(key, read)
             .await?
             .unwrap_or_default())
-    }
-
-    /// The answer of `query` from the read model as it is now, bypassing the cache.
-    ///
-    /// # Errors
-    /// The database error.
-    pub async fn search_fresh(
-        &self,
-        pool: &PgPool,
-        query: &SearchQuery,
-        limit: i64,
-    ) -> Result<Arc<Vec<SearchHit>>, sqlx::Error> {
-        Ok(Arc::new(search(pool, query, limit).await?))
     }
 }
 

@@ -8,6 +8,8 @@
 //! Visibility: the same as the request list — admins search every request, other users
 //! only their own.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
@@ -172,17 +174,19 @@ pub(crate) async fn search(
     };
     // A caller waiting for a position reads the read model itself; the others may share a
     // cached answer of the same read model.
-    let answers = &state.search_answers;
+    let internal = |e: &dyn std::fmt::Display| ApiError::internal(e);
     let hits = if params.min_position.is_some() {
-        answers
-            .search_fresh(&state.pool, &query, limit)
-            .await
-            .map_err(|e| ApiError::internal(&e))?
+        Arc::new(
+            search::search(&state.pool, &query, limit)
+                .await
+                .map_err(|e| internal(&e))?,
+        )
     } else {
-        answers
+        state
+            .search_answers
             .search(&state.pool, &query, limit)
             .await
-            .map_err(|e| ApiError::internal(&e))?
+            .map_err(|e| internal(&e))?
     };
     Ok(Json(SearchResults {
         query: query.text,
