@@ -183,6 +183,7 @@ impl FeedEvent {
             Acker::JetStream(message) => message.ack().await.map_err(FeedError::nats),
             Acker::Log { pool, name, cursor } => checkpoint::save(&pool, &name, cursor)
                 .await
+                .map(|_| ())
                 .map_err(FeedError::store),
         }
     }

@@ -439,6 +439,7 @@ impl Replay {
         let continue_from = state.cursor.max(live);
         checkpoint::save(&mut *tx, &name, continue_from).await?;
         tx.commit().await?;
+        checkpoint::committed(&self.pool, &name, continue_from);
         self.projection.committed();
         Ok(continue_from)
     }

@@ -219,12 +219,13 @@ pub fn read_models_changed() {
     CHANGES.mark();
 }
 
-/// How long a cached authentication is used at most: the bound on how late a change made
-/// elsewhere (another instance's logout, a replay run by the CLI) is seen by this process.
-pub const LOOKUP_TTL: Duration = Duration::from_secs(1);
+/// How long a cached authentication is used before it is looked up again; it is used at most
+/// twice as long ([`crate::answers`]): 1 s is the bound on how late a change made elsewhere
+/// (another instance's logout, a replay run by the CLI) is seen by this process.
+pub const LOOKUP_TTL: Duration = Duration::from_millis(500);
 
-/// [`authenticate`] with a cache of valid tokens (by SHA-256, at most 10,000, each for at
-/// most [`LOOKUP_TTL`]; [`crate::answers`]): under load most requests of a signed-in client
+/// [`authenticate`] with a cache of valid tokens (by SHA-256, at most 10,000, each looked up
+/// again after [`LOOKUP_TTL`]; [`crate::answers`]): under load most requests of a signed-in client
 /// skip the database. An entry is used only while no change of the read models was seen
 /// since its lookup began ([`read_models_changed`]) and while its session is unexpired;
 /// unknown or invalid tokens are never cached.

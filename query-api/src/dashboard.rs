@@ -260,8 +260,8 @@ pub(crate) async fn show(
 /// by slice (`None` everyone's, else a user id), the summary and the projection's position.
 pub type DashboardAnswers = Answers<Option<String>, (Summary, i64)>;
 
-/// How long a cached summary is served at most (the bound for changes made by another
-/// process, such as a replay run by the CLI).
+/// How long a cached summary is served before it is read again; it is served at most twice as
+/// long (the bound for changes made by another process, such as a replay run by the CLI).
 pub const DASHBOARD_TTL: Duration = Duration::from_secs(5);
 
 /// An empty cache of dashboard summaries.

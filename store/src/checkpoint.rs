@@ -3,7 +3,11 @@
 //! A projection saves its checkpoint in the same transaction as its read-model rows, so an
 //! event is applied exactly once however often it is delivered.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use sqlx::PgExecutor;
+use tokio::sync::watch;
 
 use crate::{Cursor, StoreError};
 
@@ -45,7 +49,7 @@ pub async fn load_for_update(
 
 /// Stores `cursor` as the checkpoint of `name`, unless the checkpoint is already past it:
 /// a checkpoint never moves back (a late ack of an event a replay's swap already covers must
-/// not undo the swap's checkpoint).
+/// not undo the swap's checkpoint). Answers whether it moved.
 ///
 /// # Errors
 /// The database error.
@@ -53,8 +57,8 @@ pub async fn save<'e>(
     db: impl PgExecutor<'e>,
     name: &str,
     cursor: Cursor,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
         "INSERT INTO checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, now())
          ON CONFLICT (name) DO UPDATE
            SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position, updated_at = now()
@@ -65,7 +69,7 @@ pub async fn save<'e>(
     .bind(cursor.position)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 /// Whether the reader `name` has passed the event at `position` (false for an unknown
@@ -107,11 +111,57 @@ pub enum WaitOutcome {
     },
 }
 
-/// Waits, polling every 10 ms for at most `timeout`, until every reader in `names` has passed
-/// the event at `position`. A position of 0 or less (the start of the log) is reached at
-/// once. `position` must be one the log handed out (its event committed): when the first
-/// look finds a reader behind and no committed event at `position`, the answer is
+/// The checkpoints that readers of this process committed, by database and name, and a
+/// counter raised at each: waits for a position watch them instead of polling the table.
+struct Committed {
+    cursors: Mutex<HashMap<(String, String), Cursor>>,
+    raised: watch::Sender<u64>,
+}
+
+static COMMITTED: LazyLock<Committed> = LazyLock::new(|| Committed {
+    cursors: Mutex::new(HashMap::new()),
+    raised: watch::channel(0).0,
+});
+
+impl Committed {
+    fn cursors(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Cursor>> {
+        self.cursors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Tells this process's waits ([`wait_until_reached`]) that the checkpoint of `name` in
+/// `pool`'s database is `cursor`, committed. Call it after the commit that saved it (a
+/// projection's batch, a replay's swap); the cursor kept only moves forward, as [`save`]'s.
+pub fn committed(pool: &sqlx::PgPool, name: &str, cursor: Cursor) {
+    let key = (crate::log::database_key(pool), name.to_string());
+    let moved = {
+        let mut cursors = COMMITTED.cursors();
+        let kept = cursors.entry(key).or_default();
+        let moved = cursor > *kept;
+        *kept = (*kept).max(cursor);
+        moved
+    };
+    if moved {
+        COMMITTED.raised.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// How often a wait asks the table when no checkpoint of this process moves (a reader in
+/// another process, such as a replay run by the CLI, or a second instance).
+const TABLE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Waits for at most `timeout` until every reader in `names` has passed the event at
+/// `position`. A position of 0 or less (the start of the log) is reached at once.
+/// `position` must be one the log handed out (its event committed): when the first look
+/// finds a reader behind and no committed event at `position`, the answer is
 /// [`WaitOutcome::NoSuchEvent`] at once rather than after `timeout`.
+///
+/// The first look asks the table; then the wait follows the checkpoints this process's
+/// readers commit ([`committed`]), asking the table again every 50 ms for the readers it
+/// has not seen pass. Under load a read-your-writes wait costs two or three queries, not
+/// one per reader every few milliseconds.
 ///
 /// # Errors
 /// The database error.
@@ -125,31 +175,56 @@ pub async fn wait_until_reached(
         return Ok(WaitOutcome::Reached);
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut pending: Vec<&str> = names.to_vec();
-    let mut event_known = false;
-    loop {
-        let mut still = Vec::with_capacity(pending.len());
-        for name in pending {
-            if !has_reached(pool, name, position).await? {
-                still.push(name);
-            }
+    // Subscribed before the first look, so no commit after it goes unseen.
+    let mut raised = COMMITTED.raised.subscribe();
+    let mut pending = Vec::with_capacity(names.len());
+    for name in names {
+        if !has_reached(pool, name, position).await? {
+            pending.push(*name);
         }
-        if still.is_empty() {
+    }
+    if pending.is_empty() {
+        return Ok(WaitOutcome::Reached);
+    }
+    // Asked only when a reader is behind: the common read-your-write wait costs no extra
+    // query.
+    let Some(target) = crate::log::cursor_of(pool, position).await? else {
+        let head = crate::log::head_position(pool).await?;
+        return Ok(WaitOutcome::NoSuchEvent { head });
+    };
+    let database = crate::log::database_key(pool);
+    let mut next_poll = tokio::time::Instant::now() + TABLE_POLL;
+    loop {
+        raised.borrow_and_update();
+        {
+            let cursors = COMMITTED.cursors();
+            pending.retain(|name| {
+                cursors
+                    .get(&(database.clone(), (*name).to_string()))
+                    .is_none_or(|cursor| *cursor < target)
+            });
+        }
+        if pending.is_empty() {
             return Ok(WaitOutcome::Reached);
         }
-        // Asked once, and only when a reader is behind: the common read-your-write wait
-        // costs no extra query.
-        if !event_known {
-            if crate::log::cursor_of(pool, position).await?.is_none() {
-                let head = crate::log::head_position(pool).await?;
-                return Ok(WaitOutcome::NoSuchEvent { head });
-            }
-            event_known = true;
-        }
-        if tokio::time::Instant::now() >= deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return Ok(WaitOutcome::TimedOut);
         }
-        pending = still;
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        if now >= next_poll {
+            let mut still = Vec::with_capacity(pending.len());
+            for name in pending {
+                if !has_reached(pool, name, position).await? {
+                    still.push(name);
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                return Ok(WaitOutcome::Reached);
+            }
+            next_poll = tokio::time::Instant::now() + TABLE_POLL;
+        }
+        // A closed sender cannot happen (it is static); a timeout means: poll the table.
+        let _ = tokio::time::timeout_at(next_poll.min(deadline), raised.changed()).await;
     }
 }

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -288,6 +288,11 @@ pub async fn head_position<'e>(db: impl PgExecutor<'e>) -> Result<i64, StoreErro
 
 /// A follower of the global log: returns batches after its cursor, waiting for NOTIFY or the
 /// poll interval when there is nothing new.
+///
+/// A tail at the head of the log reads at most once per [`LogTail::pace`] (default
+/// [`PACE`]): under a steady stream of commits each read takes what arrived meanwhile,
+/// instead of one event per commit. Behind the head (its last batch was full) it reads on
+/// at once, and after a quiet spell its first read is not delayed.
 pub struct LogTail {
     pool: PgPool,
     wakeups: Option<Wakeups>,
@@ -295,7 +300,19 @@ pub struct LogTail {
     batch_size: i64,
     poll_interval: Duration,
     aggregate_type: Option<String>,
+    pace: Duration,
+    /// When the last read began, and whether it reached the head (a batch not full).
+    last_read: Option<(Instant, bool)>,
 }
+
+/// The least time between two reads of a tail at the head of the log.
+///
+/// Every commit wakes every tail (six projections, the relay, the sagas' feeds, the live
+/// stream). Read at once, each commit costs each of them a read and a write transaction of
+/// one event; at 300 commands/s that was most of PostgreSQL's work (docs/benchmarks.md). At
+/// 10 ms, a tail reads at most 100 times a second whatever the commit rate, and an event
+/// waits at most 10 ms more before its read models and subscribers see it.
+pub const PACE: Duration = Duration::from_millis(10);
 
 impl LogTail {
     /// A tail that starts after `cursor`.
@@ -307,7 +324,16 @@ impl LogTail {
             batch_size: 500,
             poll_interval: Duration::from_millis(500),
             aggregate_type: None,
+            pace: PACE,
+            last_read: None,
         }
+    }
+
+    /// The least time between two reads at the head of the log (default [`PACE`]; zero reads
+    /// at every wake-up).
+    pub fn pace(mut self, pace: Duration) -> Self {
+        self.pace = pace;
+        self
     }
 
     /// At most this many events per batch (default 500).
@@ -342,6 +368,7 @@ impl LogTail {
         if let Some(wakeups) = self.wakeups.as_mut() {
             wakeups.seen.borrow_and_update();
         }
+        let started = Instant::now();
         let batch = read_after(
             &self.pool,
             self.cursor,
@@ -352,6 +379,8 @@ impl LogTail {
         if let Some(last) = batch.last() {
             self.cursor = last.cursor();
         }
+        let at_head = i64::try_from(batch.len()).unwrap_or(i64::MAX) < self.batch_size;
+        self.last_read = Some((started, at_head));
         Ok(batch)
     }
 
@@ -361,6 +390,9 @@ impl LogTail {
     /// The database error.
     pub async fn next_batch(&mut self) -> Result<Vec<StoredEvent>, StoreError> {
         loop {
+            if let Some((read, true)) = self.last_read {
+                tokio::time::sleep_until((read + self.pace).into()).await;
+            }
             let batch = self.poll().await?;
             if !batch.is_empty() {
                 return Ok(batch);
@@ -411,6 +443,18 @@ impl Drop for Listener {
     }
 }
 
+/// What names `pool`'s database among those this process uses: host, port, database, user.
+pub(crate) fn database_key(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    format!(
+        "{}:{}/{}@{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default(),
+        options.get_username()
+    )
+}
+
 /// The listening task of each database (by host, port, database and user), while a reader
 /// of it exists.
 static LISTENERS: LazyLock<Mutex<HashMap<String, Weak<Listener>>>> =
@@ -419,14 +463,7 @@ static LISTENERS: LazyLock<Mutex<HashMap<String, Weak<Listener>>>> =
 impl Wakeups {
     /// The wake-ups of `pool`'s database, starting its listening task if none runs.
     fn of(pool: &PgPool) -> Self {
-        let options = pool.connect_options();
-        let key = format!(
-            "{}:{}/{}@{}",
-            options.get_host(),
-            options.get_port(),
-            options.get_database().unwrap_or_default(),
-            options.get_username()
-        );
+        let key = database_key(pool);
         let mut listeners = LISTENERS.lock().unwrap_or_else(|e| e.into_inner());
         let live = listeners
             .get(&key)

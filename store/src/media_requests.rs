@@ -13,8 +13,9 @@
 //! was never written (left by versions that committed the reservation first) is taken over
 //! by the next submission, so the table heals itself.
 //!
-//! A submission of what Plex already has is refused before anything is reserved: the movie
-//! in the same 4K-ness, or every named season of a show ([`MediaRequestCommandError::AlreadyAvailable`]);
+//! A submission of what Plex already has is refused, and nothing it reserved or recorded
+//! stays (its transaction is rolled back): the movie in the same 4K-ness, or every named
+//! season of a show ([`MediaRequestCommandError::AlreadyAvailable`]);
 //! a TV submission naming some seasons Plex has is refused with those seasons
 //! ([`MediaRequestCommandError::SeasonsAvailable`]). The rule reads the Plex library read
 //! model ([`crate::plex_library`]).
@@ -33,7 +34,7 @@ use medianest_domain::media_request::{
     MediaRequestServices, MediaType, RequestStatus, Seasons,
 };
 use medianest_domain::quota::{self, QuotaExceeded};
-use medianest_domain::user_account::{Quotas, UserAccount};
+use medianest_domain::user_account::{Quota, Quotas, UserAccount};
 use medianest_domain::{Actor, RequestId};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
@@ -232,16 +233,24 @@ impl MediaRequests {
                 is_4k,
                 ..
             } => {
-                self.refuse_what_plex_has(conn, media, seasons.as_ref(), *is_4k)
+                let limit = self
+                    .quota_limit(conn, requested_by, media.media_type)
                     .await?;
-                self.reserve(conn, MediaKey::new(media, *is_4k), id).await?;
-                self.count_against_quota(conn, requested_by, media.media_type, id)
-                    .await?;
+                let key = MediaKey::new(media, *is_4k);
+                // Without a quota to check, the ledger row is written by the same statement.
+                let user = requested_by.id.to_string();
+                let ledger = limit.is_none().then_some(user.as_str());
+                let claim = claim(conn, key, id, ledger).await?;
+                refuse_what_plex_has(&claim.in_plex, media, seasons.as_ref(), *is_4k)?;
+                self.reserve(conn, key, id, Some(claim.holder)).await?;
+                if let Some(limit) = limit {
+                    count_against_quota(conn, &user, media.media_type, limit, id).await?;
+                }
             }
             MediaRequestCommand::Retry { .. } => {
                 let (current, _) = self.load_on(conn, id).await?;
                 if let Some(key) = MediaKey::of(&current) {
-                    self.reserve(conn, key, id).await?;
+                    self.reserve(conn, key, id, None).await?;
                 }
             }
             _ => {}
@@ -285,116 +294,52 @@ impl MediaRequests {
         CommandExecutor::<MediaRequest>::load_on(conn, &id.to_string()).await
     }
 
-    /// The submit rule "not what Plex already has" (issue 11), read from the Plex library read
-    /// model: nothing is reserved, counted or written for a refused submission.
-    async fn refuse_what_plex_has(
-        &self,
-        conn: &mut PgConnection,
-        media: &Media,
-        seasons: Option<&Seasons>,
-        is_4k: bool,
-    ) -> Result<(), MediaRequestCommandError> {
-        let in_plex =
-            plex_library::find(&mut *conn, media.media_type, i64::from(media.tmdb_id.get()))
-                .await?;
-        let Some(presence) = in_plex.for_4k(is_4k) else {
-            return Ok(());
-        };
-        match coverage(media.media_type, seasons, Some(&presence.seasons)) {
-            Coverage::None => Ok(()),
-            Coverage::Full => Err(MediaRequestCommandError::AlreadyAvailable {
-                rating_key: presence.rating_key.clone(),
-                title: presence.title.clone(),
-            }),
-            Coverage::Partial(seasons) => Err(MediaRequestCommandError::SeasonsAvailable {
-                seasons,
-                rating_key: presence.rating_key.clone(),
-            }),
-        }
-    }
-
-    /// Checks `actor`'s quota for `media_type` and records submission `id` in the ledger,
-    /// under a per-user lock so concurrent submissions cannot both take the last slot.
-    async fn count_against_quota(
+    /// The quota that applies to `actor`'s submissions of `media_type`: `None` for admins
+    /// and for users without a limit (their own, else the default).
+    async fn quota_limit(
         &self,
         conn: &mut PgConnection,
         actor: &Actor,
         media_type: MediaType,
-        id: RequestId,
-    ) -> Result<(), MediaRequestCommandError> {
-        let user = &actor.id.to_string();
-        let applies = if actor.is_admin() {
-            None
-        } else {
-            let own = match actor.id.user_id() {
-                Some(user_id) => {
-                    CommandExecutor::<UserAccount>::load_on(conn, &user_id.to_string())
-                        .await
-                        .map(|(a, _)| a.quotas())
-                }
-                None => Ok(Quotas::default()),
-            }
-            .map_err(|e| ExecuteError::<MediaRequestError>::Store(Box::new(e)))?;
-            own.of(media_type).or(self.default_quotas.of(media_type))
-        };
-        let ledger = "INSERT INTO request_quota_ledger (request_id, user_id, media_type)
-                      VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING";
-        if let Some(limit) = applies {
-            // The lock is the transaction's: it is held until the request's events commit.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
-                .bind(user)
-                .execute(&mut *conn)
-                .await?;
-            let now = Utc::now();
-            let counted = counted_submissions(
-                &mut *conn,
-                user,
-                media_type,
-                quota::window_start(limit, now),
-            )
-            .await?;
-            quota::check(limit, &counted, now).map_err(|exceeded| {
-                MediaRequestCommandError::QuotaExceeded {
-                    media_type,
-                    exceeded,
-                }
-            })?;
+    ) -> Result<Option<Quota>, MediaRequestCommandError> {
+        if actor.is_admin() {
+            return Ok(None);
         }
-        sqlx::query(ledger)
-            .bind(id.as_uuid())
-            .bind(user)
-            .bind(media_type.as_str())
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
+        let own = match actor.id.user_id() {
+            Some(user_id) => CommandExecutor::<UserAccount>::load_on(conn, &user_id.to_string())
+                .await
+                .map(|(a, _)| a.quotas()),
+            None => Ok(Quotas::default()),
+        }
+        .map_err(|e| ExecuteError::<MediaRequestError>::Store(Box::new(e)))?;
+        Ok(own.of(media_type).or(self.default_quotas.of(media_type)))
     }
 
     /// Reserves `key` for `id`, taking over reservations left behind by crashes.
+    ///
+    /// `claimed` is the holder a [`claim`] already answered for the first try.
     async fn reserve(
         &self,
         conn: &mut PgConnection,
         key: MediaKey,
         id: RequestId,
+        mut claimed: Option<Option<Holder>>,
     ) -> Result<(), MediaRequestCommandError> {
         for _ in 0..3 {
-            let holder: Option<(Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-                "WITH inserted AS (
-                    INSERT INTO media_request_reservations (media_type, tmdb_id, is_4k, request_id)
-                    VALUES ($1, $2, $3, $4)
-                    ON CONFLICT DO NOTHING
-                    RETURNING request_id, reserved_at)
-                 SELECT request_id, reserved_at FROM inserted
-                 UNION ALL
-                 SELECT request_id, reserved_at FROM media_request_reservations
-                  WHERE media_type = $1 AND tmdb_id = $2 AND is_4k = $3
-                    AND NOT EXISTS (SELECT 1 FROM inserted)",
-            )
-            .bind(key.media_type.as_str())
-            .bind(key.tmdb_id)
-            .bind(key.is_4k)
-            .bind(id.as_uuid())
-            .fetch_optional(&mut *conn)
-            .await?;
+            let holder = match claimed.take() {
+                Some(holder) => holder,
+                None => {
+                    sqlx::query_as(&format!(
+                        "WITH {RESERVE_CTES} SELECT request_id, reserved_at FROM holder"
+                    ))
+                    .bind(key.media_type.as_str())
+                    .bind(key.tmdb_id)
+                    .bind(key.is_4k)
+                    .bind(id.as_uuid())
+                    .fetch_optional(&mut *conn)
+                    .await?
+                }
+            };
             let Some((holder, reserved_at)) = holder else {
                 continue; // released between the two statements: try again
             };
@@ -429,6 +374,154 @@ impl MediaRequests {
         }
         Err(ExecuteError::Conflict.into())
     }
+}
+
+/// A reservation's holder: the request id and when it reserved.
+type Holder = (Uuid, DateTime<Utc>);
+
+/// The reservation of `$1` media type, `$2` TMDB id, `$3` 4K-ness for `$4` request id: CTE
+/// `inserted` takes it when it is free, CTE `holder` answers who holds it (the request
+/// itself, or the one that did). A key reserved by a transaction in flight waits for it.
+const RESERVE_CTES: &str = "
+    inserted AS (
+        INSERT INTO media_request_reservations (media_type, tmdb_id, is_4k, request_id)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT DO NOTHING
+        RETURNING request_id, reserved_at),
+    holder AS (
+        SELECT request_id, reserved_at FROM inserted
+        UNION ALL
+        SELECT request_id, reserved_at FROM media_request_reservations
+         WHERE media_type = $1 AND tmdb_id = $2 AND is_4k = $3
+           AND NOT EXISTS (SELECT 1 FROM inserted))";
+
+/// What a submission reads and takes in its first statement.
+struct Claim {
+    /// What Plex has of the media.
+    in_plex: plex_library::InPlex,
+    /// Who holds the media's reservation (`None`: released between the statement's reads).
+    holder: Option<Holder>,
+}
+
+/// A submission's reads and writes before its events, in one round trip: what Plex has of
+/// the media ([`plex_library::PRESENCE_SQL`]), the media's reservation for `id`
+/// ([`RESERVE_CTES`]) and, for a requester no quota applies to (`ledger`: their user id),
+/// the quota ledger's row. Writing before the checks is safe: a refused submission's
+/// transaction is rolled back.
+async fn claim(
+    conn: &mut PgConnection,
+    key: MediaKey,
+    id: RequestId,
+    ledger: Option<&str>,
+) -> Result<Claim, sqlx::Error> {
+    type ClaimRow = (
+        Option<Uuid>,
+        Option<DateTime<Utc>>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<bool>,
+        Option<bool>,
+        Option<Vec<i32>>,
+    );
+    let rows: Vec<ClaimRow> = sqlx::query_as(&format!(
+        "WITH keys AS (SELECT $1::text AS media_type, $2::bigint AS tmdb_id),
+              presence AS ({}),
+              {RESERVE_CTES},
+              ledger AS (
+                  INSERT INTO request_quota_ledger (request_id, user_id, media_type)
+                  SELECT $4::uuid, $5::text, $1::text WHERE $5::text IS NOT NULL
+                  ON CONFLICT (request_id) DO NOTHING)
+         SELECT h.request_id, h.reserved_at, p.media_type, p.tmdb_id, p.rating_key, p.title,
+                p.has_hd, p.has_4k, p.seasons
+           FROM (SELECT) AS one
+           LEFT JOIN holder AS h ON true
+           LEFT JOIN presence AS p ON true",
+        plex_library::PRESENCE_SQL
+    ))
+    .bind(key.media_type.as_str())
+    .bind(key.tmdb_id)
+    .bind(key.is_4k)
+    .bind(id.as_uuid())
+    .bind(ledger)
+    .fetch_all(&mut *conn)
+    .await?;
+    let holder = rows.first().and_then(|row| row.0.zip(row.1));
+    let presence = rows
+        .into_iter()
+        .filter_map(|row| Some((row.2?, row.3?, row.4?, row.5?, row.6?, row.7?, row.8?)));
+    Ok(Claim {
+        in_plex: plex_library::in_plex(presence.collect())
+            .remove(&(key.media_type, key.tmdb_id))
+            .unwrap_or_default(),
+        holder,
+    })
+}
+
+/// The submit rule "not what Plex already has" (issue 11), judged on what the Plex library
+/// read model has of the media: a refused submission writes nothing.
+fn refuse_what_plex_has(
+    in_plex: &plex_library::InPlex,
+    media: &Media,
+    seasons: Option<&Seasons>,
+    is_4k: bool,
+) -> Result<(), MediaRequestCommandError> {
+    let Some(presence) = in_plex.for_4k(is_4k) else {
+        return Ok(());
+    };
+    match coverage(media.media_type, seasons, Some(&presence.seasons)) {
+        Coverage::None => Ok(()),
+        Coverage::Full => Err(MediaRequestCommandError::AlreadyAvailable {
+            rating_key: presence.rating_key.clone(),
+            title: presence.title.clone(),
+        }),
+        Coverage::Partial(seasons) => Err(MediaRequestCommandError::SeasonsAvailable {
+            seasons,
+            rating_key: presence.rating_key.clone(),
+        }),
+    }
+}
+
+/// Checks `user`'s submissions of `media_type` against `limit` and records submission `id`
+/// in the ledger, under a per-user lock so concurrent submissions cannot both take the
+/// last slot.
+async fn count_against_quota(
+    conn: &mut PgConnection,
+    user: &str,
+    media_type: MediaType,
+    limit: Quota,
+    id: RequestId,
+) -> Result<(), MediaRequestCommandError> {
+    // The lock is the transaction's: it is held until the request's events commit.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+    let now = Utc::now();
+    let counted = counted_submissions(
+        &mut *conn,
+        user,
+        media_type,
+        quota::window_start(limit, now),
+    )
+    .await?;
+    quota::check(limit, &counted, now).map_err(|exceeded| {
+        MediaRequestCommandError::QuotaExceeded {
+            media_type,
+            exceeded,
+        }
+    })?;
+    sqlx::query(
+        "INSERT INTO request_quota_ledger (request_id, user_id, media_type)
+         VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING",
+    )
+    .bind(id.as_uuid())
+    .bind(user)
+    .bind(media_type.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Releases `key` if `id` holds it.

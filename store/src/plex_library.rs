@@ -307,7 +307,21 @@ impl InPlex {
 
 /// One Plex item of a media with its seasons: media type, TMDB id, ratingKey, title, HD, 4K,
 /// season numbers.
-type PresenceRow = (String, i64, String, String, bool, bool, Vec<i32>);
+pub(crate) type PresenceRow = (String, i64, String, String, bool, bool, Vec<i32>);
+
+/// The presence query: one [`PresenceRow`] per Plex item of the keys in relation `keys`
+/// (`media_type text, tmdb_id bigint`), which the statement embedding it defines
+/// ([`find_many`] from arrays; [`crate::media_requests`] from one key, beside a submission's
+/// reservation).
+pub(crate) const PRESENCE_SQL: &str =
+    "SELECT l.media_type, l.tmdb_id, l.rating_key, l.title, l.has_hd, l.has_4k,
+            COALESCE(array_agg(s.season_number ORDER BY s.season_number)
+                       FILTER (WHERE s.season_number IS NOT NULL), '{}') AS seasons
+       FROM keys AS k
+       JOIN plex_library l ON l.media_type = k.media_type AND l.tmdb_id = k.tmdb_id
+       LEFT JOIN plex_library_seasons s ON s.show_rating_key = l.rating_key
+      GROUP BY l.media_type, l.tmdb_id, l.rating_key, l.title, l.has_hd, l.has_4k
+      ORDER BY l.rating_key";
 
 /// What Plex has of `(media_type, tmdb_id)`.
 ///
@@ -333,25 +347,25 @@ pub async fn find_many<'e>(
     db: impl sqlx::PgExecutor<'e>,
     keys: &[(MediaType, i64)],
 ) -> Result<HashMap<(MediaType, i64), InPlex>, sqlx::Error> {
-    let mut answer: HashMap<(MediaType, i64), InPlex> = HashMap::new();
     if keys.is_empty() {
-        return Ok(answer);
+        return Ok(HashMap::new());
     }
     let (types, ids) = key_columns(keys);
-    let rows: Vec<PresenceRow> = sqlx::query_as(
-        "SELECT l.media_type, l.tmdb_id, l.rating_key, l.title, l.has_hd, l.has_4k,
-                COALESCE(array_agg(s.season_number ORDER BY s.season_number)
-                           FILTER (WHERE s.season_number IS NOT NULL), '{}')
-           FROM unnest($1::text[], $2::bigint[]) AS k(media_type, tmdb_id)
-           JOIN plex_library l ON l.media_type = k.media_type AND l.tmdb_id = k.tmdb_id
-           LEFT JOIN plex_library_seasons s ON s.show_rating_key = l.rating_key
-          GROUP BY l.media_type, l.tmdb_id, l.rating_key, l.title, l.has_hd, l.has_4k
-          ORDER BY l.rating_key",
-    )
+    let rows: Vec<PresenceRow> = sqlx::query_as(&format!(
+        "WITH keys AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS k(media_type, tmdb_id))
+         {PRESENCE_SQL}"
+    ))
     .bind(types)
     .bind(ids)
     .fetch_all(db)
     .await?;
+    Ok(in_plex(rows))
+}
+
+/// Groups presence rows by key: an item with HD and 4K files counts for both, and a key's
+/// items of one 4K-ness merge their seasons (a show split over two library items).
+pub(crate) fn in_plex(rows: Vec<PresenceRow>) -> HashMap<(MediaType, i64), InPlex> {
+    let mut answer: HashMap<(MediaType, i64), InPlex> = HashMap::new();
     for (media_type, tmdb_id, rating_key, title, has_hd, has_4k, seasons) in rows {
         let Ok(media_type) = media_type.parse::<MediaType>() else {
             continue;
@@ -381,7 +395,7 @@ pub async fn find_many<'e>(
             }
         }
     }
-    Ok(answer)
+    answer
 }
 
 /// How many movies and shows the library read model holds.

@@ -530,6 +530,16 @@ async fn search_rows_follow_a_username_change() {
     assert_eq!(answer["results"][0]["requested_by"], neo.id.to_string());
     let answer = search_as(&app, &app.admin, &[("q", "neo")]).await;
     assert_eq!(answer["results"], json!([]));
+    // The vocabulary that closeness grades has the new name; the old one stays and, as
+    // just seen, matches nothing.
+    let words: Vec<String> = sqlx::query_scalar(
+        "SELECT word FROM request_search_words
+          WHERE word IN ('neo', 'thomas', 'dark', 'city', '1998') ORDER BY word",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("the vocabulary");
+    assert_eq!(words, ["1998", "city", "dark", "neo", "thomas"]);
     // The renamed member still finds their request by title.
     let answer = search_as(&app, &neo, &[("q", "dark city")]).await;
     assert_eq!(ids(&answer), [id]);

@@ -250,3 +250,89 @@ async fn a_checkpoint_never_moves_back() {
         later
     );
 }
+
+#[tokio::test]
+async fn a_tail_at_the_head_takes_the_commits_of_its_pace_in_one_read() {
+    let (_, pool) = fresh_database().await;
+    let mut conn = pool.acquire().await.expect("conn");
+    insert_event(&mut conn, "first", 1).await;
+    let mut tail =
+        LogTail::new(pool.clone(), Cursor::default()).pace(std::time::Duration::from_secs(1));
+    assert_eq!(ids(&tail.next_batch().await.expect("a batch")), ["first"]);
+    let waiting = tokio::spawn(async move { tail.next_batch().await.expect("a batch") });
+    // Three commits, each waking the tail, within its pace after the last read.
+    for id in ["a", "b", "c"] {
+        insert_event(&mut conn, id, 1).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let batch = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("read in time")
+        .expect("task");
+    assert_eq!(ids(&batch), ["a", "b", "c"], "one read for the three");
+}
+
+/// Inserts an event in its own transaction and answers its cursor.
+async fn committed_event(pool: &PgPool, aggregate_id: &str) -> Cursor {
+    let mut conn = pool.acquire().await.expect("conn");
+    let position = insert_event(&mut conn, aggregate_id, 1).await;
+    medianest_store::log::cursor_of(pool, position)
+        .await
+        .expect("read")
+        .expect("committed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_follows_the_checkpoints_this_process_commits_of_its_own_database() {
+    use checkpoint::{wait_until_reached, WaitOutcome};
+    let long = std::time::Duration::from_secs(30);
+    let (_, pool) = fresh_database().await;
+    let (_, other) = fresh_database().await;
+    let event = committed_event(&pool, "x").await;
+    // The same reader name in another database moving past the position is not this one.
+    checkpoint::committed(
+        &other,
+        "reader",
+        Cursor {
+            tx_id: i64::MAX,
+            position: i64::MAX,
+        },
+    );
+    let short = std::time::Duration::from_millis(300);
+    assert_eq!(
+        wait_until_reached(&pool, &["reader"], event.position, short)
+            .await
+            .expect("wait"),
+        WaitOutcome::TimedOut
+    );
+    // Announced in this process (the table is not asked again for 50 ms, and it still
+    // holds no checkpoint): the wait ends.
+    let waiting = {
+        let pool = pool.clone();
+        tokio::spawn(
+            async move { wait_until_reached(&pool, &["reader"], event.position, long).await },
+        )
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    checkpoint::committed(&pool, "reader", event);
+    assert_eq!(
+        waiting.await.expect("task").expect("wait"),
+        WaitOutcome::Reached
+    );
+    // A reader of another process (only the table knows): found by asking the table.
+    let later = committed_event(&pool, "y").await;
+    let waiting = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            wait_until_reached(&pool, &["elsewhere"], later.position, long).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    checkpoint::save(&pool, "elsewhere", later)
+        .await
+        .expect("save");
+    assert_eq!(
+        waiting.await.expect("task").expect("wait"),
+        WaitOutcome::Reached
+    );
+}

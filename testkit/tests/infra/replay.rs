@@ -400,6 +400,12 @@ async fn a_projection_that_never_ran_is_built_from_the_whole_log_first() {
         .await
         .expect("the request is searchable");
     assert_eq!(title, "The Matrix");
+    let words: Vec<String> =
+        sqlx::query_scalar("SELECT word FROM request_search_words WHERE word IN ('the', 'matrix')")
+            .fetch_all(&pool)
+            .await
+            .expect("the vocabulary");
+    assert_eq!(words.len(), 2, "built with the rows: {words:?}");
     let checkpoint = medianest_store::checkpoint::load(&pool, "projection-request_search")
         .await
         .expect("checkpoint");
