@@ -16,6 +16,10 @@ use serde_json::{json, Value};
 use super::{pgbench, row, rss_mib, times, Row, CONNECTIONS};
 
 /// wrk's script: one new movie per request, ids unique per thread and request.
+/// The allocator setting of the image (Dockerfile), so the figures are of `serve` as it is
+/// deployed.
+const GLIBC_TUNABLES: &str = "glibc.malloc.mmap_threshold=1048576";
+
 const SCRIPT: &str = r#"
 local threads = 0
 function setup(thread)
@@ -96,6 +100,8 @@ pub(super) async fn serve(
         .env("MEDIANEST_API_RATE_LIMIT", "1000000")
         .env("MEDIANEST_NOTIFICATIONS", "false")
         .env("RUST_LOG", "warn")
+        // As the image runs it (Dockerfile; docs/operations.md, "Memory").
+        .env("GLIBC_TUNABLES", GLIBC_TUNABLES)
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
