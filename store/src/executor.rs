@@ -194,6 +194,21 @@ where
         Err(ExecuteError::Conflict)
     }
 
+    /// Decides `command` on a new aggregate (`A::default()`, version 0) without reading or
+    /// writing anything: the state after and the events, or `None` when the command is
+    /// refused or writes nothing (a caller then decides on the stored state, as
+    /// [`Self::attempt_on`] does).
+    pub async fn decide_fresh(&self, command: A::Command) -> Option<(A, Vec<A::Event>)> {
+        let mut aggregate = A::default();
+        let sink = EventSink::<A>::default();
+        aggregate
+            .handle(command, &self.services, &sink)
+            .await
+            .ok()?;
+        let events = sink.collect().await;
+        (!events.is_empty()).then_some((aggregate, events))
+    }
+
     /// One attempt at deciding `command` on aggregate `id` and appending its events with
     /// `metadata` on `conn`: `None` when another writer took the next sequence first. The
     /// append's statement then failed: in a transaction, the caller rolls it back before the
@@ -288,41 +303,103 @@ async fn append<A: Aggregate>(
     events: &[A::Event],
     metadata: &EventMetadata,
 ) -> Result<Option<i64>, ExecuteError<A::Error>> {
-    let mut sequences = Vec::with_capacity(events.len());
-    let mut types = Vec::with_capacity(events.len());
-    let mut versions = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
-    for (sequence, event) in (version + 1..).zip(events) {
-        sequences.push(sequence);
-        types.push(event.event_type());
-        versions.push(event.event_version());
-        payloads.push(serde_json::to_value(event).map_err(|e| ExecuteError::Store(Box::new(e)))?);
-    }
-    let metadata =
-        serde_json::to_value(metadata.to_map()).map_err(|e| ExecuteError::Store(Box::new(e)))?;
-    let appended = sqlx::query_scalar::<_, Option<i64>>(
-        "WITH appended AS (
-           INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
-                               event_version, payload, metadata)
-           SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $7
-             FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[])
-                  AS e(sequence, event_type, event_version, payload)
-           RETURNING global_position)
-         SELECT max(global_position) FROM appended",
-    )
-    .bind(A::TYPE)
-    .bind(id)
-    .bind(&sequences)
-    .bind(&types)
-    .bind(&versions)
-    .bind(&payloads)
-    .bind(&metadata)
-    .fetch_one(&mut *conn)
-    .await;
+    let appending = Appending::new::<A>(id, version, events, metadata)?;
+    let sql = format!(
+        "WITH {} SELECT max(global_position) FROM appended",
+        Appending::cte(1, "true")
+    );
+    let appended = appending
+        .bind(sqlx::query_scalar::<_, Option<i64>>(&sql))
+        .fetch_one(&mut *conn)
+        .await;
     match appended {
         Ok(position) => Ok(Some(position.unwrap_or(0))),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(None),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// A command's events encoded for the `events` table, to be inserted by a statement's
+/// `appended` CTE ([`Appending::cte`]): the aggregate type and id, and per event its sequence,
+/// type, version and payload, with the command's metadata.
+pub(crate) struct Appending {
+    aggregate_type: &'static str,
+    id: String,
+    sequences: Vec<i64>,
+    types: Vec<String>,
+    versions: Vec<String>,
+    payloads: Vec<serde_json::Value>,
+    metadata: serde_json::Value,
+}
+
+impl Appending {
+    /// `events` of aggregate `id`, numbered after `version`.
+    ///
+    /// # Errors
+    /// [`ExecuteError::Store`] when an event or the metadata cannot be encoded.
+    pub(crate) fn new<A: Aggregate>(
+        id: &str,
+        version: i64,
+        events: &[A::Event],
+        metadata: &EventMetadata,
+    ) -> Result<Self, ExecuteError<A::Error>> {
+        let encode = |e: serde_json::Error| ExecuteError::Store(Box::new(e));
+        let mut appending = Self {
+            aggregate_type: A::TYPE,
+            id: id.to_string(),
+            sequences: Vec::with_capacity(events.len()),
+            types: Vec::with_capacity(events.len()),
+            versions: Vec::with_capacity(events.len()),
+            payloads: Vec::with_capacity(events.len()),
+            metadata: serde_json::to_value(metadata.to_map()).map_err(encode)?,
+        };
+        for (sequence, event) in (version + 1..).zip(events) {
+            appending.sequences.push(sequence);
+            appending.types.push(event.event_type());
+            appending.versions.push(event.event_version());
+            appending
+                .payloads
+                .push(serde_json::to_value(event).map_err(encode)?);
+        }
+        Ok(appending)
+    }
+
+    /// The CTE `appended` (`RETURNING global_position`), its 7 parameters numbered from
+    /// `$first`, inserting the events only where the SQL condition `guard` holds.
+    pub(crate) fn cte(first: usize, guard: &str) -> String {
+        let p = |i: usize| format!("${}", first + i);
+        format!(
+            "appended AS (
+               INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                                   event_version, payload, metadata)
+               SELECT {}, {}, e.sequence, e.event_type, e.event_version, e.payload, {}
+                 FROM unnest({}::bigint[], {}::text[], {}::text[], {}::jsonb[])
+                      AS e(sequence, event_type, event_version, payload)
+                WHERE {guard}
+               RETURNING global_position)",
+            p(0),
+            p(1),
+            p(6),
+            p(2),
+            p(3),
+            p(4),
+            p(5)
+        )
+    }
+
+    /// Binds the 7 parameters of [`Appending::cte`], in order, after those `query` has.
+    pub(crate) fn bind<'q, O>(
+        self,
+        query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.aggregate_type)
+            .bind(self.id)
+            .bind(self.sequences)
+            .bind(self.types)
+            .bind(self.versions)
+            .bind(self.payloads)
+            .bind(self.metadata)
     }
 }
 

@@ -26,6 +26,7 @@
 //! ([`medianest_domain::quota::check`]); declined and cancelled requests stop counting.
 //! Admins are exempt.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -39,7 +40,7 @@ use medianest_domain::{Actor, RequestId};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::executor::{CommandExecutor, Committed, ExecuteError, MAX_ATTEMPTS};
+use crate::executor::{Appending, CommandExecutor, Committed, ExecuteError, MAX_ATTEMPTS};
 use crate::plex_library;
 use crate::EventMetadata;
 
@@ -176,6 +177,11 @@ impl MediaRequests {
         // One connection and one transaction for every statement of the command
         // (docs/decisions.md, "One transaction per command").
         let conn = &mut *self.pool.acquire().await?;
+        if expected_version.is_none_or(|v| v == 0) {
+            if let Some(committed) = self.submit_at_once(conn, id, &command, metadata).await? {
+                return Ok(committed);
+            }
+        }
         for attempt in 1..=MAX_ATTEMPTS {
             let mut tx = conn.begin().await?;
             match self
@@ -204,6 +210,61 @@ impl MediaRequests {
             }
         }
         Err(ExecuteError::Conflict.into())
+    }
+
+    /// A submission in one statement, when nothing stands in its way: decided on the new
+    /// request without reading the log, then [`SUBMIT_AT_ONCE`] takes the reservation when
+    /// Plex has nothing of the media and the key is free, writes the ledger row and appends
+    /// the events, each only if the reservation was taken. `None` when the statement wrote
+    /// nothing (Plex has something of the media, the key is held, the id is in use) or the
+    /// requester has a quota to count, or `command` is not a submission: the caller then runs
+    /// the command in a transaction, which judges and answers those cases. A submit is then
+    /// one round trip and one commit (docs/decisions.md, "One transaction per command").
+    async fn submit_at_once(
+        &self,
+        conn: &mut PgConnection,
+        id: RequestId,
+        command: &MediaRequestCommand,
+        metadata: &EventMetadata,
+    ) -> Result<Option<Committed<MediaRequest>>, MediaRequestCommandError> {
+        let MediaRequestCommand::Submit {
+            requested_by,
+            media,
+            is_4k,
+            ..
+        } = command
+        else {
+            return Ok(None);
+        };
+        if self
+            .quota_limit(conn, requested_by, media.media_type)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let Some((aggregate, events)) = self.executor.decide_fresh(command.clone()).await else {
+            return Ok(None);
+        };
+        let key = MediaKey::new(media, *is_4k);
+        let appending = Appending::new::<MediaRequest>(&id.to_string(), 0, &events, metadata)?;
+        let query = sqlx::query_scalar::<_, Option<i64>>(&SUBMIT_AT_ONCE)
+            .bind(key.media_type.as_str())
+            .bind(key.tmdb_id)
+            .bind(key.is_4k)
+            .bind(id.as_uuid())
+            .bind(requested_by.id.to_string());
+        let position = match appending.bind(query).fetch_one(&mut *conn).await {
+            Ok(position) => position,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => None,
+            Err(error) => return Err(error.into()),
+        };
+        Ok(position.map(|position| Committed {
+            version: i64::try_from(events.len()).unwrap_or(i64::MAX),
+            position,
+            events,
+            aggregate,
+        }))
     }
 
     /// One attempt at `command` in the transaction on `conn`: the rules that span aggregates
@@ -394,6 +455,32 @@ const RESERVE_CTES: &str = "
         SELECT request_id, reserved_at FROM media_request_reservations
          WHERE media_type = $1 AND tmdb_id = $2 AND is_4k = $3
            AND NOT EXISTS (SELECT 1 FROM inserted))";
+
+/// The statement of [`MediaRequests::submit_at_once`]: `$1` media type, `$2` TMDB id, `$3`
+/// 4K-ness, `$4` request id, `$5` requester (the ledger's user id), then the events
+/// ([`Appending::cte`] from `$6`). Every write depends on the reservation being taken here,
+/// so the statement writes all or nothing; it answers the last event's global position, or
+/// `NULL` when it wrote nothing.
+static SUBMIT_AT_ONCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH keys AS (SELECT $1::text AS media_type, $2::bigint AS tmdb_id),
+              presence AS ({}),
+              inserted AS (
+                  INSERT INTO media_request_reservations (media_type, tmdb_id, is_4k, request_id)
+                  SELECT $1::text, $2::bigint, $3::boolean, $4::uuid
+                   WHERE NOT EXISTS (SELECT FROM presence)
+                  ON CONFLICT DO NOTHING
+                  RETURNING request_id),
+              ledger AS (
+                  INSERT INTO request_quota_ledger (request_id, user_id, media_type)
+                  SELECT request_id, $5::text, $1::text FROM inserted
+                  ON CONFLICT (request_id) DO NOTHING),
+              {}
+         SELECT max(global_position) FROM appended",
+        plex_library::PRESENCE_SQL,
+        Appending::cte(6, "EXISTS (SELECT FROM inserted)")
+    )
+});
 
 /// What a submission reads and takes in its first statement.
 struct Claim {

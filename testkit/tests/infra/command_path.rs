@@ -1,7 +1,8 @@
 //! The command path's transaction and connections (docs/decisions.md, "One transaction per
 //! command"), against real PostgreSQL: a media-request command's reservation, quota-ledger
 //! row and events commit together or not at all; concurrent submissions of one media accept
-//! exactly one; a submission under an id already in use is refused as before; a pooled
+//! exactly one; a submission under an id already in use is refused as before; a submission
+//! of media Plex has something of takes the transaction's path and is judged there; a pooled
 //! connection that died while idle is replaced before use.
 
 use std::time::Duration;
@@ -83,6 +84,74 @@ async fn a_refused_submission_leaves_no_reservation_and_no_ledger_row() {
         .await
         .expect("the media is free: nothing was left reserved");
     assert_eq!(rows_of(&pool, accepted).await, (1, 1, 1));
+}
+
+/// Runs `command` on request `id`, without metadata.
+async fn run(
+    requests: &MediaRequests,
+    id: Uuid,
+    command: MediaRequestCommand,
+) -> Result<(), MediaRequestCommandError> {
+    requests
+        .execute(id.into(), command, None, &EventMetadata::default())
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn a_submission_of_what_plex_has_in_the_other_4k_ness_is_accepted_and_in_the_same_refused() {
+    let (_, pool) = fresh_database().await;
+    sqlx::query(
+        "INSERT INTO plex_library (rating_key, section_key, media_type, tmdb_id, title, has_hd,
+                                   has_4k, last_seen_pass)
+         VALUES ('101', '1', 'movie', 603, 'The Matrix', true, false, 1)",
+    )
+    .execute(&pool)
+    .await
+    .expect("Plex has the movie in HD");
+    let requests = MediaRequests::new(pool.clone(), MediaRequestServices::default());
+    let admin = Actor::admin(Uuid::now_v7());
+    // Plex has something of the media: the one-statement submission writes nothing and the
+    // transaction judges it, here accepting the 4K request.
+    let uhd = Uuid::now_v7();
+    let MediaRequestCommand::Submit {
+        requested_by,
+        media,
+        seasons,
+        note,
+        ..
+    } = submit(&admin, 603, "The Matrix")
+    else {
+        unreachable!("a submission")
+    };
+    let uhd_submit = MediaRequestCommand::Submit {
+        requested_by,
+        media,
+        seasons,
+        is_4k: true,
+        note,
+    };
+    run(&requests, uhd, uhd_submit)
+        .await
+        .expect("Plex has no 4K copy");
+    // An admin's request is approved as it is submitted: two events.
+    assert_eq!(rows_of(&pool, uhd).await, (2, 1, 1));
+    let hd = Uuid::now_v7();
+    let refused = run(&requests, hd, submit(&admin, 603, "The Matrix")).await;
+    assert!(
+        matches!(
+            refused,
+            Err(MediaRequestCommandError::AlreadyAvailable { ref rating_key, .. }) if rating_key == "101"
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(rows_of(&pool, hd).await, (0, 0, 0));
+    // Nothing stands in the way of another movie: one statement writes all three.
+    let free = Uuid::now_v7();
+    run(&requests, free, submit(&admin, 604, "The Matrix Reloaded"))
+        .await
+        .expect("accepted");
+    assert_eq!(rows_of(&pool, free).await, (2, 1, 1));
 }
 
 #[tokio::test]

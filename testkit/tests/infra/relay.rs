@@ -41,6 +41,19 @@ async fn write_requests(pool: &PgPool, n: u32) {
             .await
             .expect("submitted");
     }
+    // The log's readers see an event once no older transaction is open on the server (the
+    // fence): a test beside this one can hold it back for a moment, and a relay started
+    // then would read shorter batches than the tests count on.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while medianest_store::log::read_after(pool, medianest_store::Cursor::default(), 100, None)
+        .await
+        .expect("read the log")
+        .len()
+        < n as usize
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 struct Setup {
