@@ -613,8 +613,8 @@ pub async fn search(
     };
     let mut tx = pool.begin().await?;
     // Local to this transaction: the threshold of `<%`, which the trigram indexes serve; and
-    // no JIT: the planner's blind estimates of `ts_stat` and `unnest` make even a small
-    // search look costly enough to compile, a second's work to save milliseconds.
+    // no JIT: the planner's blind estimates of `unnest` and of the grading join make even a
+    // small search look costly enough to compile, a second's work to save milliseconds.
     sqlx::query(
         "SELECT set_config('pg_trgm.word_similarity_threshold', $1, true),
                 set_config('jit', 'off', true)",
