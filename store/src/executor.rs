@@ -200,13 +200,20 @@ where
     /// [`Self::attempt_on`] does).
     pub async fn decide_fresh(&self, command: A::Command) -> Option<(A, Vec<A::Event>)> {
         let mut aggregate = A::default();
-        let sink = EventSink::<A>::default();
-        aggregate
-            .handle(command, &self.services, &sink)
-            .await
-            .ok()?;
-        let events = sink.collect().await;
+        let events = self.decide(&mut aggregate, command).await.ok()?;
         (!events.is_empty()).then_some((aggregate, events))
+    }
+
+    /// The events `aggregate` decides for `command` (applied to it as they are written), or
+    /// its refusal.
+    async fn decide(
+        &self,
+        aggregate: &mut A,
+        command: A::Command,
+    ) -> Result<Vec<A::Event>, A::Error> {
+        let sink = EventSink::<A>::default();
+        aggregate.handle(command, &self.services, &sink).await?;
+        Ok(sink.collect().await)
     }
 
     /// One attempt at deciding `command` on aggregate `id` and appending its events with
@@ -254,18 +261,14 @@ where
                     });
                 }
             }
-            let sink = EventSink::<A>::default();
-            if let Err(refusal) = aggregate
-                .handle(command.clone(), &self.services, &sink)
-                .await
-            {
-                if fresh {
+            let events = match self.decide(&mut aggregate, command.clone()).await {
+                Ok(events) => events,
+                Err(_) if fresh => {
                     fresh = false;
                     continue;
                 }
-                return Err(ExecuteError::Rejected(refusal));
-            }
-            let events = sink.collect().await;
+                Err(refusal) => return Err(ExecuteError::Rejected(refusal)),
+            };
             if events.is_empty() {
                 if fresh {
                     fresh = false;
@@ -303,20 +306,14 @@ async fn append<A: Aggregate>(
     events: &[A::Event],
     metadata: &EventMetadata,
 ) -> Result<Option<i64>, ExecuteError<A::Error>> {
-    let appending = Appending::new::<A>(id, version, events, metadata)?;
     let sql = format!(
         "WITH {} SELECT max(global_position) FROM appended",
         Appending::cte(1, "true")
     );
-    let appended = appending
-        .bind(sqlx::query_scalar::<_, Option<i64>>(&sql))
-        .fetch_one(&mut *conn)
-        .await;
-    match appended {
-        Ok(position) => Ok(Some(position.unwrap_or(0))),
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(None),
-        Err(error) => Err(error.into()),
-    }
+    let query = sqlx::query_scalar(&sql);
+    Ok(Appending::new::<A>(id, version, events, metadata)?
+        .run(conn, query)
+        .await?)
 }
 
 /// A command's events encoded for the `events` table, to be inserted by a statement's
@@ -387,12 +384,26 @@ impl Appending {
         )
     }
 
-    /// Binds the 7 parameters of [`Appending::cte`], in order, after those `query` has.
-    pub(crate) fn bind<'q, O>(
+    /// Runs `query`, a statement with [`Appending::cte`] answering
+    /// `max(global_position) FROM appended`, after binding the CTE's 7 parameters behind
+    /// those `query` has. Answers the last event's global position, or `None` when nothing
+    /// was appended: the CTE's guard did not hold, or another writer took one of the
+    /// sequences first (the primary key refuses it: `23505`, and the statement writes
+    /// nothing).
+    ///
+    /// # Errors
+    /// Any other database error.
+    pub(crate) async fn run<'q>(
         self,
-        query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-        query
+        conn: &mut PgConnection,
+        query: sqlx::query::QueryScalar<
+            'q,
+            sqlx::Postgres,
+            Option<i64>,
+            sqlx::postgres::PgArguments,
+        >,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let appended = query
             .bind(self.aggregate_type)
             .bind(self.id)
             .bind(self.sequences)
@@ -400,6 +411,13 @@ impl Appending {
             .bind(self.versions)
             .bind(self.payloads)
             .bind(self.metadata)
+            .fetch_one(conn)
+            .await;
+        match appended {
+            Ok(position) => Ok(position),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 }
 

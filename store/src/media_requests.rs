@@ -177,12 +177,31 @@ impl MediaRequests {
         // One connection and one transaction for every statement of the command
         // (docs/decisions.md, "One transaction per command").
         let conn = &mut *self.pool.acquire().await?;
-        if expected_version.is_none_or(|v| v == 0) {
+        // The quota a submission counts against, read once for every attempt.
+        let limit = match &command {
+            MediaRequestCommand::Submit {
+                requested_by,
+                media,
+                ..
+            } => {
+                self.quota_limit(conn, requested_by, media.media_type)
+                    .await?
+            }
+            _ => None,
+        };
+        if limit.is_none() && expected_version.is_none_or(|v| v == 0) {
             if let Some(committed) = self.submit_at_once(conn, id, &command, metadata).await? {
                 return Ok(committed);
             }
         }
         for attempt in 1..=MAX_ATTEMPTS {
+            // A submission creates its request under a new id: its first attempt is decided
+            // without reading the log (an id in use fails the append, and the next attempt
+            // reads).
+            let fresh = attempt == 1
+                && (expected_version == Some(0)
+                    || matches!(command, MediaRequestCommand::Submit { .. }));
+            let round = Round { fresh, limit };
             let mut tx = conn.begin().await?;
             match self
                 .attempt(
@@ -191,7 +210,7 @@ impl MediaRequests {
                     command.clone(),
                     expected_version,
                     metadata,
-                    attempt,
+                    round,
                 )
                 .await
             {
@@ -215,11 +234,12 @@ impl MediaRequests {
     /// A submission in one statement, when nothing stands in its way: decided on the new
     /// request without reading the log, then [`SUBMIT_AT_ONCE`] takes the reservation when
     /// Plex has nothing of the media and the key is free, writes the ledger row and appends
-    /// the events, each only if the reservation was taken. `None` when the statement wrote
-    /// nothing (Plex has something of the media, the key is held, the id is in use) or the
-    /// requester has a quota to count, or `command` is not a submission: the caller then runs
-    /// the command in a transaction, which judges and answers those cases. A submit is then
-    /// one round trip and one commit (docs/decisions.md, "One transaction per command").
+    /// the events, each only if the reservation was taken. For requesters no quota applies
+    /// to (the caller checks). `None` when the statement wrote nothing (Plex has something
+    /// of the media, the key is held, the id is in use) or `command` is not a submission:
+    /// the caller then runs the command in a transaction, which judges and answers those
+    /// cases. A submit is then one round trip and one commit (docs/decisions.md, "One
+    /// transaction per command").
     async fn submit_at_once(
         &self,
         conn: &mut PgConnection,
@@ -236,13 +256,6 @@ impl MediaRequests {
         else {
             return Ok(None);
         };
-        if self
-            .quota_limit(conn, requested_by, media.media_type)
-            .await?
-            .is_some()
-        {
-            return Ok(None);
-        }
         let Some((aggregate, events)) = self.executor.decide_fresh(command.clone()).await else {
             return Ok(None);
         };
@@ -254,11 +267,7 @@ impl MediaRequests {
             .bind(key.is_4k)
             .bind(id.as_uuid())
             .bind(requested_by.id.to_string());
-        let position = match appending.bind(query).fetch_one(&mut *conn).await {
-            Ok(position) => position,
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => None,
-            Err(error) => return Err(error.into()),
-        };
+        let position = appending.run(conn, query).await?;
         Ok(position.map(|position| Committed {
             version: i64::try_from(events.len()).unwrap_or(i64::MAX),
             position,
@@ -279,13 +288,8 @@ impl MediaRequests {
         command: MediaRequestCommand,
         expected_version: Option<i64>,
         metadata: &EventMetadata,
-        attempt: usize,
+        Round { fresh, limit }: Round,
     ) -> Result<Option<Committed<MediaRequest>>, MediaRequestCommandError> {
-        // A submission creates its request under a new id: its first attempt is decided
-        // without reading the log (an id in use fails the append, and the next attempt reads).
-        let fresh = attempt == 1
-            && (expected_version == Some(0)
-                || matches!(command, MediaRequestCommand::Submit { .. }));
         match &command {
             MediaRequestCommand::Submit {
                 requested_by,
@@ -294,9 +298,6 @@ impl MediaRequests {
                 is_4k,
                 ..
             } => {
-                let limit = self
-                    .quota_limit(conn, requested_by, media.media_type)
-                    .await?;
                 let key = MediaKey::new(media, *is_4k);
                 // Without a quota to check, the ledger row is written by the same statement.
                 let user = requested_by.id.to_string();
@@ -455,6 +456,15 @@ const RESERVE_CTES: &str = "
         SELECT request_id, reserved_at FROM media_request_reservations
          WHERE media_type = $1 AND tmdb_id = $2 AND is_4k = $3
            AND NOT EXISTS (SELECT 1 FROM inserted))";
+
+/// What [`MediaRequests::execute`] hands each attempt besides the command.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    /// Decide on the new request without reading the log (a creation's first attempt).
+    fresh: bool,
+    /// The quota a submission counts against (`None`: none applies, or not a submission).
+    limit: Option<Quota>,
+}
 
 /// The statement of [`MediaRequests::submit_at_once`]: `$1` media type, `$2` TMDB id, `$3`
 /// 4K-ness, `$4` request id, `$5` requester (the ledger's user id), then the events

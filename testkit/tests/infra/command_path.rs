@@ -8,11 +8,12 @@
 use std::time::Duration;
 
 use medianest_domain::media_request::{
-    Media, MediaRequestCommand, MediaRequestError, MediaRequestServices, MediaType, TmdbId,
+    Media, MediaRequest, MediaRequestCommand, MediaRequestError, MediaRequestServices, MediaType,
+    TmdbId,
 };
 use medianest_domain::{Actor, RequestId};
 use medianest_store::media_requests::{MediaRequestCommandError, MediaRequests};
-use medianest_store::{EventMetadata, ExecuteError};
+use medianest_store::{Committed, EventMetadata, ExecuteError};
 use medianest_testkit::app::fresh_database;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
@@ -47,6 +48,17 @@ async fn rows_of(pool: &PgPool, id: Uuid) -> (i64, i64, i64) {
     .expect("count")
 }
 
+/// Runs `command` on request `id`, without an expected version or metadata.
+async fn run(
+    requests: &MediaRequests,
+    id: Uuid,
+    command: MediaRequestCommand,
+) -> Result<Committed<MediaRequest>, MediaRequestCommandError> {
+    requests
+        .execute(id.into(), command, None, &EventMetadata::default())
+        .await
+}
+
 #[tokio::test]
 async fn a_refused_submission_leaves_no_reservation_and_no_ledger_row() {
     let (_, pool) = fresh_database().await;
@@ -54,14 +66,7 @@ async fn a_refused_submission_leaves_no_reservation_and_no_ledger_row() {
     let member = Actor::user(Uuid::now_v7());
     let id = Uuid::now_v7();
     // The aggregate refuses it after the reservation and the ledger row were written.
-    let refused = requests
-        .execute(
-            id.into(),
-            submit(&member, 603, "   "),
-            None,
-            &EventMetadata::default(),
-        )
-        .await;
+    let refused = run(&requests, id, submit(&member, 603, "   ")).await;
     assert!(
         matches!(
             refused,
@@ -74,28 +79,10 @@ async fn a_refused_submission_leaves_no_reservation_and_no_ledger_row() {
     assert_eq!(rows_of(&pool, id).await, (0, 0, 0), "rolled back together");
 
     let accepted = Uuid::now_v7();
-    requests
-        .execute(
-            accepted.into(),
-            submit(&member, 603, "The Matrix"),
-            None,
-            &EventMetadata::default(),
-        )
+    run(&requests, accepted, submit(&member, 603, "The Matrix"))
         .await
         .expect("the media is free: nothing was left reserved");
     assert_eq!(rows_of(&pool, accepted).await, (1, 1, 1));
-}
-
-/// Runs `command` on request `id`, without metadata.
-async fn run(
-    requests: &MediaRequests,
-    id: Uuid,
-    command: MediaRequestCommand,
-) -> Result<(), MediaRequestCommandError> {
-    requests
-        .execute(id.into(), command, None, &EventMetadata::default())
-        .await
-        .map(|_| ())
 }
 
 #[tokio::test]
@@ -160,26 +147,13 @@ async fn a_submission_under_an_id_in_use_is_refused_and_changes_nothing() {
     let requests = MediaRequests::new(pool.clone(), MediaRequestServices::default());
     let member = Actor::user(Uuid::now_v7());
     let id = Uuid::now_v7();
-    let first = requests
-        .execute(
-            id.into(),
-            submit(&member, 603, "The Matrix"),
-            None,
-            &EventMetadata::default(),
-        )
+    let first = run(&requests, id, submit(&member, 603, "The Matrix"))
         .await
         .expect("submitted");
     assert_eq!(first.version, 1);
     // Another media under the same id: the first attempt, decided without reading the log,
     // loses at the append; the second reads the request and the aggregate refuses.
-    let again = requests
-        .execute(
-            id.into(),
-            submit(&member, 604, "The Matrix Reloaded"),
-            None,
-            &EventMetadata::default(),
-        )
-        .await;
+    let again = run(&requests, id, submit(&member, 604, "The Matrix Reloaded")).await;
     assert!(
         matches!(
             again,
