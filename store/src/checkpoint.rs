@@ -35,15 +35,22 @@ pub async fn load_for_update(
     tx: &mut sqlx::PgConnection,
     name: &str,
 ) -> Result<Cursor, StoreError> {
-    sqlx::query("INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+    // One statement once the row exists (every batch but a reader's first).
+    const LOCK: &str = "SELECT tx_id, position FROM checkpoints WHERE name = $1 FOR UPDATE";
+    let locked: Option<(i64, i64)> = sqlx::query_as(LOCK)
         .bind(name)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-    let (tx_id, position): (i64, i64) =
-        sqlx::query_as("SELECT tx_id, position FROM checkpoints WHERE name = $1 FOR UPDATE")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
+    let (tx_id, position) = match locked {
+        Some(row) => row,
+        None => {
+            sqlx::query("INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query_as(LOCK).bind(name).fetch_one(&mut *tx).await?
+        }
+    };
     Ok(Cursor { tx_id, position })
 }
 
@@ -158,10 +165,11 @@ const TABLE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// finds a reader behind and no committed event at `position`, the answer is
 /// [`WaitOutcome::NoSuchEvent`] at once rather than after `timeout`.
 ///
-/// The first look asks the table; then the wait follows the checkpoints this process's
-/// readers commit ([`committed`]), asking the table again every 50 ms for the readers it
-/// has not seen pass. Under load a read-your-writes wait costs two or three queries, not
-/// one per reader every few milliseconds.
+/// The first look asks the table, in one query, for the event's cursor and the readers
+/// already past it; then the wait follows the checkpoints this process's readers commit
+/// ([`committed`]), asking the table again every 50 ms for the readers it has not seen
+/// pass. Under load a read-your-writes wait costs one query, not one per reader every few
+/// milliseconds.
 ///
 /// # Errors
 /// The database error.
@@ -177,21 +185,35 @@ pub async fn wait_until_reached(
     let deadline = tokio::time::Instant::now() + timeout;
     // Subscribed before the first look, so no commit after it goes unseen.
     let mut raised = COMMITTED.raised.subscribe();
-    let mut pending = Vec::with_capacity(names.len());
-    for name in names {
-        if !has_reached(pool, name, position).await? {
-            pending.push(*name);
-        }
-    }
-    if pending.is_empty() {
-        return Ok(WaitOutcome::Reached);
-    }
-    // Asked only when a reader is behind: the common read-your-write wait costs no extra
-    // query.
-    let Some(target) = crate::log::cursor_of(pool, position).await? else {
+    // One query: the event's cursor and the readers already past it.
+    let looked: Option<(i64, i64, Vec<String>)> = sqlx::query_as(
+        "SELECT e.tx_id::text::bigint, e.global_position,
+                array(SELECT c.name FROM checkpoints c
+                       WHERE c.name = ANY($1)
+                         AND (c.tx_id, c.position) >= (e.tx_id::text::bigint, e.global_position))
+           FROM events e
+          WHERE e.global_position = $2",
+    )
+    .bind(names)
+    .bind(position)
+    .fetch_optional(pool)
+    .await?;
+    let Some((tx_id, position_found, reached)) = looked else {
         let head = crate::log::head_position(pool).await?;
         return Ok(WaitOutcome::NoSuchEvent { head });
     };
+    let target = Cursor {
+        tx_id,
+        position: position_found,
+    };
+    let mut pending: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| !reached.iter().any(|r| r == name))
+        .collect();
+    if pending.is_empty() {
+        return Ok(WaitOutcome::Reached);
+    }
     let database = crate::log::database_key(pool);
     let mut next_poll = tokio::time::Instant::now() + TABLE_POLL;
     loop {

@@ -23,6 +23,8 @@ use tokio::task::AbortHandle;
 
 use crate::StoreError;
 
+mod window;
+
 /// The NOTIFY channel of the `events` trigger.
 pub const NOTIFY_CHANNEL: &str = "medianest_events";
 
@@ -293,6 +295,10 @@ pub async fn head_position<'e>(db: impl PgExecutor<'e>) -> Result<i64, StoreErro
 /// [`PACE`]): under a steady stream of commits each read takes what arrived meanwhile,
 /// instead of one event per commit. Behind the head (its last batch was full) it reads on
 /// at once, and after a quiet spell its first read is not delayed.
+///
+/// The tails of one database in a process (but those of one aggregate type) share the
+/// recent end of the log: what one of them read, the others take from memory
+/// (`log/window.rs`).
 pub struct LogTail {
     pool: PgPool,
     wakeups: Option<Wakeups>,
@@ -303,6 +309,8 @@ pub struct LogTail {
     pace: Duration,
     /// When the last read began, and whether it reached the head (a batch not full).
     last_read: Option<(Instant, bool)>,
+    /// The recent end of the log this process's tails share (taken at the first read).
+    window: Option<Arc<window::Window>>,
 }
 
 /// The least time between two reads of a tail at the head of the log.
@@ -326,6 +334,7 @@ impl LogTail {
             aggregate_type: None,
             pace: PACE,
             last_read: None,
+            window: None,
         }
     }
 
@@ -369,17 +378,31 @@ impl LogTail {
             wakeups.seen.borrow_and_update();
         }
         let started = Instant::now();
-        let batch = read_after(
-            &self.pool,
-            self.cursor,
-            self.batch_size,
-            self.aggregate_type.as_deref(),
-        )
-        .await?;
+        let (batch, at_head) = match self.aggregate_type.as_deref() {
+            // Every type: the events this process's tails share (`window`).
+            None => {
+                let window = self
+                    .window
+                    .get_or_insert_with(|| window::Window::of(&self.pool));
+                let limit = usize::try_from(self.batch_size).unwrap_or(usize::MAX);
+                let read = window.read(&self.pool, self.cursor, limit).await?;
+                (read.events, read.at_head)
+            }
+            Some(aggregate_type) => {
+                let batch = read_after(
+                    &self.pool,
+                    self.cursor,
+                    self.batch_size,
+                    Some(aggregate_type),
+                )
+                .await?;
+                let at_head = i64::try_from(batch.len()).unwrap_or(i64::MAX) < self.batch_size;
+                (batch, at_head)
+            }
+        };
         if let Some(last) = batch.last() {
             self.cursor = last.cursor();
         }
-        let at_head = i64::try_from(batch.len()).unwrap_or(i64::MAX) < self.batch_size;
         self.last_read = Some((started, at_head));
         Ok(batch)
     }

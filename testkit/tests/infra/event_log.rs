@@ -196,7 +196,8 @@ async fn a_reader_on_a_new_pool_is_woken_after_the_first_pool_of_its_database_cl
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let second = medianest_store::connect(&url, 4).await.expect("connect");
     let mut reader = LogTail::new(second.clone(), Cursor::default()).poll_interval(long);
-    reader.poll().await.expect("read what is there");
+    // Read what is there (what the kept reader read comes from memory, the rest after).
+    while !reader.poll().await.expect("read what is there").is_empty() {}
     let woken = tokio::spawn(async move { reader.next_batch().await.expect("a batch") });
     let mut conn = second.acquire().await.expect("conn");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -335,4 +336,43 @@ async fn a_wait_follows_the_checkpoints_this_process_commits_of_its_own_database
         waiting.await.expect("task").expect("wait"),
         WaitOutcome::Reached
     );
+}
+
+#[tokio::test]
+async fn the_tails_of_a_database_share_what_one_of_them_read() {
+    let (url, pool) = fresh_database().await;
+    let before = committed_event(&pool, "before").await;
+    // The window begins where the first tail reads from.
+    let mut first = LogTail::new(pool.clone(), before);
+    for id in ["a", "b", "c"] {
+        committed_event(&pool, id).await;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut read = Vec::new();
+    while read.len() < 3 && tokio::time::Instant::now() < deadline {
+        read.extend(first.poll().await.expect("read"));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(ids(&read), ["a", "b", "c"]);
+    // A tail of the same database whose pool is closed: what the first one read needs no
+    // connection.
+    let closed = PgPool::connect_lazy(&url).expect("a pool");
+    closed.close().await;
+    let mut second = LogTail::new(closed.clone(), before);
+    assert_eq!(
+        ids(&second.poll().await.expect("from memory")),
+        ["a", "b", "c"]
+    );
+    // At the window's end it asks the log, as does a tail behind the window's start.
+    assert!(second.poll().await.is_err(), "read past the window");
+    let mut behind = LogTail::new(closed, Cursor::default());
+    assert!(behind.poll().await.is_err(), "read behind the window");
+    // The first tail still reads on.
+    committed_event(&pool, "d").await;
+    let mut more = Vec::new();
+    while more.is_empty() && tokio::time::Instant::now() < deadline {
+        more.extend(first.poll().await.expect("read"));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(ids(&more), ["d"]);
 }
