@@ -17,8 +17,9 @@ COPY --from=build /src/target/release/medianest /usr/local/bin/medianest
 # glibc's allocator with a fixed mmap threshold: blocks of 1 MiB and more (argon2id's 19 MiB
 # working block at each password check) go back to the system when freed. With the default,
 # the threshold rises to the largest block freed and that block stays in the heap: 47 MiB
-# resident when idle instead of 29 (docs/operations.md, "Memory").
-ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576
+# resident when idle instead of 29. And one arena for every thread: 31 MiB resident after a
+# command load instead of 35, at the same rate (docs/operations.md, "Memory").
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576:glibc.malloc.arena_max=1
 USER nobody
 ENTRYPOINT ["medianest"]
 CMD ["serve"]

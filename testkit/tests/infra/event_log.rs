@@ -375,4 +375,27 @@ async fn the_tails_of_a_database_share_what_one_of_them_read() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(ids(&more), ["d"]);
+    // A tail past the window's end (as after a replay moved its checkpoint) reads the log and
+    // the window begins again at its cursor; the first tail, now behind it, reads the log.
+    let e = committed_event(&pool, "e").await;
+    committed_event(&pool, "f").await;
+    let mut past = LogTail::new(pool.clone(), e);
+    let mut last = Vec::new();
+    while last.is_empty() && tokio::time::Instant::now() < deadline {
+        last.extend(past.poll().await.expect("read"));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(ids(&last), ["f"]);
+    let closed = PgPool::connect_lazy(&url).expect("a pool");
+    closed.close().await;
+    assert_eq!(
+        ids(&LogTail::new(closed, e).poll().await.expect("from memory")),
+        ["f"]
+    );
+    let mut behind_now = Vec::new();
+    while behind_now.len() < 2 && tokio::time::Instant::now() < deadline {
+        behind_now.extend(first.poll().await.expect("read"));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(ids(&behind_now), ["e", "f"]);
 }
