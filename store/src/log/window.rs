@@ -43,7 +43,7 @@ pub(super) struct Window {
 struct Run {
     /// Empty at first: the window begins at the first cursor a tail reads from.
     start: Option<Cursor>,
-    events: VecDeque<Arc<StoredEvent>>,
+    events: VecDeque<StoredEvent>,
     /// Whether the last read of the log after the end reached the head (was not full).
     at_head: bool,
 }
@@ -56,12 +56,7 @@ impl Run {
     /// Up to `limit` events after `after`, which lies within the run.
     fn after(&self, after: Cursor, limit: usize) -> Read {
         let first = self.events.partition_point(|e| e.cursor() <= after);
-        let events: Vec<StoredEvent> = self
-            .events
-            .range(first..)
-            .take(limit)
-            .map(|e| StoredEvent::clone(e))
-            .collect();
+        let events: Vec<StoredEvent> = self.events.range(first..).take(limit).cloned().collect();
         let at_head = first + events.len() == self.events.len() && self.at_head;
         Read { events, at_head }
     }
@@ -78,7 +73,7 @@ impl Run {
             }
             return;
         }
-        self.events.extend(read.iter().map(|e| Arc::new(e.clone())));
+        self.events.extend(read.iter().cloned());
         while self.events.len() > KEPT {
             if let Some(dropped) = self.events.pop_front() {
                 self.start = Some(dropped.cursor());
