@@ -168,9 +168,13 @@ fn public_event<E: DeserializeOwned>(
     event_type: &str,
     data: &Value,
 ) -> Result<E, serde_json::Error> {
-    let mut tagged = serde_json::Map::new();
-    tagged.insert(event_type.to_string(), data.clone());
-    serde_json::from_value(Value::Object(tagged)).or_else(|error| match data {
+    // `{"<event_type>": data}` read in place, without building (and copying `data` into)
+    // that object: this runs for every event a projection or a replay applies.
+    let tagged = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(std::iter::once((
+        event_type, data,
+    )));
+    E::deserialize(serde::de::value::MapAccessDeserializer::new(tagged)).or_else(|error| match data
+    {
         // Unit variants (`processing`) are stored as a bare string.
         Value::Object(map) if map.is_empty() => {
             serde_json::from_value(Value::String(event_type.to_string()))

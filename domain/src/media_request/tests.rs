@@ -1193,6 +1193,25 @@ fn the_public_data_of_a_media_request_event_is_its_inner_object() {
 }
 
 #[test]
+fn a_media_request_event_decodes_back_from_its_public_form() {
+    for event in [auto_approved_for(member()), MediaRequestEvent::Processing] {
+        let payload = serde_json::to_value(&event).unwrap();
+        let data = public_data("media_request", &payload).unwrap();
+        let event_type = payload
+            .as_object()
+            .and_then(|tagged| tagged.keys().next().cloned())
+            .or_else(|| payload.as_str().map(str::to_string))
+            .unwrap();
+        assert_eq!(
+            crate::public::media_request_event(&event_type, &data).unwrap(),
+            event
+        );
+    }
+    assert!(crate::public::media_request_event("launched", &json!({})).is_err());
+    assert!(crate::public::media_request_event("approved", &json!({"by": 7})).is_err());
+}
+
+#[test]
 fn the_public_data_of_processing_is_an_empty_object() {
     assert_eq!(
         public_data("media_request", &json!("processing")).unwrap(),
