@@ -79,28 +79,6 @@ pub async fn save<'e>(
     Ok(done.rows_affected() > 0)
 }
 
-/// Whether the reader `name` has passed the event at `position` (false for an unknown
-/// position, which may still be in flight).
-///
-/// # Errors
-/// The database error.
-pub async fn has_reached<'e>(
-    db: impl PgExecutor<'e>,
-    name: &str,
-    position: i64,
-) -> Result<bool, StoreError> {
-    let reached: Option<bool> = sqlx::query_scalar(
-        "SELECT (c.tx_id, c.position) >= (e.tx_id::text::bigint, e.global_position)
-           FROM events e JOIN checkpoints c ON c.name = $1
-          WHERE e.global_position = $2",
-    )
-    .bind(name)
-    .bind(position)
-    .fetch_optional(db)
-    .await?;
-    Ok(reached.unwrap_or(false))
-}
-
 /// How a wait for a position ended ([`wait_until_reached`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitOutcome {
@@ -155,6 +133,28 @@ pub fn committed(pool: &sqlx::PgPool, name: &str, cursor: Cursor) {
     }
 }
 
+/// The cursor of the event at `position` and which of `names` have passed it, in one query;
+/// `None` when no committed event has the position.
+async fn look(
+    pool: &sqlx::PgPool,
+    names: &[&str],
+    position: i64,
+) -> Result<Option<(Cursor, Vec<String>)>, StoreError> {
+    let looked: Option<(i64, i64, Vec<String>)> = sqlx::query_as(
+        "SELECT e.tx_id::text::bigint, e.global_position,
+                array(SELECT c.name FROM checkpoints c
+                       WHERE c.name = ANY($1)
+                         AND (c.tx_id, c.position) >= (e.tx_id::text::bigint, e.global_position))
+           FROM events e
+          WHERE e.global_position = $2",
+    )
+    .bind(names)
+    .bind(position)
+    .fetch_optional(pool)
+    .await?;
+    Ok(looked.map(|(tx_id, position, reached)| (Cursor { tx_id, position }, reached)))
+}
+
 /// How often a wait asks the table when no checkpoint of this process moves (a reader in
 /// another process, such as a replay run by the CLI, or a second instance).
 const TABLE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -185,32 +185,12 @@ pub async fn wait_until_reached(
     let deadline = tokio::time::Instant::now() + timeout;
     // Subscribed before the first look, so no commit after it goes unseen.
     let mut raised = COMMITTED.raised.subscribe();
-    // One query: the event's cursor and the readers already past it.
-    let looked: Option<(i64, i64, Vec<String>)> = sqlx::query_as(
-        "SELECT e.tx_id::text::bigint, e.global_position,
-                array(SELECT c.name FROM checkpoints c
-                       WHERE c.name = ANY($1)
-                         AND (c.tx_id, c.position) >= (e.tx_id::text::bigint, e.global_position))
-           FROM events e
-          WHERE e.global_position = $2",
-    )
-    .bind(names)
-    .bind(position)
-    .fetch_optional(pool)
-    .await?;
-    let Some((tx_id, position_found, reached)) = looked else {
+    let Some((target, reached)) = look(pool, names, position).await? else {
         let head = crate::log::head_position(pool).await?;
         return Ok(WaitOutcome::NoSuchEvent { head });
     };
-    let target = Cursor {
-        tx_id,
-        position: position_found,
-    };
-    let mut pending: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|name| !reached.iter().any(|r| r == name))
-        .collect();
+    let mut pending: Vec<&str> = names.to_vec();
+    pending.retain(|name| !reached.iter().any(|r| r == name));
     if pending.is_empty() {
         return Ok(WaitOutcome::Reached);
     }
@@ -234,13 +214,11 @@ pub async fn wait_until_reached(
             return Ok(WaitOutcome::TimedOut);
         }
         if now >= next_poll {
-            let mut still = Vec::with_capacity(pending.len());
-            for name in pending {
-                if !has_reached(pool, name, position).await? {
-                    still.push(name);
-                }
-            }
-            pending = still;
+            let reached = look(pool, &pending, position)
+                .await?
+                .map(|(_, reached)| reached)
+                .unwrap_or_default();
+            pending.retain(|name| !reached.iter().any(|r| r == name));
             if pending.is_empty() {
                 return Ok(WaitOutcome::Reached);
             }

@@ -480,31 +480,49 @@ pub(crate) fn database_key(pool: &PgPool) -> String {
 
 /// The listening task of each database (by host, port, database and user), while a reader
 /// of it exists.
-static LISTENERS: LazyLock<Mutex<HashMap<String, Weak<Listener>>>> =
-    LazyLock::new(Default::default);
+static LISTENERS: PerDatabase<Listener> = LazyLock::new(Default::default);
+
+/// What this process keeps one of per database (by [`database_key`]) while something holds
+/// it: the LISTEN task, the window of the log's recent end.
+type PerDatabase<T> = LazyLock<Mutex<HashMap<String, Weak<T>>>>;
+
+/// `registry`'s entry for `pool`'s database when one is held and `live`, else a new one
+/// from `make`, kept in its place (entries no one holds any more are dropped).
+fn per_database<T>(
+    registry: &PerDatabase<T>,
+    pool: &PgPool,
+    live: impl Fn(&T) -> bool,
+    make: impl FnOnce() -> Arc<T>,
+) -> Arc<T> {
+    let key = database_key(pool);
+    let mut entries = registry.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(held) = entries
+        .get(&key)
+        .and_then(Weak::upgrade)
+        .filter(|held| live(held))
+    {
+        return held;
+    }
+    let made = make();
+    entries.retain(|_, entry| entry.strong_count() > 0);
+    entries.insert(key, Arc::downgrade(&made));
+    made
+}
 
 impl Wakeups {
-    /// The wake-ups of `pool`'s database, starting its listening task if none runs.
+    /// The wake-ups of `pool`'s database, starting its listening task if none runs. A
+    /// finished one (its pool closed) is replaced; its readers move on at their next wait.
     fn of(pool: &PgPool) -> Self {
-        let key = database_key(pool);
-        let mut listeners = LISTENERS.lock().unwrap_or_else(|e| e.into_inner());
-        let live = listeners
-            .get(&key)
-            .and_then(Weak::upgrade)
-            .filter(|listener| !listener.task.is_finished());
-        let listener = match live {
-            Some(listener) => listener,
-            None => {
+        let listener = per_database(
+            &LISTENERS,
+            pool,
+            |listener| !listener.task.is_finished(),
+            || {
                 let (raise, counter) = watch::channel(0);
                 let task = tokio::spawn(listen(pool.clone(), raise)).abort_handle();
-                let listener = Arc::new(Listener { task, counter });
-                listeners.retain(|_, listener| listener.strong_count() > 0);
-                // A finished one (its pool closed) is replaced; its readers move on at their
-                // next wait.
-                listeners.insert(key, Arc::downgrade(&listener));
-                listener
-            }
-        };
+                Arc::new(Listener { task, counter })
+            },
+        );
         Self {
             seen: listener.counter.clone(),
             _listener: listener,

@@ -481,13 +481,11 @@ static SUBMIT_AT_ONCE: LazyLock<String> = LazyLock::new(|| {
                    WHERE NOT EXISTS (SELECT FROM presence)
                   ON CONFLICT DO NOTHING
                   RETURNING request_id),
-              ledger AS (
-                  INSERT INTO request_quota_ledger (request_id, user_id, media_type)
-                  SELECT request_id, $5::text, $1::text FROM inserted
-                  ON CONFLICT (request_id) DO NOTHING),
+              ledger AS ({}),
               {}
          SELECT max(global_position) FROM appended",
         plex_library::PRESENCE_SQL,
+        ledger_insert("SELECT request_id, $5::text, $1::text FROM inserted"),
         Appending::cte(6, "EXISTS (SELECT FROM inserted)")
     )
 });
@@ -526,16 +524,14 @@ async fn claim(
         "WITH keys AS (SELECT $1::text AS media_type, $2::bigint AS tmdb_id),
               presence AS ({}),
               {RESERVE_CTES},
-              ledger AS (
-                  INSERT INTO request_quota_ledger (request_id, user_id, media_type)
-                  SELECT $4::uuid, $5::text, $1::text WHERE $5::text IS NOT NULL
-                  ON CONFLICT (request_id) DO NOTHING)
+              ledger AS ({})
          SELECT h.request_id, h.reserved_at, p.media_type, p.tmdb_id, p.rating_key, p.title,
                 p.has_hd, p.has_4k, p.seasons
            FROM (SELECT) AS one
            LEFT JOIN holder AS h ON true
            LEFT JOIN presence AS p ON true",
-        plex_library::PRESENCE_SQL
+        plex_library::PRESENCE_SQL,
+        ledger_insert("SELECT $4::uuid, $5::text, $1::text WHERE $5::text IS NOT NULL")
     ))
     .bind(key.media_type.as_str())
     .bind(key.tmdb_id)
@@ -609,16 +605,22 @@ async fn count_against_quota(
             exceeded,
         }
     })?;
-    sqlx::query(
-        "INSERT INTO request_quota_ledger (request_id, user_id, media_type)
-         VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING",
-    )
-    .bind(id.as_uuid())
-    .bind(user)
-    .bind(media_type.as_str())
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(&ledger_insert("VALUES ($1, $2, $3)"))
+        .bind(id.as_uuid())
+        .bind(user)
+        .bind(media_type.as_str())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
+}
+
+/// The statement that records a submission in the quota ledger, its row from `source` (a
+/// `VALUES` or `SELECT` of request id, user id and media type); a row already there stays.
+fn ledger_insert(source: &str) -> String {
+    format!(
+        "INSERT INTO request_quota_ledger (request_id, user_id, media_type) {source}
+         ON CONFLICT (request_id) DO NOTHING"
+    )
 }
 
 /// Releases `key` if `id` holds it.

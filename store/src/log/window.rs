@@ -16,12 +16,12 @@
 //! past it after a replay moved its checkpoint) reads the log directly, and a tail past
 //! the window starts it again from its own cursor.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::collections::VecDeque;
+use std::sync::{Arc, LazyLock};
 
 use sqlx::PgPool;
 
-use super::{database_key, read_after, Cursor, StoredEvent};
+use super::{per_database, read_after, Cursor, PerDatabase, StoredEvent};
 use crate::StoreError;
 
 /// The most events a window keeps. A tail further behind reads the log itself.
@@ -83,26 +83,25 @@ impl Run {
 }
 
 /// The window of each database (host, port, database, user) while a tail of it exists.
-static WINDOWS: LazyLock<Mutex<HashMap<String, Weak<Window>>>> = LazyLock::new(Default::default);
+static WINDOWS: PerDatabase<Window> = LazyLock::new(Default::default);
 
 impl Window {
     /// The window of `pool`'s database, a new one if no tail holds it.
     pub(super) fn of(pool: &PgPool) -> Arc<Self> {
-        let key = database_key(pool);
-        let mut windows = WINDOWS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(window) = windows.get(&key).and_then(Weak::upgrade) {
-            return window;
-        }
-        let window = Arc::new(Self {
-            run: tokio::sync::Mutex::new(Run {
-                start: None,
-                events: VecDeque::new(),
-                at_head: false,
-            }),
-        });
-        windows.retain(|_, window| window.strong_count() > 0);
-        windows.insert(key, Arc::downgrade(&window));
-        window
+        per_database(
+            &WINDOWS,
+            pool,
+            |_| true,
+            || {
+                Arc::new(Self {
+                    run: tokio::sync::Mutex::new(Run {
+                        start: None,
+                        events: VecDeque::new(),
+                        at_head: false,
+                    }),
+                })
+            },
+        )
     }
 
     /// Up to `limit` committed events after `after`, in log order, from memory when the

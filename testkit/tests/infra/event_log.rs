@@ -338,6 +338,17 @@ async fn a_wait_follows_the_checkpoints_this_process_commits_of_its_own_database
     );
 }
 
+/// Polls `tail` until `expected` events have been read (at most 10 s; see [`read_settled`]).
+async fn poll_settled(tail: &mut LogTail, expected: usize) -> Vec<medianest_store::StoredEvent> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut events = Vec::new();
+    while events.len() < expected && tokio::time::Instant::now() < deadline {
+        events.extend(tail.poll().await.expect("read"));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    events
+}
+
 #[tokio::test]
 async fn the_tails_of_a_database_share_what_one_of_them_read() {
     let (url, pool) = fresh_database().await;
@@ -347,13 +358,7 @@ async fn the_tails_of_a_database_share_what_one_of_them_read() {
     for id in ["a", "b", "c"] {
         committed_event(&pool, id).await;
     }
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut read = Vec::new();
-    while read.len() < 3 && tokio::time::Instant::now() < deadline {
-        read.extend(first.poll().await.expect("read"));
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(ids(&read), ["a", "b", "c"]);
+    assert_eq!(ids(&poll_settled(&mut first, 3).await), ["a", "b", "c"]);
     // A tail of the same database whose pool is closed: what the first one read needs no
     // connection.
     let closed = PgPool::connect_lazy(&url).expect("a pool");
@@ -365,37 +370,20 @@ async fn the_tails_of_a_database_share_what_one_of_them_read() {
     );
     // At the window's end it asks the log, as does a tail behind the window's start.
     assert!(second.poll().await.is_err(), "read past the window");
-    let mut behind = LogTail::new(closed, Cursor::default());
+    let mut behind = LogTail::new(closed.clone(), Cursor::default());
     assert!(behind.poll().await.is_err(), "read behind the window");
     // The first tail still reads on.
     committed_event(&pool, "d").await;
-    let mut more = Vec::new();
-    while more.is_empty() && tokio::time::Instant::now() < deadline {
-        more.extend(first.poll().await.expect("read"));
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(ids(&more), ["d"]);
+    assert_eq!(ids(&poll_settled(&mut first, 1).await), ["d"]);
     // A tail past the window's end (as after a replay moved its checkpoint) reads the log and
     // the window begins again at its cursor; the first tail, now behind it, reads the log.
     let e = committed_event(&pool, "e").await;
     committed_event(&pool, "f").await;
     let mut past = LogTail::new(pool.clone(), e);
-    let mut last = Vec::new();
-    while last.is_empty() && tokio::time::Instant::now() < deadline {
-        last.extend(past.poll().await.expect("read"));
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(ids(&last), ["f"]);
-    let closed = PgPool::connect_lazy(&url).expect("a pool");
-    closed.close().await;
+    assert_eq!(ids(&poll_settled(&mut past, 1).await), ["f"]);
     assert_eq!(
         ids(&LogTail::new(closed, e).poll().await.expect("from memory")),
         ["f"]
     );
-    let mut behind_now = Vec::new();
-    while behind_now.len() < 2 && tokio::time::Instant::now() < deadline {
-        behind_now.extend(first.poll().await.expect("read"));
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(ids(&behind_now), ["e", "f"]);
+    assert_eq!(ids(&poll_settled(&mut first, 2).await), ["e", "f"]);
 }
